@@ -1,0 +1,123 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/logging"
+	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
+)
+
+// RequestRedrive publishes a redrive command for the message at seq in
+// stream to service. The id makes a repeated request within the duplicate
+// window one command.
+func RequestRedrive(ctx context.Context, p *Publisher, service, stream string, seq uint64, by string) (*jetstream.PubAck, error) {
+	cmd := &opsv1.Redrive{
+		Service:     service,
+		Stream:      stream,
+		Sequence:    seq,
+		RequestedBy: by,
+		RequestedAt: timestamppb.Now(),
+	}
+	id := fmt.Sprintf("redrive:%s:%s:%d:%d", service, stream, seq, time.Now().UnixNano())
+	return p.Publish(ctx, RedriveSubject(service), id, cmd)
+}
+
+// ErrNoRoute is returned when a redrive names a message no handler of the
+// service consumes.
+var ErrNoRoute = errors.New("bus: no handler of this service consumes that message")
+
+// redriveHandler fetches the named message and runs the handler of the
+// consumer that owns it again. Nothing is republished, so no other consumer
+// sees the message twice.
+func (r *Runner) redriveHandler(ctx context.Context, cmdMsg *Message) error {
+	var cmd opsv1.Redrive
+	if err := proto.Unmarshal(cmdMsg.Data, &cmd); err != nil {
+		return Permanentf("decode redrive command: %w", err)
+	}
+	raw, err := r.js.Stream(ctx, cmd.GetStream())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
+		}
+		return fmt.Errorf("redrive: stream %s: %w", cmd.GetStream(), err)
+	}
+	sm, err := raw.GetMsg(ctx, cmd.GetSequence())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
+		}
+		return fmt.Errorf("redrive: get %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
+	}
+	rt, ok := r.routeFor(cmd.GetStream(), sm.Subject)
+	if !ok {
+		return Permanentf("redrive %s/%d (%s): %w", cmd.GetStream(), cmd.GetSequence(), sm.Subject, ErrNoRoute)
+	}
+	m := &Message{
+		Subject:     sm.Subject,
+		Header:      sm.Header,
+		Data:        sm.Data,
+		Stream:      cmd.GetStream(),
+		Sequence:    sm.Sequence,
+		Time:        sm.Time,
+		Attempt:     1,
+		LastAttempt: cmdMsg.LastAttempt,
+		Redrive:     true,
+		inProgress:  cmdMsg.InProgress,
+	}
+	logging.FromContext(ctx).Info("redriving message", "target_stream", m.Stream, "target_seq", m.Sequence, "requested_by", cmd.GetRequestedBy())
+	herr := r.wrap(rt.spec, rt.handler)(ctx, m)
+	if herr == nil {
+		return nil
+	}
+	class := r.policy.Classify(herr)
+	if class == Transient && !cmdMsg.LastAttempt {
+		// The command is retried on the schedule, as any message is.
+		return herr
+	}
+	// Record the failure against the redriven message, not the command.
+	if err := r.recordFailure(ctx, r.failure(rt.spec, m, class, herr), fmt.Sprintf("redrive-%d", cmdMsg.Sequence)); err != nil {
+		return fmt.Errorf("redrive failed (%v) and its failure record too: %w", herr, err)
+	}
+	return nil
+}
+
+func (r *Runner) routeFor(stream, subject string) (route, bool) {
+	for _, name := range r.order {
+		rt := r.handlers[name]
+		if rt.spec.Stream != stream {
+			continue
+		}
+		for _, f := range rt.spec.FilterSubjects {
+			if subjectMatches(f, subject) {
+				return rt, true
+			}
+		}
+	}
+	return route{}, false
+}
+
+// subjectMatches reports whether subject matches the NATS filter (with * and >).
+func subjectMatches(filter, subject string) bool {
+	ft := strings.Split(filter, ".")
+	st := strings.Split(subject, ".")
+	for i, t := range ft {
+		if t == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) {
+			return false
+		}
+		if t != "*" && t != st[i] {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

@@ -1,0 +1,259 @@
+// Package bus is Brokerflow's JetStream layer: the declarations of every
+// stream, consumer and KV bucket, the publisher that sets the contract's
+// headers, and the consume loop that runs handlers inside one retry and
+// failure policy.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	StreamWebhooks = "WEBHOOKS"
+	StreamLeads    = "LEADS"
+	StreamCRM      = "CRM"
+	StreamTMS      = "TMS"
+	StreamLedger   = "LEDGER"
+	StreamOps      = "OPS"
+)
+
+// Advisory subjects captured in OPS, the safety net for handlers that crash
+// before they write a failure record.
+const (
+	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+	AdvisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>"
+)
+
+// StreamSpec declares one stream.
+type StreamSpec struct {
+	Name        string
+	Subjects    []string
+	Description string
+}
+
+// Streams is every stream Brokerflow uses.
+var Streams = []StreamSpec{
+	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it"},
+	{Name: StreamLeads, Subjects: []string{"lead.>"}, Description: "normalized and rejected leads"},
+	{Name: StreamCRM, Subjects: []string{"crm.>"}, Description: "what happened in the CRM"},
+	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened and closed"},
+	{Name: StreamLedger, Subjects: []string{"ledger.>"}, Description: "commission booked"},
+	{Name: StreamOps, Subjects: []string{"ops.>", AdvisoryMaxDeliveries, AdvisoryTerminated}, Description: "failure records, redrive commands, alerts sent, dead-letter advisories"},
+}
+
+// ConsumerSpec declares one durable pull consumer of a service.
+type ConsumerSpec struct {
+	Service        string
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	// MaxAckPending bounds the messages in flight; the client never pulls more.
+	MaxAckPending int
+}
+
+// Service names, used in consumer names, ce-source and ops subjects.
+const (
+	ServiceGateway    = "ingest-gateway"
+	ServiceNormalizer = "normalizer"
+)
+
+// Consumers is every durable consumer of every service. A consumer filters by
+// kind, never by a list of sources: sources are configuration.
+var Consumers = []ConsumerSpec{
+	{Service: ServiceNormalizer, Stream: StreamWebhooks, Durable: "normalizer", FilterSubjects: []string{"webhook.received.lead.>"}, MaxAckPending: 256},
+}
+
+// RedriveConsumer is the durable consumer on which service receives
+// ops.redrive.<service> commands.
+func RedriveConsumer(service string) ConsumerSpec {
+	return ConsumerSpec{
+		Service:        service,
+		Stream:         StreamOps,
+		Durable:        service + "-redrive",
+		FilterSubjects: []string{RedriveSubject(service)},
+		MaxAckPending:  16,
+	}
+}
+
+// FailureSubject is where service publishes its failure records.
+func FailureSubject(service string) string { return "ops.failure." + service }
+
+// RedriveSubject is where redrive commands for service are published.
+func RedriveSubject(service string) string { return "ops.redrive." + service }
+
+// BucketSpec declares one KV bucket.
+type BucketSpec struct {
+	Name        string
+	Description string
+	History     uint8
+	// TTL of 0 keeps entries forever.
+	TTL time.Duration
+}
+
+// Buckets is every KV bucket.
+var Buckets = []BucketSpec{
+	{Name: "idempotency", Description: "what was done for each event, so a redelivery has no second effect", History: 1},
+	{Name: "identity", Description: "CRM contact ids by hashed email and E.164 phone", History: 1},
+	{Name: "oauth_tokens", Description: "rotating OAuth refresh tokens (QuickBooks, Dotloop)", History: 5},
+	{Name: "cursors", Description: "poll cursors for systems without webhooks", History: 1},
+}
+
+// Topology holds the deployment-dependent settings applied to the declarations.
+type Topology struct {
+	// Replicas is 1 on an embedded server and 3 on a cluster.
+	Replicas int
+	// MaxAge and MaxBytes bound each stream; 0 means unlimited.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// DuplicateWindow is the Nats-Msg-Id dedup window.
+	DuplicateWindow time.Duration
+	// AckWait is how long a delivery may go without ack or progress before
+	// it is redelivered. The consume loop sends progress while a handler runs.
+	AckWait time.Duration
+	// MaxDeliver is the number of deliveries per message, including the first.
+	MaxDeliver int
+}
+
+// ErrInvalidTopology is wrapped by every validation error of a Topology.
+var ErrInvalidTopology = errors.New("bus: invalid topology")
+
+// DefaultTopology is the embedded single-server default.
+func DefaultTopology() Topology {
+	return Topology{
+		Replicas:        1,
+		MaxAge:          0,
+		DuplicateWindow: time.Hour,
+		AckWait:         30 * time.Second,
+		MaxDeliver:      len(DefaultSchedule) + 1,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (t Topology) Validate() error {
+	switch {
+	case t.Replicas < 1 || t.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidTopology, t.Replicas)
+	case t.DuplicateWindow <= 0:
+		return fmt.Errorf("%w: duplicate window must be positive", ErrInvalidTopology)
+	case t.MaxAge != 0 && t.MaxAge < t.DuplicateWindow:
+		return fmt.Errorf("%w: max age %s shorter than the duplicate window %s", ErrInvalidTopology, t.MaxAge, t.DuplicateWindow)
+	case t.AckWait < 100*time.Millisecond:
+		return fmt.Errorf("%w: ack wait %s too short", ErrInvalidTopology, t.AckWait)
+	case t.MaxDeliver < 1:
+		return fmt.Errorf("%w: max deliver must be at least 1", ErrInvalidTopology)
+	}
+	return nil
+}
+
+// StreamConfig returns the JetStream configuration of spec under t.
+func (t Topology) StreamConfig(spec StreamSpec) jetstream.StreamConfig {
+	maxBytes := t.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	return jetstream.StreamConfig{
+		Name:        spec.Name,
+		Description: spec.Description,
+		Subjects:    spec.Subjects,
+		// Limits retention, never work-queue: analysts replay the streams.
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		MaxAge:      t.MaxAge,
+		MaxBytes:    maxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  t.DuplicateWindow,
+		AllowDirect: true,
+	}
+}
+
+// ConsumerConfig returns the JetStream configuration of spec under t.
+func (t Topology) ConsumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       spec.Durable,
+		Description:   "brokerflow " + spec.Service,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxDeliver:    t.MaxDeliver,
+		MaxAckPending: spec.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      t.Replicas,
+	}
+	if len(spec.FilterSubjects) == 1 {
+		cfg.FilterSubject = spec.FilterSubjects[0]
+	} else {
+		cfg.FilterSubjects = spec.FilterSubjects
+	}
+	return cfg
+}
+
+// Apply creates or updates every stream, consumer and bucket. It is
+// idempotent, and safe to run at every start and from several replicas.
+func Apply(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	for _, s := range Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, t.StreamConfig(s)); err != nil {
+			return fmt.Errorf("apply stream %s: %w", s.Name, err)
+		}
+	}
+	for _, c := range AllConsumers() {
+		if err := ApplyConsumer(ctx, js, t, c); err != nil {
+			return err
+		}
+	}
+	for _, b := range Buckets {
+		cfg := jetstream.KeyValueConfig{
+			Bucket:      b.Name,
+			Description: b.Description,
+			History:     b.History,
+			TTL:         b.TTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+		}
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("apply bucket %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// AllConsumers is Consumers plus one redrive consumer per service.
+func AllConsumers() []ConsumerSpec {
+	all := append([]ConsumerSpec(nil), Consumers...)
+	seen := map[string]bool{}
+	for _, c := range Consumers {
+		if !seen[c.Service] {
+			seen[c.Service] = true
+			all = append(all, RedriveConsumer(c.Service))
+		}
+	}
+	return all
+}
+
+// ConsumersOf returns the declared consumers of service, without its redrive consumer.
+func ConsumersOf(service string) []ConsumerSpec {
+	var out []ConsumerSpec
+	for _, c := range Consumers {
+		if c.Service == service {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ApplyConsumer creates or updates one consumer under t. Tests and tools
+// declaring a consumer outside Consumers use it.
+func ApplyConsumer(ctx context.Context, js jetstream.JetStream, t Topology, spec ConsumerSpec) error {
+	if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, t.ConsumerConfig(spec)); err != nil {
+		return fmt.Errorf("apply consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+// Package logging builds the slog JSON logger every service uses, with
+// personal data (emails, phones, names, addresses) redacted, and carries the
+// logger on a context.
+package logging
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+)
+
+// Redacted replaces a value that may hold personal data.
+const Redacted = "[redacted]"
+
+// Options configure New.
+type Options struct {
+	Level slog.Leveler
+	// LogPII turns redaction off. Only for a developer's own machine.
+	LogPII bool
+}
+
+// piiKeys are attribute keys whose values are personal data, whatever they hold.
+var piiKeys = map[string]bool{
+	"email": true, "emails": true, "phone": true, "phones": true, "mobile_phone": true,
+	"home_phone": true, "raw_phone": true, "first_name": true, "last_name": true,
+	"full_name": true, "name": true, "address": true, "unparsed_address": true,
+	"message": false, // the log line's own message is not an attribute
+}
+
+var (
+	emailRe = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
+	// Seven or more digits, allowing the usual separators: phone numbers.
+	phoneRe = regexp.MustCompile(`\+?\(?\d[\d\s().\-]{5,}\d`)
+)
+
+// New returns a JSON logger writing to w.
+func New(w io.Writer, opts Options) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: opts.Level}
+	if !opts.LogPII {
+		ho.ReplaceAttr = redact
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// RedactString removes emails and phone numbers from free text.
+func RedactString(s string) string {
+	s = emailRe.ReplaceAllString(s, Redacted)
+	return phoneRe.ReplaceAllString(s, Redacted)
+}
+
+func redact(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey || a.Key == slog.SourceKey) {
+		return a
+	}
+	if piiKeys[strings.ToLower(a.Key)] {
+		return slog.String(a.Key, Redacted)
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); s != "" {
+			return slog.String(a.Key, RedactString(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			return slog.String(a.Key, RedactString(err.Error()))
+		}
+	}
+	return a
+}
+
+type ctxKey struct{}
+
+// WithLogger returns ctx carrying l.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// FromContext returns the logger on ctx, or slog.Default().
+func FromContext(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(ctxKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}

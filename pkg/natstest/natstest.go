@@ -1,0 +1,129 @@
+// Package natstest starts a real, embedded JetStream server for a test.
+package natstest
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Server is a running embedded server.
+type Server struct {
+	*server.Server
+	StoreDir string
+}
+
+// Start runs a JetStream server on a random loopback port, storing in
+// t.TempDir(). It waits generously for readiness (CI machines have 2 cores)
+// and, at cleanup, shuts down and waits for the shutdown before the
+// directory is removed.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	dir := tb.TempDir() // registered first, so removed after the shutdown below
+	s := StartAt(tb, dir, -1)
+	return s
+}
+
+// StartAt runs a server with storage in dir on port (-1 for random). A test
+// restarting a server on the same directory and port uses it.
+func StartAt(tb testing.TB, dir string, port int) *Server {
+	tb.Helper()
+	opts := &server.Options{
+		ServerName: "natstest",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		tb.Fatalf("natstest: new server: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(Scale(20 * time.Second)) {
+		ns.Shutdown()
+		tb.Fatalf("natstest: server not ready")
+	}
+	tb.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return &Server{Server: ns, StoreDir: dir}
+}
+
+// Connect opens a connection to s, drained at cleanup, and its JetStream context.
+func Connect(tb testing.TB, s *Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		tb.Fatalf("natstest: connect: %v", err)
+	}
+	tb.Cleanup(func() { nc.Close() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Scale multiplies d by BROKERFLOW_TEST_TIMEOUT_SCALE (default 1), so slow
+// machines can stretch every deadline in the tests.
+func Scale(d time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(os.Getenv("BROKERFLOW_TEST_TIMEOUT_SCALE"), 64); err == nil && f > 0 {
+		return time.Duration(float64(d) * f)
+	}
+	return d
+}
+
+// Context returns a context that ends after the scaled d or at cleanup.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Scale(d))
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond until it returns true or the scaled deadline passes.
+// It is the only way tests wait: no bare sleeps.
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(Scale(d))
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("natstest: timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitSettled waits until each named consumer of stream has nothing pending
+// and nothing awaiting ack.
+func WaitSettled(tb testing.TB, js jetstream.JetStream, stream string, consumers ...string) {
+	tb.Helper()
+	for _, name := range consumers {
+		Eventually(tb, 30*time.Second, "consumer "+name+" to settle", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			c, err := js.Consumer(ctx, stream, name)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				return false
+			}
+			return info.NumPending == 0 && info.NumAckPending == 0
+		})
+	}
+}

@@ -275,7 +275,7 @@ func (w *worker) run(ctx context.Context) error {
 	case <-done:
 	case <-time.After(w.r.shutdownTimeout):
 		hardStop()
-		w.r.logger.Warn("shutdown timeout: handlers cancelled; their messages will be redelivered", "consumer", w.spec.Durable)
+		w.r.logger.Warn("shutdown timeout: handlers canceled; their messages will be redelivered", "consumer", w.spec.Durable)
 		<-done
 	}
 	return nil

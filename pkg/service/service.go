@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
@@ -55,4 +56,14 @@ func NATSReady(nc *nats.Conn) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors, for a binary's /metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	// A fresh registry cannot hold a colliding collector.
+	_ = reg.Register(collectors.NewGoCollector())
+	_ = reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

@@ -1,0 +1,112 @@
+package service
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/nats-io/nats.go"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+)
+
+// NATSConfig is how a service reaches NATS. It is embedded in each
+// service's Config under the prefix <SERVICE>_NATS_.
+type NATSConfig struct {
+	URL      string `env:"URL" envDefault:"nats://127.0.0.1:4222"`
+	User     string `env:"USER"`
+	Password string `env:"PASSWORD"`
+	// CredsFile is a NATS .creds file (JWT + nkey), for a secured cluster.
+	CredsFile string `env:"CREDS_FILE"`
+}
+
+// Connect opens a connection named name that reconnects forever.
+func (c NATSConfig) Connect(name string) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+	}
+	return nc, nil
+}
+
+// TopologyConfig holds the stream and consumer settings a deployment
+// chooses, under the prefix <SERVICE>_BUS_.
+type TopologyConfig struct {
+	// Replicas is 1 on an embedded server, 3 on a cluster.
+	Replicas int `env:"REPLICAS" envDefault:"1"`
+	// MaxAge and MaxBytes bound every stream; 0 keeps everything.
+	MaxAge          time.Duration `env:"MAX_AGE" envDefault:"0"`
+	MaxBytes        int64         `env:"MAX_BYTES" envDefault:"0"`
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"1h"`
+	AckWait         time.Duration `env:"ACK_WAIT" envDefault:"30s"`
+}
+
+// Topology returns the bus topology, with MaxDeliver set by the retry schedule.
+func (c TopologyConfig) Topology() bus.Topology {
+	return bus.Topology{
+		Replicas:        c.Replicas,
+		MaxAge:          c.MaxAge,
+		MaxBytes:        c.MaxBytes,
+		DuplicateWindow: c.DuplicateWindow,
+		AckWait:         c.AckWait,
+		MaxDeliver:      len(bus.DefaultSchedule) + 1,
+	}
+}
+
+// ParseEnv fills cfg from environ ("KEY=value" pairs, as os.Environ returns)
+// under prefix, applying the defaults in its struct tags.
+func ParseEnv(cfg any, prefix string, environ []string) error {
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: prefix, Environment: EnvMap(environ)}); err != nil {
+		return fmt.Errorf("config %s*: %w", prefix, err)
+	}
+	return nil
+}
+
+// EnvMap turns "KEY=value" pairs into a map.
+func EnvMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Secrets returns the comma-separated values of inline plus the non-empty
+// lines of file, so that a secret can come from the environment or from a
+// mounted Kubernetes Secret. Several values let a secret rotate.
+func Secrets(inline []string, file string) ([]string, error) {
+	var out []string
+	for _, s := range inline {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if file == "" {
+		return out, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read secrets file: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}

@@ -6,12 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 )
@@ -30,16 +28,7 @@ func run(ctx context.Context, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := logging.New(stderr, logging.Options{Level: slog.LevelInfo})
-	nc, err := cfg.NATS.Connect("ingest-gateway")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
-	reg := service.NewRegistry()
-	g, err := gateway.New(cfg, service.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
-	if err != nil {
-		return err
-	}
-	return g.Run(ctx)
+	return service.Serve(ctx, "ingest-gateway", cfg.NATS, stderr, func(d service.Deps) (service.Service, error) {
+		return gateway.New(cfg, d)
+	})
 }

@@ -1,0 +1,33 @@
+// Command normalizer maps verified lead webhooks to canonical leads.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Environ(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "normalizer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, environ []string, stderr io.Writer) error {
+	cfg, err := normalizer.ConfigFromEnv(environ)
+	if err != nil {
+		return err
+	}
+	return service.Serve(ctx, "normalizer", cfg.NATS, stderr, func(d service.Deps) (service.Service, error) {
+		return normalizer.New(cfg, d)
+	})
+}

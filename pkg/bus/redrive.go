@@ -84,9 +84,9 @@ func (r *Runner) redriveHandler(ctx context.Context, cmdMsg *Message) error {
 	}
 	// Record the failure against the redriven message, not the command.
 	if err := r.recordFailure(ctx, r.failure(rt.spec, m, class, herr), fmt.Sprintf("redrive-%d", cmdMsg.Sequence)); err != nil {
-		// herr is deliberately not wrapped: the command's retry class must come from the failed
-		// record, not from the handler's error.
-		return fmt.Errorf("redrive failed (%v) and its failure record too: %w", herr, err) //nolint:errorlint // see above
+		// herr is deliberately not wrapped (%v): the command is retried because the record
+		// failed, so its class must come from err, not from the handler's error.
+		return fmt.Errorf("redrive failed (%v) and its failure record too: %w", herr, err) //nolint:errorlint // herr must not be classified
 	}
 	return nil
 }

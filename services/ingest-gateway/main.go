@@ -16,8 +16,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Environ(), os.Stderr); err != nil {
+	err := run(ctx, os.Environ(), os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingest-gateway:", err)
 		os.Exit(1)
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -101,20 +102,30 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := bus.Apply(ctx, g.js, g.cfg.Bus.Topology()); err != nil {
 		return err
 	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", g.cfg.Addr, err)
+	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error {
-		return opshttp.ListenAndServe(ctx, g.cfg.Addr, g.Handler(), g.cfg.ShutdownTimeout)
-	})
+	eg.Go(func() error { return g.Serve(ctx, ln) })
 	if g.cfg.OpsAddr != "" {
 		eg.Go(func() error {
 			h := opshttp.Handler(g.deps.Gatherer, map[string]opshttp.Check{"jetstream": g.Ready})
 			return opshttp.ListenAndServe(ctx, g.cfg.OpsAddr, h, g.cfg.ShutdownTimeout)
 		})
 	}
-	for _, s := range g.registry.Sources() {
-		g.log.Info("accepting webhooks", "source", s.Name, "route", s.Route, "subject", s.Subject())
-	}
 	return eg.Wait()
+}
+
+// Serve serves the webhook routes on ln until ctx is done, then shuts down
+// gracefully. Run calls it; the all-in-one binary calls it with its own
+// listener. The streams must already be declared.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	for _, s := range g.registry.Sources() {
+		g.log.Info("accepting webhooks", "source", s.Name, "route", s.Route, "subject", s.Subject(), "addr", ln.Addr().String())
+	}
+	return opshttp.Serve(ctx, ln, g.Handler(), g.cfg.ShutdownTimeout)
 }
 
 // Ready reports whether the gateway can persist: NATS is connected and the

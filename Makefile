@@ -1,0 +1,173 @@
+# Brokerflow workspace Makefile. `make` (or `make help`) lists the targets.
+#
+# The repository root is a go.work workspace, not a module: `go test ./...` fails here, so
+# workspace-wide commands use the `work` pattern, and per-module commands loop over the
+# modules that go.work lists.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DEFAULT_GOAL := help
+
+# ---------------------------------------------------------------------------------------------
+# Pinned tools. Each is installed with `go install pkg@version` as $(BIN)/<name>-<version>, and
+# $(BIN)/<name> is a symlink to it, so changing a version here reinstalls on the next use.
+
+BIN := $(CURDIR)/.bin
+
+BUF_PKG                    := github.com/bufbuild/buf/cmd/buf
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_PKG          := google.golang.org/protobuf/cmd/protoc-gen-go
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_PKG     := google.golang.org/grpc/cmd/protoc-gen-go-grpc
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+GOLANGCI_LINT_PKG          := github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+GOLANGCI_LINT_VERSION      := v2.15.0
+NATS_PKG                   := github.com/nats-io/natscli/nats
+NATS_VERSION               := v0.5.0
+
+BUF                := $(BIN)/buf
+PROTOC_GEN_GO      := $(BIN)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(BIN)/protoc-gen-go-grpc
+GOLANGCI_LINT      := $(BIN)/golangci-lint
+NATS               := $(BIN)/nats
+TOOLS := $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(GOLANGCI_LINT) $(NATS)
+
+# ---------------------------------------------------------------------------------------------
+# Knobs.
+
+RUN_FLAGS   ?= --dev
+BENCH_FLAGS ?=
+FUZZTIME    ?= 30s
+TEST_FLAGS  ?= -race -count=1 -timeout 15m
+
+# Scales the deadlines of tests that wait for work to settle; passed through only when set.
+ifdef BROKERFLOW_TEST_TIMEOUT_SCALE
+export BROKERFLOW_TEST_TIMEOUT_SCALE
+endif
+
+# Directories of the workspace modules (proto, pkg, services/*), from go.work.
+# Recursively expanded, so `go list` only runs when a recipe needs it.
+MODULE_DIRS = $(shell go list -m -f '{{.Dir}}')
+
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: help
+help: ## Show this help
+	@echo 'Usage: make <target> [VAR=value ...]'
+	@echo
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@echo
+	@echo 'Variables: RUN_FLAGS=$(RUN_FLAGS) BENCH_FLAGS=$(BENCH_FLAGS) FUZZTIME=$(FUZZTIME)'
+	@echo '           BROKERFLOW_TEST_TIMEOUT_SCALE (env, optional) scales test deadlines'
+
+.PHONY: run
+run: ## Run the all-in-one brokerflow locally (RUN_FLAGS, default --dev)
+	go run ./services/brokerflow run $(RUN_FLAGS)
+
+.PHONY: test
+test: ## Run every test in the workspace, with -race; fuzz targets run over their seed corpora
+	go test $(TEST_FLAGS) work
+
+.PHONY: proto
+proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Lint the .proto files and regenerate Go code with buf
+	cd proto && PATH="$(BIN):$$PATH" buf lint
+	cd proto && PATH="$(BIN):$$PATH" buf generate
+
+.PHONY: checkgenerate
+checkgenerate: proto ## Fail if `make proto` changes anything under proto/
+	@changes="$$(git status --porcelain --untracked-files=all -- proto)"; \
+	if [[ -n "$$changes" ]]; then \
+		echo 'checkgenerate: `make proto` left changes under proto/; run it and commit the result:' >&2; \
+		echo "$$changes" >&2; \
+		git --no-pager diff -- proto >&2; \
+		exit 1; \
+	fi
+	@echo 'checkgenerate: proto/ is up to date'
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) $(BUF) ## gofmt, go vet, golangci-lint in every module, buf lint
+	@echo '>> gofmt -l'
+	@unformatted="$$(gofmt -l $(MODULE_DIRS))"; \
+	if [[ -n "$$unformatted" ]]; then \
+		echo 'gofmt: these files need `gofmt -w`:' >&2; echo "$$unformatted" >&2; exit 1; \
+	fi
+	@echo '>> go vet work'
+	@go vet work
+	@failed=(); \
+	for dir in $(MODULE_DIRS); do \
+		if [[ -z "$$(find "$$dir" -name '*.go' -not -path '*/testdata/*' -print -quit)" ]]; then \
+			echo ">> golangci-lint: skipping $${dir#$(CURDIR)/} (no Go files yet)"; continue; \
+		fi; \
+		echo ">> golangci-lint run ./... ($${dir#$(CURDIR)/})"; \
+		(cd "$$dir" && $(GOLANGCI_LINT) run --config '$(CURDIR)/.golangci.yml' ./...) \
+			|| failed+=("$${dir#$(CURDIR)/}"); \
+	done; \
+	if (( $${#failed[@]} )); then echo "golangci-lint failed in: $${failed[*]}" >&2; exit 1; fi
+	@echo '>> buf lint'
+	@cd proto && $(BUF) lint
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target in the workspace for FUZZTIME (default 30s)
+	@found=0; \
+	while IFS= read -r file; do \
+		dir="$$(dirname "$$file")"; \
+		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+			found=1; \
+			echo ">> $$name ($${dir#$(CURDIR)/})"; \
+			(cd "$$dir" && go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) .); \
+		done; \
+	done < <(grep -rlE --include='*_test.go' --exclude-dir=testdata '^func Fuzz' $(MODULE_DIRS) | sort); \
+	if (( ! found )); then echo 'fuzz: no fuzz targets found' >&2; fi
+
+.PHONY: bench
+bench: ## Run the brokerflow benchmark program (BENCH_FLAGS)
+	go run ./services/brokerflow/cmd/brokerflow-bench $(BENCH_FLAGS)
+
+.PHONY: tools
+tools: $(TOOLS) ## Install the pinned tools into .bin/
+
+.PHONY: tidy
+tidy: ## Run go mod tidy in every module
+	@for dir in $(MODULE_DIRS); do \
+		echo ">> go mod tidy ($${dir#$(CURDIR)/})"; \
+		(cd "$$dir" && go mod tidy); \
+	done
+
+.PHONY: clean
+clean: ## Remove the installed tools (.bin/) and test and bench output
+	rm -rf '$(BIN)'
+	rm -f bench.out
+	find . -path ./.git -prune -o -type f \( -name '*.test' -o -name '*.out' \) -print -exec rm -f {} +
+
+# ---------------------------------------------------------------------------------------------
+# Tool installation.
+
+.PHONY: FORCE
+FORCE:
+
+# $(call relink_if_stale,name,version): FORCE unless $(BIN)/name already points at name-version
+# (timestamps alone miss a switch back to an older, already installed version).
+relink_if_stale = $(if $(filter $(1)-$(2),$(shell readlink '$(BIN)/$(1)' 2>/dev/null)),,FORCE)
+
+# $(call go_tool,name,package,version): rules for $(BIN)/name-version and the $(BIN)/name link.
+define go_tool
+$(BIN)/$(1)-$(3):
+	@mkdir -p '$(BIN)'
+	@echo '>> go install $(2)@$(3)'
+	@tmp="$$$$(mktemp -d)"; trap 'rm -rf "$$$$tmp"' EXIT; \
+		GOBIN="$$$$tmp" GOWORK=off go install '$(2)@$(3)'; \
+		mv "$$$$tmp/$(1)" '$$@'
+
+$(BIN)/$(1): $(BIN)/$(1)-$(3) $$(call relink_if_stale,$(1),$(3))
+	@ln -sfn '$(1)-$(3)' '$$@'
+endef
+
+$(eval $(call go_tool,buf,$(BUF_PKG),$(BUF_VERSION)))
+$(eval $(call go_tool,protoc-gen-go,$(PROTOC_GEN_GO_PKG),$(PROTOC_GEN_GO_VERSION)))
+$(eval $(call go_tool,protoc-gen-go-grpc,$(PROTOC_GEN_GO_GRPC_PKG),$(PROTOC_GEN_GO_GRPC_VERSION)))
+$(eval $(call go_tool,golangci-lint,$(GOLANGCI_LINT_PKG),$(GOLANGCI_LINT_VERSION)))
+$(eval $(call go_tool,nats,$(NATS_PKG),$(NATS_VERSION)))

@@ -1,0 +1,271 @@
+// Package app is the all-in-one Brokerflow: an embedded JetStream server and
+// every service in one process, a small brokerage's production.
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/opshttp"
+	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
+	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+)
+
+// Prefix is the environment prefix of the all-in-one settings.
+const Prefix = "BROKERFLOW_"
+
+// DevIDXSecret signs the IDX website's webhooks in --dev mode only. It is
+// public: never use it for a real source.
+var DevIDXSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("brokerflow-dev-secret-not-for-production"))
+
+// Config is the all-in-one configuration, from BROKERFLOW_* variables. Each
+// service reads its own prefix too (GATEWAY_*, NORMALIZER_*).
+type Config struct {
+	// NATSURL, when set, connects to an existing NATS instead of embedding one.
+	NATSURL      string `env:"NATS_URL"`
+	NATSHost     string `env:"NATS_HOST" envDefault:"127.0.0.1"`
+	NATSPort     int    `env:"NATS_PORT" envDefault:"4222"`
+	NATSUser     string `env:"NATS_USER"`
+	NATSPassword string `env:"NATS_PASSWORD"`
+	DataDir      string `env:"DATA_DIR" envDefault:".brokerflow/data"`
+	// NATSSync is "always" (fsync before every ack) or an interval such as 10s.
+	NATSSync string `env:"NATS_SYNC" envDefault:"always"`
+	// OpsAddr serves /healthz, /readyz and /metrics for every service.
+	OpsAddr string `env:"OPS_ADDR" envDefault:"127.0.0.1:9090"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// LogPII turns off the redaction of emails, phones and names in logs.
+	LogPII bool `env:"LOG_PII" envDefault:"false"`
+
+	Bus service.TopologyConfig `envPrefix:"BUS_"`
+
+	// Dev fills in development secrets, printed at start.
+	Dev bool `env:"-"`
+
+	Gateway    gateway.Config    `env:"-"`
+	Normalizer normalizer.Config `env:"-"`
+	sync       SyncPolicy
+}
+
+// ConfigFromEnv reads BROKERFLOW_*, GATEWAY_* and NORMALIZER_* from environ.
+func ConfigFromEnv(environ []string, dev bool) (Config, error) {
+	var c Config
+	if err := service.ParseEnv(&c, Prefix, environ); err != nil {
+		return c, err
+	}
+	c.Dev = dev
+	if err := service.ParseEnv(&c.Gateway, gateway.Prefix, environ); err != nil {
+		return c, err
+	}
+	if err := service.ParseEnv(&c.Normalizer, normalizer.Prefix, environ); err != nil {
+		return c, err
+	}
+	if dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
+		c.Gateway.IDXSecrets = []string{DevIDXSecret}
+	}
+	// One process, one topology and one ops listener for every service.
+	c.Gateway.Bus, c.Normalizer.Bus = c.Bus, c.Bus
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr = "", ""
+	err := c.Validate()
+	return c, err
+}
+
+// Validate reports the first invalid setting, naming the variable.
+func (c *Config) Validate() error {
+	p, err := ParseSyncPolicy(c.NATSSync)
+	if err != nil {
+		return fmt.Errorf("BROKERFLOW_NATS_SYNC: %w", err)
+	}
+	c.sync = p
+	if err := c.Gateway.Validate(); err != nil {
+		if !c.Dev {
+			return fmt.Errorf("%w (or run with --dev for a development secret)", err)
+		}
+		return err
+	}
+	return c.Normalizer.Validate()
+}
+
+// Sync is the embedded server's sync policy.
+func (c Config) Sync() SyncPolicy { return c.sync }
+
+// App is a started all-in-one Brokerflow.
+type App struct {
+	// NATSURL is where the nats CLI and analysts connect.
+	NATSURL string
+	// WebhookURL is the base URL of the webhook routes.
+	WebhookURL string
+	// OpsURL serves /healthz, /readyz and /metrics.
+	OpsURL  string
+	Sources []gateway.Source
+
+	cfg    Config
+	ns     *server.Server
+	nc     *nats.Conn
+	eg     *errgroup.Group
+	cancel context.CancelFunc
+}
+
+// Start starts the embedded server (unless BROKERFLOW_NATS_URL is set),
+// declares the streams, opens the listeners and runs every service. It
+// returns once the system accepts webhooks.
+func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHooks) (_ *App, err error) {
+	logger := logging.New(stderr, logging.Options{Level: cfg.LogLevel, LogPII: cfg.LogPII})
+	a := &App{cfg: cfg}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	url := cfg.NATSURL
+	connOpts := []nats.Option{nats.Name("brokerflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if cfg.NATSUser != "" {
+		connOpts = append(connOpts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	if url == "" {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		a.ns, err = StartEmbedded(EmbeddedOptions{
+			Host: cfg.NATSHost, Port: cfg.NATSPort, StoreDir: dir,
+			User: cfg.NATSUser, Password: cfg.NATSPassword, Sync: cfg.Sync(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		url = a.ns.ClientURL()
+		connOpts = append(connOpts, nats.InProcessServer(a.ns))
+	}
+	a.NATSURL = url
+	a.nc, err = nats.Connect(url, connOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	if err := bus.Apply(ctx, js, cfg.Bus.Topology()); err != nil {
+		return nil, err
+	}
+
+	reg := service.NewRegistry()
+	deps := service.Deps{NATS: a.nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}
+	gw, err := gateway.New(cfg.Gateway, deps)
+	if err != nil {
+		return nil, err
+	}
+	norm, err := normalizer.New(cfg.Normalizer, deps)
+	if err != nil {
+		return nil, err
+	}
+	a.Sources = gw.Sources()
+
+	var lc net.ListenConfig
+	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
+	}
+	opsLn, err := lc.Listen(ctx, "tcp", cfg.OpsAddr)
+	if err != nil {
+		_ = webLn.Close()
+		return nil, fmt.Errorf("listen BROKERFLOW_OPS_ADDR %s: %w", cfg.OpsAddr, err)
+	}
+	a.WebhookURL = "http://" + hostPort(webLn.Addr())
+	a.OpsURL = "http://" + hostPort(opsLn.Addr())
+
+	runCtx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	eg, runCtx := errgroup.WithContext(runCtx)
+	a.eg = eg
+	eg.Go(func() error { return gw.Serve(runCtx, webLn) })
+	eg.Go(func() error { return norm.Run(runCtx) })
+	eg.Go(func() error {
+		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready}
+		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
+	})
+	return a, nil
+}
+
+// hostPort prints a listener address a person can paste: an unspecified
+// host becomes 127.0.0.1.
+func hostPort(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Wait blocks until the context given to Start is done or a service fails,
+// then shuts everything down in order: intake and consumers first, then the
+// NATS connection, then the embedded server.
+func (a *App) Wait() error {
+	err := a.eg.Wait()
+	a.close()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Stop asks the app to shut down; Wait returns when it has.
+func (a *App) Stop() { a.cancel() }
+
+func (a *App) close() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	if a.nc != nil {
+		_ = a.nc.Drain()
+		for a.nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if a.ns != nil {
+		a.ns.Shutdown()
+		a.ns.WaitForShutdown()
+	}
+}
+
+// PrintBanner tells a person where everything is.
+func (a *App) PrintBanner(w io.Writer) {
+	fmt.Fprintf(w, "brokerflow is running\n")
+	if a.ns != nil {
+		fmt.Fprintf(w, "  NATS JetStream  %s  (embedded, data in %s, sync %s)\n", a.NATSURL, a.cfg.DataDir, a.cfg.Sync())
+	} else {
+		fmt.Fprintf(w, "  NATS JetStream  %s\n", a.NATSURL)
+	}
+	for _, s := range a.Sources {
+		fmt.Fprintf(w, "  webhooks        POST %s%s  (source %q, Standard Webhooks signed)\n", a.WebhookURL, s.Route, s.Name)
+	}
+	if a.cfg.Dev {
+		fmt.Fprintf(w, "  dev secret      %s  (public: for development only)\n", DevIDXSecret)
+	}
+	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
+	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
+	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}

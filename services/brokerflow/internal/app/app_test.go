@@ -1,0 +1,300 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
+	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+)
+
+const lead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{"name":"Grace Hopper","email":"Grace.Hopper@Example.org","phone":"+1 (212) 555-0199","inquiry_type":"sell","message":"What is my house worth?"}}`
+
+type system struct {
+	*app.App
+	js    jetstream.JetStream
+	hooks *bus.TestHooks
+}
+
+// start runs the all-in-one system on random ports and a temp directory.
+func start(t *testing.T) *system {
+	t.Helper()
+	environ := []string{
+		"BROKERFLOW_NATS_PORT=-1",
+		"BROKERFLOW_DATA_DIR=" + t.TempDir(),
+		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
+		"BROKERFLOW_BUS_ACK_WAIT=1s",
+		"GATEWAY_ADDR=127.0.0.1:0",
+	}
+	cfg, err := app.ConfigFromEnv(environ, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := &bus.TestHooks{}
+	a, err := app.Start(context.Background(), cfg, io.Discard, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Stop()
+		if err := a.Wait(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	nc, err := nats.Connect(a.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &system{App: a, js: js, hooks: hooks}
+}
+
+func postSigned(t *testing.T, url, secret, id string, ts time.Time, body string) (int, string) {
+	t.Helper()
+	h, err := webhooksig.SignedHeaders(secret, id, ts, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Set("Content-Type", "application/json")
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
+	return do(t, req)
+}
+
+// do sends req and returns the status and body.
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func count(t *testing.T, js jetstream.JetStream, stream, subject string) uint64 {
+	t.Helper()
+	ctx := natstest.Context(t, 10*time.Second)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+func lastMsg(t *testing.T, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := natstest.Context(t, 10*time.Second)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatalf("nothing on %s: %v", subject, err)
+	}
+	return m
+}
+
+func traceID(t *testing.T, h nats.Header) string {
+	t.Helper()
+	parts := strings.Split(h.Get("traceparent"), "-")
+	if len(parts) != 4 {
+		t.Fatalf("traceparent %q", h.Get("traceparent"))
+	}
+	return parts[1]
+}
+
+func TestSystem_signedWebhookBecomesACanonicalLead(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	if code, body := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_grace", time.Now(), lead); code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	natstest.WaitSettled(t, s.js, bus.StreamWebhooks, "normalizer")
+
+	m := lastMsg(t, s.js, bus.StreamLeads, "lead.normalized.idx")
+	var l leadv1.Lead
+	if err := proto.Unmarshal(m.Data, &l); err != nil {
+		t.Fatal(err)
+	}
+	c := l.GetContact()
+	if c.GetEmail() != "grace.hopper@example.org" || c.GetMobilePhone() != "+12125550199" || c.GetLastName() != "Hopper" ||
+		l.GetInquiry().GetType() != leadv1.InquiryType_INQUIRY_TYPE_SELL || l.GetLeadId() != normalizer.LeadID("idx", "msg_grace", 0) {
+		t.Fatalf("lead = %v", &l)
+	}
+	// One trace follows the lead from the webhook to the normalized lead.
+	wh := lastMsg(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx")
+	if traceID(t, wh.Header) != traceID(t, m.Header) {
+		t.Fatalf("trace broken: webhook %s, lead %s", wh.Header.Get("traceparent"), m.Header.Get("traceparent"))
+	}
+}
+
+func TestSystem_unsignedWebhookProducesNothing(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	code, body := postSigned(t, s.WebhookURL+"/webhooks/idx", "whsec_c29tZW9uZS1lbHNlcy1zZWNyZXQtZm9yLWZvcmdlcnk=", "msg_forged", time.Now(), lead)
+	if code != http.StatusUnauthorized || !strings.Contains(body, `"reason":"no signature matches"`) {
+		t.Fatalf("status %d body %s", code, body)
+	}
+	if n := count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 0 {
+		t.Fatalf("%d webhooks stored from a forged request", n)
+	}
+}
+
+func TestSystem_providerRetryAndCrashStillMakeOneLead(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	// The normalizer "crashes" after publishing the lead, before its ack.
+	s.hooks.SkipNextAcks(1)
+	first, _ := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_twice", time.Now().Add(-time.Minute), lead)
+	again, _ := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_twice", time.Now(), lead)
+	if first != http.StatusAccepted || again != http.StatusOK {
+		t.Fatalf("statuses %d then %d, want 202 then 200", first, again)
+	}
+	natstest.Eventually(t, 30*time.Second, "the redelivery after the skipped ack", func() bool {
+		c, err := s.js.Consumer(context.Background(), bus.StreamWebhooks, "normalizer")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.Delivered.Consumer >= 2 && info.NumAckPending == 0
+	})
+	natstest.WaitSettled(t, s.js, bus.StreamWebhooks, "normalizer")
+	if n := count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 1 {
+		t.Fatalf("%d webhooks stored, want 1", n)
+	}
+	if n := count(t, s.js, bus.StreamLeads, "lead.normalized.idx"); n != 1 {
+		t.Fatalf("%d leads, want 1", n)
+	}
+}
+
+func TestSystem_opsEndpoints(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_ops", time.Now(), lead)
+	for path, want := range map[string]string{
+		"/healthz": `"ok"`,
+		"/readyz":  `"ready"`,
+		"/metrics": `brokerflow_gateway_requests_total{code="202",source="idx"} 1`,
+	} {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, s.OpsURL+path, http.NoBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := do(t, req); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("%s: %d, body lacks %s", path, code, want)
+		}
+	}
+}
+
+// The Standard Webhooks published test vector, end to end: it verifies at
+// the gateway (with the clock at the vector's time), is persisted, and the
+// normalizer rejects it with a reason because it is not a lead.
+func TestGatewayToNormalizer_publishedTestVector(t *testing.T) {
+	t.Parallel()
+	const (
+		secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		id     = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+		ts     = 1614265330
+		body   = `{"test": 2432232314}`
+		sig    = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+	)
+	srv := natstest.Start(t)
+	nc, js := natstest.Connect(t, srv)
+	topo := service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 5 * time.Second}
+	sw, err := webhooksig.NewStandardWebhooks([]string{secret}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw = sw.WithClock(func() time.Time { return time.Unix(ts, 0) })
+	gcfg := gateway.Config{MaxBodyBytes: 1 << 20, PublishTimeout: 5 * time.Second, Bus: topo}
+	gw, err := gateway.NewWithSources(gcfg, service.Deps{NATS: nc}, gateway.Source{
+		Name: "idx", Kind: 1, Route: "/webhooks/idx", Verifiers: []gateway.Verifier{sw}, ContentTypes: []string{"application/json"}, JSON: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalizer.New(normalizer.Config{DefaultRegion: "US", Concurrency: 1, ShutdownTimeout: 5 * time.Second, Bus: topo}, service.Deps{NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- norm.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("normalizer: %v", err)
+		}
+	})
+	natstest.Eventually(t, 30*time.Second, "declarations", func() bool {
+		_, err := js.Consumer(context.Background(), bus.StreamWebhooks, "normalizer")
+		return err == nil
+	})
+	hs := newServer(t, gw.Handler())
+
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, hs+"/webhooks/idx", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", strconv.Itoa(ts))
+	req.Header.Set("webhook-signature", sig)
+	if code, body := do(t, req); code != http.StatusAccepted {
+		t.Fatalf("the published vector must verify: status %d %s", code, body)
+	}
+	natstest.WaitSettled(t, js, bus.StreamWebhooks, "normalizer")
+	var r leadv1.LeadRejected
+	if err := proto.Unmarshal(lastMsg(t, js, bus.StreamLeads, "lead.rejected.idx").Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.GetDeliveryId() != id || r.GetReason() == "" {
+		t.Fatalf("rejection = %v", &r)
+	}
+}
+
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}

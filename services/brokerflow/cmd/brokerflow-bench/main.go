@@ -1,0 +1,39 @@
+// Command brokerflow-bench measures and prints; it asserts nothing. Each
+// figure is one line, "bench: <name> <value> <unit>". Ratios compare against
+// a baseline measured in the same run, on the same machine.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "brokerflow-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("brokerflow-bench", flag.ContinueOnError)
+	var o bench.Options
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "how long each measurement runs")
+	fs.IntVar(&o.Concurrency, "concurrency", 32, "concurrent HTTP clients")
+	fs.StringVar(&o.Sync, "sync", "always", `JetStream sync policy: "always" (the embedded default) or an interval such as 2m`)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return bench.Run(ctx, o, stdout)
+}

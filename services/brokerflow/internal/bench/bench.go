@@ -145,7 +145,7 @@ func (r result) percentile(p float64) float64 {
 // measure serves h on a loopback listener and posts signed webhooks to it
 // from o.Concurrency clients for o.Duration. The clients do the same work
 // for the baseline and for the gateway: sign, post, read the answer.
-func measure(ctx context.Context, o Options, h http.Handler) (result, error) {
+func measure(ctx context.Context, o Options, h http.Handler) (_ result, err error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,7 +154,12 @@ func measure(ctx context.Context, o Options, h http.Handler) (result, error) {
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- opshttp.Serve(sctx, ln, h, 10*time.Second) }()
-	defer func() { stop(); <-served }()
+	defer func() {
+		stop()
+		if serr := <-served; serr != nil && err == nil {
+			err = serr
+		}
+	}()
 
 	url := "http://" + ln.Addr().String() + "/webhooks/idx"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: o.Concurrency, MaxIdleConnsPerHost: o.Concurrency}, Timeout: 30 * time.Second}

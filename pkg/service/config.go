@@ -52,6 +52,9 @@ type TopologyConfig struct {
 	MaxBytes        int64         `env:"MAX_BYTES" envDefault:"0"`
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"1h"`
 	AckWait         time.Duration `env:"ACK_WAIT" envDefault:"30s"`
+	// RetrySchedule is the delay before each retry of a transient failure;
+	// a message is delivered at most len(RetrySchedule)+1 times.
+	RetrySchedule []time.Duration `env:"RETRY_SCHEDULE" envDefault:"1s,5s,30s,2m,10m,30m,1h"`
 }
 
 // Topology returns the bus topology, with MaxDeliver set by the retry schedule.
@@ -62,8 +65,22 @@ func (c TopologyConfig) Topology() bus.Topology {
 		MaxBytes:        c.MaxBytes,
 		DuplicateWindow: c.DuplicateWindow,
 		AckWait:         c.AckWait,
-		MaxDeliver:      len(bus.DefaultSchedule) + 1,
+		MaxDeliver:      len(c.schedule()) + 1,
 	}
+}
+
+// Policy returns the retry policy of the schedule.
+func (c TopologyConfig) Policy() bus.Policy {
+	p := bus.DefaultPolicy()
+	p.Schedule = c.schedule()
+	return p
+}
+
+func (c TopologyConfig) schedule() []time.Duration {
+	if len(c.RetrySchedule) == 0 {
+		return bus.DefaultSchedule
+	}
+	return c.RetrySchedule
 }
 
 // ParseEnv fills cfg from environ ("KEY=value" pairs, as os.Environ returns)

@@ -60,6 +60,7 @@ func New(cfg Config, deps Deps) (*Normalizer, error) {
 	runner, err := bus.NewRunner(js, bus.RunnerOptions{
 		Service:         bus.ServiceNormalizer,
 		Topology:        cfg.Bus.Topology(),
+		Policy:          cfg.Bus.Policy(),
 		Logger:          deps.Logger,
 		TracerProvider:  deps.TracerProvider,
 		Metrics:         metrics,

@@ -1,0 +1,501 @@
+package sandbox
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fubPrefix is where the FUB API is served: an adapter's base URL is http://host:port/fub.
+const fubPrefix = "/fub"
+
+// fubEventTypes maps the accepted POST /v1/events types to the type recorded. The five types
+// that trigger action plans and the "Inquiry" shorthand are in FUB's events-post page
+// (apis.md §1, [O]). The others are the remaining event types FUB lists for events (its IDX
+// integration page names Saved Property, Viewed Property and Property Search [O]; the full list
+// is quoted by public client tool descriptions of GET /v1/events [S]). Matching is exact.
+var fubEventTypes = map[string]bool{
+	"Registration": true, "Seller Inquiry": true, "Property Inquiry": true,
+	"General Inquiry": true, "Visited Open House": true, "Inquiry": true,
+	"Viewed Property": true, "Saved Property": true, "Visited Website": true,
+	"Incoming Call": true, "Unsubscribed": true, "Property Search": true,
+	"Saved Property Search": true, "Viewed Page": true,
+}
+
+// fubEventRequest is the body of POST /v1/events.
+type fubEventRequest struct {
+	Source    string          `json:"source"`
+	System    string          `json:"system"`
+	Type      string          `json:"type"`
+	Message   string          `json:"message"`
+	SourceURL string          `json:"sourceUrl"`
+	Person    *fubEventPerson `json:"person"`
+	Property  json.RawMessage `json:"property"`
+}
+
+type fubEventPerson struct {
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	FirstName string     `json:"firstName"`
+	LastName  string     `json:"lastName"`
+	Emails    []FUBValue `json:"emails"`
+	Phones    []FUBValue `json:"phones"`
+	Tags      []string   `json:"tags"`
+}
+
+// names returns the first and last name, split from name when those are absent.
+func (p *fubEventPerson) names() (first, last string) {
+	first, last = strings.TrimSpace(p.FirstName), strings.TrimSpace(p.LastName)
+	if first == "" && last == "" {
+		first, last, _ = strings.Cut(strings.TrimSpace(p.Name), " ")
+		last = strings.TrimSpace(last)
+	}
+	return first, last
+}
+
+type fubNoteRequest struct {
+	PersonID int64  `json:"personId"`
+	Subject  string `json:"subject"`
+	Body     string `json:"body"`
+	IsHTML   bool   `json:"isHtml"`
+}
+
+// fubError is FUB's error body.
+type fubError struct {
+	ErrorMessage string `json:"errorMessage"`
+}
+
+func writeFUBError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, fubError{ErrorMessage: fmt.Sprintf(format, args...)})
+}
+
+func fubFaultBody(status int) any {
+	return fubError{ErrorMessage: fmt.Sprintf("sandbox: injected fault (%d %s)", status, http.StatusText(status))}
+}
+
+func (f *FUB) mount(mux *http.ServeMux) {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/people", f.listPeople)
+	api.HandleFunc("GET /v1/people/{id}", f.getPerson)
+	api.HandleFunc("POST /v1/events", f.postEvent)
+	api.HandleFunc("POST /v1/notes", f.postNote)
+	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeFUBError(w, http.StatusNotFound, "sandbox: %s %s is not emulated", r.Method, r.URL.Path)
+	})
+	mux.Handle(fubPrefix+"/", http.StripPrefix(fubPrefix, f.gate(api)))
+
+	mux.HandleFunc("GET /_sandbox/fub/state", f.state)
+	mux.HandleFunc("POST /_sandbox/fub/faults", f.postFault)
+	mux.HandleFunc("DELETE /_sandbox/fub/faults", func(w http.ResponseWriter, _ *http.Request) {
+		f.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /_sandbox/fub/reset", func(w http.ResponseWriter, _ *http.Request) {
+		f.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /_sandbox/fub/assignment-delay", f.putAssignmentDelay)
+	mux.HandleFunc("POST /_sandbox/fub/archived-sources", f.postArchivedSource)
+}
+
+// gate authenticates, applies injected faults and enforces the rate limits, in that order,
+// before the request reaches the API. Every authenticated answer carries the rate-limit headers.
+func (f *FUB) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || pass != "" || !slices.Contains(f.opts.APIKeys, user) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Follow Up Boss sandbox"`)
+			writeFUBError(w, http.StatusUnauthorized, "Unauthorized: send a valid API key as the HTTP Basic username with a blank password")
+			return
+		}
+		registered := r.Header.Get("X-System") == f.opts.SystemName && r.Header.Get("X-System-Key") == f.opts.SystemKey
+		context, limit := "global", f.opts.UnregisteredLimit
+		if registered {
+			limit = f.opts.GlobalLimit
+		}
+		unlimited := r.Method == http.MethodPost && r.URL.Path == "/v1/events"
+		if unlimited {
+			context, limit = "POST.events", fubUnlimited
+		}
+
+		now := f.now()
+		remaining, retryAfter, allowed := limit, time.Duration(0), true
+		key := user + " " + context
+		f.mu.Lock()
+		fault, faulted := f.faults.take(r.Method, r.URL.Path)
+		switch {
+		case unlimited:
+		case faulted:
+			remaining = f.limits.remaining(key, limit, now)
+		default:
+			remaining, retryAfter, allowed = f.limits.take(key, limit, now)
+		}
+		f.mu.Unlock()
+
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+		h.Set("X-RateLimit-Window", strconv.Itoa(ceilSeconds(f.opts.Window)))
+		h.Set("X-RateLimit-Context", context)
+		switch {
+		case faulted:
+			writeFault(w, fault, fubFaultBody)
+		case !allowed:
+			h.Set("Retry-After", strconv.Itoa(ceilSeconds(retryAfter)))
+			writeFUBError(w, http.StatusTooManyRequests, "Rate limit exceeded for %q: %d requests per %d seconds", context, limit, ceilSeconds(f.opts.Window))
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (f *FUB) postEvent(w http.ResponseWriter, r *http.Request) {
+	var req fubEventRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeFUBError(w, http.StatusBadRequest, "Invalid request body: %v", err)
+		return
+	}
+	switch {
+	case req.Type == "":
+		writeFUBError(w, http.StatusBadRequest, "Missing required field: type")
+		return
+	case !fubEventTypes[req.Type]:
+		writeFUBError(w, http.StatusBadRequest, "Invalid event type %q", req.Type)
+		return
+	case req.Person == nil:
+		writeFUBError(w, http.StatusBadRequest, "Missing required field: person")
+		return
+	}
+	in := req.Person
+	if first, last := in.names(); in.ID == 0 && first == "" && last == "" && len(in.Emails) == 0 && len(in.Phones) == 0 {
+		writeFUBError(w, http.StatusBadRequest, "The person needs an id, a name, an email address or a phone number")
+		return
+	}
+	property := req.Property
+	if strings.TrimSpace(string(property)) == "null" {
+		property = nil
+	}
+	typ := req.Type
+	if typ == "Inquiry" {
+		typ = "General Inquiry"
+		if property != nil {
+			typ = "Property Inquiry"
+		}
+	}
+	system := req.System
+	if system == "" {
+		system = r.Header.Get("X-System")
+	}
+
+	now := f.now()
+	f.mu.Lock()
+	if f.archived[strings.ToLower(strings.TrimSpace(req.Source))] {
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	var p *fubPerson
+	status := http.StatusOK
+	switch {
+	case in.ID != 0:
+		if p = f.findLocked(in.ID); p == nil {
+			f.mu.Unlock()
+			writeFUBError(w, http.StatusNotFound, "Person %d not found", in.ID)
+			return
+		}
+		p.merge(in, now)
+	default:
+		if p = f.matchLocked(in); p != nil {
+			p.merge(in, now)
+		} else {
+			p = f.createLocked(in, req.Source, req.SourceURL, now)
+			status = http.StatusCreated
+		}
+	}
+	f.lastID.event++
+	f.events = append(f.events, FUBEvent{
+		ID: f.lastID.event, PersonID: p.ID, Type: typ, Source: req.Source, System: system,
+		Message: req.Message, Created: stamp(now), Property: property,
+	})
+	person := p.clone()
+	var hooks []func(FUBPerson)
+	if status == http.StatusCreated {
+		hooks = slices.Clone(f.hooks)
+	}
+	f.mu.Unlock()
+
+	for _, fn := range hooks {
+		fn(person)
+	}
+	writeJSON(w, status, person)
+}
+
+func (f *FUB) getPerson(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	now := f.now()
+	f.mu.Lock()
+	var p *fubPerson
+	if err == nil {
+		p = f.findLocked(id)
+	}
+	if p == nil || !p.visible(now) {
+		f.mu.Unlock()
+		writeFUBError(w, http.StatusNotFound, "Person %s not found", r.PathValue("id"))
+		return
+	}
+	person := p.clone()
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, person)
+}
+
+// fubUnsupportedFilters are documented GET /v1/people filters that the sandbox does not
+// emulate; it refuses them rather than silently returning unfiltered people.
+var fubUnsupportedFilters = []string{
+	"tags", "assignedTo", "assignedUserId", "listId", "smartListId", "createdAfter",
+	"updatedAfter", "includeTrash", "contacted", "price",
+}
+
+type fubMetadata struct {
+	Collection string  `json:"collection"`
+	Offset     int     `json:"offset"`
+	Limit      int     `json:"limit"`
+	Total      int     `json:"total"`
+	Next       *string `json:"next"`
+	NextLink   *string `json:"nextLink"`
+}
+
+type fubPeoplePage struct {
+	Metadata fubMetadata `json:"_metadata"`
+	People   []FUBPerson `json:"people"`
+}
+
+func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for _, name := range fubUnsupportedFilters {
+		if q.Has(name) {
+			writeFUBError(w, http.StatusBadRequest, "sandbox: the people filter %q is not emulated", name)
+			return
+		}
+	}
+	limit, offset := 10, 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeFUBError(w, http.StatusBadRequest, "Invalid limit %q", v)
+			return
+		}
+		limit = min(n, 100)
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeFUBError(w, http.StatusBadRequest, "Invalid offset %q", v)
+			return
+		}
+		offset = n
+	}
+	if v := q.Get("next"); v != "" {
+		n, ok := decodeFUBCursor(v)
+		if !ok {
+			writeFUBError(w, http.StatusBadRequest, "Invalid next %q", v)
+			return
+		}
+		offset = n
+	}
+	match, err := fubPeopleFilter(q)
+	if err != nil {
+		writeFUBError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+
+	now := f.now()
+	var hits []FUBPerson
+	f.mu.Lock()
+	for _, p := range slices.Backward(f.people) {
+		if p.visible(now) && match(&p.FUBPerson) {
+			hits = append(hits, p.clone())
+		}
+	}
+	f.mu.Unlock()
+
+	page := fubPeoplePage{
+		Metadata: fubMetadata{Collection: "people", Offset: offset, Limit: limit, Total: len(hits)},
+		People:   []FUBPerson{},
+	}
+	if offset < len(hits) {
+		page.People = hits[offset:min(offset+limit, len(hits))]
+	}
+	if offset+limit < len(hits) {
+		next := encodeFUBCursor(offset + limit)
+		nq := url.Values{}
+		for k, vs := range q {
+			if k != "offset" && k != "next" {
+				nq[k] = vs
+			}
+		}
+		nq.Set("next", next)
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		link := (&url.URL{Scheme: scheme, Host: r.Host, Path: fubPrefix + "/v1/people", RawQuery: nq.Encode()}).String()
+		page.Metadata.Next, page.Metadata.NextLink = &next, &link
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// fubPeopleFilter builds the predicate of the emulated GET /v1/people filters: id, email
+// (exact, case-insensitive), phone (last 10 digits), name, firstName, lastName, stage and
+// source (case-insensitive).
+func fubPeopleFilter(q url.Values) (func(*FUBPerson) bool, error) {
+	var preds []func(*FUBPerson) bool
+	if v := q.Get("id"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("invalid id %q", v)
+		}
+		preds = append(preds, func(p *FUBPerson) bool { return p.ID == id })
+	}
+	if v := q.Get("email"); v != "" {
+		k := emailKey(v)
+		preds = append(preds, func(p *FUBPerson) bool { return hasValue(p.Emails, emailKey, k) })
+	}
+	if v := q.Get("phone"); v != "" {
+		k := phoneKey(v)
+		preds = append(preds, func(p *FUBPerson) bool { return hasValue(p.Phones, phoneKey, k) })
+	}
+	for name, field := range map[string]func(*FUBPerson) string{
+		"name":      func(p *FUBPerson) string { return p.Name },
+		"firstName": func(p *FUBPerson) string { return p.FirstName },
+		"lastName":  func(p *FUBPerson) string { return p.LastName },
+		"stage":     func(p *FUBPerson) string { return p.Stage },
+		"source":    func(p *FUBPerson) string { return p.Source },
+	} {
+		if v := strings.TrimSpace(q.Get(name)); v != "" {
+			preds = append(preds, func(p *FUBPerson) bool { return strings.EqualFold(field(p), v) })
+		}
+	}
+	return func(p *FUBPerson) bool {
+		for _, ok := range preds {
+			if !ok(p) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// The next cursor is opaque to clients; the sandbox's is an encoded offset.
+func encodeFUBCursor(offset int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(offset)))
+}
+
+func decodeFUBCursor(s string) (int, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, false
+	}
+	v, ok := strings.CutPrefix(string(b), "offset:")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n >= 0
+}
+
+func (f *FUB) postNote(w http.ResponseWriter, r *http.Request) {
+	var req fubNoteRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeFUBError(w, http.StatusBadRequest, "Invalid request body: %v", err)
+		return
+	}
+	switch {
+	case req.PersonID <= 0:
+		writeFUBError(w, http.StatusBadRequest, "Missing required field: personId")
+		return
+	case strings.TrimSpace(req.Body) == "":
+		writeFUBError(w, http.StatusBadRequest, "Missing required field: body")
+		return
+	}
+	now := f.now()
+	f.mu.Lock()
+	if p := f.findLocked(req.PersonID); p == nil || !p.visible(now) {
+		f.mu.Unlock()
+		writeFUBError(w, http.StatusNotFound, "Person %d not found", req.PersonID)
+		return
+	}
+	f.lastID.note++
+	n := FUBNote{ID: f.lastID.note, PersonID: req.PersonID, Subject: req.Subject, Body: req.Body, IsHTML: req.IsHTML, Created: stamp(now)}
+	f.notes = append(f.notes, n)
+	f.mu.Unlock()
+	writeJSON(w, http.StatusCreated, n)
+}
+
+// fubState is the read-only view at GET /_sandbox/fub/state.
+type fubState struct {
+	People []FUBPerson `json:"people"`
+	Events []FUBEvent  `json:"events"`
+	Notes  []FUBNote   `json:"notes"`
+}
+
+func (f *FUB) state(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, fubState{People: f.People(), Events: f.Events(), Notes: f.Notes()})
+}
+
+// knobError is the body of a refused knob request (the sandbox's own API, not the vendor's).
+type knobError struct {
+	Error string `json:"error"`
+}
+
+func (f *FUB) postFault(w http.ResponseWriter, r *http.Request) {
+	var ft Fault
+	if err := decodeJSON(r, &ft); err != nil {
+		writeJSON(w, http.StatusBadRequest, knobError{err.Error()})
+		return
+	}
+	if ft.Status != 0 && (ft.Status < 100 || ft.Status > 599) {
+		writeJSON(w, http.StatusBadRequest, knobError{fmt.Sprintf("status %d is not an HTTP status", ft.Status)})
+		return
+	}
+	f.InjectFault(ft)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *FUB) putAssignmentDelay(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Delay string `json:"delay"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, knobError{err.Error()})
+		return
+	}
+	d, err := time.ParseDuration(req.Delay)
+	if err != nil || d < 0 {
+		writeJSON(w, http.StatusBadRequest, knobError{fmt.Sprintf("delay %q is not a non-negative Go duration such as \"2s\"", req.Delay)})
+		return
+	}
+	f.SetAssignmentDelay(d)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *FUB) postArchivedSource(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Source string `json:"source"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, knobError{err.Error()})
+		return
+	}
+	if strings.TrimSpace(req.Source) == "" {
+		writeJSON(w, http.StatusBadRequest, knobError{"source is required"})
+		return
+	}
+	f.ArchiveSource(req.Source)
+	w.WriteHeader(http.StatusNoContent)
+}

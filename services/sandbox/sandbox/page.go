@@ -1,0 +1,43 @@
+package sandbox
+
+import (
+	"bytes"
+	_ "embed"
+	"html/template"
+	"net/http"
+)
+
+//go:embed page.html.tmpl
+var pageSource string
+
+var pageTemplate = template.Must(template.New("page").Parse(pageSource))
+
+// pageSection is what the read-only page shows about one vendor: a few tables of its state.
+type pageSection struct {
+	Title  string
+	Note   string
+	Tables []pageTable
+}
+
+type pageTable struct {
+	Title   string
+	Columns []string
+	Rows    [][]string
+}
+
+// pageHandler serves the read-only HTML view of every vendor's state. It refreshes itself.
+func pageHandler(vendors []vendor) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		sections := make([]pageSection, len(vendors))
+		for i, v := range vendors {
+			sections[i] = v.pageSection()
+		}
+		var buf bytes.Buffer
+		if err := pageTemplate.Execute(&buf, sections); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(buf.Bytes())
+	})
+}

@@ -61,12 +61,16 @@ type ConsumerSpec struct {
 const (
 	ServiceGateway    = "ingest-gateway"
 	ServiceNormalizer = "normalizer"
+	ServiceCRMSync    = "crm-sync"
 )
 
 // Consumers is every durable consumer of every service. A consumer filters by
 // kind, never by a list of sources: sources are configuration.
 var Consumers = []ConsumerSpec{
 	{Service: ServiceNormalizer, Stream: StreamWebhooks, Durable: "normalizer", FilterSubjects: []string{"webhook.received.lead.>"}, MaxAckPending: 256},
+	// Sized to the CRM's pace: a few calls per lead against a quota of
+	// 25 calls a second (Follow Up Boss, 250 per 10 s).
+	{Service: ServiceCRMSync, Stream: StreamLeads, Durable: "crm-sync", FilterSubjects: []string{"lead.normalized.>"}, MaxAckPending: 64},
 }
 
 // RedriveConsumer is the durable consumer on which service receives

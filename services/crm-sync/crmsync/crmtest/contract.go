@@ -1,0 +1,137 @@
+// Package crmtest is the contract every CRM adapter passes: the same suite
+// runs against each adapter, talking over real HTTP to the sandbox.
+package crmtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
+)
+
+// Backend is the CRM account behind an adapter, as a test sees it.
+type Backend interface {
+	// Contacts is the number of contacts the account holds.
+	Contacts(t *testing.T) int
+	// FailNext makes the next n calls answer status; retryAfter > 0 sets
+	// Retry-After (seconds).
+	FailNext(t *testing.T, status, n, retryAfter int)
+}
+
+// Factory returns an adapter on a fresh, empty account and its backend.
+type Factory func(t *testing.T) (crmsync.CRM, Backend)
+
+// Lead returns a canonical lead as the normalizer publishes it.
+func Lead(id, first, last, email, phone string) *leadv1.Lead {
+	return &leadv1.Lead{
+		LeadId:     id,
+		LeadSource: "idx",
+		Contact:    &leadv1.Contact{FirstName: first, LastName: last, FullName: first + " " + last, Email: email, MobilePhone: phone},
+		Inquiry: &leadv1.Inquiry{
+			Type:    leadv1.InquiryType_INQUIRY_TYPE_BUY,
+			Message: "Is 12 Main St still available?",
+			Property: &leadv1.Property{
+				UnparsedAddress: "12 Main St", City: "Springfield", StateOrProvince: "IL", PostalCode: "62701", ListingId: "MLS123",
+			},
+		},
+	}
+}
+
+// Run runs the contract suite against the adapters newCRM makes.
+func Run(t *testing.T, newCRM Factory) {
+	t.Helper()
+	ctx := func(t *testing.T) context.Context {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	policy := bus.DefaultPolicy()
+
+	t.Run("find_absent_person", func(t *testing.T) {
+		t.Parallel()
+		crm, _ := newCRM(t)
+		if _, found, err := crm.Find(ctx(t), crmsync.Identity{Email: "nobody@example.com", Phone: "+14155550100"}); err != nil || found {
+			t.Fatalf("Find = found %v, err %v; want not found", found, err)
+		}
+	})
+
+	t.Run("record_creates_then_find_by_email_and_phone", func(t *testing.T) {
+		t.Parallel()
+		crm, be := newCRM(t)
+		rec, err := crm.Record(ctx(t), Lead("ld_1", "Ada", "Lovelace", "ada@example.com", "+14155550134"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Created || rec.ContactID == "" || rec.Ignored {
+			t.Fatalf("Record = %+v, want a created contact", rec)
+		}
+		if n := be.Contacts(t); n != 1 {
+			t.Fatalf("%d contacts, want 1", n)
+		}
+		m, found, err := crm.Find(ctx(t), crmsync.Identity{Email: "ada@example.com"})
+		if err != nil || !found || m.ContactID != rec.ContactID || m.By != "email" {
+			t.Fatalf("Find by email = %+v %v %v", m, found, err)
+		}
+		m, found, err = crm.Find(ctx(t), crmsync.Identity{Email: "other@example.com", Phone: "+14155550134"})
+		if err != nil || !found || m.ContactID != rec.ContactID || m.By != "phone" {
+			t.Fatalf("Find by phone = %+v %v %v", m, found, err)
+		}
+	})
+
+	t.Run("record_on_known_contact_adds_no_contact", func(t *testing.T) {
+		t.Parallel()
+		crm, be := newCRM(t)
+		first, err := crm.Record(ctx(t), Lead("ld_2", "Grace", "Hopper", "grace@example.org", ""), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := crm.Record(ctx(t), Lead("ld_3", "Grace", "Hopper", "grace@example.org", ""), first.ContactID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Created || again.ContactID != first.ContactID {
+			t.Fatalf("second Record = %+v, want the existing contact %s", again, first.ContactID)
+		}
+		if n := be.Contacts(t); n != 1 {
+			t.Fatalf("%d contacts, want 1", n)
+		}
+	})
+
+	errorCases := []struct {
+		name       string
+		status     int
+		retryAfter int
+		want       bus.Class
+	}{
+		{"server_error_is_transient", 500, 0, bus.Transient},
+		{"bad_request_is_permanent", 400, 0, bus.Permanent},
+		{"forbidden_is_permanent", 403, 0, bus.Permanent},
+		{"rate_limited_is_transient_with_retry_after", 429, 7, bus.Transient},
+	}
+	for _, tc := range errorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			crm, be := newCRM(t)
+			be.FailNext(t, tc.status, 1, tc.retryAfter)
+			_, err := crm.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), "")
+			if err == nil {
+				t.Fatalf("HTTP %d must be an error", tc.status)
+			}
+			if got := policy.Classify(err); got != tc.want {
+				t.Fatalf("HTTP %d classified %v, want %v (%v)", tc.status, got, tc.want, err)
+			}
+			if tc.retryAfter > 0 {
+				if d := policy.Delay(1, err); d < time.Duration(tc.retryAfter)*time.Second {
+					t.Fatalf("delay %s ignores Retry-After %ds", d, tc.retryAfter)
+				}
+			}
+			// The fault is spent: the same call now succeeds.
+			if _, err := crm.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), ""); err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+		})
+	}
+}

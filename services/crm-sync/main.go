@@ -1,0 +1,34 @@
+// Command crm-sync puts normalized leads into the brokerage's CRM.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Environ(), os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crm-sync:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, environ []string, stderr io.Writer) error {
+	cfg, err := crmsync.ConfigFromEnv(environ)
+	if err != nil {
+		return err
+	}
+	return service.Serve(ctx, "crm-sync", cfg.NATS, stderr, func(d service.Deps) (service.Service, error) {
+		return crmsync.New(cfg, d)
+	})
+}

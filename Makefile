@@ -38,7 +38,7 @@ TOOLS := $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(GOLANGCI_LINT) $(NATS)
 # ---------------------------------------------------------------------------------------------
 # Knobs.
 
-RUN_FLAGS   ?= --dev
+RUN_FLAGS   ?= --sandbox
 BENCH_FLAGS ?=
 FUZZTIME    ?= 30s
 TEST_FLAGS  ?= -race -count=1 -timeout 15m
@@ -65,7 +65,7 @@ help: ## Show this help
 	@echo '           BROKERFLOW_TEST_TIMEOUT_SCALE (env, optional) scales test deadlines'
 
 .PHONY: run
-run: ## Run the all-in-one brokerflow locally (RUN_FLAGS, default --dev)
+run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --sandbox)
 	go run ./services/brokerflow run $(RUN_FLAGS)
 
 .PHONY: test

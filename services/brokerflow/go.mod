@@ -5,15 +5,19 @@ go 1.26.0
 replace (
 	github.com/brokerflow/brokerflow/pkg => ../../pkg
 	github.com/brokerflow/brokerflow/proto => ../../proto
+	github.com/brokerflow/brokerflow/services/crm-sync => ../crm-sync
 	github.com/brokerflow/brokerflow/services/ingest-gateway => ../ingest-gateway
 	github.com/brokerflow/brokerflow/services/normalizer => ../normalizer
+	github.com/brokerflow/brokerflow/services/sandbox => ../sandbox
 )
 
 require (
 	github.com/brokerflow/brokerflow/pkg v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/proto v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/crm-sync v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/ingest-gateway v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/normalizer v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/spf13/cobra v1.10.2

@@ -23,8 +23,10 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 // Prefix is the environment prefix of the all-in-one settings.
@@ -55,33 +57,61 @@ type Config struct {
 
 	Bus service.TopologyConfig `envPrefix:"BUS_"`
 
+	// SandboxAddr is where --sandbox serves the vendor emulations.
+	SandboxAddr string `env:"SANDBOX_ADDR" envDefault:"127.0.0.1:8099"`
+
 	// Dev fills in development secrets, printed at start.
 	Dev bool `env:"-"`
+	// Sandbox starts the sandbox and points every adapter at it.
+	Sandbox bool `env:"-"`
 
 	Gateway    gateway.Config    `env:"-"`
 	Normalizer normalizer.Config `env:"-"`
+	CRMSync    crmsync.Config    `env:"-"`
 	sync       SyncPolicy
 }
 
-// ConfigFromEnv reads BROKERFLOW_*, GATEWAY_* and NORMALIZER_* from environ.
-func ConfigFromEnv(environ []string, dev bool) (Config, error) {
+// Mode is how brokerflow run was asked to start.
+type Mode struct {
+	// Dev signs the IDX source with DevIDXSecret when no secret is set.
+	Dev bool
+	// Sandbox starts the sandbox, points the adapters at it, and implies Dev.
+	Sandbox bool
+}
+
+// ConfigFromEnv reads BROKERFLOW_*, GATEWAY_*, NORMALIZER_* and CRMSYNC_*
+// from environ.
+func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	var c Config
 	if err := service.ParseEnv(&c, Prefix, environ); err != nil {
 		return c, err
 	}
-	c.Dev = dev
-	if err := service.ParseEnv(&c.Gateway, gateway.Prefix, environ); err != nil {
-		return c, err
+	c.Sandbox = mode.Sandbox
+	c.Dev = mode.Dev || mode.Sandbox
+	for _, s := range []struct {
+		cfg    any
+		prefix string
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}} {
+		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
+			return c, err
+		}
 	}
-	if err := service.ParseEnv(&c.Normalizer, normalizer.Prefix, environ); err != nil {
-		return c, err
-	}
-	if dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
+	if c.Dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
 		c.Gateway.IDXSecrets = []string{DevIDXSecret}
 	}
+	if c.Sandbox {
+		// Start points the base URL at the sandbox's bound address.
+		c.CRMSync.FUB = crmsync.FUBConfig{
+			BaseURL:   "http://" + c.SandboxAddr + "/fub",
+			APIKey:    sandbox.DefaultFUBAPIKey,
+			System:    sandbox.DefaultFUBSystem,
+			SystemKey: sandbox.DefaultFUBSystemKey,
+			Timeout:   c.CRMSync.FUB.Timeout,
+		}
+	}
 	// One process, one topology and one ops listener for every service.
-	c.Gateway.Bus, c.Normalizer.Bus = c.Bus, c.Bus
-	c.Gateway.OpsAddr, c.Normalizer.OpsAddr = "", ""
+	c.Gateway.Bus, c.Normalizer.Bus, c.CRMSync.Bus = c.Bus, c.Bus, c.Bus
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr = "", "", ""
 	err := c.Validate()
 	return c, err
 }
@@ -95,11 +125,14 @@ func (c *Config) Validate() error {
 	c.sync = p
 	if err := c.Gateway.Validate(); err != nil {
 		if !c.Dev {
-			return fmt.Errorf("%w (or run with --dev for a development secret)", err)
+			return fmt.Errorf("%w (or run with --sandbox or --dev for a development secret)", err)
 		}
 		return err
 	}
-	return c.Normalizer.Validate()
+	if err := c.Normalizer.Validate(); err != nil {
+		return err
+	}
+	return c.CRMSync.Resolve()
 }
 
 // Sync is the embedded server's sync policy.
@@ -112,14 +145,19 @@ type App struct {
 	// WebhookURL is the base URL of the webhook routes.
 	WebhookURL string
 	// OpsURL serves /healthz, /readyz and /metrics.
-	OpsURL  string
+	OpsURL string
+	// SandboxURL is the sandbox's page, when it runs.
+	SandboxURL string
+	// Sandbox is the running sandbox, when it runs.
+	Sandbox *sandbox.Sandbox
 	Sources []gateway.Source
 
-	cfg    Config
-	ns     *server.Server
-	nc     *nats.Conn
-	eg     *errgroup.Group
-	cancel context.CancelFunc
+	cfg       Config
+	listeners []net.Listener
+	ns        *server.Server
+	nc        *nats.Conn
+	eg        *errgroup.Group
+	cancel    context.CancelFunc
 }
 
 // Start starts the embedded server (unless BROKERFLOW_NATS_URL is set),
@@ -182,15 +220,31 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	a.Sources = gw.Sources()
 
 	var lc net.ListenConfig
+	var sandboxLn net.Listener
+	if cfg.Sandbox {
+		sandboxLn, err = lc.Listen(ctx, "tcp", cfg.SandboxAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen BROKERFLOW_SANDBOX_ADDR %s: %w", cfg.SandboxAddr, err)
+		}
+		a.listeners = append(a.listeners, sandboxLn)
+		a.Sandbox = sandbox.New(sandbox.Options{})
+		a.SandboxURL = "http://" + hostPort(sandboxLn.Addr())
+		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
+	}
+	crm, err := crmsync.New(cfg.CRMSync, deps)
+	if err != nil {
+		return nil, err
+	}
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
 	}
+	a.listeners = append(a.listeners, webLn)
 	opsLn, err := lc.Listen(ctx, "tcp", cfg.OpsAddr)
 	if err != nil {
-		_ = webLn.Close()
 		return nil, fmt.Errorf("listen BROKERFLOW_OPS_ADDR %s: %w", cfg.OpsAddr, err)
 	}
+	a.listeners = append(a.listeners, opsLn)
 	a.WebhookURL = "http://" + hostPort(webLn.Addr())
 	a.OpsURL = "http://" + hostPort(opsLn.Addr())
 
@@ -200,8 +254,14 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	a.eg = eg
 	eg.Go(func() error { return gw.Serve(runCtx, webLn) })
 	eg.Go(func() error { return norm.Run(runCtx) })
+	eg.Go(func() error { return crm.Run(runCtx) })
+	if sandboxLn != nil {
+		eg.Go(func() error {
+			return opshttp.Serve(runCtx, sandboxLn, a.Sandbox.Handler(), cfg.Gateway.ShutdownTimeout)
+		})
+	}
 	eg.Go(func() error {
-		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready}
+		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready}
 		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
 	})
 	return a, nil
@@ -239,6 +299,9 @@ func (a *App) close() {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	for _, ln := range a.listeners {
+		_ = ln.Close() // already closed by a graceful shutdown; not when Start failed
+	}
 	if a.nc != nil {
 		_ = a.nc.Drain()
 		for a.nc.IsDraining() {
@@ -264,6 +327,12 @@ func (a *App) PrintBanner(w io.Writer) {
 	}
 	if a.cfg.Dev {
 		fmt.Fprintf(w, "  dev secret      %s  (public: for development only)\n", DevIDXSecret)
+	}
+	if a.SandboxURL != "" {
+		fmt.Fprintf(w, "  sandbox         %s/  (Follow Up Boss emulation at %s/fub; not the vendor)\n", a.SandboxURL, a.SandboxURL)
+		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
+	} else {
+		fmt.Fprintf(w, "  CRM             %s at %s\n", a.cfg.CRMSync.CRM, a.cfg.CRMSync.FUB.BaseURL)
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
 	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)

@@ -19,9 +19,11 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 const lead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{"name":"Grace Hopper","email":"Grace.Hopper@Example.org","phone":"+1 (212) 555-0199","inquiry_type":"sell","message":"What is my house worth?"}}`
@@ -40,9 +42,10 @@ func start(t *testing.T) *system {
 		"BROKERFLOW_DATA_DIR=" + t.TempDir(),
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
 		"BROKERFLOW_BUS_ACK_WAIT=1s",
-		"GATEWAY_ADDR=127.0.0.1:0",
+		"BROKERFLOW_BUS_RETRY_SCHEDULE=20ms,40ms,80ms,160ms",
+		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
 	}
-	cfg, err := app.ConfigFromEnv(environ, true)
+	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +194,7 @@ func TestSystem_providerRetryAndCrashStillMakeOneLead(t *testing.T) {
 		info, err := c.Info(context.Background())
 		return err == nil && info.Delivered.Consumer >= 2 && info.NumAckPending == 0
 	})
-	natstest.WaitSettled(t, s.js, bus.StreamWebhooks, "normalizer")
+	s.settle(t)
 	if n := count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 1 {
 		t.Fatalf("%d webhooks stored, want 1", n)
 	}
@@ -297,4 +300,106 @@ func newServer(t *testing.T, h http.Handler) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// settle waits for every consumer of the lead path to finish.
+func (s *system) settle(t *testing.T) {
+	t.Helper()
+	natstest.WaitSettled(t, s.js, bus.StreamWebhooks, "normalizer")
+	natstest.WaitSettled(t, s.js, bus.StreamLeads, "crm-sync")
+}
+
+func (s *system) post(t *testing.T, id, body string) int {
+	t.Helper()
+	code, answer := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, id, time.Now(), body)
+	if code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", id, code, answer)
+	}
+	return code
+}
+
+func TestSystem_leadArrivesInTheCRMAsOneContact(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	fub := s.Sandbox.FUB()
+	s.post(t, "msg_crm_1", lead)
+	s.settle(t)
+	people := fub.People()
+	if len(people) != 1 || len(fub.Events()) != 1 || people[0].Emails[0].Value != "grace.hopper@example.org" || people[0].Phones[0].Value != "+12125550199" {
+		t.Fatalf("people %+v, %d events", people, len(fub.Events()))
+	}
+	// The repeat visitor: a second lead with the same email is an event on her contact.
+	s.post(t, "msg_crm_2", strings.Replace(lead, "What is my house worth?", "Ready to list next month.", 1))
+	s.settle(t)
+	people, events := fub.People(), fub.Events()
+	if len(people) != 1 || len(events) != 2 || events[1].PersonID != people[0].ID || events[1].Message != "Ready to list next month." {
+		t.Fatalf("people %+v, events %+v", people, events)
+	}
+}
+
+func TestSystem_crashesBeforeAcksStillLeaveOneContactAndOneEvent(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	// The next two successful handlers "crash" before their ack: the
+	// normalizer's and crm-sync's, so both messages are redelivered.
+	s.hooks.SkipNextAcks(2)
+	s.post(t, "msg_crash", lead)
+	natstest.Eventually(t, 30*time.Second, "both redeliveries", func() bool {
+		for _, c := range []struct{ stream, name string }{{bus.StreamWebhooks, "normalizer"}, {bus.StreamLeads, "crm-sync"}} {
+			cons, err := s.js.Consumer(context.Background(), c.stream, c.name)
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(context.Background())
+			if err != nil || info.Delivered.Consumer < 2 || info.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	s.settle(t)
+	if p, ev := len(s.Sandbox.FUB().People()), len(s.Sandbox.FUB().Events()); p != 1 || ev != 1 {
+		t.Fatalf("%d people and %d events after redeliveries, want 1 and 1", p, ev)
+	}
+}
+
+func TestSystem_crmServerErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	s.Sandbox.FUB().InjectFault(sandbox.Fault{Method: http.MethodPost, Path: "/v1/events", Status: http.StatusInternalServerError, Count: 3})
+	s.post(t, "msg_500", lead)
+	natstest.Eventually(t, 30*time.Second, "the lead in the CRM", func() bool { return len(s.Sandbox.FUB().People()) == 1 })
+	s.settle(t)
+	if n := count(t, s.js, bus.StreamOps, bus.FailureSubject(bus.ServiceCRMSync)); n != 0 {
+		t.Fatalf("%d failure records for errors that were retried", n)
+	}
+}
+
+func TestSystem_crmRejectionIsOneFailureThenRedriveDeliversIt(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	s.Sandbox.FUB().InjectFault(sandbox.Fault{Method: http.MethodPost, Path: "/v1/events", Status: http.StatusBadRequest, Count: 1, Body: `{"errorMessage":"Invalid email"}`})
+	s.post(t, "msg_400", lead)
+	failures := bus.FailureSubject(bus.ServiceCRMSync)
+	natstest.Eventually(t, 30*time.Second, "one failure record", func() bool { return count(t, s.js, bus.StreamOps, failures) == 1 })
+	s.settle(t)
+	if n := len(s.Sandbox.FUB().People()); n != 0 {
+		t.Fatalf("%d people after a rejection", n)
+	}
+	var f opsv1.Failure
+	if err := proto.Unmarshal(lastMsg(t, s.js, bus.StreamOps, failures).Data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT || !strings.Contains(f.GetReason(), "Invalid email") {
+		t.Fatalf("failure = %v", &f)
+	}
+	// The cause is fixed (the fault is spent); the operator redrives.
+	pub := bus.NewPublisher(s.js, "test", nil)
+	if _, err := bus.RequestRedrive(natstest.Context(t, 10*time.Second), pub, bus.ServiceCRMSync, f.GetMessage().GetStream(), f.GetMessage().GetSequence(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the redriven lead in the CRM", func() bool { return len(s.Sandbox.FUB().People()) == 1 })
+	if n := count(t, s.js, bus.StreamOps, failures); n != 1 {
+		t.Fatalf("%d failure records after a good redrive, want 1", n)
+	}
 }

@@ -33,6 +33,9 @@ type Options struct {
 	Duration    time.Duration
 	Concurrency int
 	Sync        string
+	// LeadRate and LeadDuration drive the speed-to-lead measurement.
+	LeadRate     float64
+	LeadDuration time.Duration
 }
 
 const benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci10aGUtYnJva2VyZmxvdy1nYXRld2F5"
@@ -62,8 +65,8 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer cleanup()
 	accepted, err := measure(ctx, o, gw)
+	cleanup()
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -74,7 +77,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: gateway_accept_p50_ms %.2f ms\n", accepted.percentile(0.50))
 	fmt.Fprintf(w, "bench: gateway_accept_p99_ms %.2f ms\n", accepted.percentile(0.99))
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", accepted.errors+baseline.errors)
-	return nil
+	return SpeedToLead(ctx, o, w)
 }
 
 // startGateway runs the real gateway on an embedded JetStream server with

@@ -28,22 +28,23 @@ func Execute(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(environ, stdout, stderr), streamsCmd(environ, stdout), failuresCmd(environ, stdout))
+	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout))
 	return root.ExecuteContext(ctx)
 }
 
 func runCmd(environ []string, stdout, stderr io.Writer) *cobra.Command {
-	var dev bool
+	var mode app.Mode
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Start an embedded JetStream server and every service in this process",
 		Long: `Start an embedded JetStream server on 127.0.0.1 and every service in one process.
-Settings come from BROKERFLOW_*, GATEWAY_* and NORMALIZER_* variables (see the README).
-With --dev, a public development secret signs the IDX website source; without it,
-GATEWAY_IDX_SECRETS is required.`,
+Settings come from BROKERFLOW_*, GATEWAY_*, NORMALIZER_* and CRMSYNC_* variables (see the README).
+With --sandbox, the sandbox starts too, every adapter points at it, and a public development
+secret signs the IDX website source (as --dev does). Without them, GATEWAY_IDX_SECRETS and the
+vendors' credentials (CRMSYNC_FUB_API_KEY) are required.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := app.ConfigFromEnv(environ, dev)
+			cfg, err := app.ConfigFromEnv(environ, mode)
 			if err != nil {
 				return err
 			}
@@ -55,7 +56,8 @@ GATEWAY_IDX_SECRETS is required.`,
 			return a.Wait()
 		},
 	}
-	cmd.Flags().BoolVar(&dev, "dev", false, "use development secrets (printed at start); never in production")
+	cmd.Flags().BoolVar(&mode.Dev, "dev", false, "use development secrets (printed at start); never in production")
+	cmd.Flags().BoolVar(&mode.Sandbox, "sandbox", false, "start the sandbox and point every adapter at it (implies --dev)")
 	return cmd
 }
 

@@ -43,13 +43,13 @@ func TestStreamsApply_declaresEverything(t *testing.T) {
 	}
 }
 
-// An operator lists a failure and redrives it, against a running system.
-func TestFailures_lsAndRedrive(t *testing.T) {
-	t.Parallel()
+// startSystem runs brokerflow run --sandbox on random ports.
+func startSystem(t *testing.T) *app.App {
+	t.Helper()
 	cfg, err := app.ConfigFromEnv([]string{
 		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + t.TempDir(),
-		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
-	}, true)
+		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
+	}, app.Mode{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +63,29 @@ func TestFailures_lsAndRedrive(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return a
+}
+
+func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
+	t.Parallel()
+	a := startSystem(t)
+	out, err := execute(t, nil, "demo", "--url", a.WebhookURL, "--sandbox-url", a.SandboxURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "HTTP 202") != 5 || !strings.Contains(out, "holds 4 people and 5 events") || !strings.Contains(out, a.SandboxURL+"/") {
+		t.Fatalf("demo output:\n%s", out)
+	}
+	people := a.Sandbox.FUB().People()
+	if len(people) != 4 {
+		t.Fatalf("%d people in the sandbox, want 4", len(people))
+	}
+}
+
+// An operator lists a failure and redrives it, against a running system.
+func TestFailures_lsAndRedrive(t *testing.T) {
+	t.Parallel()
+	a := startSystem(t)
 	nc, err := nats.Connect(a.NATSURL)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+)
+
+// demoLeads are what a brokerage website sends on a busy morning. Ada
+// comes back: her second lead must become an event on her contact.
+var demoLeads = []string{
+	`{"type":"lead.created","data":{"first_name":"Ada","last_name":"Lovelace","email":"Ada.Lovelace@example.com","phone":"(415) 555-0134","inquiry_type":"buy","message":"Can I see 12 Main St on Saturday?","property":{"address":"12 Main St","city":"Springfield","state":"IL","postal_code":"62701","mls_number":"MLS123","price":850000}}}`,
+	`{"type":"lead.created","data":{"name":"Grace Hopper","email":"grace@example.org","inquiry_type":"sell","message":"What is my condo worth?"}}`,
+	`{"type":"lead.created","data":{"name":"Alan Turing","phone":"+44 7911 123456","inquiry_type":"rent","property":{"address":"7 Bletchley Rd","mls_number":"MLS777"}}}`,
+	`{"type":"lead.created","data":{"first_name":"Ada","last_name":"Lovelace","email":"ada.lovelace@EXAMPLE.com","inquiry_type":"buy","message":"Also interested in 14 Main St.","property":{"address":"14 Main St","mls_number":"MLS124","price":910000}}}`,
+	`{"type":"lead.created","data":{"name":"Katherine Johnson","email":"katherine@example.net","phone":"757-555-0199","message":"Please call me about new listings."}}`,
+}
+
+func demoCmd(stdout io.Writer) *cobra.Command {
+	var url, secret, sandboxURL string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Send a handful of signed leads to a running brokerflow (run --sandbox) and show where they landed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			client := &http.Client{Timeout: 10 * time.Second}
+			run := time.Now().Unix()
+			for i, body := range demoLeads {
+				id := fmt.Sprintf("msg_demo_%d_%d", run, i+1)
+				h, err := webhooksig.SignedHeaders(secret, id, time.Now(), []byte(body))
+				if err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
+				code, answer, err := post(ctx, client, url+"/webhooks/idx", h, body)
+				if err != nil {
+					return fmt.Errorf("is brokerflow running (make run)? %w", err)
+				}
+				fmt.Fprintf(stdout, "lead %d (%s): HTTP %d %s\n", i+1, id, code, strings.TrimSpace(answer))
+			}
+			if sandboxURL == "" {
+				return nil
+			}
+			people, events := waitForCRM(ctx, client, sandboxURL, len(demoLeads))
+			fmt.Fprintf(stdout, "\nFollow Up Boss (sandbox) now holds %d people and %d events.\n", people, events)
+			fmt.Fprintf(stdout, "On an empty sandbox the demo makes 4 people and 5 events: Ada Lovelace came back, and her second lead is an event on her contact.\n")
+			fmt.Fprintf(stdout, "See %s/ (the sandbox page) and %s/_sandbox/fub/state (JSON).\n", sandboxURL, sandboxURL)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the gateway's base URL")
+	cmd.Flags().StringVar(&secret, "secret", app.DevIDXSecret, "the IDX source's Standard Webhooks secret")
+	cmd.Flags().StringVar(&sandboxURL, "sandbox-url", "http://127.0.0.1:8099", "the sandbox to read the result from; empty to skip")
+	return cmd
+}
+
+func post(ctx context.Context, client *http.Client, url string, h http.Header, body string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header = h
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(b), err
+}
+
+// waitForCRM polls the sandbox until it holds events for every lead, or
+// ten seconds have passed, and returns what it holds.
+func waitForCRM(ctx context.Context, client *http.Client, sandboxURL string, leads int) (people, events int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var state struct {
+			People []json.RawMessage `json:"people"`
+			Events []json.RawMessage `json:"events"`
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, sandboxURL+"/_sandbox/fub/state", http.NoBody)
+		if err == nil {
+			if resp, err := client.Do(req); err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&state)
+				_ = resp.Body.Close()
+			}
+		}
+		people, events = len(state.People), len(state.Events)
+		if events >= leads || time.Now().After(deadline) || ctx.Err() != nil {
+			return people, events
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -8,13 +8,11 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
-	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
@@ -33,10 +31,7 @@ const outcomeBucket = "idempotency"
 
 // Syncer consumes lead.normalized.>.
 type Syncer struct {
-	cfg      Config
-	deps     Deps
-	js       jetstream.JetStream
-	runner   *bus.Runner
+	*service.Worker
 	crm      CRM
 	outcomes jetstream.KeyValue
 }
@@ -52,63 +47,33 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 
 // NewWithCRM returns a Syncer using crm.
 func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
-	deps, err := deps.WithDefaults()
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(deps.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	metrics, err := bus.NewMetrics(deps.Registerer, bus.ServiceCRMSync)
-	if err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	runner, err := bus.NewRunner(js, bus.RunnerOptions{
+	w, err := service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceCRMSync,
-		Topology:        cfg.Bus.Topology(),
-		Policy:          cfg.Bus.Policy(),
-		Logger:          deps.Logger,
-		TracerProvider:  deps.TracerProvider,
-		Metrics:         metrics,
-		Hooks:           deps.Hooks,
+		Bus:             cfg.Bus,
 		Concurrency:     cfg.Concurrency,
+		OpsAddr:         cfg.OpsAddr,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-	})
+	}, deps)
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{cfg: cfg, deps: deps, js: js, runner: runner, crm: crm}
+	s := &Syncer{Worker: w, crm: crm}
 	for _, spec := range bus.ConsumersOf(bus.ServiceCRMSync) {
-		runner.Handle(spec, s.HandleLead)
+		w.Runner.Handle(spec, s.HandleLead)
 	}
 	return s, nil
 }
 
 // Run applies the declarations and consumes until ctx is done, then drains.
 func (s *Syncer) Run(ctx context.Context) error {
-	if err := bus.Apply(ctx, s.js, s.cfg.Bus.Topology()); err != nil {
-		return err
-	}
-	kv, err := s.js.KeyValue(ctx, outcomeBucket)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", outcomeBucket, err)
-	}
-	s.outcomes = kv
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return s.runner.Run(ctx) })
-	if s.cfg.OpsAddr != "" {
-		eg.Go(func() error {
-			h := opshttp.Handler(s.deps.Gatherer, map[string]opshttp.Check{"nats": s.Ready})
-			return opshttp.ListenAndServe(ctx, s.cfg.OpsAddr, h, s.cfg.ShutdownTimeout)
-		})
-	}
-	return eg.Wait()
-}
-
-// Ready reports whether NATS is connected.
-func (s *Syncer) Ready(ctx context.Context) error {
-	return service.NATSReady(s.deps.NATS)(ctx)
+	return s.Worker.Run(ctx, func(ctx context.Context) error {
+		kv, err := s.JS.KeyValue(ctx, outcomeBucket)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", outcomeBucket, err)
+		}
+		s.outcomes = kv
+		return nil
+	})
 }
 
 // outcomeKey is the KV key of a lead's outcome. Lead ids are [a-z0-9_].
@@ -186,6 +151,6 @@ func outcome(found bool, rec Recorded) crmv1.SyncOutcome {
 }
 
 func (s *Syncer) announce(ctx context.Context, done *crmv1.ContactSynced) error {
-	_, err := s.runner.Publisher().Publish(ctx, SubjectContactSynced, "crm.contact.synced:"+done.GetLeadId(), done)
+	_, err := s.Runner.Publisher().Publish(ctx, SubjectContactSynced, "crm.contact.synced:"+done.GetLeadId(), done)
 	return err
 }

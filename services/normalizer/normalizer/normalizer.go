@@ -8,13 +8,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
-	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -35,76 +32,32 @@ var builtinMappers = map[string]Mapper{
 
 // Normalizer consumes webhook.received.lead.>.
 type Normalizer struct {
-	cfg     Config
-	deps    Deps
-	js      jetstream.JetStream
-	runner  *bus.Runner
+	*service.Worker
 	mappers map[string]Mapper
 	region  string
 }
 
 // New returns a Normalizer.
 func New(cfg Config, deps Deps) (*Normalizer, error) {
-	deps, err := deps.WithDefaults()
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(deps.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	metrics, err := bus.NewMetrics(deps.Registerer, bus.ServiceNormalizer)
-	if err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	runner, err := bus.NewRunner(js, bus.RunnerOptions{
+	w, err := service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceNormalizer,
-		Topology:        cfg.Bus.Topology(),
-		Policy:          cfg.Bus.Policy(),
-		Logger:          deps.Logger,
-		TracerProvider:  deps.TracerProvider,
-		Metrics:         metrics,
-		Hooks:           deps.Hooks,
+		Bus:             cfg.Bus,
 		Concurrency:     cfg.Concurrency,
+		OpsAddr:         cfg.OpsAddr,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-	})
+	}, deps)
 	if err != nil {
 		return nil, err
 	}
-	n := &Normalizer{
-		cfg:     cfg,
-		deps:    deps,
-		js:      js,
-		runner:  runner,
-		mappers: builtinMappers,
-		region:  strings.ToUpper(cfg.DefaultRegion),
-	}
+	n := &Normalizer{Worker: w, mappers: builtinMappers, region: strings.ToUpper(cfg.DefaultRegion)}
 	for _, spec := range bus.ConsumersOf(bus.ServiceNormalizer) {
-		runner.Handle(spec, n.Handle)
+		w.Runner.Handle(spec, n.Handle)
 	}
 	return n, nil
 }
 
 // Run applies the declarations and consumes until ctx is done, then drains.
-func (n *Normalizer) Run(ctx context.Context) error {
-	if err := bus.Apply(ctx, n.js, n.cfg.Bus.Topology()); err != nil {
-		return err
-	}
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return n.runner.Run(ctx) })
-	if n.cfg.OpsAddr != "" {
-		eg.Go(func() error {
-			h := opshttp.Handler(n.deps.Gatherer, map[string]opshttp.Check{"nats": n.Ready})
-			return opshttp.ListenAndServe(ctx, n.cfg.OpsAddr, h, n.cfg.ShutdownTimeout)
-		})
-	}
-	return eg.Wait()
-}
-
-// Ready reports whether NATS is connected.
-func (n *Normalizer) Ready(ctx context.Context) error {
-	return service.NATSReady(n.deps.NATS)(ctx)
-}
+func (n *Normalizer) Run(ctx context.Context) error { return n.Worker.Run(ctx, nil) }
 
 // Handle normalizes one WebhookReceived. It publishes with ids derived from
 // the lead id, so running it twice for one webhook stores each lead once.
@@ -145,7 +98,7 @@ func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 			continue
 		}
 		subject := "lead.normalized." + source
-		if _, err := n.runner.Publisher().Publish(ctx, subject, "lead.normalized:"+l.GetLeadId(), l); err != nil {
+		if _, err := n.Runner.Publisher().Publish(ctx, subject, "lead.normalized:"+l.GetLeadId(), l); err != nil {
 			return err
 		}
 		logging.FromContext(ctx).Info("lead normalized", "lead_id", l.GetLeadId(), "source", source)
@@ -165,7 +118,7 @@ func (n *Normalizer) reject(ctx context.Context, wh *webhookv1.WebhookReceived, 
 		Webhook:     ref,
 		Correlation: &commonv1.Correlation{LeadId: id, Source: wh.GetSource()},
 	}
-	if _, err := n.runner.Publisher().Publish(ctx, "lead.rejected."+wh.GetSource(), "lead.rejected:"+id, ev); err != nil {
+	if _, err := n.Runner.Publisher().Publish(ctx, "lead.rejected."+wh.GetSource(), "lead.rejected:"+id, ev); err != nil {
 		return err
 	}
 	logging.FromContext(ctx).Warn("lead rejected", "lead_id", id, "source", wh.GetSource(), "reason", reason)

@@ -79,15 +79,7 @@ func (e *env) run(t *testing.T, h bus.Handler) {
 		t.Fatal(err)
 	}
 	r.Handle(testSpec, h)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runner: %v", err)
-		}
-	})
+	natstest.Run(t, r.Run)
 }
 
 func (e *env) publish(t *testing.T, id string) uint64 {
@@ -101,30 +93,15 @@ func (e *env) publish(t *testing.T, id string) uint64 {
 
 func (e *env) failures(t *testing.T) []*opsv1.Failure {
 	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	c, err := e.js.OrderedConsumer(ctx, bus.StreamOps, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.FailureSubject(testService)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []*opsv1.Failure
-	for {
-		batch, err := c.FetchNoWait(100)
-		if err != nil {
+	for _, m := range natstest.All(t, e.js, bus.StreamOps, bus.FailureSubject(testService)) {
+		var f opsv1.Failure
+		if err := proto.Unmarshal(m.Data(), &f); err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var f opsv1.Failure
-			if err := proto.Unmarshal(m.Data(), &f); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, &f)
-		}
-		if n == 0 {
-			return out
-		}
+		out = append(out, &f)
 	}
+	return out
 }
 
 // calls records each handler invocation.

@@ -48,19 +48,8 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- syncer.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("crm-sync: %v", err)
-		}
-	})
-	natstest.Eventually(t, 30*time.Second, "declarations", func() bool {
-		_, err := js.Consumer(context.Background(), bus.StreamLeads, "crm-sync")
-		return err == nil
-	})
+	natstest.Run(t, syncer.Run)
+	natstest.WaitConsumer(t, js, bus.StreamLeads, "crm-sync")
 	return &env{js: js, fub: fub, pub: bus.NewPublisher(js, "normalizer", nil), hooks: hooks}
 }
 
@@ -86,32 +75,18 @@ func (e *env) failures(t *testing.T) []*opsv1.Failure {
 	return readAll[*opsv1.Failure](t, e.js, bus.StreamOps, bus.FailureSubject(bus.ServiceCRMSync), func() *opsv1.Failure { return &opsv1.Failure{} })
 }
 
+// readAll decodes every message on subject in stream, oldest first.
 func readAll[M proto.Message](t *testing.T, js jetstream.JetStream, stream, subject string, fresh func() M) []M {
 	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []M
-	for {
-		batch, err := c.FetchNoWait(100)
-		if err != nil {
+	for _, m := range natstest.All(t, js, stream, subject) {
+		v := fresh()
+		if err := proto.Unmarshal(m.Data(), v); err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			v := fresh()
-			if err := proto.Unmarshal(m.Data(), v); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		}
-		if n == 0 {
-			return out
-		}
+		out = append(out, v)
 	}
+	return out
 }
 
 func TestSyncer_newLeadBecomesOneContact(t *testing.T) {

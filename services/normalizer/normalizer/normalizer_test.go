@@ -1,7 +1,6 @@
 package normalizer_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -41,19 +40,8 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("normalizer: %v", err)
-		}
-	})
-	natstest.Eventually(t, 30*time.Second, "streams applied", func() bool {
-		_, err := js.Consumer(context.Background(), bus.StreamWebhooks, "normalizer")
-		return err == nil
-	})
+	natstest.Run(t, n.Run)
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, "normalizer")
 	return &env{js: js, nc: nc, pub: bus.NewPublisher(js, "ingest-gateway", nil), hooks: hooks}
 }
 
@@ -68,32 +56,10 @@ func (e *env) receive(t *testing.T, delivery, body string) {
 	}
 }
 
-func (e *env) count(t *testing.T, stream, subject string) uint64 {
-	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Subjects[subject]
-}
-
+// last decodes the last message on subject into into.
 func (e *env) last(t *testing.T, stream, subject string, into proto.Message) {
 	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := s.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		t.Fatalf("nothing on %s: %v", subject, err)
-	}
-	if err := proto.Unmarshal(msg.Data, into); err != nil {
+	if err := proto.Unmarshal(natstest.Last(t, e.js, stream, subject).Data, into); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -130,10 +96,10 @@ func TestNormalizer_rejectsALeadWithoutEmailOrPhone(t *testing.T) {
 	e.receive(t, "msg_2", `{"type":"lead.created","data":{"name":"No Contact","email":"not-an-email","phone":"12"}}`)
 	e.receive(t, "msg_3", `{"type":"listing.viewed","data":{}}`)
 	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, "normalizer")
-	if n := e.count(t, bus.StreamLeads, "lead.rejected.idx"); n != 2 {
+	if n := natstest.Count(t, e.js, bus.StreamLeads, "lead.rejected.idx"); n != 2 {
 		t.Fatalf("%d rejected leads, want 2", n)
 	}
-	if n := e.count(t, bus.StreamLeads, "lead.normalized.idx"); n != 0 {
+	if n := natstest.Count(t, e.js, bus.StreamLeads, "lead.normalized.idx"); n != 0 {
 		t.Fatalf("%d normalized leads, want 0", n)
 	}
 	var r leadv1.LeadRejected
@@ -158,7 +124,7 @@ func TestNormalizer_redeliveryPublishesNoSecondLead(t *testing.T) {
 		return err == nil && info.AckFloor.Consumer >= 1 && info.NumAckPending == 0 && info.NumRedelivered == 0 && info.Delivered.Consumer >= 2
 	})
 	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, "normalizer")
-	if n := e.count(t, bus.StreamLeads, "lead.normalized.idx"); n != 1 {
+	if n := natstest.Count(t, e.js, bus.StreamLeads, "lead.normalized.idx"); n != 1 {
 		t.Fatalf("%d normalized leads after a redelivery, want 1", n)
 	}
 }
@@ -170,7 +136,7 @@ func TestNormalizer_undecodableMessageIsAFailureRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 30*time.Second, "failure record", func() bool {
-		return e.count(t, bus.StreamOps, bus.FailureSubject(bus.ServiceNormalizer)) == 1
+		return natstest.Count(t, e.js, bus.StreamOps, bus.FailureSubject(bus.ServiceNormalizer)) == 1
 	})
 	var f opsv1.Failure
 	e.last(t, bus.StreamOps, bus.FailureSubject(bus.ServiceNormalizer), &f)

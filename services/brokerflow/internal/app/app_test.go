@@ -102,34 +102,6 @@ func do(t *testing.T, req *http.Request) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func count(t *testing.T, js jetstream.JetStream, stream, subject string) uint64 {
-	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Subjects[subject]
-}
-
-func lastMsg(t *testing.T, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := natstest.Context(t, 10*time.Second)
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		t.Fatalf("nothing on %s: %v", subject, err)
-	}
-	return m
-}
-
 func traceID(t *testing.T, h nats.Header) string {
 	t.Helper()
 	parts := strings.Split(h.Get("traceparent"), "-")
@@ -147,7 +119,7 @@ func TestSystem_signedWebhookBecomesACanonicalLead(t *testing.T) {
 	}
 	natstest.WaitSettled(t, s.js, bus.StreamWebhooks, "normalizer")
 
-	m := lastMsg(t, s.js, bus.StreamLeads, "lead.normalized.idx")
+	m := natstest.Last(t, s.js, bus.StreamLeads, "lead.normalized.idx")
 	var l leadv1.Lead
 	if err := proto.Unmarshal(m.Data, &l); err != nil {
 		t.Fatal(err)
@@ -158,7 +130,7 @@ func TestSystem_signedWebhookBecomesACanonicalLead(t *testing.T) {
 		t.Fatalf("lead = %v", &l)
 	}
 	// One trace follows the lead from the webhook to the normalized lead.
-	wh := lastMsg(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx")
+	wh := natstest.Last(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx")
 	if traceID(t, wh.Header) != traceID(t, m.Header) {
 		t.Fatalf("trace broken: webhook %s, lead %s", wh.Header.Get("traceparent"), m.Header.Get("traceparent"))
 	}
@@ -171,7 +143,7 @@ func TestSystem_unsignedWebhookProducesNothing(t *testing.T) {
 	if code != http.StatusUnauthorized || !strings.Contains(body, `"reason":"no signature matches"`) {
 		t.Fatalf("status %d body %s", code, body)
 	}
-	if n := count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 0 {
+	if n := natstest.Count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 0 {
 		t.Fatalf("%d webhooks stored from a forged request", n)
 	}
 }
@@ -195,10 +167,10 @@ func TestSystem_providerRetryAndCrashStillMakeOneLead(t *testing.T) {
 		return err == nil && info.Delivered.Consumer >= 2 && info.NumAckPending == 0
 	})
 	s.settle(t)
-	if n := count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 1 {
+	if n := natstest.Count(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx"); n != 1 {
 		t.Fatalf("%d webhooks stored, want 1", n)
 	}
-	if n := count(t, s.js, bus.StreamLeads, "lead.normalized.idx"); n != 1 {
+	if n := natstest.Count(t, s.js, bus.StreamLeads, "lead.normalized.idx"); n != 1 {
 		t.Fatalf("%d leads, want 1", n)
 	}
 }
@@ -253,19 +225,8 @@ func TestGatewayToNormalizer_publishedTestVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- norm.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("normalizer: %v", err)
-		}
-	})
-	natstest.Eventually(t, 30*time.Second, "declarations", func() bool {
-		_, err := js.Consumer(context.Background(), bus.StreamWebhooks, "normalizer")
-		return err == nil
-	})
+	natstest.Run(t, norm.Run)
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, "normalizer")
 	hs := newServer(t, gw.Handler())
 
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, hs+"/webhooks/idx", strings.NewReader(body))
@@ -281,7 +242,7 @@ func TestGatewayToNormalizer_publishedTestVector(t *testing.T) {
 	}
 	natstest.WaitSettled(t, js, bus.StreamWebhooks, "normalizer")
 	var r leadv1.LeadRejected
-	if err := proto.Unmarshal(lastMsg(t, js, bus.StreamLeads, "lead.rejected.idx").Data, &r); err != nil {
+	if err := proto.Unmarshal(natstest.Last(t, js, bus.StreamLeads, "lead.rejected.idx").Data, &r); err != nil {
 		t.Fatal(err)
 	}
 	if r.GetDeliveryId() != id || r.GetReason() == "" {
@@ -370,7 +331,7 @@ func TestSystem_crmServerErrorsAreRetried(t *testing.T) {
 	s.post(t, "msg_500", lead)
 	natstest.Eventually(t, 30*time.Second, "the lead in the CRM", func() bool { return len(s.Sandbox.FUB().People()) == 1 })
 	s.settle(t)
-	if n := count(t, s.js, bus.StreamOps, bus.FailureSubject(bus.ServiceCRMSync)); n != 0 {
+	if n := natstest.Count(t, s.js, bus.StreamOps, bus.FailureSubject(bus.ServiceCRMSync)); n != 0 {
 		t.Fatalf("%d failure records for errors that were retried", n)
 	}
 }
@@ -381,13 +342,13 @@ func TestSystem_crmRejectionIsOneFailureThenRedriveDeliversIt(t *testing.T) {
 	s.Sandbox.FUB().InjectFault(sandbox.Fault{Method: http.MethodPost, Path: "/v1/events", Status: http.StatusBadRequest, Count: 1, Body: `{"errorMessage":"Invalid email"}`})
 	s.post(t, "msg_400", lead)
 	failures := bus.FailureSubject(bus.ServiceCRMSync)
-	natstest.Eventually(t, 30*time.Second, "one failure record", func() bool { return count(t, s.js, bus.StreamOps, failures) == 1 })
+	natstest.Eventually(t, 30*time.Second, "one failure record", func() bool { return natstest.Count(t, s.js, bus.StreamOps, failures) == 1 })
 	s.settle(t)
 	if n := len(s.Sandbox.FUB().People()); n != 0 {
 		t.Fatalf("%d people after a rejection", n)
 	}
 	var f opsv1.Failure
-	if err := proto.Unmarshal(lastMsg(t, s.js, bus.StreamOps, failures).Data, &f); err != nil {
+	if err := proto.Unmarshal(natstest.Last(t, s.js, bus.StreamOps, failures).Data, &f); err != nil {
 		t.Fatal(err)
 	}
 	if f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT || !strings.Contains(f.GetReason(), "Invalid email") {
@@ -399,7 +360,7 @@ func TestSystem_crmRejectionIsOneFailureThenRedriveDeliversIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 30*time.Second, "the redriven lead in the CRM", func() bool { return len(s.Sandbox.FUB().People()) == 1 })
-	if n := count(t, s.js, bus.StreamOps, failures); n != 1 {
+	if n := natstest.Count(t, s.js, bus.StreamOps, failures); n != 1 {
 		t.Fatalf("%d failure records after a good redrive, want 1", n)
 	}
 }

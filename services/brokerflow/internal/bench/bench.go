@@ -185,7 +185,7 @@ func measure(ctx context.Context, o Options, h http.Handler) (_ result, err erro
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				id := "msg_bench_" + strconv.FormatInt(seq.Add(1), 10) + "_" + strconv.FormatInt(start.UnixNano(), 36)
 				t0 := time.Now()
-				if post(ctx, client, url, id) {
+				if postSigned(ctx, client, url, benchSecret, id, leadBody) {
 					ok.Add(1)
 					mine = append(mine, time.Since(t0))
 				} else {
@@ -201,12 +201,14 @@ func measure(ctx context.Context, o Options, h http.Handler) (_ result, err erro
 	return result{ok: ok.Load(), errors: failed.Load(), elapsed: time.Since(start), latencies: lat}, ctx.Err()
 }
 
-func post(ctx context.Context, client *http.Client, url, id string) bool {
-	h, err := webhooksig.SignedHeaders(benchSecret, id, time.Now(), []byte(leadBody))
+// postSigned signs body as delivery id with secret, posts it to url and
+// reports whether the answer was 202 Accepted.
+func postSigned(ctx context.Context, client *http.Client, url, secret, id, body string) bool {
+	h, err := webhooksig.SignedHeaders(secret, id, time.Now(), []byte(body))
 	if err != nil {
 		return false
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(leadBody))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return false
 	}

@@ -7,11 +7,9 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
@@ -76,14 +74,10 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := webhooksig.SignedHeaders(app.DevIDXSecret, fmt.Sprintf("msg_stl_%d", i), time.Now(), []byte(body))
-			if err != nil {
-				return
-			}
 			mu.Lock()
 			sent[email] = time.Now()
 			mu.Unlock()
-			if !postOnce(ctx, client, a.WebhookURL+"/webhooks/idx", h, body) {
+			if !postSigned(ctx, client, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, fmt.Sprintf("msg_stl_%d", i), body) {
 				errMu.Lock()
 				errs++
 				errMu.Unlock()
@@ -112,20 +106,4 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: speed_to_lead_p50_ms %.1f ms\n", r.percentile(0.50))
 	fmt.Fprintf(w, "bench: speed_to_lead_p99_ms %.1f ms\n", r.percentile(0.99))
 	return nil
-}
-
-func postOnce(ctx context.Context, client *http.Client, url string, h http.Header, body string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		return false
-	}
-	req.Header = h
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusAccepted
 }

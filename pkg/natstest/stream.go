@@ -1,0 +1,90 @@
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Count returns how many messages stream holds on subject.
+func Count(tb testing.TB, js jetstream.JetStream, stream, subject string) uint64 {
+	tb.Helper()
+	ctx := Context(tb, 10*time.Second)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		tb.Fatalf("natstest: stream %s info: %v", stream, err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// Last returns the last message on subject in stream.
+func Last(tb testing.TB, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
+	tb.Helper()
+	ctx := Context(tb, 10*time.Second)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		tb.Fatalf("natstest: nothing on %s in %s: %v", subject, stream, err)
+	}
+	return m
+}
+
+// All returns every message on subject (a filter, wildcards allowed) in
+// stream, oldest first.
+func All(tb testing.TB, js jetstream.JetStream, stream, subject string) []jetstream.Msg {
+	tb.Helper()
+	ctx := Context(tb, 10*time.Second)
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		tb.Fatalf("natstest: read %s: %v", subject, err)
+	}
+	var out []jetstream.Msg
+	for {
+		batch, err := c.FetchNoWait(256)
+		if err != nil {
+			tb.Fatalf("natstest: read %s: %v", subject, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			out = append(out, m)
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+// WaitConsumer waits until the durable consumer exists, as a service that
+// applied its declarations at start has made it.
+func WaitConsumer(tb testing.TB, js jetstream.JetStream, stream, durable string) {
+	tb.Helper()
+	Eventually(tb, 30*time.Second, "consumer "+durable, func() bool {
+		_, err := js.Consumer(context.Background(), stream, durable)
+		return err == nil
+	})
+}
+
+// Run runs a service until the test ends, then stops it and reports its
+// error.
+func Run(tb testing.TB, run func(context.Context) error) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("natstest: service: %v", err)
+		}
+	})
+}

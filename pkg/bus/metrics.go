@@ -19,8 +19,9 @@ const (
 // series carries a constant service label, so several services can register
 // on one registry in the all-in-one binary.
 type Metrics struct {
-	handled  *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	handled   *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	throttled *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics of service on reg. A nil reg registers nothing.
@@ -38,11 +39,16 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 			ConstLabels: labels,
 			Buckets:     prometheus.ExponentialBuckets(0.001, 4, 9),
 		}, []string{"consumer"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "brokerflow_bus_consumer_pauses_total",
+			Help:        "Times a consumer was paused because a vendor throttled it (429).",
+			ConstLabels: labels,
+		}, []string{"consumer"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.handled, m.duration} {
+	for _, c := range []prometheus.Collector{m.handled, m.duration, m.throttled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -68,6 +68,10 @@ func AsPermanent(err error) error {
 type RetryAfterError struct {
 	Err   error
 	After time.Duration
+	// Pause stops the whole consumer, on every replica, until After has
+	// passed: the quota that ran out is shared, so no other message should
+	// be taken meanwhile.
+	Pause bool
 }
 
 func (e *RetryAfterError) Error() string {
@@ -78,6 +82,12 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 // RetryAfter wraps err with a delay the next attempt must wait for.
 func RetryAfter(err error, after time.Duration) error {
 	return &RetryAfterError{Err: err, After: after}
+}
+
+// Throttled wraps a vendor's 429: the message is retried after after, and
+// the consumer takes no new message until then.
+func Throttled(err error, after time.Duration) error {
+	return &RetryAfterError{Err: err, After: after, Pause: true}
 }
 
 // Policy is the one value that decides what happens to a failed message.

@@ -354,6 +354,7 @@ func (w *worker) settle(ctx, runCtx context.Context, msg jetstream.Msg, m *Messa
 	class := w.r.policy.Classify(herr)
 	if class == Transient && !m.LastAttempt {
 		delay := w.r.policy.Delay(m.Attempt, herr)
+		w.pauseIfThrottled(ctx, herr, delay)
 		log.Warn("handler failed, will retry", "err", herr, "delay", delay)
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak failed; the message will be redelivered after ack wait", "err", err)
@@ -372,6 +373,23 @@ func (w *worker) settle(ctx, runCtx context.Context, msg jetstream.Msg, m *Messa
 		log.Warn("term failed", "err", err)
 	}
 	return outcomeFailed
+}
+
+// pauseIfThrottled pauses the consumer on the server, for every replica,
+// until a throttled vendor accepts calls again. Messages already in flight
+// are nak'ed with the same delay by their own handlers.
+func (w *worker) pauseIfThrottled(ctx context.Context, herr error, delay time.Duration) {
+	var ra *RetryAfterError
+	if !errors.As(herr, &ra) || !ra.Pause {
+		return
+	}
+	until := time.Now().Add(delay)
+	if _, err := w.r.js.PauseConsumer(ctx, w.spec.Stream, w.spec.Durable, until); err != nil {
+		w.r.logger.Warn("cannot pause consumer", "consumer", w.spec.Durable, "err", err)
+		return
+	}
+	w.r.logger.Warn("vendor throttled: consumer paused", "consumer", w.spec.Durable, "until", until)
+	w.r.metrics.throttled.WithLabelValues(w.spec.Durable).Inc()
 }
 
 func (r *Runner) failure(spec ConsumerSpec, m *Message, class Class, err error) *opsv1.Failure {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -32,8 +33,10 @@ const outcomeBucket = "idempotency"
 // Syncer consumes lead.normalized.>.
 type Syncer struct {
 	*service.Worker
-	crm      CRM
-	outcomes jetstream.KeyValue
+	crm        CRM
+	outcomes   jetstream.KeyValue
+	identities *identities
+	staleAfter time.Duration
 }
 
 // New returns a Syncer using the CRM cfg names.
@@ -57,7 +60,7 @@ func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{Worker: w, crm: crm}
+	s := &Syncer{Worker: w, crm: crm, staleAfter: 5 * cfg.Bus.AckWait}
 	for _, spec := range bus.ConsumersOf(bus.ServiceCRMSync) {
 		w.Runner.Handle(spec, s.HandleLead)
 	}
@@ -72,6 +75,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return fmt.Errorf("bucket %s: %w", outcomeBucket, err)
 		}
 		s.outcomes = kv
+		ikv, err := s.JS.KeyValue(ctx, identityBucket)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", identityBucket, err)
+		}
+		s.identities = &identities{kv: ikv, crm: s.crm.Name(), staleAfter: s.staleAfter, poll: 50 * time.Millisecond, now: time.Now}
 		return nil
 	})
 }
@@ -101,16 +109,9 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		return fmt.Errorf("read outcome of %s: %w", l.GetLeadId(), err)
 	}
 
-	match, found, err := s.crm.Find(ctx, IdentityOf(&l))
+	rec, match, found, err := s.record(ctx, &l)
 	if err != nil {
-		return fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
-	}
-	if err := m.InProgress(); err != nil {
-		logging.FromContext(ctx).Debug("in progress", "err", err)
-	}
-	rec, err := s.crm.Record(ctx, &l, match.ContactID)
-	if err != nil {
-		return fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
+		return err
 	}
 	done := &crmv1.ContactSynced{
 		LeadId:     l.GetLeadId(),
@@ -137,6 +138,39 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	logging.FromContext(ctx).Info("lead synced", "lead_id", l.GetLeadId(), "crm", s.crm.Name(),
 		"contact_id", rec.ContactID, "outcome", done.GetOutcome().String())
 	return s.announce(ctx, done)
+}
+
+// record puts the lead into the CRM without making a second contact for a
+// person: a contact known in the identity bucket is used as is; otherwise
+// this lead claims the person's identity (create-if-absent), searches the
+// CRM, records the lead, and keeps the contact under the identity.
+func (s *Syncer) record(ctx context.Context, l *leadv1.Lead) (Recorded, Match, bool, error) {
+	id := IdentityOf(l)
+	match, claim, err := s.identities.resolve(ctx, l.GetLeadId(), id)
+	if err != nil {
+		return Recorded{}, Match{}, false, fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
+	}
+	found := match.ContactID != ""
+	if !found {
+		match, found, err = s.crm.Find(ctx, id)
+		if err != nil {
+			s.identities.release(ctx, claim)
+			return Recorded{}, Match{}, false, fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
+		}
+	}
+	rec, err := s.crm.Record(ctx, l, match.ContactID)
+	if err != nil {
+		s.identities.release(ctx, claim)
+		return Recorded{}, Match{}, false, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
+	}
+	if rec.ContactID != "" {
+		if err := s.identities.settle(ctx, id, rec.ContactID); err != nil {
+			return Recorded{}, Match{}, false, err
+		}
+	} else {
+		s.identities.release(ctx, claim)
+	}
+	return rec, match, found, nil
 }
 
 func outcome(found bool, rec Recorded) crmv1.SyncOutcome {

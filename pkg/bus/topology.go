@@ -71,6 +71,8 @@ var Consumers = []ConsumerSpec{
 	// Sized to the CRM's pace: a few calls per lead against a quota of
 	// 25 calls a second (Follow Up Boss, 250 per 10 s).
 	{Service: ServiceCRMSync, Stream: StreamLeads, Durable: "crm-sync", FilterSubjects: []string{"lead.normalized.>"}, MaxAckPending: 64},
+	// CRM webhooks (a stage moved, a name changed): each costs a read of the contact.
+	{Service: ServiceCRMSync, Stream: StreamWebhooks, Durable: "crm-sync-changes", FilterSubjects: []string{"webhook.received.crm.>"}, MaxAckPending: 64},
 }
 
 // RedriveConsumer is the durable consumer on which service receives
@@ -106,6 +108,7 @@ var Buckets = []BucketSpec{
 	{Name: "identity", Description: "CRM contact ids by hashed email and E.164 phone", History: 1},
 	{Name: "oauth_tokens", Description: "rotating OAuth refresh tokens (QuickBooks, Dotloop)", History: 5},
 	{Name: "cursors", Description: "poll cursors for systems without webhooks", History: 1},
+	{Name: "crm_contacts", Description: "last known stage, name, emails and phones of each CRM contact, to tell what a CRM webhook changed", History: 1},
 }
 
 // Topology holds the deployment-dependent settings applied to the declarations.

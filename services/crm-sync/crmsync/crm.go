@@ -77,7 +77,8 @@ func classify(e *APIError) error {
 		if after <= 0 {
 			after = time.Second
 		}
-		return bus.RetryAfter(e, after)
+		// The quota is the account's: stop the consumer, not just this message.
+		return bus.Throttled(e, after)
 	case e.Status == http.StatusRequestTimeout:
 		return e
 	case e.Status >= 400 && e.Status < 500:

@@ -61,8 +61,9 @@ func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 		return nil, err
 	}
 	s := &Syncer{Worker: w, crm: crm, staleAfter: 5 * cfg.Bus.AckWait}
+	handlers := map[string]bus.Handler{"crm-sync": s.HandleLead, "crm-sync-changes": NewChanges(cfg, s).HandleChange}
 	for _, spec := range bus.ConsumersOf(bus.ServiceCRMSync) {
-		w.Runner.Handle(spec, s.HandleLead)
+		w.Runner.Handle(spec, handlers[spec.Durable])
 	}
 	return s, nil
 }

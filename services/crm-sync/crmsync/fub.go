@@ -1,11 +1,8 @@
 package crmsync
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,11 +16,8 @@ import (
 // person.id when the person is known), so that Follow Up Boss's own lead
 // routing and action plans run. POST /v1/people is never used for leads.
 type FollowUpBoss struct {
-	base      string
-	apiKey    string
-	system    string
-	systemKey string
-	client    *http.Client
+	api    *jsonAPI
+	system string
 }
 
 var _ CRM = (*FollowUpBoss)(nil)
@@ -35,11 +29,20 @@ func NewFollowUpBoss(cfg FUBConfig, client *http.Client) *FollowUpBoss {
 		client = &http.Client{Timeout: cfg.Timeout}
 	}
 	return &FollowUpBoss{
-		base:      strings.TrimRight(cfg.BaseURL, "/"),
-		apiKey:    cfg.APIKey,
-		system:    cfg.System,
-		systemKey: cfg.SystemKey,
-		client:    client,
+		api: &jsonAPI{
+			crm:    "followupboss",
+			base:   strings.TrimRight(cfg.BaseURL, "/"),
+			client: client,
+			authorize: func(req *http.Request) {
+				req.SetBasicAuth(cfg.APIKey, "")
+				if cfg.System != "" {
+					req.Header.Set("X-System", cfg.System)
+					req.Header.Set("X-System-Key", cfg.SystemKey)
+				}
+			},
+			errorKeys: []string{"errorMessage"},
+		},
+		system: cfg.System,
 	}
 }
 
@@ -91,7 +94,7 @@ func (f *FollowUpBoss) Find(ctx context.Context, id Identity) (Match, bool, erro
 			} `json:"people"`
 		}
 		path := "/v1/people?" + url.Values{q.by: {q.value}, "limit": {"1"}}.Encode()
-		if _, err := f.do(ctx, "search people by "+q.by, http.MethodGet, path, nil, &page); err != nil {
+		if _, err := f.api.do(ctx, "search people by "+q.by, http.MethodGet, path, nil, &page); err != nil {
 			return Match{}, false, err
 		}
 		if len(page.People) > 0 {
@@ -116,7 +119,7 @@ func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID str
 	var person struct {
 		ID int64 `json:"id"`
 	}
-	status, err := f.do(ctx, "send event", http.MethodPost, "/v1/events", ev, &person)
+	status, err := f.api.do(ctx, "send event", http.MethodPost, "/v1/events", ev, &person)
 	if err != nil {
 		return Recorded{}, err
 	}
@@ -174,62 +177,4 @@ func fubEventType(l *leadv1.Lead) string {
 	default:
 		return "Registration"
 	}
-}
-
-// do sends one request and decodes a 2xx body into out. It returns the
-// status, or an error classified for the bus policy.
-func (f *FollowUpBoss) do(ctx context.Context, op, method, path string, in, out any) (int, error) {
-	var body io.Reader = http.NoBody
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, fmt.Errorf("followupboss %s: %w", op, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, f.base+path, body)
-	if err != nil {
-		return 0, fmt.Errorf("followupboss %s: %w", op, err)
-	}
-	req.SetBasicAuth(f.apiKey, "")
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if f.system != "" {
-		req.Header.Set("X-System", f.system)
-		req.Header.Set("X-System-Key", f.systemKey)
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("followupboss %s: %w: %w", op, ErrUnreachable, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, fmt.Errorf("followupboss %s: read answer: %w", op, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var e struct {
-			ErrorMessage string `json:"errorMessage"`
-		}
-		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.ErrorMessage != "" {
-			msg = e.ErrorMessage
-		}
-		return resp.StatusCode, classify(&APIError{CRM: "followupboss", Op: op, Status: resp.StatusCode, Message: truncate(msg, 300), RetryAfter: retryAfter(resp.Header)})
-	}
-	if out != nil && resp.StatusCode != http.StatusNoContent && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("followupboss %s: decode answer: %w", op, err)
-		}
-	}
-	return resp.StatusCode, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

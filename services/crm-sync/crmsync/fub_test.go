@@ -15,6 +15,8 @@ type fubBackend struct{ fub *sandbox.FUB }
 
 func (b fubBackend) Contacts(*testing.T) int { return len(b.fub.People()) }
 
+func (b fubBackend) Activities(*testing.T) int { return len(b.fub.Events()) }
+
 func (b fubBackend) FailNext(_ *testing.T, status, n, retryAfter int) {
 	b.fub.InjectFault(sandbox.Fault{Status: status, Count: n, RetryAfter: retryAfter})
 }

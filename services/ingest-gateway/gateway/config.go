@@ -21,6 +21,10 @@ type Config struct {
 	// brokerage's website; several are valid at once during a rotation.
 	IDXSecrets     []string `env:"IDX_SECRETS"`
 	IDXSecretsFile string   `env:"IDX_SECRETS_FILE"`
+	// FUBSystemKeys are the X-System-Key values Follow Up Boss signs its
+	// webhooks with; the followupboss source is served only when set.
+	FUBSystemKeys     []string `env:"FUB_SYSTEM_KEYS"`
+	FUBSystemKeysFile string   `env:"FUB_SYSTEM_KEYS_FILE"`
 	// TimestampTolerance bounds the age of a signature, both ways.
 	TimestampTolerance time.Duration `env:"TIMESTAMP_TOLERANCE" envDefault:"5m"`
 	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
@@ -61,8 +65,12 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: GATEWAY_IDX_SECRETS_FILE: %w", ErrConfig, err)
 	}
-	if len(secrets) == 0 {
-		return fmt.Errorf("%w: no source is configured: set GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_IDX_SECRETS_FILE", ErrConfig)
+	fubKeys, err := service.Secrets(c.FUBSystemKeys, c.FUBSystemKeysFile)
+	if err != nil {
+		return fmt.Errorf("%w: GATEWAY_FUB_SYSTEM_KEYS_FILE: %w", ErrConfig, err)
+	}
+	if len(secrets) == 0 && len(fubKeys) == 0 {
+		return fmt.Errorf("%w: no source is configured: set GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE)", ErrConfig)
 	}
 	return c.Bus.Topology().Validate()
 }

@@ -134,23 +134,39 @@ func (r *Registry) Sources() []Source {
 	return out
 }
 
-// BuiltinSources returns the sources this version knows, configured from
-// cfg: the brokerage's own IDX website, signed with Standard Webhooks.
+// BuiltinSources returns the sources this version knows that cfg configures:
+// the brokerage's own IDX website, signed with Standard Webhooks, when its
+// secrets are set, and Follow Up Boss (fub.go) when its system keys are set.
 func BuiltinSources(cfg Config) ([]Source, error) {
 	secrets, err := service.Secrets(cfg.IDXSecrets, cfg.IDXSecretsFile)
 	if err != nil {
 		return nil, err
 	}
-	sw, err := webhooksig.NewStandardWebhooks(secrets, cfg.TimestampTolerance)
-	if err != nil {
-		return nil, fmt.Errorf("source \"idx\": %w", err)
+	var sources []Source
+	if len(secrets) > 0 {
+		sw, err := webhooksig.NewStandardWebhooks(secrets, cfg.TimestampTolerance)
+		if err != nil {
+			return nil, fmt.Errorf("source \"idx\": %w", err)
+		}
+		sources = append(sources, Source{
+			Name:         "idx",
+			Kind:         webhookv1.Kind_KIND_LEAD,
+			Route:        "/webhooks/idx",
+			Verifiers:    []Verifier{sw},
+			ContentTypes: []string{"application/json"},
+			JSON:         true,
+		})
 	}
-	return []Source{{
-		Name:         "idx",
-		Kind:         webhookv1.Kind_KIND_LEAD,
-		Route:        "/webhooks/idx",
-		Verifiers:    []Verifier{sw},
-		ContentTypes: []string{"application/json"},
-		JSON:         true,
-	}}, nil
+	fubKeys, err := service.Secrets(cfg.FUBSystemKeys, cfg.FUBSystemKeysFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(fubKeys) > 0 {
+		fub, err := fubSource(fubKeys)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, fub)
+	}
+	return sources, nil
 }

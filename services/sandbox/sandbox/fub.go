@@ -14,6 +14,9 @@ const (
 	DefaultFUBAPIKey    = "sandbox-fub-api-key"
 	DefaultFUBSystem    = "brokerflow"
 	DefaultFUBSystemKey = "sandbox-fub-system-key"
+	// DefaultFUBGlobalLimit is the documented "global" limit per 10-second
+	// window of a registered system.
+	DefaultFUBGlobalLimit = 250
 )
 
 // fubUnlimited is what the rate-limit headers say for POST /v1/events, which FUB documents as
@@ -39,6 +42,8 @@ type FUBOptions struct {
 	// UnregisteredLimit is the "global" limit per window without a valid X-System-Key.
 	// Default 125.
 	UnregisteredLimit int
+	// Webhooks configures webhook delivery (fub_webhooks.go).
+	Webhooks FUBWebhookOptions
 }
 
 func (o *FUBOptions) setDefaults() {
@@ -58,7 +63,7 @@ func (o *FUBOptions) setDefaults() {
 		o.Window = 10 * time.Second
 	}
 	if o.GlobalLimit <= 0 {
-		o.GlobalLimit = 250
+		o.GlobalLimit = DefaultFUBGlobalLimit
 	}
 	if o.UnregisteredLimit <= 0 {
 		o.UnregisteredLimit = 125
@@ -129,6 +134,8 @@ type FUB struct {
 	limits   *slidingWindow
 	archived map[string]bool
 	hooks    []func(FUBPerson)
+	usage    FUBUsage
+	wh       *fubWebhooks
 }
 
 // fubPerson is a stored person and the moment agent assignment completes.
@@ -140,7 +147,7 @@ type fubPerson struct {
 func newFUB(o FUBOptions, now func() time.Time) *FUB {
 	o.setDefaults()
 	o.APIKeys = slices.Clone(o.APIKeys)
-	f := &FUB{opts: o, now: now}
+	f := &FUB{opts: o, now: now, wh: newFUBWebhooks(o, now)}
 	f.resetLocked()
 	return f
 }
@@ -151,11 +158,14 @@ func (f *FUB) resetLocked() {
 	f.delay = f.opts.AssignmentDelay
 	f.faults.clear()
 	f.limits = newSlidingWindow(f.opts.Window)
+	f.usage = FUBUsage{}
 	f.archived = map[string]bool{}
+	f.wh.reset()
 }
 
-// Reset empties the state and restores the knobs (faults, assignment delay, archived sources,
-// rate-limit windows) to the Options. Hooks stay registered.
+// Reset empties the state (webhook registrations included) and restores the knobs (faults,
+// assignment delay, archived sources, rate-limit windows, webhook base URL) to the Options.
+// Hooks stay registered.
 func (f *FUB) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

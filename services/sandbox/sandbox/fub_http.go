@@ -85,6 +85,7 @@ func (f *FUB) mount(mux *http.ServeMux) {
 	api.HandleFunc("GET /v1/people/{id}", f.getPerson)
 	api.HandleFunc("POST /v1/events", f.postEvent)
 	api.HandleFunc("POST /v1/notes", f.postNote)
+	f.mountWebhooks(api, mux)
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeFUBError(w, http.StatusNotFound, "sandbox: %s %s is not emulated", r.Method, r.URL.Path)
 	})
@@ -135,6 +136,7 @@ func (f *FUB) gate(next http.Handler) http.Handler {
 			remaining = f.limits.remaining(key, limit, now)
 		default:
 			remaining, retryAfter, allowed = f.limits.take(key, limit, now)
+			f.usage.count(allowed)
 		}
 		f.mu.Unlock()
 
@@ -232,6 +234,9 @@ func (f *FUB) postEvent(w http.ResponseWriter, r *http.Request) {
 
 	for _, fn := range hooks {
 		fn(person)
+	}
+	if status == http.StatusCreated {
+		f.wh.fire(requestBaseURL(r), person.ID, FUBPeopleCreated)
 	}
 	writeJSON(w, status, person)
 }

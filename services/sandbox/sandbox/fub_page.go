@@ -8,7 +8,7 @@ import (
 
 // pageSection shows the FUB state, newest first, on the read-only page.
 func (f *FUB) pageSection() pageSection {
-	people := pageTable{Title: "People", Columns: []string{"id", "name", "emails", "phones", "stage", "source", "created", "assignment"}}
+	people := pageTable{Title: "People", Columns: []string{"id", "name", "emails", "phones", "stage", "source", "created", "assignment"}, ActionsColumn: "move to stage"}
 	events := pageTable{Title: "Events", Columns: []string{"id", "person", "type", "source", "system", "message", "created"}}
 	notes := pageTable{Title: "Notes", Columns: []string{"id", "person", "subject", "body", "created"}}
 
@@ -25,6 +25,7 @@ func (f *FUB) pageSection() pageSection {
 			strconv.FormatInt(p.ID, 10), p.Name, joinValues(p.Emails), joinValues(p.Phones),
 			p.Stage, p.Source, p.Created.Format(time.RFC3339), assignment,
 		})
+		people.RowActions = append(people.RowActions, fubStageActions(p.ID, p.Stage))
 	}
 	for i := len(f.events) - 1; i >= 0; i-- {
 		e := f.events[i]
@@ -43,7 +44,7 @@ func (f *FUB) pageSection() pageSection {
 	return pageSection{
 		Title:  "Follow Up Boss (API v1, under /fub)",
 		Note:   "Newest first. The same state as JSON: GET /_sandbox/fub/state.",
-		Tables: []pageTable{people, events, notes},
+		Tables: append([]pageTable{people, events, notes}, f.wh.webhookTables()...),
 	}
 }
 

@@ -23,6 +23,17 @@ type pageTable struct {
 	Title   string
 	Columns []string
 	Rows    [][]string
+	// RowActions, when set, holds the buttons shown after each row (same index as Rows),
+	// under the column ActionsColumn.
+	RowActions    [][]pageAction
+	ActionsColumn string
+}
+
+// pageAction is one button on the page: an HTML form that POSTs Fields to Action.
+type pageAction struct {
+	Action string
+	Fields map[string]string
+	Label  string
 }
 
 // pageHandler serves the read-only HTML view of every vendor's state. It refreshes itself.

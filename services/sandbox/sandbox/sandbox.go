@@ -2,9 +2,10 @@
 // talks to, for development and tests. It is never a fake inside the product: the real adapters
 // speak HTTP to it exactly as they would to the vendor, under a per-vendor path prefix.
 //
-// Each vendor is one file set (fub*.go for Follow Up Boss) that mounts its API under
-// /<vendor>/ and its knobs and read-only state under /_sandbox/<vendor>/. The shared pieces are
-// small: the router in this file, the sliding-window rate limiter and the fault queue.
+// Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk) that
+// mounts its API under /<vendor>/ and its knobs and read-only state under /_sandbox/<vendor>/.
+// The shared pieces are small: the router in this file, the sliding-window rate limiter and the
+// fault queue.
 package sandbox
 
 import (
@@ -14,7 +15,8 @@ import (
 
 // Options configures a Sandbox. The zero value is usable: every vendor gets its defaults.
 type Options struct {
-	FUB FUBOptions
+	FUB      FUBOptions
+	LionDesk LionDeskOptions
 	// Now is the sandbox's clock; nil means time.Now. Tests set it to move rate-limit windows
 	// and the FUB assignment delay forward without sleeping.
 	Now func() time.Time
@@ -22,8 +24,9 @@ type Options struct {
 
 // Sandbox holds every vendor emulation and serves them all from one http.Handler.
 type Sandbox struct {
-	fub     *FUB
-	handler http.Handler
+	fub      *FUB
+	liondesk *LionDesk
+	handler  http.Handler
 }
 
 // vendor is one emulated third-party API.
@@ -40,8 +43,8 @@ func New(o Options) *Sandbox {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Sandbox{fub: newFUB(o.FUB, now)}
-	vendors := []vendor{s.fub}
+	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now)}
+	vendors := []vendor{s.fub, s.liondesk}
 
 	mux := http.NewServeMux()
 	for _, v := range vendors {
@@ -57,3 +60,6 @@ func (s *Sandbox) Handler() http.Handler { return s.handler }
 
 // FUB returns the Follow Up Boss emulation, for tests to inspect its state and turn its knobs.
 func (s *Sandbox) FUB() *FUB { return s.fub }
+
+// LionDesk returns the LionDesk emulation, for tests to inspect its state and turn its knobs.
+func (s *Sandbox) LionDesk() *LionDesk { return s.liondesk }

@@ -80,6 +80,61 @@ func (SyncOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_brokerflow_crm_v1_crm_proto_rawDescGZIP(), []int{0}
 }
 
+// ContactField is a part of a contact whose change is announced by
+// ContactUpdated.
+type ContactField int32
+
+const (
+	ContactField_CONTACT_FIELD_UNSPECIFIED ContactField = 0
+	// The first or last name.
+	ContactField_CONTACT_FIELD_NAME   ContactField = 1
+	ContactField_CONTACT_FIELD_EMAILS ContactField = 2
+	ContactField_CONTACT_FIELD_PHONES ContactField = 3
+)
+
+// Enum value maps for ContactField.
+var (
+	ContactField_name = map[int32]string{
+		0: "CONTACT_FIELD_UNSPECIFIED",
+		1: "CONTACT_FIELD_NAME",
+		2: "CONTACT_FIELD_EMAILS",
+		3: "CONTACT_FIELD_PHONES",
+	}
+	ContactField_value = map[string]int32{
+		"CONTACT_FIELD_UNSPECIFIED": 0,
+		"CONTACT_FIELD_NAME":        1,
+		"CONTACT_FIELD_EMAILS":      2,
+		"CONTACT_FIELD_PHONES":      3,
+	}
+)
+
+func (x ContactField) Enum() *ContactField {
+	p := new(ContactField)
+	*p = x
+	return p
+}
+
+func (x ContactField) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ContactField) Descriptor() protoreflect.EnumDescriptor {
+	return file_brokerflow_crm_v1_crm_proto_enumTypes[1].Descriptor()
+}
+
+func (ContactField) Type() protoreflect.EnumType {
+	return &file_brokerflow_crm_v1_crm_proto_enumTypes[1]
+}
+
+func (x ContactField) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ContactField.Descriptor instead.
+func (ContactField) EnumDescriptor() ([]byte, []int) {
+	return file_brokerflow_crm_v1_crm_proto_rawDescGZIP(), []int{1}
+}
+
 // ContactSynced is published on crm.contact.synced once a lead is in the CRM.
 type ContactSynced struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -193,6 +248,307 @@ func (x *ContactSynced) GetLead() *v1.MessageRef {
 	return nil
 }
 
+// ContactStageChanged is published on crm.contact.stage_changed when a
+// contact's stage in the CRM differs from the last one crm-sync saw. The
+// CRM tells crm-sync that something changed (a webhook); crm-sync reads the
+// contact and compares it with what it last knew.
+type ContactStageChanged struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CRM's contact id.
+	ContactId string `protobuf:"bytes,1,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	// The CRM: "followupboss".
+	Crm string `protobuf:"bytes,2,opt,name=crm,proto3" json:"crm,omitempty"`
+	// The stage crm-sync last saw; empty when the contact was not seen before.
+	OldStage string `protobuf:"bytes,3,opt,name=old_stage,json=oldStage,proto3" json:"old_stage,omitempty"`
+	NewStage string `protobuf:"bytes,4,opt,name=new_stage,json=newStage,proto3" json:"new_stage,omitempty"`
+	// Whether new_stage is one of the configured active-client stages
+	// (CRMSYNC_ACTIVE_STAGES), compared case-insensitively.
+	ActiveClient bool `protobuf:"varint,5,opt,name=active_client,json=activeClient,proto3" json:"active_client,omitempty"`
+	// When the CRM says the change happened (the webhook's creation time),
+	// or when crm-sync saw it if the CRM does not say.
+	ChangedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	// contact_id and source are set; lead_id only when known, so it may be empty.
+	Correlation *v1.Correlation `protobuf:"bytes,7,opt,name=correlation,proto3" json:"correlation,omitempty"`
+	// The WEBHOOKS message that made crm-sync look.
+	Webhook *v1.MessageRef `protobuf:"bytes,8,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The contact as the CRM holds it after the change. Emails and phones are
+	// as the CRM holds them: phones are not guaranteed to be E.164.
+	FirstName string   `protobuf:"bytes,9,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	LastName  string   `protobuf:"bytes,10,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	Emails    []string `protobuf:"bytes,11,rep,name=emails,proto3" json:"emails,omitempty"`
+	Phones    []string `protobuf:"bytes,12,rep,name=phones,proto3" json:"phones,omitempty"`
+	// The CRM's id of the webhook event, e.g. Follow Up Boss's eventId.
+	CrmEventId    string `protobuf:"bytes,13,opt,name=crm_event_id,json=crmEventId,proto3" json:"crm_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactStageChanged) Reset() {
+	*x = ContactStageChanged{}
+	mi := &file_brokerflow_crm_v1_crm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactStageChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactStageChanged) ProtoMessage() {}
+
+func (x *ContactStageChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_brokerflow_crm_v1_crm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactStageChanged.ProtoReflect.Descriptor instead.
+func (*ContactStageChanged) Descriptor() ([]byte, []int) {
+	return file_brokerflow_crm_v1_crm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ContactStageChanged) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetCrm() string {
+	if x != nil {
+		return x.Crm
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetOldStage() string {
+	if x != nil {
+		return x.OldStage
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetNewStage() string {
+	if x != nil {
+		return x.NewStage
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetActiveClient() bool {
+	if x != nil {
+		return x.ActiveClient
+	}
+	return false
+}
+
+func (x *ContactStageChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+func (x *ContactStageChanged) GetCorrelation() *v1.Correlation {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *ContactStageChanged) GetWebhook() *v1.MessageRef {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *ContactStageChanged) GetFirstName() string {
+	if x != nil {
+		return x.FirstName
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
+func (x *ContactStageChanged) GetEmails() []string {
+	if x != nil {
+		return x.Emails
+	}
+	return nil
+}
+
+func (x *ContactStageChanged) GetPhones() []string {
+	if x != nil {
+		return x.Phones
+	}
+	return nil
+}
+
+func (x *ContactStageChanged) GetCrmEventId() string {
+	if x != nil {
+		return x.CrmEventId
+	}
+	return ""
+}
+
+// ContactUpdated is published on crm.contact.updated when a contact's name,
+// emails or phones in the CRM differ from what crm-sync last saw. A stage
+// change alone is ContactStageChanged, not this.
+type ContactUpdated struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ContactId string                 `protobuf:"bytes,1,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	// The CRM: "followupboss".
+	Crm string `protobuf:"bytes,2,opt,name=crm,proto3" json:"crm,omitempty"`
+	// The contact as the CRM holds it now. Emails and phones are as the CRM
+	// holds them: phones are not guaranteed to be E.164.
+	FirstName string   `protobuf:"bytes,3,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	LastName  string   `protobuf:"bytes,4,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	Emails    []string `protobuf:"bytes,5,rep,name=emails,proto3" json:"emails,omitempty"`
+	Phones    []string `protobuf:"bytes,6,rep,name=phones,proto3" json:"phones,omitempty"`
+	// What changed. When crm-sync had not seen the contact before, every
+	// field is listed: what it was is unknown.
+	ChangedFields []ContactField `protobuf:"varint,7,rep,packed,name=changed_fields,json=changedFields,proto3,enum=brokerflow.crm.v1.ContactField" json:"changed_fields,omitempty"`
+	// When the CRM says the change happened, or when crm-sync saw it.
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// contact_id and source are set; lead_id only when known, so it may be empty.
+	Correlation *v1.Correlation `protobuf:"bytes,9,opt,name=correlation,proto3" json:"correlation,omitempty"`
+	// The WEBHOOKS message that made crm-sync look.
+	Webhook *v1.MessageRef `protobuf:"bytes,10,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The CRM's id of the webhook event, e.g. Follow Up Boss's eventId.
+	CrmEventId string `protobuf:"bytes,11,opt,name=crm_event_id,json=crmEventId,proto3" json:"crm_event_id,omitempty"`
+	// The contact's current stage, for reference.
+	Stage         string `protobuf:"bytes,12,opt,name=stage,proto3" json:"stage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactUpdated) Reset() {
+	*x = ContactUpdated{}
+	mi := &file_brokerflow_crm_v1_crm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactUpdated) ProtoMessage() {}
+
+func (x *ContactUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_brokerflow_crm_v1_crm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactUpdated.ProtoReflect.Descriptor instead.
+func (*ContactUpdated) Descriptor() ([]byte, []int) {
+	return file_brokerflow_crm_v1_crm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ContactUpdated) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *ContactUpdated) GetCrm() string {
+	if x != nil {
+		return x.Crm
+	}
+	return ""
+}
+
+func (x *ContactUpdated) GetFirstName() string {
+	if x != nil {
+		return x.FirstName
+	}
+	return ""
+}
+
+func (x *ContactUpdated) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
+func (x *ContactUpdated) GetEmails() []string {
+	if x != nil {
+		return x.Emails
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetPhones() []string {
+	if x != nil {
+		return x.Phones
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetChangedFields() []ContactField {
+	if x != nil {
+		return x.ChangedFields
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetCorrelation() *v1.Correlation {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetWebhook() *v1.MessageRef {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *ContactUpdated) GetCrmEventId() string {
+	if x != nil {
+		return x.CrmEventId
+	}
+	return ""
+}
+
+func (x *ContactUpdated) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
 var File_brokerflow_crm_v1_crm_proto protoreflect.FileDescriptor
 
 const file_brokerflow_crm_v1_crm_proto_rawDesc = "" +
@@ -210,12 +566,54 @@ const file_brokerflow_crm_v1_crm_proto_rawDesc = "" +
 	"leadSource\x127\n" +
 	"\tsynced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\x12C\n" +
 	"\vcorrelation\x18\b \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x124\n" +
-	"\x04lead\x18\t \x01(\v2 .brokerflow.common.v1.MessageRefR\x04lead*z\n" +
+	"\x04lead\x18\t \x01(\v2 .brokerflow.common.v1.MessageRefR\x04lead\"\xef\x03\n" +
+	"\x13ContactStageChanged\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x01 \x01(\tR\tcontactId\x12\x10\n" +
+	"\x03crm\x18\x02 \x01(\tR\x03crm\x12\x1b\n" +
+	"\told_stage\x18\x03 \x01(\tR\boldStage\x12\x1b\n" +
+	"\tnew_stage\x18\x04 \x01(\tR\bnewStage\x12#\n" +
+	"\ractive_client\x18\x05 \x01(\bR\factiveClient\x129\n" +
+	"\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12C\n" +
+	"\vcorrelation\x18\a \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x12:\n" +
+	"\awebhook\x18\b \x01(\v2 .brokerflow.common.v1.MessageRefR\awebhook\x12\x1d\n" +
+	"\n" +
+	"first_name\x18\t \x01(\tR\tfirstName\x12\x1b\n" +
+	"\tlast_name\x18\n" +
+	" \x01(\tR\blastName\x12\x16\n" +
+	"\x06emails\x18\v \x03(\tR\x06emails\x12\x16\n" +
+	"\x06phones\x18\f \x03(\tR\x06phones\x12 \n" +
+	"\fcrm_event_id\x18\r \x01(\tR\n" +
+	"crmEventId\"\xe9\x03\n" +
+	"\x0eContactUpdated\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x01 \x01(\tR\tcontactId\x12\x10\n" +
+	"\x03crm\x18\x02 \x01(\tR\x03crm\x12\x1d\n" +
+	"\n" +
+	"first_name\x18\x03 \x01(\tR\tfirstName\x12\x1b\n" +
+	"\tlast_name\x18\x04 \x01(\tR\blastName\x12\x16\n" +
+	"\x06emails\x18\x05 \x03(\tR\x06emails\x12\x16\n" +
+	"\x06phones\x18\x06 \x03(\tR\x06phones\x12F\n" +
+	"\x0echanged_fields\x18\a \x03(\x0e2\x1f.brokerflow.crm.v1.ContactFieldR\rchangedFields\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12C\n" +
+	"\vcorrelation\x18\t \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x12:\n" +
+	"\awebhook\x18\n" +
+	" \x01(\v2 .brokerflow.common.v1.MessageRefR\awebhook\x12 \n" +
+	"\fcrm_event_id\x18\v \x01(\tR\n" +
+	"crmEventId\x12\x14\n" +
+	"\x05stage\x18\f \x01(\tR\x05stage*z\n" +
 	"\vSyncOutcome\x12\x1c\n" +
 	"\x18SYNC_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SYNC_OUTCOME_CREATED\x10\x01\x12\x19\n" +
 	"\x15SYNC_OUTCOME_EXISTING\x10\x02\x12\x18\n" +
-	"\x14SYNC_OUTCOME_IGNORED\x10\x03B\xc7\x01\n" +
+	"\x14SYNC_OUTCOME_IGNORED\x10\x03*y\n" +
+	"\fContactField\x12\x1d\n" +
+	"\x19CONTACT_FIELD_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CONTACT_FIELD_NAME\x10\x01\x12\x18\n" +
+	"\x14CONTACT_FIELD_EMAILS\x10\x02\x12\x18\n" +
+	"\x14CONTACT_FIELD_PHONES\x10\x03B\xc7\x01\n" +
 	"\x15com.brokerflow.crm.v1B\bCrmProtoP\x01Z>github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1;crmv1\xa2\x02\x03BCX\xaa\x02\x11Brokerflow.Crm.V1\xca\x02\x11Brokerflow\\Crm\\V1\xe2\x02\x1dBrokerflow\\Crm\\V1\\GPBMetadata\xea\x02\x13Brokerflow::Crm::V1b\x06proto3"
 
 var (
@@ -230,25 +628,35 @@ func file_brokerflow_crm_v1_crm_proto_rawDescGZIP() []byte {
 	return file_brokerflow_crm_v1_crm_proto_rawDescData
 }
 
-var file_brokerflow_crm_v1_crm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_brokerflow_crm_v1_crm_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_brokerflow_crm_v1_crm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_brokerflow_crm_v1_crm_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_brokerflow_crm_v1_crm_proto_goTypes = []any{
 	(SyncOutcome)(0),              // 0: brokerflow.crm.v1.SyncOutcome
-	(*ContactSynced)(nil),         // 1: brokerflow.crm.v1.ContactSynced
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
-	(*v1.Correlation)(nil),        // 3: brokerflow.common.v1.Correlation
-	(*v1.MessageRef)(nil),         // 4: brokerflow.common.v1.MessageRef
+	(ContactField)(0),             // 1: brokerflow.crm.v1.ContactField
+	(*ContactSynced)(nil),         // 2: brokerflow.crm.v1.ContactSynced
+	(*ContactStageChanged)(nil),   // 3: brokerflow.crm.v1.ContactStageChanged
+	(*ContactUpdated)(nil),        // 4: brokerflow.crm.v1.ContactUpdated
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*v1.Correlation)(nil),        // 6: brokerflow.common.v1.Correlation
+	(*v1.MessageRef)(nil),         // 7: brokerflow.common.v1.MessageRef
 }
 var file_brokerflow_crm_v1_crm_proto_depIdxs = []int32{
-	0, // 0: brokerflow.crm.v1.ContactSynced.outcome:type_name -> brokerflow.crm.v1.SyncOutcome
-	2, // 1: brokerflow.crm.v1.ContactSynced.synced_at:type_name -> google.protobuf.Timestamp
-	3, // 2: brokerflow.crm.v1.ContactSynced.correlation:type_name -> brokerflow.common.v1.Correlation
-	4, // 3: brokerflow.crm.v1.ContactSynced.lead:type_name -> brokerflow.common.v1.MessageRef
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0,  // 0: brokerflow.crm.v1.ContactSynced.outcome:type_name -> brokerflow.crm.v1.SyncOutcome
+	5,  // 1: brokerflow.crm.v1.ContactSynced.synced_at:type_name -> google.protobuf.Timestamp
+	6,  // 2: brokerflow.crm.v1.ContactSynced.correlation:type_name -> brokerflow.common.v1.Correlation
+	7,  // 3: brokerflow.crm.v1.ContactSynced.lead:type_name -> brokerflow.common.v1.MessageRef
+	5,  // 4: brokerflow.crm.v1.ContactStageChanged.changed_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: brokerflow.crm.v1.ContactStageChanged.correlation:type_name -> brokerflow.common.v1.Correlation
+	7,  // 6: brokerflow.crm.v1.ContactStageChanged.webhook:type_name -> brokerflow.common.v1.MessageRef
+	1,  // 7: brokerflow.crm.v1.ContactUpdated.changed_fields:type_name -> brokerflow.crm.v1.ContactField
+	5,  // 8: brokerflow.crm.v1.ContactUpdated.updated_at:type_name -> google.protobuf.Timestamp
+	6,  // 9: brokerflow.crm.v1.ContactUpdated.correlation:type_name -> brokerflow.common.v1.Correlation
+	7,  // 10: brokerflow.crm.v1.ContactUpdated.webhook:type_name -> brokerflow.common.v1.MessageRef
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_brokerflow_crm_v1_crm_proto_init() }
@@ -261,8 +669,8 @@ func file_brokerflow_crm_v1_crm_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brokerflow_crm_v1_crm_proto_rawDesc), len(file_brokerflow_crm_v1_crm_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   1,
+			NumEnums:      2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

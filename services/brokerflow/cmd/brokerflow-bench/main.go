@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.Sync, "sync", "always", `JetStream sync policy: "always" (the embedded default) or an interval such as 2m`)
 	fs.Float64Var(&o.LeadRate, "lead-rate", 10, "leads per second for speed-to-lead; Follow Up Boss allows 25 calls/s and a new lead costs up to 2 searches")
 	fs.DurationVar(&o.LeadDuration, "lead-duration", 10*time.Second, "how long leads are sent for speed-to-lead")
+	fs.IntVar(&o.CRMLeads, "crm-leads", 2000, "burst of leads for the CRM quota measurement (drained at Follow Up Boss's 25 calls/s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -99,6 +99,10 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	if c.Dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
 		c.Gateway.IDXSecrets = []string{DevIDXSecret}
 	}
+	if c.Sandbox && len(c.Gateway.FUBSystemKeys) == 0 && c.Gateway.FUBSystemKeysFile == "" {
+		// The sandbox signs its Follow Up Boss webhooks with its system key.
+		c.Gateway.FUBSystemKeys = []string{sandbox.DefaultFUBSystemKey}
+	}
 	if c.Sandbox {
 		// Start points the base URL at the sandbox's bound address.
 		c.CRMSync.FUB = crmsync.FUBConfig{
@@ -246,6 +250,16 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 	a.listeners = append(a.listeners, opsLn)
 	a.WebhookURL = "http://" + hostPort(webLn.Addr())
+	if a.Sandbox != nil {
+		// Follow Up Boss tells the gateway about every change, as an owner
+		// registers it with POST /v1/webhooks.
+		a.Sandbox.FUB().SetWebhookBaseURL(a.SandboxURL + "/fub")
+		for _, event := range []string{sandbox.FUBPeopleCreated, sandbox.FUBPeopleUpdated, sandbox.FUBPeopleStageUpdated} {
+			if _, err := a.Sandbox.FUB().RegisterWebhook(event, a.WebhookURL+"/webhooks/followupboss"); err != nil {
+				return nil, fmt.Errorf("sandbox: register %s webhook: %w", event, err)
+			}
+		}
+	}
 	a.OpsURL = "http://" + hostPort(opsLn.Addr())
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -301,6 +315,9 @@ func (a *App) close() {
 	}
 	for _, ln := range a.listeners {
 		_ = ln.Close() // already closed by a graceful shutdown; not when Start failed
+	}
+	if a.Sandbox != nil {
+		a.Sandbox.Close() // stops its webhook deliveries
 	}
 	if a.nc != nil {
 		_ = a.nc.Drain()

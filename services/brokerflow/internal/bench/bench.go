@@ -36,6 +36,8 @@ type Options struct {
 	// LeadRate and LeadDuration drive the speed-to-lead measurement.
 	LeadRate     float64
 	LeadDuration time.Duration
+	// CRMLeads is the burst of the CRM quota measurement.
+	CRMLeads int
 }
 
 const benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci10aGUtYnJva2VyZmxvdy1nYXRld2F5"
@@ -77,7 +79,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: gateway_accept_p50_ms %.2f ms\n", accepted.percentile(0.50))
 	fmt.Fprintf(w, "bench: gateway_accept_p99_ms %.2f ms\n", accepted.percentile(0.99))
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", accepted.errors+baseline.errors)
-	return SpeedToLead(ctx, o, w)
+	if err := SpeedToLead(ctx, o, w); err != nil {
+		return err
+	}
+	return CRMQuota(ctx, o, w)
 }
 
 // startGateway runs the real gateway on an embedded JetStream server with

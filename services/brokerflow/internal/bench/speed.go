@@ -18,23 +18,11 @@ import (
 // for each, the time from the webhook POST to the person existing in the
 // sandbox's Follow Up Boss.
 func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
-	dir, err := os.MkdirTemp("", "brokerflow-bench-stl-")
+	a, stop, err := startSystem(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cfg, err := app.ConfigFromEnv([]string{
-		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + dir, "BROKERFLOW_NATS_SYNC=" + o.Sync,
-		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
-	}, app.Mode{Sandbox: true})
-	if err != nil {
-		return err
-	}
-	a, err := app.Start(ctx, cfg, io.Discard, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { a.Stop(); _ = a.Wait() }()
+	defer stop()
 
 	var (
 		mu      sync.Mutex
@@ -106,4 +94,25 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: speed_to_lead_p50_ms %.1f ms\n", r.percentile(0.50))
 	fmt.Fprintf(w, "bench: speed_to_lead_p99_ms %.1f ms\n", r.percentile(0.99))
 	return nil
+}
+
+// startSystem runs the whole system against the sandbox, on random ports
+// and a temporary directory, with the sync policy of o.
+func startSystem(ctx context.Context, o Options) (*app.App, func(), error) {
+	dir, err := os.MkdirTemp("", "brokerflow-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := app.ConfigFromEnv([]string{
+		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + dir, "BROKERFLOW_NATS_SYNC=" + o.Sync,
+		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
+	}, app.Mode{Sandbox: true})
+	if err == nil {
+		var a *app.App
+		if a, err = app.Start(ctx, cfg, io.Discard, nil); err == nil {
+			return a, func() { a.Stop(); _ = a.Wait(); _ = os.RemoveAll(dir) }, nil
+		}
+	}
+	_ = os.RemoveAll(dir)
+	return nil, nil, err
 }

@@ -69,7 +69,7 @@ func startSystem(t *testing.T) *app.App {
 func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 	t.Parallel()
 	a := startSystem(t)
-	out, err := execute(t, nil, "demo", "--url", a.WebhookURL, "--sandbox-url", a.SandboxURL)
+	out, err := execute(t, nil, "demo", "--url", a.WebhookURL, "--sandbox-url", a.SandboxURL, "--server", a.NATSURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,11 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 	people := a.Sandbox.FUB().People()
 	if len(people) != 4 {
 		t.Fatalf("%d people in the sandbox, want 4", len(people))
+	}
+	// The stage change flowed from the sandbox's webhook through the
+	// gateway and crm-sync to the bus.
+	if !strings.Contains(out, `crm-sync announced crm.contact.stage_changed: "Lead" -> "Active Client", active client: true.`) {
+		t.Fatalf("demo output lacks the stage change:\n%s", out)
 	}
 }
 

@@ -3,16 +3,25 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 // demoLeads are what a brokerage website sends on a busy morning. Ada
@@ -26,7 +35,7 @@ var demoLeads = []string{
 }
 
 func demoCmd(stdout io.Writer) *cobra.Command {
-	var url, secret, sandboxURL string
+	var url, secret, sandboxURL, natsURL string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Send a handful of signed leads to a running brokerflow (run --sandbox) and show where they landed",
@@ -54,12 +63,16 @@ func demoCmd(stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "\nFollow Up Boss (sandbox) now holds %d people and %d events.\n", people, events)
 			fmt.Fprintf(stdout, "On an empty sandbox the demo makes 4 people and 5 events: Ada Lovelace came back, and her second lead is an event on her contact.\n")
 			fmt.Fprintf(stdout, "See %s/ (the sandbox page) and %s/_sandbox/fub/state (JSON).\n", sandboxURL, sandboxURL)
-			return nil
+			if natsURL == "" {
+				return nil
+			}
+			return demoStageChange(ctx, client, sandboxURL, natsURL, stdout)
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the gateway's base URL")
 	cmd.Flags().StringVar(&secret, "secret", app.DevIDXSecret, "the IDX source's Standard Webhooks secret")
 	cmd.Flags().StringVar(&sandboxURL, "sandbox-url", "http://127.0.0.1:8099", "the sandbox to read the result from; empty to skip")
+	cmd.Flags().StringVar(&natsURL, "server", "nats://127.0.0.1:4222", "NATS, to watch the stage change flow through; empty to skip it")
 	return cmd
 }
 
@@ -101,4 +114,94 @@ func waitForCRM(ctx context.Context, client *http.Client, sandboxURL string, lea
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// demoStageChange plays the agent: it moves Ada to "Active Client" in the
+// sandbox's Follow Up Boss, whose webhook reaches the gateway, and waits for
+// crm-sync to announce the stage change on the bus.
+func demoStageChange(ctx context.Context, client *http.Client, sandboxURL, natsURL string, stdout io.Writer) error {
+	var state struct {
+		People []struct {
+			ID     int64  `json:"id"`
+			Name   string `json:"name"`
+			Stage  string `json:"stage"`
+			Emails []struct {
+				Value string `json:"value"`
+			} `json:"emails"`
+		} `json:"people"`
+	}
+	if err := getJSON(ctx, client, sandboxURL+"/_sandbox/fub/state", &state); err != nil {
+		return err
+	}
+	var id int64
+	for _, p := range state.People {
+		for _, e := range p.Emails {
+			if e.Value == "ada.lovelace@example.com" {
+				id = p.ID
+			}
+		}
+	}
+	if id == 0 {
+		return errors.New("demo: Ada Lovelace is not in the sandbox's Follow Up Boss")
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return fmt.Errorf("demo: watch the bus at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	watch, err := js.OrderedConsumer(ctx, bus.StreamCRM, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{crmsync.SubjectContactStageChanged},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, fmt.Sprintf("%s/fub/v1/people/%d", sandboxURL, id), strings.NewReader(`{"stage":"Active Client"}`))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(sandbox.DefaultFUBAPIKey, "")
+	req.Header.Set("X-System", sandbox.DefaultFUBSystem)
+	req.Header.Set("X-System-Key", sandbox.DefaultFUBSystemKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	fmt.Fprintf(stdout, "\nThe agent moves Ada Lovelace (contact %d) to \"Active Client\" in Follow Up Boss (HTTP %d).\n", id, resp.StatusCode)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		batch, err := watch.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		for m := range batch.Messages() {
+			var ev crmv1.ContactStageChanged
+			if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetContactId() == strconv.FormatInt(id, 10) {
+				fmt.Fprintf(stdout, "crm-sync announced %s: %q -> %q, active client: %v.\n",
+					m.Subject(), ev.GetOldStage(), ev.GetNewStage(), ev.GetActiveClient())
+				return nil
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "No crm.contact.stage_changed for contact %d within 15 s: see brokerflow failures ls.\n", id)
+	return nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(into)
 }

@@ -16,6 +16,9 @@ import (
 type Backend interface {
 	// Contacts is the number of contacts the account holds.
 	Contacts(t *testing.T) int
+	// Activities is the number of activities recorded on the account's
+	// contacts: Follow Up Boss's events, LionDesk's notes.
+	Activities(t *testing.T) int
 	// FailNext makes the next n calls answer status; retryAfter > 0 sets
 	// Retry-After (seconds).
 	FailNext(t *testing.T, status, n, retryAfter int)
@@ -97,6 +100,36 @@ func Run(t *testing.T, newCRM Factory) {
 		}
 		if n := be.Contacts(t); n != 1 {
 			t.Fatalf("%d contacts, want 1", n)
+		}
+	})
+
+	t.Run("record_on_known_contact_adds_an_activity_and_no_contact", func(t *testing.T) {
+		t.Parallel()
+		crm, be := newCRM(t)
+		first, err := crm.Record(ctx(t), Lead("ld_4", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		contacts, activities := be.Contacts(t), be.Activities(t)
+		if contacts != 1 || activities < 1 {
+			t.Fatalf("after a new lead: %d contacts and %d activities, want 1 and at least 1", contacts, activities)
+		}
+		m, found, err := crm.Find(ctx(t), crmsync.IdentityOf(Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177")))
+		if err != nil || !found || m.ContactID != first.ContactID {
+			t.Fatalf("Find = %+v %v %v, want contact %s", m, found, err, first.ContactID)
+		}
+		again, err := crm.Record(ctx(t), Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), m.ContactID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Created || again.Ignored || again.ContactID != first.ContactID {
+			t.Fatalf("second Record = %+v, want the existing contact %s", again, first.ContactID)
+		}
+		if n := be.Contacts(t); n != contacts {
+			t.Fatalf("%d contacts after a lead on a known contact, want %d", n, contacts)
+		}
+		if n := be.Activities(t); n != activities+1 {
+			t.Fatalf("%d activities after a lead on a known contact, want %d", n, activities+1)
 		}
 	})
 

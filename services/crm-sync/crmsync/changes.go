@@ -1,0 +1,459 @@
+package crmsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
+)
+
+// Subjects of the CRM's changes.
+const (
+	SubjectContactStageChanged = "crm.contact.stage_changed"
+	SubjectContactUpdated      = "crm.contact.updated"
+)
+
+// contactsBucket keeps the last known stage, name, emails and phones of each
+// contact, so that a webhook that only says "this person changed" can be
+// turned into what changed.
+const contactsBucket = "crm_contacts"
+
+// ErrContactNotFound is a contact the CRM does not show. It is transient:
+// Follow Up Boss hides a new person until agent assignment completes, so the
+// bus retries it on its schedule, then records the failure.
+var ErrContactNotFound = errors.New("contact not found in the CRM")
+
+// Person is a contact as the CRM holds it. Emails and phones are as the CRM
+// holds them (phones are not necessarily E.164).
+type Person struct {
+	ID        string
+	FirstName string
+	LastName  string
+	Stage     string
+	// Source is the contact's lead source in the CRM.
+	Source  string
+	Emails  []string
+	Phones  []string
+	Updated time.Time
+}
+
+// PersonReader reads one contact from the CRM.
+type PersonReader interface {
+	// Person returns the contact, or an error wrapping ErrContactNotFound.
+	Person(ctx context.Context, id string) (Person, error)
+}
+
+// ChangeKind is what a CRM webhook says happened to its contacts.
+type ChangeKind int
+
+// Kinds of change. ChangeOther is any event that cannot change a contact's
+// stage, name, emails or phones; it is acknowledged and logged.
+const (
+	ChangeOther ChangeKind = iota
+	ChangeCreated
+	ChangeUpdated
+	ChangeStage
+)
+
+// Notification is one CRM webhook: an event about some contacts.
+type Notification struct {
+	// EventID is the CRM's id of the event (Follow Up Boss's eventId).
+	EventID string
+	// Event is the CRM's name of the event, e.g. "peopleStageUpdated".
+	Event string
+	Kind  ChangeKind
+	// Created is when the CRM says the event happened; zero when it does not.
+	Created    time.Time
+	ContactIDs []string
+}
+
+// ChangeSource is a CRM that announces changes with webhooks: it parses
+// them, and reads the contacts they name. The Follow Up Boss adapter is one
+// (fub_people.go).
+type ChangeSource interface {
+	PersonReader
+	// Name is the CRM's name, which is also its gateway source name.
+	Name() string
+	// ParseWebhook reads a webhook body. An error is permanent: the body is
+	// authentic (the gateway verified it) but not what the CRM sends.
+	ParseWebhook(body []byte) (Notification, error)
+}
+
+// Changes turns CRM webhooks (webhook.received.crm.>) into
+// crm.contact.stage_changed and crm.contact.updated. It compares the
+// contact the CRM shows now with the one kept in the crm_contacts bucket,
+// and takes that record with compare-and-swap, so that replicas and
+// redeliveries announce each change once.
+type Changes struct {
+	s      *Syncer
+	active []string
+	now    func() time.Time
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// NewChanges returns the change handler of s; cfg.ActiveStages are the
+// active-client stages.
+func NewChanges(cfg Config, s *Syncer) *Changes {
+	var active []string
+	for _, st := range cfg.ActiveStages {
+		if st = strings.TrimSpace(st); st != "" {
+			active = append(active, st)
+		}
+	}
+	return &Changes{s: s, active: active, now: time.Now}
+}
+
+// IsActiveStage reports whether stage is one of the active-client stages,
+// case-insensitively.
+func (c *Changes) IsActiveStage(stage string) bool {
+	return slices.ContainsFunc(c.active, func(a string) bool { return strings.EqualFold(a, strings.TrimSpace(stage)) })
+}
+
+func (c *Changes) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv != nil {
+		return c.kv, nil
+	}
+	kv, err := c.s.JS.KeyValue(ctx, contactsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", contactsBucket, err)
+	}
+	c.kv = kv
+	return kv, nil
+}
+
+// HandleChange handles one CRM webhook.
+func (c *Changes) HandleChange(ctx context.Context, m *bus.Message) error {
+	log := logging.FromContext(ctx)
+	var wr webhookv1.WebhookReceived
+	if err := proto.Unmarshal(m.Data, &wr); err != nil {
+		return bus.Permanentf("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
+	}
+	src, ok := c.s.crm.(ChangeSource)
+	if !ok || src.Name() != wr.GetSource() {
+		log.Info("CRM webhook ignored: it is not from the configured CRM, or that CRM sends no changes",
+			"source", wr.GetSource(), "crm", c.s.crm.Name())
+		return nil
+	}
+	n, err := src.ParseWebhook(wr.GetBody())
+	if err != nil {
+		return bus.Permanentf("parse %s webhook %s: %w", src.Name(), wr.GetDeliveryId(), err)
+	}
+	if n.Kind == ChangeOther {
+		log.Info("CRM webhook ignored: the event does not change a stage, a name, emails or phones",
+			"source", wr.GetSource(), "event", n.Event, "event_id", n.EventID)
+		return nil
+	}
+	if n.Created.IsZero() {
+		n.Created = wr.GetReceivedAt().AsTime()
+	}
+	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
+	for _, id := range n.ContactIDs {
+		if err := c.syncContact(ctx, src, id, n, ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// contactRecord is a contact's entry in crm_contacts. Pending holds the
+// events of the last change until they are published, so that a crash
+// between taking the record and publishing loses nothing.
+type contactRecord struct {
+	Stage     string         `json:"stage"`
+	FirstName string         `json:"first_name"`
+	LastName  string         `json:"last_name"`
+	Emails    []string       `json:"emails"`
+	Phones    []string       `json:"phones"`
+	Pending   []pendingEvent `json:"pending,omitempty"`
+}
+
+type pendingEvent struct {
+	Subject string `json:"subject"`
+	ID      string `json:"id"`
+	Data    []byte `json:"data"`
+}
+
+// casAttempts bounds the compare-and-swap loop on one contact.
+const casAttempts = 8
+
+// syncContact compares contact id with its record and announces the
+// difference. Each transition is computed against one record revision and
+// stored with compare-and-swap on it, so it is announced once; its event ids
+// carry that revision.
+func (c *Changes) syncContact(ctx context.Context, src ChangeSource, id string, n Notification, ref *commonv1.MessageRef) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	key := contactKey(src.Name(), id)
+	for range casAttempts {
+		rec, rev, err := loadContact(ctx, kv, key)
+		if err != nil {
+			return err
+		}
+		if len(rec.Pending) > 0 {
+			// A change taken but perhaps not announced: announce it (the
+			// ids are the same, so JetStream drops what was published).
+			if err := c.publish(ctx, rec.Pending); err != nil {
+				return err
+			}
+			rec.Pending = nil
+			if rev, err = storeContact(ctx, kv, key, rec, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+		}
+		p, err := src.Person(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read %s contact %s: %w", src.Name(), id, err)
+		}
+		next := recordOf(p)
+		events, err := c.diff(src.Name(), id, rec, rev, p, n, ref)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			if rev != 0 && sameContact(rec, next) {
+				return nil
+			}
+			// First sight, or a change outside what is announced: keep it.
+			if _, err := storeContact(ctx, kv, key, next, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			return nil
+		}
+		next.Pending = events
+		newRev, err := storeContact(ctx, kv, key, next, rev)
+		if errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := c.publish(ctx, events); err != nil {
+			return err
+		}
+		next.Pending = nil
+		if _, err := storeContact(ctx, kv, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
+			// The events are out; whoever reads the record next publishes
+			// them again under the same ids, which JetStream drops.
+			logging.FromContext(ctx).Warn("could not clear published events", "contact_id", id, "err", err)
+		}
+		for _, e := range events {
+			logging.FromContext(ctx).Info("CRM change announced", "subject", e.Subject, "id", e.ID, "contact_id", id, "crm", src.Name())
+		}
+		return nil
+	}
+	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, src.Name(), casAttempts)
+}
+
+// diff returns the events that announce the change from rec (revision rev,
+// 0 when the contact was not seen before) to p.
+func (c *Changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, n Notification, ref *commonv1.MessageRef) ([]pendingEvent, error) {
+	now := c.now()
+	at := n.Created
+	if at.IsZero() {
+		at = now
+	}
+	corr := &commonv1.Correlation{ContactId: id, Source: p.Source}
+	firstSight := rev == 0
+	suffix := fmt.Sprintf("%s:%s:%d", crm, id, rev)
+
+	var out []pendingEvent
+	stageChanged := !firstSight && rec.Stage != p.Stage
+	// Without a record the old stage is unknown: announce the stage when the
+	// CRM says it moved, or when it is an active-client stage, so a client
+	// entered directly at that stage is not missed.
+	if firstSight && (n.Kind == ChangeStage || c.IsActiveStage(p.Stage)) {
+		stageChanged = true
+	}
+	if stageChanged {
+		ev := &crmv1.ContactStageChanged{
+			ContactId: id, Crm: crm, OldStage: rec.Stage, NewStage: p.Stage,
+			ActiveClient: c.IsActiveStage(p.Stage), ChangedAt: timestamppb.New(at),
+			Correlation: corr, Webhook: ref, FirstName: p.FirstName, LastName: p.LastName,
+			Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), CrmEventId: n.EventID,
+		}
+		e, err := pending(SubjectContactStageChanged, SubjectContactStageChanged+":"+suffix, ev)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+
+	var fields []crmv1.ContactField
+	switch {
+	case firstSight && n.Kind == ChangeUpdated:
+		// What it was is unknown: every field may have changed.
+		fields = []crmv1.ContactField{crmv1.ContactField_CONTACT_FIELD_NAME, crmv1.ContactField_CONTACT_FIELD_EMAILS, crmv1.ContactField_CONTACT_FIELD_PHONES}
+	case !firstSight:
+		if rec.FirstName != p.FirstName || rec.LastName != p.LastName {
+			fields = append(fields, crmv1.ContactField_CONTACT_FIELD_NAME)
+		}
+		if !sameSet(rec.Emails, p.Emails, emailNorm) {
+			fields = append(fields, crmv1.ContactField_CONTACT_FIELD_EMAILS)
+		}
+		if !sameSet(rec.Phones, p.Phones, phoneNorm) {
+			fields = append(fields, crmv1.ContactField_CONTACT_FIELD_PHONES)
+		}
+	}
+	if len(fields) > 0 {
+		ev := &crmv1.ContactUpdated{
+			ContactId: id, Crm: crm, FirstName: p.FirstName, LastName: p.LastName,
+			Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), ChangedFields: fields,
+			UpdatedAt: timestamppb.New(at), Correlation: corr, Webhook: ref, CrmEventId: n.EventID, Stage: p.Stage,
+		}
+		e, err := pending(SubjectContactUpdated, SubjectContactUpdated+":"+suffix, ev)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func pending(subject, id string, ev proto.Message) (pendingEvent, error) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return pendingEvent{}, fmt.Errorf("marshal %s: %w", subject, err)
+	}
+	return pendingEvent{Subject: subject, ID: id, Data: b}, nil
+}
+
+// publish publishes events under their deterministic ids.
+func (c *Changes) publish(ctx context.Context, events []pendingEvent) error {
+	for _, e := range events {
+		var ev proto.Message
+		switch e.Subject {
+		case SubjectContactStageChanged:
+			ev = &crmv1.ContactStageChanged{}
+		case SubjectContactUpdated:
+			ev = &crmv1.ContactUpdated{}
+		default:
+			return bus.Permanentf("kept event %s has an unknown subject %q", e.ID, e.Subject)
+		}
+		if err := proto.Unmarshal(e.Data, ev); err != nil {
+			return bus.Permanentf("decode kept event %s: %w", e.ID, err)
+		}
+		if _, err := c.s.Runner.Publisher().Publish(ctx, e.Subject, e.ID, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errConflict is a compare-and-swap that lost to another writer.
+var errConflict = errors.New("crm_contacts: record changed meanwhile")
+
+func loadContact(ctx context.Context, kv jetstream.KeyValue, key string) (contactRecord, uint64, error) {
+	var rec contactRecord
+	entry, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, 0, nil
+	}
+	if err != nil {
+		return rec, 0, fmt.Errorf("read %s/%s: %w", contactsBucket, key, err)
+	}
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		return rec, 0, bus.Permanentf("decode %s/%s: %w", contactsBucket, key, err)
+	}
+	return rec, entry.Revision(), nil
+}
+
+// storeContact writes rec if the record is still at rev (absent for 0).
+func storeContact(ctx context.Context, kv jetstream.KeyValue, key string, rec contactRecord, rev uint64) (uint64, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	var next uint64
+	if rev == 0 {
+		next, err = kv.Create(ctx, key, b)
+	} else {
+		next, err = kv.Update(ctx, key, b, rev)
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, errConflict
+	case err != nil:
+		return 0, fmt.Errorf("write %s/%s: %w", contactsBucket, key, err)
+	}
+	return next, nil
+}
+
+func recordOf(p Person) contactRecord {
+	return contactRecord{
+		Stage: p.Stage, FirstName: p.FirstName, LastName: p.LastName,
+		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones),
+	}
+}
+
+func sameContact(a, b contactRecord) bool {
+	return a.Stage == b.Stage && a.FirstName == b.FirstName && a.LastName == b.LastName &&
+		slices.Equal(a.Emails, b.Emails) && slices.Equal(a.Phones, b.Phones)
+}
+
+// sameSet compares two lists as sets of normalized values, so a reordering
+// or a reformatted phone is not a change.
+func sameSet(a, b []string, norm func(string) string) bool {
+	set := func(vs []string) []string {
+		out := make([]string, 0, len(vs))
+		for _, v := range vs {
+			if v = norm(v); v != "" {
+				out = append(out, v)
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(set(a), set(b))
+}
+
+func emailNorm(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// phoneNorm keeps the digits: "(415) 555-0134" and "+1 415-555-0134" differ
+// only in the country code, which is kept, so they stay different.
+func phoneNorm(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+var plainKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// contactKey is the record's key: <crm>.<contact id>, or a hash of an id
+// that is not a plain token.
+func contactKey(crm, id string) string {
+	if !plainKeyRe.MatchString(id) {
+		sum := sha256.Sum256([]byte(id))
+		id = "h" + hex.EncodeToString(sum[:12])
+	}
+	return crm + "." + id
+}

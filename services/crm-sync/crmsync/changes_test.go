@@ -1,0 +1,488 @@
+package crmsync_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/service"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
+	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
+	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+)
+
+const changesDurable = "crm-sync-changes"
+
+// sandboxClock lets a test end the sandbox's assignment delay without sleeping.
+type sandboxClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *sandboxClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *sandboxClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// changesEnv is crm-sync on an embedded JetStream, the sandbox's Follow Up
+// Boss over HTTP, and a webhook endpoint standing in for the ingest-gateway:
+// it checks FUB-Signature and persists each webhook as WebhookReceived on
+// webhook.received.crm.followupboss with the gateway's Nats-Msg-Id.
+type changesEnv struct {
+	js    jetstream.JetStream
+	fub   *sandbox.FUB
+	base  string
+	clock *sandboxClock
+	hooks *bus.TestHooks
+	gw    *bus.Publisher
+}
+
+func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
+	t.Helper()
+	if len(schedule) == 0 {
+		schedule = []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond}
+	}
+	s := natstest.Start(t)
+	nc, js := natstest.Connect(t, s)
+	clock := &sandboxClock{t: time.Now().UTC()}
+	sb := sandbox.New(sandbox.Options{Now: clock.Now, FUB: sandbox.FUBOptions{Webhooks: sandbox.FUBWebhookOptions{Backoff: 10 * time.Millisecond}}})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	e := &changesEnv{js: js, fub: sb.FUB(), base: srv.URL + "/fub", clock: clock, hooks: &bus.TestHooks{}, gw: bus.NewPublisher(js, bus.ServiceGateway, nil)}
+
+	gateway := httptest.NewServer(http.HandlerFunc(e.receive))
+	t.Cleanup(gateway.Close)
+	for _, ev := range []string{sandbox.FUBPeopleCreated, sandbox.FUBPeopleUpdated, sandbox.FUBPeopleStageUpdated} {
+		if _, err := e.fub.RegisterWebhook(ev, gateway.URL+"/webhooks/followupboss"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(sb.Close) // registered last: deliveries stop before the servers close
+
+	cfg := crmsync.Config{
+		CRM: "followupboss",
+		FUB: crmsync.FUBConfig{
+			BaseURL: e.base, APIKey: sandbox.DefaultFUBAPIKey, System: sandbox.DefaultFUBSystem,
+			SystemKey: sandbox.DefaultFUBSystemKey, Timeout: 10 * time.Second,
+		},
+		ActiveStages:    []string{"Active Client", "Under Contract"},
+		Concurrency:     4,
+		ShutdownTimeout: 5 * time.Second,
+		Bus:             service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, RetrySchedule: schedule},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	syncer, err := crmsync.New(cfg, service.Deps{NATS: nc, Hooks: e.hooks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, syncer.Run)
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, changesDurable)
+	return e
+}
+
+// receive is the stand-in gateway: verify, persist, then 2xx.
+func (e *changesEnv) receive(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil || r.Header.Get("FUB-Signature") != sandbox.SignFUBWebhook(sandbox.DefaultFUBSystemKey, body) {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var p struct {
+		EventID string `json:"eventId"`
+	}
+	_ = json.Unmarshal(body, &p)
+	if _, err := e.webhook(r.Context(), "webhook:followupboss:"+p.EventID, p.EventID, body); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (e *changesEnv) webhook(ctx context.Context, msgID, deliveryID string, body []byte) (*jetstream.PubAck, error) {
+	return e.gw.Publish(ctx, "webhook.received.crm.followupboss", msgID, &webhookv1.WebhookReceived{
+		Body: body, Source: "followupboss", Kind: webhookv1.Kind_KIND_CRM, DeliveryId: deliveryID,
+		ReceivedAt: timestamppb.Now(), Method: http.MethodPost, Path: "/webhooks/followupboss", ContentType: "application/json",
+	})
+}
+
+// createPerson sends a lead to the sandbox as POST /v1/events, as the lead
+// path does; Follow Up Boss then fires peopleCreated.
+func (e *changesEnv) createPerson(t *testing.T, first, last, email string) int64 {
+	t.Helper()
+	body := fmt.Sprintf(`{"source":"idx","type":"Registration","person":{"firstName":%q,"lastName":%q,"emails":[{"value":%q}],"phones":[{"value":"(415) 555-0134"}]}}`, first, last, email)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.base+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(sandbox.DefaultFUBAPIKey, "")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create person: %d %v", resp.StatusCode, err)
+	}
+	return p.ID
+}
+
+// settle waits until the sandbox has delivered n webhooks and crm-sync has
+// handled everything in WEBHOOKS.
+func (e *changesEnv) settle(t *testing.T, n int) {
+	t.Helper()
+	natstest.Eventually(t, 30*time.Second, fmt.Sprintf("%d webhooks delivered", n), func() bool {
+		d := e.fub.WebhookDeliveries()
+		return len(d) == n && !slices.ContainsFunc(d, func(d sandbox.FUBWebhookDelivery) bool { return d.State != sandbox.FUBDeliveryDelivered })
+	})
+	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, changesDurable)
+}
+
+func (e *changesEnv) stageChanges(t *testing.T) []*crmv1.ContactStageChanged {
+	t.Helper()
+	return readAll(t, e.js, bus.StreamCRM, crmsync.SubjectContactStageChanged, func() *crmv1.ContactStageChanged { return &crmv1.ContactStageChanged{} })
+}
+
+func (e *changesEnv) updates(t *testing.T) []*crmv1.ContactUpdated {
+	t.Helper()
+	return readAll(t, e.js, bus.StreamCRM, crmsync.SubjectContactUpdated, func() *crmv1.ContactUpdated { return &crmv1.ContactUpdated{} })
+}
+
+func (e *changesEnv) failures(t *testing.T) []*opsv1.Failure {
+	t.Helper()
+	return readAll(t, e.js, bus.StreamOps, bus.FailureSubject(bus.ServiceCRMSync), func() *opsv1.Failure { return &opsv1.Failure{} })
+}
+
+func TestChanges_stageChangeIsOneEventWithOldAndNewStage(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	e.settle(t, 1) // peopleCreated: crm-sync now knows the person at stage Lead
+	if n := len(e.stageChanges(t)) + len(e.updates(t)); n != 0 {
+		t.Fatalf("a new person made %d change events", n)
+	}
+
+	if _, err := e.fub.SetStage(id, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 3) // peopleStageUpdated and peopleUpdated
+	got := e.stageChanges(t)
+	contact := fmt.Sprint(id)
+	if len(got) != 1 {
+		t.Fatalf("%d stage changes, want 1: %v", len(got), got)
+	}
+	sc := got[0]
+	if sc.GetContactId() != contact || sc.GetCrm() != "followupboss" || sc.GetOldStage() != "Lead" || sc.GetNewStage() != "Active Client" ||
+		!sc.GetActiveClient() || sc.GetFirstName() != "Ada" || sc.GetLastName() != "Lovelace" ||
+		!slices.Equal(sc.GetEmails(), []string{"ada@example.com"}) || !slices.Equal(sc.GetPhones(), []string{"(415) 555-0134"}) ||
+		sc.GetCorrelation().GetContactId() != contact || sc.GetCorrelation().GetSource() != "idx" || sc.GetCorrelation().GetLeadId() != "" ||
+		sc.GetWebhook().GetStream() != bus.StreamWebhooks || sc.GetWebhook().GetSubject() != "webhook.received.crm.followupboss" ||
+		sc.GetChangedAt() == nil || sc.GetCrmEventId() == "" {
+		t.Fatalf("stage change = %v", sc)
+	}
+	if u := e.updates(t); len(u) != 0 {
+		t.Fatalf("a stage change alone made %d updated events: %v", len(u), u)
+	}
+	msg := natstest.Last(t, e.js, bus.StreamCRM, crmsync.SubjectContactStageChanged)
+	if id := msg.Header.Get("Nats-Msg-Id"); !strings.HasPrefix(id, "crm.contact.stage_changed:followupboss:"+contact+":") ||
+		msg.Header.Get("ce-type") != "brokerflow.crm.v1.ContactStageChanged" || msg.Header.Get("ce-source") != bus.ServiceCRMSync {
+		t.Fatalf("headers = %v", msg.Header)
+	}
+
+	// A stage outside the configured active ones.
+	if _, err := e.fub.SetStage(id, "Closed"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 5)
+	got = e.stageChanges(t)
+	if len(got) != 2 || got[1].GetOldStage() != "Active Client" || got[1].GetNewStage() != "Closed" || got[1].GetActiveClient() {
+		t.Fatalf("stage changes = %v", got)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures: %v", f)
+	}
+}
+
+func TestChanges_nameChangeIsAnUpdateWithTheChangedFields(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	e.settle(t, 1)
+
+	first, emails := "Augusta Ada", []sandbox.FUBValue{{Value: "ada@example.com"}, {Value: "countess@example.com"}}
+	if _, err := e.fub.UpdatePerson(id, sandbox.FUBPersonUpdate{FirstName: &first, Emails: &emails}); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 2) // peopleUpdated only
+	u := e.updates(t)
+	if len(u) != 1 {
+		t.Fatalf("%d updates, want 1: %v", len(u), u)
+	}
+	want := []crmv1.ContactField{crmv1.ContactField_CONTACT_FIELD_NAME, crmv1.ContactField_CONTACT_FIELD_EMAILS}
+	if !slices.Equal(u[0].GetChangedFields(), want) || u[0].GetFirstName() != "Augusta Ada" || u[0].GetStage() != "Lead" ||
+		len(u[0].GetEmails()) != 2 || u[0].GetContactId() != fmt.Sprint(id) || u[0].GetUpdatedAt() == nil {
+		t.Fatalf("update = %v", u[0])
+	}
+	if sc := e.stageChanges(t); len(sc) != 0 {
+		t.Fatalf("a name change made stage changes: %v", sc)
+	}
+}
+
+func TestChanges_redeliveredWebhookMakesNoSecondEvent(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	e.settle(t, 1)
+
+	// crm-sync "crashes" after announcing the stage change, before the ack.
+	e.hooks.SkipNextAcks(1)
+	if _, err := e.fub.SetStage(id, "Under Contract"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool {
+		c, err := e.js.Consumer(context.Background(), bus.StreamWebhooks, changesDurable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumRedelivered == 0 && info.Delivered.Consumer >= 4 && info.NumAckPending == 0
+	})
+	e.settle(t, 3)
+
+	// Follow Up Boss retries a delivery after the gateway's duplicate window:
+	// a new WEBHOOKS message with the same body.
+	last := e.fub.WebhookDeliveries()[2]
+	if _, err := e.webhook(t.Context(), "webhook:followupboss:late-retry", last.Payload.EventID, []byte(last.Body)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, changesDurable)
+
+	if sc := e.stageChanges(t); len(sc) != 1 || sc[0].GetNewStage() != "Under Contract" || !sc[0].GetActiveClient() {
+		t.Fatalf("stage changes = %v", sc)
+	}
+	if u := e.updates(t); len(u) != 0 {
+		t.Fatalf("updates = %v", u)
+	}
+}
+
+func TestChanges_unknownEventsAreAcknowledged(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	for i, body := range []string{
+		`{"eventId":"n1","eventCreated":"2026-03-02T15:04:05+00:00","event":"notesCreated","resourceIds":[7],"uri":"https://api.followupboss.com/v1/notes?id=7"}`,
+		`{"eventId":"d1","event":"peopleDeleted","resourceIds":[7]}`,
+	} {
+		if _, err := e.webhook(t.Context(), fmt.Sprintf("webhook:followupboss:u%d", i), "", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, changesDurable)
+	if f, n := e.failures(t), len(e.stageChanges(t))+len(e.updates(t)); len(f) != 0 || n != 0 {
+		t.Fatalf("%d failures and %d events for ignored webhooks", len(f), n)
+	}
+}
+
+func TestChanges_malformedWebhookIsOnePermanentFailure(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	ack, err := e.webhook(t.Context(), "webhook:followupboss:bad", "", []byte(`{"eventId":"b1","event":"peopleUpdated","resourceIds":["x"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "a failure record", func() bool { return len(e.failures(t)) == 1 })
+	f := e.failures(t)[0]
+	if f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT || f.GetConsumer() != changesDurable || f.GetMessage().GetSequence() != ack.Sequence || f.GetAttempts() != 1 {
+		t.Fatalf("failure = %v", f)
+	}
+}
+
+func TestChanges_personNotFoundIsRetriedThenRecorded(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	ack, err := e.webhook(t.Context(), "webhook:followupboss:gone", "g1", []byte(`{"eventId":"g1","event":"peopleStageUpdated","resourceIds":[404]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "a failure record", func() bool { return len(e.failures(t)) == 1 })
+	f := e.failures(t)[0]
+	if f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_TRANSIENT || f.GetAttempts() != 5 || f.GetMessage().GetSequence() != ack.Sequence ||
+		!strings.Contains(f.GetReason(), "not found") {
+		t.Fatalf("failure = %v", f)
+	}
+}
+
+func TestChanges_assignmentDelayIsWaitedOut(t *testing.T) {
+	t.Parallel()
+	// Slow enough after the second delivery for the test to end the delay.
+	e := setupChanges(t, 10*time.Millisecond, 2*time.Second, 2*time.Second, 2*time.Second)
+	e.fub.SetAssignmentDelay(time.Hour)
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	natstest.Eventually(t, 30*time.Second, "a retried 404", func() bool {
+		c, err := e.js.Consumer(context.Background(), bus.StreamWebhooks, changesDurable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.Delivered.Consumer >= 2
+	})
+	e.clock.Advance(time.Hour) // agent assignment completes
+	e.settle(t, 1)
+	if _, err := e.fub.SetStage(id, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 3)
+	if sc := e.stageChanges(t); len(sc) != 1 || sc[0].GetOldStage() != "Lead" {
+		t.Fatalf("stage changes = %v", sc)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures = %v", f)
+	}
+}
+
+func TestChanges_firstSightOfAnActiveClient(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	e.settle(t, 1)
+	// crm-sync loses what it knew (as if the webhooks were registered after
+	// the person was made); the person then becomes an active client.
+	kv, err := e.js.KeyValue(t.Context(), "crm_contacts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(t.Context(), fmt.Sprintf("followupboss.%d", id)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fub.SetStage(id, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 3)
+	// The old stage is unknown, and the change is still announced once.
+	if sc := e.stageChanges(t); len(sc) != 1 || sc[0].GetOldStage() != "" || sc[0].GetNewStage() != "Active Client" || !sc[0].GetActiveClient() {
+		t.Fatalf("stage changes = %v", sc)
+	}
+}
+
+func TestConfigFromEnv_activeStages(t *testing.T) {
+	t.Parallel()
+	cfg, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k"})
+	if err != nil || !slices.Equal(cfg.ActiveStages, []string{"Active Client", "Under Contract"}) {
+		t.Fatalf("default = %q, %v", cfg.ActiveStages, err)
+	}
+	cfg, err = crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k", "CRMSYNC_ACTIVE_STAGES=Hot Prospect,Pending"})
+	if err != nil || !slices.Equal(cfg.ActiveStages, []string{"Hot Prospect", "Pending"}) {
+		t.Fatalf("set = %q, %v", cfg.ActiveStages, err)
+	}
+	c := crmsync.NewChanges(cfg, nil)
+	if !c.IsActiveStage("pending") || !c.IsActiveStage(" Hot Prospect ") || c.IsActiveStage("Active Client") {
+		t.Fatal("IsActiveStage does not follow the configuration")
+	}
+}
+
+func TestFollowUpBoss_ParseWebhook(t *testing.T) {
+	t.Parallel()
+	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
+	tests := []struct {
+		name    string
+		body    string
+		kind    crmsync.ChangeKind
+		ids     []string
+		eventID string
+		wantErr bool
+	}{
+		{"documented_example", `{"eventId":"abc-1","eventCreated":"2016-05-25T16:44:48+00:00","event":"peopleStageUpdated","resourceIds":[40942],"uri":"https://api.followupboss.com/v1/people?id=40942"}`, crmsync.ChangeStage, []string{"40942"}, "abc-1", false},
+		{"batch_update", `{"eventId":7,"event":"peopleUpdated","resourceIds":[1,"2"]}`, crmsync.ChangeUpdated, []string{"1", "2"}, "7", false},
+		{"created", `{"eventId":"c","event":"peopleCreated","resourceIds":[3]}`, crmsync.ChangeCreated, []string{"3"}, "c", false},
+		{"other_event", `{"eventId":"n","event":"notesCreated","resourceIds":["whatever"]}`, crmsync.ChangeOther, nil, "n", false},
+		{"no_event", `{"eventId":"x","resourceIds":[1]}`, 0, nil, "", true},
+		{"no_resource", `{"event":"peopleUpdated","resourceIds":[]}`, 0, nil, "", true},
+		{"bad_resource", `{"event":"peopleUpdated","resourceIds":[-4]}`, 0, nil, "", true},
+		{"not_json", `peopleUpdated`, 0, nil, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n, err := fub.ParseWebhook([]byte(tt.body))
+			if tt.wantErr {
+				if !errors.Is(err, crmsync.ErrBadWebhook) {
+					t.Fatalf("err = %v, want ErrBadWebhook", err)
+				}
+				return
+			}
+			if err != nil || n.Kind != tt.kind || !slices.Equal(n.ContactIDs, tt.ids) || n.EventID != tt.eventID {
+				t.Fatalf("notification = %+v, %v", n, err)
+			}
+		})
+	}
+}
+
+func TestFollowUpBoss_Person(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(sandbox.Options{})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	e := &changesEnv{fub: sb.FUB(), base: srv.URL + "/fub"}
+	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
+	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: e.base, APIKey: sandbox.DefaultFUBAPIKey, Timeout: 10 * time.Second}, nil)
+	p, err := fub.Person(t.Context(), fmt.Sprint(id))
+	if err != nil || p.FirstName != "Ada" || p.Stage != "Lead" || p.Source != "idx" || !slices.Equal(p.Emails, []string{"ada@example.com"}) || p.Updated.IsZero() {
+		t.Fatalf("person = %+v, %v", p, err)
+	}
+	_, err = fub.Person(t.Context(), "999")
+	if !errors.Is(err, crmsync.ErrContactNotFound) || bus.DefaultPolicy().Classify(err) != bus.Transient {
+		t.Fatalf("unknown person: %v (must be a transient ErrContactNotFound)", err)
+	}
+	if _, err := fub.Person(t.Context(), "../v1/events"); bus.DefaultPolicy().Classify(err) != bus.Permanent {
+		t.Fatalf("a path as id: %v, want permanent", err)
+	}
+}
+
+func FuzzFollowUpBoss_ParseWebhook(f *testing.F) {
+	f.Add([]byte(`{"eventId":"abc-1","eventCreated":"2016-05-25T16:44:48+00:00","event":"peopleStageUpdated","resourceIds":[40942],"uri":"https://api.followupboss.com/v1/people?id=40942"}`))
+	f.Add([]byte(`{"event":"peopleUpdated","resourceIds":[1e3]}`))
+	f.Add([]byte(`null`))
+	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := fub.ParseWebhook(body)
+		if err != nil {
+			return
+		}
+		for _, id := range n.ContactIDs {
+			// Every id is a positive decimal person id, safe in a path and a KV key.
+			if id == "" || strings.TrimLeft(id, "0123456789") != "" || id[0] == '0' {
+				t.Fatalf("contact id %q from %q", id, body)
+			}
+		}
+		if n.Kind != crmsync.ChangeOther && len(n.ContactIDs) == 0 {
+			t.Fatalf("a people event without contacts from %q", body)
+		}
+	})
+}

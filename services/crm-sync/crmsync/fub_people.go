@@ -1,0 +1,132 @@
+package crmsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+)
+
+var _ ChangeSource = (*FollowUpBoss)(nil)
+
+// fubPersonView is the part of FUB's person that changes are computed from.
+type fubPersonView struct {
+	ID        int64      `json:"id"`
+	FirstName string     `json:"firstName"`
+	LastName  string     `json:"lastName"`
+	Stage     string     `json:"stage"`
+	Source    string     `json:"source"`
+	Emails    []fubValue `json:"emails"`
+	Phones    []fubValue `json:"phones"`
+	Updated   string     `json:"updated"`
+}
+
+// Person reads GET /v1/people/{id}. A 404 wraps ErrContactNotFound and is
+// transient: FUB hides a person created through events until agent
+// assignment completes.
+func (f *FollowUpBoss) Person(ctx context.Context, id string) (Person, error) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return Person{}, bus.Permanentf("followupboss: %q is not a person id", id)
+	}
+	id = strconv.FormatInt(n, 10)
+	var v fubPersonView
+	status, err := f.api.do(ctx, "read person", http.MethodGet, "/v1/people/"+id, nil, &v)
+	if status == http.StatusNotFound {
+		return Person{}, fmt.Errorf("followupboss person %s: %w", id, ErrContactNotFound)
+	}
+	if err != nil {
+		return Person{}, err
+	}
+	p := Person{
+		ID: id, FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
+		Emails: fubValues(v.Emails), Phones: fubValues(v.Phones),
+	}
+	if t, err := time.Parse(time.RFC3339, v.Updated); err == nil {
+		p.Updated = t
+	}
+	return p, nil
+}
+
+func fubValues(vs []fubValue) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		if s := strings.TrimSpace(v.Value); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fubChangeKinds maps FUB's people events to what they can change. Every
+// other event (notes, tasks, peopleDeleted, tags, ...) is ChangeOther.
+var fubChangeKinds = map[string]ChangeKind{
+	"peopleCreated":      ChangeCreated,
+	"peopleUpdated":      ChangeUpdated,
+	"peopleStageUpdated": ChangeStage,
+}
+
+// fubWebhook is FUB's thin webhook payload (apis.md §1 "Webhooks").
+type fubWebhook struct {
+	EventID      json.RawMessage   `json:"eventId"`
+	EventCreated string            `json:"eventCreated"`
+	Event        string            `json:"event"`
+	ResourceIDs  []json.RawMessage `json:"resourceIds"`
+	URI          string            `json:"uri"`
+}
+
+// ErrBadWebhook is wrapped by every error of ParseWebhook.
+var ErrBadWebhook = errors.New("not a Follow Up Boss webhook")
+
+// ParseWebhook reads {"eventId","eventCreated","event","resourceIds","uri"}.
+// The uri is not followed: the person is read from the configured base URL,
+// so a webhook cannot point crm-sync elsewhere.
+func (f *FollowUpBoss) ParseWebhook(body []byte) (Notification, error) {
+	var w fubWebhook
+	if err := json.Unmarshal(body, &w); err != nil {
+		return Notification{}, fmt.Errorf("%w: %w", ErrBadWebhook, err)
+	}
+	if w.Event == "" {
+		return Notification{}, fmt.Errorf("%w: no event", ErrBadWebhook)
+	}
+	n := Notification{Event: w.Event, Kind: fubChangeKinds[w.Event], EventID: jsonScalar(w.EventID)}
+	if t, err := time.Parse(time.RFC3339, w.EventCreated); err == nil {
+		n.Created = t
+	}
+	if n.Kind == ChangeOther {
+		return n, nil
+	}
+	for _, raw := range w.ResourceIDs {
+		v, err := strconv.ParseInt(jsonScalar(raw), 10, 64)
+		if err != nil || v <= 0 {
+			return Notification{}, fmt.Errorf("%w: resource id %s is not a person id", ErrBadWebhook, raw)
+		}
+		n.ContactIDs = append(n.ContactIDs, strconv.FormatInt(v, 10))
+	}
+	if len(n.ContactIDs) == 0 {
+		return Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
+	}
+	return n, nil
+}
+
+// jsonScalar returns a JSON string's value or a number's literal; "" for
+// anything else.
+func jsonScalar(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}

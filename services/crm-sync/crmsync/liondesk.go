@@ -1,0 +1,297 @@
+package crmsync
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+)
+
+// LionDesk is the LionDesk API v2 adapter. LionDesk has no endpoint like
+// Follow Up Boss's events and does not deduplicate contacts, so Brokerflow's
+// own search is what keeps one contact per person: a lead for a person that
+// Find did not locate becomes POST /contacts followed by a note with the
+// inquiry; a lead for a known contact becomes only the note.
+//
+// Parts of the contract it relies on are not in LionDesk's public
+// documentation (search by email and phone, notes, the shape of answers);
+// docs/crm.md lists them. OAuth token refresh is not built: the access token
+// is used as configured.
+type LionDesk struct {
+	api *jsonAPI
+
+	// sourceMu serializes resolving a lead source to a contact source id,
+	// so that one process creates each source once.
+	sourceMu sync.Mutex
+	sources  map[string]int64 // lower-cased name → source_id
+}
+
+var _ CRM = (*LionDesk)(nil)
+
+// NewLionDesk returns an adapter for the API at cfg.BaseURL: the vendor, the
+// sandbox, or any compatible server.
+func NewLionDesk(cfg LionDeskConfig, client *http.Client) *LionDesk {
+	if client == nil {
+		client = &http.Client{Timeout: cfg.Timeout}
+	}
+	return &LionDesk{
+		api: &jsonAPI{
+			crm:    "liondesk",
+			base:   strings.TrimRight(cfg.BaseURL, "/"),
+			client: client,
+			authorize: func(req *http.Request) {
+				req.Header.Set("Authorization", "Bearer "+cfg.AccessToken)
+			},
+			errorKeys: []string{"message", "error"},
+		},
+		sources: map[string]int64{},
+	}
+}
+
+// Name is "liondesk".
+func (l *LionDesk) Name() string { return "liondesk" }
+
+type liondeskID struct {
+	ID int64 `json:"id"`
+}
+
+type liondeskPage struct {
+	Data []struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	} `json:"data"`
+	Total int `json:"total"`
+}
+
+// liondeskNewContact is the body of POST /contacts: documented fields only.
+type liondeskNewContact struct {
+	FirstName   string `json:"first_name,omitempty"`
+	LastName    string `json:"last_name,omitempty"`
+	Email       string `json:"email,omitempty"`
+	MobilePhone string `json:"mobile_phone,omitempty"`
+	HomePhone   string `json:"home_phone,omitempty"`
+	SourceID    int64  `json:"source_id,omitempty"`
+}
+
+type liondeskNote struct {
+	Content string `json:"content"`
+}
+
+// Find searches GET /contacts by email, then by phone. LionDesk may hold
+// several contacts for one person (it does not deduplicate); the first
+// answered, the oldest in the sandbox, wins.
+func (l *LionDesk) Find(ctx context.Context, id Identity) (Match, bool, error) {
+	for _, q := range []struct{ by, value string }{{"email", id.Email}, {"phone", id.Phone}} {
+		if q.value == "" {
+			continue
+		}
+		var page liondeskPage
+		path := "/contacts?" + url.Values{q.by: {q.value}, "limit": {"1"}}.Encode()
+		if _, err := l.api.do(ctx, "search contacts by "+q.by, http.MethodGet, path, nil, &page); err != nil {
+			return Match{}, false, err
+		}
+		if len(page.Data) > 0 {
+			return Match{ContactID: strconv.FormatInt(page.Data[0].ID, 10), By: q.by}, true, nil
+		}
+	}
+	return Match{}, false, nil
+}
+
+// Record adds the lead as a note on contactID, or, without one, creates the
+// contact (POST /contacts, with the lead source as its contact source) and
+// then adds the note.
+//
+// If the note fails after the contact was made, Record returns the error
+// and crm-sync retries the lead: its Find then locates the new contact by
+// email or phone and only the note is added. A lead with neither would get a
+// second contact on that retry (the normalizer rejects such leads).
+func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID string) (Recorded, error) {
+	if contactID != "" {
+		id, err := strconv.ParseInt(contactID, 10, 64)
+		if err != nil || id <= 0 {
+			return Recorded{}, fmt.Errorf("liondesk: contact id %q is not a contact id", contactID)
+		}
+		if err := l.addNote(ctx, id, lead); err != nil {
+			return Recorded{}, err
+		}
+		return Recorded{ContactID: contactID}, nil
+	}
+
+	c := lead.GetContact()
+	body := liondeskNewContact{
+		FirstName: c.GetFirstName(), LastName: c.GetLastName(), Email: c.GetEmail(),
+		MobilePhone: c.GetMobilePhone(), HomePhone: c.GetHomePhone(),
+	}
+	if body.FirstName == "" && body.LastName == "" {
+		body.FirstName = c.GetFullName()
+	}
+	if src := strings.TrimSpace(lead.GetLeadSource()); src != "" {
+		id, err := l.sourceID(ctx, src)
+		if err != nil {
+			return Recorded{}, err
+		}
+		body.SourceID = id
+	}
+	var created liondeskID
+	status, err := l.api.do(ctx, "create contact", http.MethodPost, "/contacts", body, &created)
+	if err != nil {
+		return Recorded{}, err
+	}
+	if created.ID == 0 {
+		return Recorded{}, fmt.Errorf("liondesk: create contact: HTTP %d without a contact id", status)
+	}
+	if err := l.addNote(ctx, created.ID, lead); err != nil {
+		return Recorded{}, fmt.Errorf("contact %d created, its note not: %w", created.ID, err)
+	}
+	return Recorded{ContactID: strconv.FormatInt(created.ID, 10), Created: true}, nil
+}
+
+func (l *LionDesk) addNote(ctx context.Context, contactID int64, lead *leadv1.Lead) error {
+	path := "/contacts/" + strconv.FormatInt(contactID, 10) + "/notes"
+	_, err := l.api.do(ctx, "add note", http.MethodPost, path, liondeskNote{Content: LionDeskNoteText(lead)}, nil)
+	return err
+}
+
+// sourceID returns the id of the contact source named name
+// (case-insensitively), creating the source when the account has none.
+// Several sources may share a name; the lowest id wins.
+func (l *LionDesk) sourceID(ctx context.Context, name string) (int64, error) {
+	key := strings.ToLower(name)
+	l.sourceMu.Lock()
+	defer l.sourceMu.Unlock()
+	if id, ok := l.sources[key]; ok {
+		return id, nil
+	}
+	const pageSize = 100
+	var found int64
+	for offset := 0; ; offset += pageSize {
+		var page liondeskPage
+		path := "/contact-sources?" + url.Values{"limit": {strconv.Itoa(pageSize)}, "offset": {strconv.Itoa(offset)}}.Encode()
+		if _, err := l.api.do(ctx, "list contact sources", http.MethodGet, path, nil, &page); err != nil {
+			return 0, err
+		}
+		for _, s := range page.Data {
+			if strings.EqualFold(strings.TrimSpace(s.Name), name) && (found == 0 || s.ID < found) {
+				found = s.ID
+			}
+		}
+		if len(page.Data) == 0 || offset+len(page.Data) >= page.Total {
+			break
+		}
+	}
+	if found == 0 {
+		var created liondeskID
+		status, err := l.api.do(ctx, "create contact source", http.MethodPost, "/contact-sources", map[string]string{"name": name}, &created)
+		if err != nil {
+			return 0, err
+		}
+		if created.ID == 0 {
+			return 0, fmt.Errorf("liondesk: create contact source: HTTP %d without an id", status)
+		}
+		found = created.ID
+	}
+	l.sources[key] = found
+	return found, nil
+}
+
+// LionDeskNoteText is the text of the note that carries a lead into LionDesk:
+// everything of the lead that the contact's fields do not hold (inquiry,
+// message, property, price, campaign, requested agent), one item a line.
+func LionDeskNoteText(l *leadv1.Lead) string {
+	var b strings.Builder
+	line := func(label, value string) {
+		if value = strings.TrimSpace(value); value != "" {
+			fmt.Fprintf(&b, "%s: %s\n", label, value)
+		}
+	}
+	fmt.Fprintf(&b, "New lead from %s (Brokerflow lead %s)\n", orUnknown(l.GetLeadSource()), l.GetLeadId())
+	in := l.GetInquiry()
+	line("Inquiry", inquiryName(in.GetType()))
+	line("Message", in.GetMessage())
+	if p := in.GetProperty(); p != nil {
+		cityLine := strings.TrimSpace(strings.Join(nonEmpty(p.GetStateOrProvince(), p.GetPostalCode()), " "))
+		line("Property", strings.Join(nonEmpty(p.GetUnparsedAddress(), p.GetCity(), cityLine), ", "))
+		line("MLS number", p.GetListingId())
+		line("Price", formatMoney(p.GetListPrice().GetAmountMinor(), p.GetListPrice().GetCurrencyCode()))
+		line("Listing", p.GetUrl())
+	}
+	if c := l.GetCampaign(); c != nil {
+		var parts []string
+		for _, kv := range [][2]string{
+			{"utm_source", c.GetUtmSource()}, {"utm_medium", c.GetUtmMedium()}, {"utm_campaign", c.GetUtmCampaign()},
+			{"utm_term", c.GetUtmTerm()}, {"utm_content", c.GetUtmContent()},
+		} {
+			if kv[1] != "" {
+				parts = append(parts, kv[0]+"="+kv[1])
+			}
+		}
+		line("Campaign", strings.Join(parts, ", "))
+		line("Landing page", c.GetLandingPageUrl())
+	}
+	if a := l.GetAgent(); a != nil {
+		agent := a.GetName()
+		if a.GetEmail() != "" {
+			agent = strings.TrimSpace(agent + " <" + a.GetEmail() + ">")
+		}
+		if a.GetMemberId() != "" {
+			agent = strings.TrimSpace(agent + " (member id " + a.GetMemberId() + ")")
+		}
+		line("Agent requested", agent)
+	}
+	if c := l.GetContact(); c.GetRawPhone() != "" && c.GetMobilePhone() == "" {
+		line("Phone as sent", c.GetRawPhone())
+	}
+	if t := l.GetReceivedAt(); t != nil {
+		line("Received", t.AsTime().UTC().Format(time.RFC3339))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func inquiryName(t leadv1.InquiryType) string {
+	switch t {
+	case leadv1.InquiryType_INQUIRY_TYPE_BUY:
+		return "buy"
+	case leadv1.InquiryType_INQUIRY_TYPE_SELL:
+		return "sell"
+	case leadv1.InquiryType_INQUIRY_TYPE_RENT:
+		return "rent"
+	default:
+		return ""
+	}
+}
+
+// formatMoney writes an amount in minor units as "449000.00 USD"; zero is
+// no price.
+func formatMoney(minor int64, currency string) string {
+	if minor == 0 {
+		return ""
+	}
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	return strings.TrimSpace(fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, currency))
+}
+
+func nonEmpty(values ...string) []string {
+	out := values[:0:0]
+	for _, v := range values {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown source"
+	}
+	return s
+}

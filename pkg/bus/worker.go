@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,27 +23,45 @@ import (
 
 // TestHooks let a test simulate a crash. The zero value does nothing.
 type TestHooks struct {
-	skipAcks atomic.Int32
+	mu   sync.Mutex
+	any  int
+	only map[string]int // by consumer
 }
 
 // SkipNextAcks makes the bus skip the ack of the next n successfully handled
 // messages, as if the process died between the effect and the ack. JetStream
 // then redelivers them after AckWait.
-func (h *TestHooks) SkipNextAcks(n int) { h.skipAcks.Add(int32(n)) }
+func (h *TestHooks) SkipNextAcks(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.any += n
+}
 
-func (h *TestHooks) takeSkip() bool {
+// SkipNextAcksOf is SkipNextAcks for the messages of one durable consumer.
+func (h *TestHooks) SkipNextAcksOf(consumer string, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.only == nil {
+		h.only = map[string]int{}
+	}
+	h.only[consumer] += n
+}
+
+func (h *TestHooks) takeSkip(consumer string) bool {
 	if h == nil {
 		return false
 	}
-	for {
-		n := h.skipAcks.Load()
-		if n <= 0 {
-			return false
-		}
-		if h.skipAcks.CompareAndSwap(n, n-1) {
-			return true
-		}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.only[consumer] > 0 {
+		h.only[consumer]--
+		return true
 	}
+	if h.any > 0 {
+		h.any--
+		return true
+	}
+	return false
 }
 
 // Runner runs a service's handlers on its durable consumers, and answers its
@@ -338,7 +355,7 @@ func keepAlive(ctx context.Context, msg jetstream.Msg, ackWait time.Duration) (s
 func (w *worker) settle(ctx, runCtx context.Context, msg jetstream.Msg, m *Message, herr error) string {
 	log := w.r.logger.With("consumer", w.spec.Durable, "stream", m.Stream, "seq", m.Sequence, "attempt", m.Attempt)
 	if herr == nil {
-		if w.r.hooks.takeSkip() {
+		if w.r.hooks.takeSkip(w.spec.Durable) {
 			log.Warn("test hook: ack skipped, message will be redelivered")
 			return outcomeSkipped
 		}

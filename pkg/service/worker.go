@@ -29,7 +29,12 @@ type Worker struct {
 	Runner *bus.Runner
 	cfg    WorkerConfig
 	deps   Deps
+	tasks  []func(context.Context) error
 }
+
+// Go adds a task that Run runs beside the consumers, until its context ends.
+// Call it before Run, or from Run's setup.
+func (w *Worker) Go(task func(context.Context) error) { w.tasks = append(w.tasks, task) }
 
 // NewWorker returns the worker of cfg.Service.
 func NewWorker(cfg WorkerConfig, deps Deps) (*Worker, error) {
@@ -76,6 +81,9 @@ func (w *Worker) Run(ctx context.Context, setup func(context.Context) error) err
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return w.Runner.Run(ctx) })
+	for _, task := range w.tasks {
+		eg.Go(func() error { return task(ctx) })
+	}
 	if w.cfg.OpsAddr != "" {
 		eg.Go(func() error {
 			h := opshttp.Handler(w.deps.Gatherer, map[string]opshttp.Check{"nats": w.Ready})

@@ -169,7 +169,8 @@ func (c *Changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	}
 	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
 	for _, id := range n.ContactIDs {
-		if err := c.syncContact(ctx, src, id, n, ref); err != nil {
+		read := func(ctx context.Context) (Person, error) { return src.Person(ctx, id) }
+		if err := c.syncContact(ctx, src.Name(), id, read, n, ref); err != nil {
 			return err
 		}
 	}
@@ -201,12 +202,12 @@ const casAttempts = 8
 // difference. Each transition is computed against one record revision and
 // stored with compare-and-swap on it, so it is announced once; its event ids
 // carry that revision.
-func (c *Changes) syncContact(ctx context.Context, src ChangeSource, id string, n Notification, ref *commonv1.MessageRef) error {
+func (c *Changes) syncContact(ctx context.Context, crm, id string, read func(context.Context) (Person, error), n Notification, ref *commonv1.MessageRef) error {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return err
 	}
-	key := contactKey(src.Name(), id)
+	key := contactKey(crm, id)
 	for range casAttempts {
 		rec, rev, err := loadContact(ctx, kv, key)
 		if err != nil {
@@ -225,12 +226,12 @@ func (c *Changes) syncContact(ctx context.Context, src ChangeSource, id string, 
 				return err
 			}
 		}
-		p, err := src.Person(ctx, id)
+		p, err := read(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s contact %s: %w", src.Name(), id, err)
+			return fmt.Errorf("read %s contact %s: %w", crm, id, err)
 		}
 		next := recordOf(p)
-		events, err := c.diff(src.Name(), id, rec, rev, p, n, ref)
+		events, err := c.diff(crm, id, rec, rev, p, n, ref)
 		if err != nil {
 			return err
 		}
@@ -263,11 +264,11 @@ func (c *Changes) syncContact(ctx context.Context, src ChangeSource, id string, 
 			logging.FromContext(ctx).Warn("could not clear published events", "contact_id", id, "err", err)
 		}
 		for _, e := range events {
-			logging.FromContext(ctx).Info("CRM change announced", "subject", e.Subject, "id", e.ID, "contact_id", id, "crm", src.Name())
+			logging.FromContext(ctx).Info("CRM change announced", "subject", e.Subject, "id", e.ID, "contact_id", id, "crm", crm)
 		}
 		return nil
 	}
-	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, src.Name(), casAttempts)
+	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crm, casAttempts)
 }
 
 // diff returns the events that announce the change from rec (revision rev,

@@ -22,6 +22,9 @@ type Config struct {
 	// ActiveStages are the CRM stages that make a contact an active client
 	// (ContactStageChanged.active_client), compared case-insensitively.
 	ActiveStages []string `env:"ACTIVE_STAGES" envDefault:"Active Client,Under Contract"`
+	// PollInterval is how often a CRM without webhooks (LionDesk) is asked
+	// for changed contacts; 0 turns polling off.
+	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"30s"`
 	// Concurrency is the number of leads synced at once.
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"4"`
 	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9092"`

@@ -37,6 +37,8 @@ type Syncer struct {
 	outcomes   jetstream.KeyValue
 	identities *identities
 	staleAfter time.Duration
+	changes    *Changes
+	pollEvery  time.Duration
 }
 
 // New returns a Syncer using the CRM cfg names.
@@ -60,8 +62,9 @@ func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{Worker: w, crm: crm, staleAfter: 5 * cfg.Bus.AckWait}
-	handlers := map[string]bus.Handler{"crm-sync": s.HandleLead, "crm-sync-changes": NewChanges(cfg, s).HandleChange}
+	s := &Syncer{Worker: w, crm: crm, staleAfter: 5 * cfg.Bus.AckWait, pollEvery: cfg.PollInterval}
+	s.changes = NewChanges(cfg, s)
+	handlers := map[string]bus.Handler{"crm-sync": s.HandleLead, "crm-sync-changes": s.changes.HandleChange}
 	for _, spec := range bus.ConsumersOf(bus.ServiceCRMSync) {
 		w.Runner.Handle(spec, handlers[spec.Durable])
 	}
@@ -81,7 +84,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return fmt.Errorf("bucket %s: %w", identityBucket, err)
 		}
 		s.identities = &identities{kv: ikv, crm: s.crm.Name(), staleAfter: s.staleAfter, poll: 50 * time.Millisecond, now: time.Now}
-		return nil
+		return s.startPoller(ctx)
 	})
 }
 
@@ -188,4 +191,19 @@ func outcome(found bool, rec Recorded) crmv1.SyncOutcome {
 func (s *Syncer) announce(ctx context.Context, done *crmv1.ContactSynced) error {
 	_, err := s.Runner.Publisher().Publish(ctx, SubjectContactSynced, "crm.contact.synced:"+done.GetLeadId(), done)
 	return err
+}
+
+// startPoller polls a CRM that sends no webhooks, beside the consumers.
+func (s *Syncer) startPoller(ctx context.Context) error {
+	cp, ok := s.crm.(ChangePoller)
+	if !ok || s.pollEvery <= 0 {
+		return nil
+	}
+	cursors, err := s.JS.KeyValue(ctx, cursorBucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", cursorBucket, err)
+	}
+	p := &poller{crm: cp, changes: s.changes, cursors: cursors, interval: s.pollEvery}
+	s.Go(p.run)
+	return nil
 }

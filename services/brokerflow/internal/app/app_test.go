@@ -152,7 +152,7 @@ func TestSystem_providerRetryAndCrashStillMakeOneLead(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	// The normalizer "crashes" after publishing the lead, before its ack.
-	s.hooks.SkipNextAcks(1)
+	s.hooks.SkipNextAcksOf("normalizer", 1)
 	first, _ := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_twice", time.Now().Add(-time.Minute), lead)
 	again, _ := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_twice", time.Now(), lead)
 	if first != http.StatusAccepted || again != http.StatusOK {
@@ -303,7 +303,8 @@ func TestSystem_crashesBeforeAcksStillLeaveOneContactAndOneEvent(t *testing.T) {
 	s := start(t)
 	// The next two successful handlers "crash" before their ack: the
 	// normalizer's and crm-sync's, so both messages are redelivered.
-	s.hooks.SkipNextAcks(2)
+	s.hooks.SkipNextAcksOf("normalizer", 1)
+	s.hooks.SkipNextAcksOf("crm-sync", 1)
 	s.post(t, "msg_crash", lead)
 	natstest.Eventually(t, 30*time.Second, "both redeliveries", func() bool {
 		for _, c := range []struct{ stream, name string }{{bus.StreamWebhooks, "normalizer"}, {bus.StreamLeads, "crm-sync"}} {

@@ -193,3 +193,23 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal("an unknown CRM must be an error")
 	}
 }
+
+// Follow Up Boss hides a new person from search and GET until agent
+// assignment completes. A second lead for the person in that time must
+// still land on the same contact, and the change feed's read of the person
+// is retried, not lost.
+func TestSyncer_personNotYetReachableStillGetsTheSecondLead(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.fub.SetAssignmentDelay(time.Hour)
+	e.lead(t, "ld_race_1", "ada@example.com")
+	e.lead(t, "ld_race_2", "ada@example.com")
+	e.settle(t)
+	people, events := e.fub.People(), e.fub.Events()
+	if len(people) != 1 || len(events) != 2 || events[0].PersonID != events[1].PersonID {
+		t.Fatalf("%d people, events %+v; want both leads on one person", len(people), events)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("%d failure records", len(f))
+	}
+}

@@ -31,8 +31,10 @@ var piiKeys = map[string]bool{
 
 var (
 	emailRe = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
-	// Seven or more digits, allowing the usual separators: phone numbers.
-	phoneRe = regexp.MustCompile(`\+?\(?\d[\d\s().\-]{5,}\d`)
+	// Phone numbers: international (+ and 7 to 15 digits, with the usual
+	// separators) or North American (415 555 0134, (415) 555-0134). Dates,
+	// IP addresses and ids do not have these shapes.
+	phoneRe = regexp.MustCompile(`\+\d[\d\s().\-]{5,18}\d|\(?\b\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}\b`)
 )
 
 // New returns a JSON logger writing to w.

@@ -22,6 +22,10 @@ func TestNew_redactsPersonalData(t *testing.T) {
 		{"email_in_free_text", func(l *slog.Logger) { l.Info("lead", "reason", "no person for Ada@Example.com") }, "Example.com", "no person for [redacted]"},
 		{"phone_in_error", func(l *slog.Logger) { l.Error("call", "err", errors.New("bad phone (415) 555-0134")) }, "555-0134", "bad phone [redacted]"},
 		{"ids_untouched", func(l *slog.Logger) { l.Info("lead", "lead_id", "ld_3f2a", "sequence", 42) }, "", `"lead_id":"ld_3f2a"`},
+		{"e164_in_text", func(l *slog.Logger) { l.Info("call", "reason", "no person with +14155550134") }, "4155550134", "no person with [redacted]"},
+		{"ip_untouched", func(l *slog.Logger) { l.Info("req", "remote", "203.0.113.7:4321") }, "", `"remote":"203.0.113.7:4321"`},
+		{"date_untouched", func(l *slog.Logger) { l.Info("req", "day", "2026-11-26") }, "", `"day":"2026-11-26"`},
+		{"trace_id_untouched", func(l *slog.Logger) { l.Info("req", "trace_id", "47003681990d3eae2667c676150b6f74") }, "", `"trace_id":"47003681990d3eae2667c676150b6f74"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ replace github.com/brokerflow/brokerflow/proto => ../proto
 require (
 	github.com/brokerflow/brokerflow/proto v0.0.0-00010101000000-000000000000
 	github.com/caarlos0/env/v11 v11.4.2
+	github.com/expr-lang/expr v1.17.8
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
@@ -15,6 +16,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/net v0.60.0
 	golang.org/x/sync v0.22.0
 	google.golang.org/protobuf v1.36.12
 )

@@ -47,7 +47,7 @@ type Spec struct {
 	// Items is an expression yielding the list of leads in one delivery;
 	// empty means the delivery is one lead.
 	Items string `yaml:"items,omitempty"`
-	// Mapping maps canonical lead fields (see Fields) to expressions over
+	// Mapping maps canonical lead fields (see CanonicalFields) to expressions over
 	// the decoded payload, in the expr language (https://expr-lang.org).
 	Mapping map[string]string `yaml:"mapping,omitempty"`
 	// Templates read lead-notification e-mails (format email).
@@ -122,8 +122,9 @@ var Formats = map[string][]string{
 // Kinds of source.
 var Kinds = []string{"lead", "crm", "tms", "ledger"}
 
-// Fields are the canonical lead fields a mapping may set.
-var Fields = []string{
+// CanonicalFields are the canonical lead fields a mapping may set (Fields is
+// one lead's values of them).
+var CanonicalFields = []string{
 	"first_name", "last_name", "full_name", "email", "phone",
 	"message", "inquiry_type",
 	"property.address", "property.city", "property.state", "property.postal_code",
@@ -344,6 +345,14 @@ func validateAll(specs []Spec, file string) []error {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
 			continue
 		}
+		// Every expression compiles at start, in every service that reads
+		// the file, so a typo stops the gateway as it stops the normalizer.
+		if s.Kind == "lead" {
+			if _, err := NewMapper(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", file, err))
+				continue
+			}
+		}
 		if names[s.Name] {
 			errs = append(errs, fmt.Errorf("%s: source %q: declared twice", file, s.Name))
 		}
@@ -387,8 +396,8 @@ func (s Spec) Validate() error {
 		return bad("rate_limit", "must not be negative")
 	}
 	for field := range s.Mapping {
-		if !slices.Contains(Fields, field) {
-			return bad("mapping."+field, "not a canonical lead field (one of %s)", strings.Join(Fields, ", "))
+		if !slices.Contains(CanonicalFields, field) {
+			return bad("mapping."+field, "not a canonical lead field (one of %s)", strings.Join(CanonicalFields, ", "))
 		}
 	}
 	if s.Kind == "lead" && len(s.Mapping) == 0 {

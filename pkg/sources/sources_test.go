@@ -40,6 +40,7 @@ func TestParse_errorsNameTheSourceAndTheField(t *testing.T) {
 		{"unknown_key", `sources: [{name: v, preset: idx, color: red}]`, `field color not found`},
 		{"bad_format", `sources: [{name: v, preset: idx, format: xml}]`, `source "v": format: "xml"`},
 		{"duplicate_route", `sources: [{name: a, preset: idx, route: /x}, {name: b, preset: idx, route: /x}]`, `route /x is already source "a"'s`},
+		{"bad_expression", `sources: [{name: v, preset: idx, mapping: {email: "body.data?.email +"}}]`, `source "v": mapping.email`},
 		{"bad_template_regex", `sources: [{name: m, preset: idx, format: email, templates: [{name: t, fields: {email: "("}}]}]`, `templates[0].fields.email`},
 	}
 	for _, tt := range tests {

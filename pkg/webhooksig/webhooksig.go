@@ -1,6 +1,10 @@
-// Package webhooksig verifies signed webhooks. Every scheme compares in
-// constant time over the raw body, checks timestamps against a tolerance, and
-// accepts several secrets at once so that secrets can rotate.
+// Package webhooksig verifies what outside senders prove about a request:
+// signed webhooks (Standard Webhooks, HMAC-SHA256 of the body, Facebook's
+// X-Hub-Signature-256, Follow Up Boss's FUB-Signature), API keys, shared
+// secrets and HTTP Basic. Every scheme compares in constant time over the raw
+// bytes, checks a signed timestamp against a tolerance where the scheme has
+// one, and accepts several secrets at once so that secrets can rotate. Every
+// failure wraps one of the sentinel errors below with the reason.
 package webhooksig
 
 import (
@@ -14,12 +18,19 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-// Errors a verifier returns. The gateway answers 401 with the message.
+// Errors a verifier returns. The gateway answers 401 with the message, and
+// 403 for ErrChallenge.
 var (
 	ErrMissingSignature = errors.New("signature headers missing")
 	ErrBadSignature     = errors.New("no signature matches")
 	ErrStale            = errors.New("timestamp outside the allowed tolerance")
 	ErrMalformed        = errors.New("signature headers malformed")
+	// ErrMissingCredentials and ErrBadCredentials are the schemes without a
+	// signature: an API key, a shared secret, HTTP Basic.
+	ErrMissingCredentials = errors.New("credentials missing")
+	ErrBadCredentials     = errors.New("credentials do not match")
+	// ErrChallenge is a failed verification handshake (Facebook's hub.challenge).
+	ErrChallenge = errors.New("verification handshake refused")
 )
 
 // Standard Webhooks header names.

@@ -25,6 +25,16 @@ type Config struct {
 	// webhooks with; the followupboss source is served only when set.
 	FUBSystemKeys     []string `env:"FUB_SYSTEM_KEYS"`
 	FUBSystemKeysFile string   `env:"FUB_SYSTEM_KEYS_FILE"`
+	// SourcesFile is a sources file (pkg/sources): every source it declares
+	// is served, with its secrets read from the environment at start, and
+	// the IDX and Follow Up Boss sources above are added when they are set
+	// and the file does not already declare them.
+	SourcesFile string `env:"SOURCES_FILE"`
+	// RatePerSource and RateBurst are each source's rate limit, unless its
+	// entry in the sources file sets one: authenticated requests per second
+	// beyond them get 429 with Retry-After. 0 requests per second is no limit.
+	RatePerSource float64 `env:"RATE_PER_SOURCE" envDefault:"50"`
+	RateBurst     int     `env:"RATE_BURST" envDefault:"100"`
 	// TimestampTolerance bounds the age of a signature, both ways.
 	TimestampTolerance time.Duration `env:"TIMESTAMP_TOLERANCE" envDefault:"5m"`
 	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
@@ -32,10 +42,25 @@ type Config struct {
 	// gateway answers 503 and the provider retries.
 	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// GRPCAddr serves the first-party SubmitLead API (docs/intake-grpc.md),
+	// in plaintext; empty disables it. GRPCTokens are its bearer tokens
+	// (several during a rotation), required when it is set; GRPCRate bounds
+	// its requests per second.
+	GRPCAddr       string   `env:"GRPC_ADDR"`
+	GRPCTokens     []string `env:"GRPC_TOKENS"`
+	GRPCTokensFile string   `env:"GRPC_TOKENS_FILE"`
+	GRPCRate       float64  `env:"GRPC_RATE" envDefault:"50"`
 
 	NATS service.NATSConfig     `envPrefix:"NATS_"`
 	Bus  service.TopologyConfig `envPrefix:"BUS_"`
+
+	// Environ is the environment the sources file's secrets are read from;
+	// ConfigFromEnv sets it, and so does the all-in-one. Configuration is
+	// read once, in main: nothing below it reads the process environment.
+	Environ map[string]string `env:"-"`
 }
+
+func (c Config) environ() map[string]string { return c.Environ }
 
 // ConfigFromEnv parses GATEWAY_* from environ and validates it.
 func ConfigFromEnv(environ []string) (Config, error) {
@@ -43,13 +68,15 @@ func ConfigFromEnv(environ []string) (Config, error) {
 	if err := service.ParseEnv(&c, Prefix, environ); err != nil {
 		return c, err
 	}
+	c.Environ = service.EnvMap(environ)
 	return c, c.Validate()
 }
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("gateway config")
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting. With a sources file, it
+// loads the file and reads its secrets, so that a mistake stops the start.
 func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
@@ -60,6 +87,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GATEWAY_TIMESTAMP_TOLERANCE must be positive", ErrConfig)
 	case c.PublishTimeout <= 0:
 		return fmt.Errorf("%w: GATEWAY_PUBLISH_TIMEOUT must be positive", ErrConfig)
+	case c.RatePerSource < 0 || c.RateBurst < 0:
+		return fmt.Errorf("%w: GATEWAY_RATE_PER_SOURCE and GATEWAY_RATE_BURST must not be negative", ErrConfig)
 	}
 	secrets, err := service.Secrets(c.IDXSecrets, c.IDXSecretsFile)
 	if err != nil {
@@ -69,8 +98,20 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: GATEWAY_FUB_SYSTEM_KEYS_FILE: %w", ErrConfig, err)
 	}
-	if len(secrets) == 0 && len(fubKeys) == 0 {
-		return fmt.Errorf("%w: no source is configured: set GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE)", ErrConfig)
+	if len(secrets) == 0 && len(fubKeys) == 0 && c.SourcesFile == "" {
+		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE)", ErrConfig)
+	}
+	if c.SourcesFile != "" {
+		srcs, err := ConfiguredSources(c)
+		if err == nil {
+			_, err = NewRegistry(srcs...)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if err := c.validateGRPC(); err != nil {
+		return err
 	}
 	return c.Bus.Topology().Validate()
 }

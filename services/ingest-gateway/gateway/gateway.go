@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -25,12 +26,14 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/telemetry"
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
@@ -44,15 +47,17 @@ type Gateway struct {
 	js       jetstream.JetStream
 	pub      *bus.Publisher
 	registry *Registry
+	limiters map[string]*rate.Limiter
 	tracer   trace.Tracer
 	log      *slog.Logger
 	requests *prometheus.CounterVec
 	now      func() time.Time
 }
 
-// New builds a gateway with the built-in sources configured from cfg.
+// New builds a gateway with the sources configured from cfg
+// (ConfiguredSources): the sources file's, and the built-in ones.
 func New(cfg Config, deps Deps) (*Gateway, error) {
-	sources, err := BuiltinSources(cfg)
+	sources, err := ConfiguredSources(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +84,7 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 		js:       js,
 		pub:      bus.NewPublisher(js, bus.ServiceGateway, deps.TracerProvider),
 		registry: registry,
+		limiters: map[string]*rate.Limiter{},
 		tracer:   deps.TracerProvider.Tracer("github.com/brokerflow/brokerflow/services/ingest-gateway"),
 		log:      deps.Logger.With("service", bus.ServiceGateway),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -86,6 +92,11 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 			Help: "Webhook requests by source and HTTP status.",
 		}, []string{"source", "code"}),
 		now: time.Now,
+	}
+	for _, s := range registry.Sources() {
+		if l := newLimiter(s, cfg); l != nil {
+			g.limiters[s.Name] = l
+		}
 	}
 	if deps.Registerer != nil {
 		if err := deps.Registerer.Register(g.requests); err != nil {
@@ -109,6 +120,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return g.Serve(ctx, ln) })
+	if g.cfg.GRPCAddr != "" {
+		eg.Go(func() error { return g.ListenAndServeGRPC(ctx) })
+	}
 	if g.cfg.OpsAddr != "" {
 		eg.Go(func() error {
 			h := opshttp.Handler(g.deps.Gatherer, map[string]opshttp.Check{"jetstream": g.Ready})
@@ -202,14 +216,26 @@ func (g *Gateway) webhookHandler(src Source) http.Handler {
 
 func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *http.Request, src Source) {
 	received := g.now()
+	if r.Method == http.MethodGet && src.VerifyToken != "" {
+		g.serveHandshake(ctx, w, r, src)
+		return
+	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		allow := http.MethodPost
+		if src.VerifyToken != "" {
+			allow = "GET, POST"
+		}
+		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "webhooks are POSTed")
 		return
 	}
 	if !src.acceptsContentType(r.Header.Get("Content-Type")) {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("Content-Type %q is not accepted; send %s", r.Header.Get("Content-Type"), strings.Join(src.ContentTypes, " or ")))
+		return
+	}
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", g.cfg.MaxBodyBytes))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
@@ -222,15 +248,32 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		writeError(w, http.StatusBadRequest, "unreadable_body", "the body could not be read")
 		return
 	}
-	deliveryID, err := src.verify(r.Header, body)
+	deliveryID, err := src.verify(r, body)
 	if err != nil {
 		g.log.WarnContext(ctx, "webhook rejected", "source", src.Name, "reason", err.Error())
 		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 		return
 	}
-	if src.JSON && !json.Valid(body) {
-		writeError(w, http.StatusBadRequest, "malformed_json", "the body is not well-formed JSON")
+	// The limit counts authenticated requests only, so that a flood of
+	// forged ones cannot spend a real provider's allowance.
+	if wait, ok := g.allow(src, received); !ok {
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("source %s is over its rate limit; retry after %ds", src.Name, secs))
 		return
+	}
+	if err := src.wellFormed(r.Header.Get("Content-Type"), body); err != nil {
+		var bad *errMalformed
+		kind := "malformed_body"
+		if errors.As(err, &bad) {
+			kind = bad.kind
+		}
+		writeError(w, http.StatusBadRequest, kind, err.Error())
+		return
+	}
+	if deliveryID == "" {
+		deliveryID = headerDeliveryID(r.Header, src.DeliveryIDHeader)
 	}
 	if deliveryID == "" {
 		sum := sha256.Sum256(body)
@@ -242,7 +285,7 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		Kind:        src.Kind,
 		DeliveryId:  deliveryID,
 		ReceivedAt:  timestamppb.New(received),
-		Headers:     RedactHeaders(r.Header),
+		Headers:     redactHeaders(r.Header, src.SecretHeaders),
 		Method:      r.Method,
 		Path:        r.URL.Path,
 		ContentType: r.Header.Get("Content-Type"),
@@ -263,6 +306,75 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 	writeJSON(w, code, Response{Status: "accepted", Source: src.Name, DeliveryID: deliveryID, Duplicate: ack.Duplicate})
 }
 
+// serveHandshake answers Facebook's verification request: the
+// hub.challenge as text when hub.verify_token is the source's, else 403.
+func (g *Gateway) serveHandshake(ctx context.Context, w http.ResponseWriter, r *http.Request, src Source) {
+	challenge, err := webhooksig.FacebookChallenge(src.VerifyToken, r.URL.Query())
+	if err != nil {
+		g.log.WarnContext(ctx, "verification handshake refused", "source", src.Name, "reason", err.Error())
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, challenge)
+}
+
+// newLimiter is the source's rate limiter, or nil when it has no limit.
+func newLimiter(s Source, cfg Config) *rate.Limiter {
+	perSecond, burst := cfg.RatePerSource, cfg.RateBurst
+	if s.RatePerSecond > 0 {
+		perSecond = s.RatePerSecond
+	}
+	if s.RateBurst > 0 {
+		burst = s.RateBurst
+	}
+	if perSecond <= 0 {
+		return nil
+	}
+	if burst <= 0 {
+		burst = max(1, int(math.Ceil(perSecond)))
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), burst)
+}
+
+// allow takes one request from the source's allowance, or says how long
+// until there is one.
+func (g *Gateway) allow(src Source, now time.Time) (time.Duration, bool) {
+	l := g.limiters[src.Name]
+	if l == nil {
+		return 0, true
+	}
+	res := l.ReserveN(now, 1)
+	if !res.OK() {
+		return time.Second, false
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+// headerDeliveryID is the provider's delivery id from the source's
+// DeliveryIDHeader: the value itself when it is safe in a Nats-Msg-Id, else
+// its hash, which is as stable across retries.
+func headerDeliveryID(h http.Header, name string) string {
+	if name == "" {
+		return ""
+	}
+	v := strings.TrimSpace(h.Get(name))
+	switch {
+	case v == "":
+		return ""
+	case webhooksig.ValidDeliveryID(v):
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	return "header-sha256:" + hex.EncodeToString(sum[:])
+}
+
 // MsgID is the Nats-Msg-Id of a webhook: a provider retry of the same
 // delivery gets the same id, and JetStream stores it once.
 func MsgID(source, deliveryID string) string {
@@ -281,10 +393,13 @@ var (
 )
 
 // RedactHeaders returns the request headers without credentials, sorted by name.
-func RedactHeaders(h http.Header) []*webhookv1.Header {
+func RedactHeaders(h http.Header) []*webhookv1.Header { return redactHeaders(h, nil) }
+
+// redactHeaders is RedactHeaders without the source's own secret headers too.
+func redactHeaders(h http.Header, secret []string) []*webhookv1.Header {
 	out := make([]*webhookv1.Header, 0, len(h))
 	for name, values := range h {
-		if isCredential(name) {
+		if isCredential(name) || slices.ContainsFunc(secret, func(s string) bool { return strings.EqualFold(s, name) }) {
 			continue
 		}
 		out = append(out, &webhookv1.Header{Name: strings.ToLower(name), Values: values})

@@ -1,14 +1,22 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
@@ -19,7 +27,22 @@ type Verifier interface {
 	Verify(h http.Header, body []byte) (deliveryID string, err error)
 }
 
-var _ Verifier = (*webhooksig.StandardWebhooks)(nil)
+// RequestVerifier is a Verifier that also reads the request line, such as a
+// shared secret in a query parameter. The gateway prefers it when a
+// verifier implements it.
+type RequestVerifier interface {
+	VerifyRequest(r *http.Request, body []byte) (deliveryID string, err error)
+}
+
+var (
+	_ Verifier        = (*webhooksig.StandardWebhooks)(nil)
+	_ Verifier        = (*webhooksig.HMACSHA256)(nil)
+	_ Verifier        = (*webhooksig.Facebook)(nil)
+	_ Verifier        = (*webhooksig.APIKey)(nil)
+	_ Verifier        = (*webhooksig.Basic)(nil)
+	_ Verifier        = (*webhooksig.FUBSignature)(nil)
+	_ RequestVerifier = (*webhooksig.SharedSecret)(nil)
+)
 
 // Source is one configured lead, CRM or TMS source: its route, its kind,
 // how it authenticates and where its webhooks are published.
@@ -32,8 +55,25 @@ type Source struct {
 	Verifiers []Verifier
 	// ContentTypes are the accepted media types; others get 415.
 	ContentTypes []string
-	// JSON bodies are checked to be well-formed (400 otherwise).
-	JSON bool
+	// Format is how the body must be well-formed (400 otherwise): json,
+	// facebook_leadgen (JSON), form (url-encoded) or email (multipart);
+	// empty checks nothing.
+	Format string
+	// Scheme names how the source authenticates (sources.Schemes), for people.
+	Scheme string
+	// VerifyToken is Facebook's hub.verify_token: when set, GET on the
+	// route answers the hub.challenge handshake.
+	VerifyToken string
+	// DeliveryIDHeader names a header with the provider's delivery id, for
+	// schemes that carry none; without it the id is the body's hash.
+	DeliveryIDHeader string
+	// RatePerSecond and RateBurst bound the authenticated requests accepted
+	// from the source (429 beyond); zero takes the gateway's defaults.
+	RatePerSecond float64
+	RateBurst     int
+	// SecretHeaders carry credentials (an API key, a shared secret) and are
+	// never stored, whatever their name.
+	SecretHeaders []string
 }
 
 var sourceNameRe = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -58,12 +98,16 @@ func (s Source) Validate() error {
 		return fmt.Errorf("source %q: name must match [a-z0-9_-]+", s.Name)
 	case kindTokens[s.Kind] == "":
 		return fmt.Errorf("source %q: kind %v is not lead, crm, tms or ledger", s.Name, s.Kind)
-	case len(s.Route) < 2 || s.Route[0] != '/':
-		return fmt.Errorf("source %q: route %q must be an absolute path", s.Name, s.Route)
+	case len(s.Route) < 2 || s.Route[0] != '/' || strings.ContainsAny(s.Route, "{} \t?#"):
+		return fmt.Errorf("source %q: route %q must be an absolute path without {, }, ?, # or spaces", s.Name, s.Route)
 	case len(s.Verifiers) == 0:
 		return fmt.Errorf("source %q: no verifier: a source that cannot prove who it is gets nothing in", s.Name)
 	case len(s.ContentTypes) == 0:
 		return fmt.Errorf("source %q: no content type", s.Name)
+	case s.Format != "" && sources.Formats[s.Format] == nil:
+		return fmt.Errorf("source %q: format %q is not json, form, email or facebook_leadgen", s.Name, s.Format)
+	case s.RatePerSecond < 0 || s.RateBurst < 0:
+		return fmt.Errorf("source %q: rate limit must not be negative", s.Name)
 	}
 	return nil
 }
@@ -74,10 +118,18 @@ func (s Source) acceptsContentType(header string) bool {
 }
 
 // verify runs every verifier and returns the first delivery id found.
-func (s Source) verify(h http.Header, body []byte) (string, error) {
+func (s Source) verify(r *http.Request, body []byte) (string, error) {
 	var id string
 	for _, v := range s.Verifiers {
-		got, err := v.Verify(h, body)
+		var (
+			got string
+			err error
+		)
+		if rv, ok := v.(RequestVerifier); ok {
+			got, err = rv.VerifyRequest(r, body)
+		} else {
+			got, err = v.Verify(r.Header, body)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -86,6 +138,65 @@ func (s Source) verify(h http.Header, body []byte) (string, error) {
 		}
 	}
 	return id, nil
+}
+
+// errMalformed is a body that is not well-formed for its source's format.
+type errMalformed struct {
+	kind, reason string
+}
+
+func (e *errMalformed) Error() string { return e.reason }
+
+// wellFormed checks the body against the source's format: it must parse,
+// whatever it says. Whether it is a usable lead is the normalizer's call.
+func (s Source) wellFormed(contentType string, body []byte) error {
+	switch s.Format {
+	case sources.FormatJSON, sources.FormatFacebookLeadgen:
+		if !json.Valid(body) {
+			return &errMalformed{"malformed_json", "the body is not well-formed JSON"}
+		}
+	case sources.FormatForm:
+		if _, err := url.ParseQuery(string(body)); err != nil {
+			return &errMalformed{"malformed_form", fmt.Sprintf("the body is not well-formed application/x-www-form-urlencoded: %v", err)}
+		}
+	case sources.FormatEmail:
+		if err := wellFormedMultipart(contentType, body); err != nil {
+			return &errMalformed{"malformed_multipart", fmt.Sprintf("the body is not well-formed multipart/form-data: %v", err)}
+		}
+	}
+	return nil
+}
+
+// wellFormedMultipart reads every part of a multipart body, keeping none.
+func wellFormedMultipart(contentType string, body []byte) error {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return err
+	}
+	if params["boundary"] == "" {
+		return errors.New("the Content-Type has no boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	parts := 0
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, p)
+		_ = p.Close()
+		if err != nil {
+			return err
+		}
+		parts++
+	}
+	if parts == 0 {
+		return errors.New("no part")
+	}
+	return nil
 }
 
 // Registry maps routes to sources.
@@ -134,6 +245,77 @@ func (r *Registry) Sources() []Source {
 	return out
 }
 
+// kinds are the sources file's kinds.
+var kinds = map[string]webhookv1.Kind{
+	"lead": webhookv1.Kind_KIND_LEAD, "crm": webhookv1.Kind_KIND_CRM,
+	"tms": webhookv1.Kind_KIND_TMS, "ledger": webhookv1.Kind_KIND_LEDGER,
+}
+
+// FromSpec builds the gateway's source from a sources file entry whose
+// secrets are resolved (sources.Resolve), with the verifier of its scheme.
+func FromSpec(spec sources.Spec) (Source, error) {
+	a := spec.Auth
+	src := Source{
+		Name:             spec.Name,
+		Kind:             kinds[spec.Kind],
+		Route:            spec.Route,
+		ContentTypes:     spec.ContentTypes,
+		Format:           spec.Format,
+		Scheme:           a.Scheme,
+		DeliveryIDHeader: a.DeliveryIDHeader,
+		RatePerSecond:    spec.RateLimit.PerSecond,
+		RateBurst:        spec.RateLimit.Burst,
+	}
+	if len(src.ContentTypes) == 0 {
+		src.ContentTypes = sources.Formats[spec.Format]
+	}
+	var (
+		v   Verifier
+		err error
+	)
+	switch a.Scheme {
+	case sources.SchemeStandardWebhooks:
+		v, err = webhooksig.NewStandardWebhooks(a.Secrets, time.Duration(a.Tolerance))
+	case sources.SchemeHMACSHA256:
+		v, err = webhooksig.NewHMACSHA256(a.Header, webhooksig.Encoding(a.Encoding), a.Prefix, a.Secrets)
+	case sources.SchemeAPIKey:
+		v, err = webhooksig.NewAPIKey(a.Header, a.Secrets)
+		src.SecretHeaders = nonEmpty(a.Header)
+	case sources.SchemeSharedSecret:
+		v, err = webhooksig.NewSharedSecret(a.Header, a.Query, a.Secrets)
+		src.SecretHeaders = nonEmpty(a.Header)
+	case sources.SchemeFacebook:
+		v, err = webhooksig.NewFacebook(a.Secrets)
+		src.VerifyToken = a.VerifyToken
+		if err == nil && src.VerifyToken == "" {
+			err = errors.New("facebook: no hub.verify_token")
+		}
+	case sources.SchemeFUBSignature:
+		v, err = webhooksig.NewFUBSignature(a.Secrets)
+	case sources.SchemeBasic:
+		v, err = webhooksig.NewBasic(a.Secrets)
+	default:
+		err = fmt.Errorf("auth.scheme %q is not one of %s", a.Scheme, strings.Join(sources.Schemes, ", "))
+	}
+	if err != nil {
+		return Source{}, fmt.Errorf("source %q: %w", spec.Name, err)
+	}
+	src.Verifiers = []Verifier{v}
+	return src, src.Validate()
+}
+
+func nonEmpty(s ...string) []string {
+	return slices.DeleteFunc(s, func(v string) bool { return v == "" })
+}
+
+// idxSpec is the built-in IDX website source, signed with Standard Webhooks.
+func idxSpec(secrets []string, tolerance time.Duration) sources.Spec {
+	return sources.Spec{
+		Name: "idx", Kind: "lead", Route: "/webhooks/idx", Format: sources.FormatJSON,
+		Auth: sources.Auth{Scheme: sources.SchemeStandardWebhooks, Secrets: secrets, Tolerance: sources.Duration(tolerance)},
+	}
+}
+
 // BuiltinSources returns the sources this version knows that cfg configures:
 // the brokerage's own IDX website, signed with Standard Webhooks, when its
 // secrets are set, and Follow Up Boss (fub.go) when its system keys are set.
@@ -142,31 +324,64 @@ func BuiltinSources(cfg Config) ([]Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sources []Source
-	if len(secrets) > 0 {
-		sw, err := webhooksig.NewStandardWebhooks(secrets, cfg.TimestampTolerance)
-		if err != nil {
-			return nil, fmt.Errorf("source \"idx\": %w", err)
-		}
-		sources = append(sources, Source{
-			Name:         "idx",
-			Kind:         webhookv1.Kind_KIND_LEAD,
-			Route:        "/webhooks/idx",
-			Verifiers:    []Verifier{sw},
-			ContentTypes: []string{"application/json"},
-			JSON:         true,
-		})
-	}
 	fubKeys, err := service.Secrets(cfg.FUBSystemKeys, cfg.FUBSystemKeysFile)
 	if err != nil {
 		return nil, err
 	}
+	var specs []sources.Spec
+	if len(secrets) > 0 {
+		specs = append(specs, idxSpec(secrets, cfg.TimestampTolerance))
+	}
 	if len(fubKeys) > 0 {
-		fub, err := fubSource(fubKeys)
+		specs = append(specs, fubSpec(fubKeys))
+	}
+	out := make([]Source, 0, len(specs))
+	for _, s := range specs {
+		src, err := FromSpec(s)
 		if err != nil {
 			return nil, err
 		}
-		sources = append(sources, fub)
+		out = append(out, src)
 	}
-	return sources, nil
+	return out, nil
+}
+
+// ConfiguredSources returns the sources cfg configures: those of
+// GATEWAY_SOURCES_FILE, with their secrets resolved from cfg's environment,
+// followed by the built-in ones (BuiltinSources) whose name and route the
+// file does not already use. A missing secret is an error naming the
+// source and the variable.
+func ConfiguredSources(cfg Config) ([]Source, error) {
+	builtin, err := BuiltinSources(cfg)
+	if err != nil || cfg.SourcesFile == "" {
+		return builtin, err
+	}
+	specs, err := sources.Load(cfg.SourcesFile)
+	if err != nil {
+		return nil, fmt.Errorf("GATEWAY_SOURCES_FILE: %w", err)
+	}
+	if err := sources.Resolve(specs, cfg.environ()); err != nil {
+		return nil, fmt.Errorf("GATEWAY_SOURCES_FILE %s: %w", cfg.SourcesFile, err)
+	}
+	out := make([]Source, 0, len(specs)+len(builtin))
+	names, routes := map[string]bool{}, map[string]bool{}
+	var errs []error
+	for _, spec := range specs {
+		src, err := FromSpec(spec)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, src)
+		names[src.Name], routes[src.Route] = true, true
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("GATEWAY_SOURCES_FILE %s: %w", cfg.SourcesFile, errors.Join(errs...))
+	}
+	for _, b := range builtin {
+		if !names[b.Name] && !routes[b.Route] {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }

@@ -24,6 +24,13 @@ type Config struct {
 	// Concurrency is the number of webhooks normalized at once.
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"8"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// SourcesFile is the sources file (the same one the gateway reads);
+	// empty means the built-in idx source. first_party (gRPC SubmitLead)
+	// is known either way.
+	SourcesFile string `env:"SOURCES_FILE"`
+	// Graph reads Facebook leads; its token is required only when a source
+	// has format facebook_leadgen.
+	Graph GraphConfig `envPrefix:"GRAPH_"`
 
 	NATS service.NATSConfig     `envPrefix:"NATS_"`
 	Bus  service.TopologyConfig `envPrefix:"BUS_"`

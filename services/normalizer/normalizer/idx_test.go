@@ -11,6 +11,15 @@ import (
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
 
+// The idx preset reproduces what the hand-written IDX mapper did; these
+// cases run it through the sources mapping (Map, leadFromFields).
+
+// mapIDX maps body with the built-in idx preset.
+func mapIDX(tb testing.TB, body []byte) ([]*leadv1.Lead, error) {
+	tb.Helper()
+	return mapWith(tb, presetMapper(tb, "idx"), body, "application/json")
+}
+
 const idxFullPayload = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{
   "first_name":"Ada","last_name":"Lovelace","name":"Ada Lovelace","email":"Ada@Example.com","phone":"(415) 555-0134",
   "message":"Is this still available?","inquiry_type":"buy",
@@ -19,7 +28,7 @@ const idxFullPayload = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z
   "utm":{"source":"google","medium":"cpc","campaign":"spring","term":"","content":""},
   "page_url":"https://brokerage.example/listing/123"}}`
 
-func TestMapIDX_lead(t *testing.T) {
+func TestIDXPreset_lead(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
@@ -85,9 +94,9 @@ func TestMapIDX_lead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			leads, err := MapIDX([]byte(tt.body))
+			leads, err := mapIDX(t, []byte(tt.body))
 			if err != nil {
-				t.Fatalf("MapIDX: %v", err)
+				t.Fatalf("map: %v", err)
 			}
 			if len(leads) != 1 {
 				t.Fatalf("got %d leads; want 1", len(leads))
@@ -99,7 +108,7 @@ func TestMapIDX_lead(t *testing.T) {
 	}
 }
 
-func TestMapIDX_inquiryType(t *testing.T) {
+func TestIDXPreset_inquiryType(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
@@ -120,9 +129,9 @@ func TestMapIDX_inquiryType(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			body := `{"type":"lead.created","data":{"message":"hi","inquiry_type":"` + tt.in + `"}}`
-			leads, err := MapIDX([]byte(body))
+			leads, err := mapIDX(t, []byte(body))
 			if err != nil {
-				t.Fatalf("MapIDX: %v", err)
+				t.Fatalf("map: %v", err)
 			}
 			if got := leads[0].GetInquiry().GetType(); got != tt.want {
 				t.Errorf("type = %v; want %v", got, tt.want)
@@ -131,7 +140,7 @@ func TestMapIDX_inquiryType(t *testing.T) {
 	}
 }
 
-func TestMapIDX_price(t *testing.T) {
+func TestIDXPreset_price(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -163,9 +172,9 @@ func TestMapIDX_price(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			body := `{"type":"lead.created","data":{"property":{"mls_number":"M1","price":` + tt.price + `}}}`
-			leads, err := MapIDX([]byte(body))
+			leads, err := mapIDX(t, []byte(body))
 			if err != nil {
-				t.Fatalf("MapIDX: %v", err)
+				t.Fatalf("map: %v", err)
 			}
 			got := leads[0].GetInquiry().GetProperty().GetListPrice()
 			if tt.wantNil {
@@ -182,7 +191,7 @@ func TestMapIDX_price(t *testing.T) {
 	}
 }
 
-func TestMapIDX_mappingError(t *testing.T) {
+func TestIDXPreset_mappingError(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -192,21 +201,21 @@ func TestMapIDX_mappingError(t *testing.T) {
 		{name: "empty_body", body: ``, wantReason: "invalid JSON"},
 		{name: "not_json", body: `type=lead.created`, wantReason: "invalid JSON"},
 		{name: "truncated", body: `{"type":"lead.created","data":{"email":"a@b.co"`, wantReason: "invalid JSON"},
-		{name: "array", body: `[{"type":"lead.created"}]`, wantReason: "invalid JSON"},
+		{name: "array", body: `[{"type":"lead.created"}]`, wantReason: "not a JSON object"},
 		{name: "trailing_data", body: `{"type":"lead.created","data":{}} {}`, wantReason: "trailing data"},
 		{name: "wrong_type", body: `{"type":"lead.updated","data":{"email":"a@b.co"}}`, wantReason: `unsupported event type "lead.updated"`},
 		{name: "missing_type", body: `{"data":{"email":"a@b.co"}}`, wantReason: "event type is missing"},
 		{name: "missing_data", body: `{"type":"lead.created"}`, wantReason: `"data" object is missing`},
 		{name: "null_data", body: `{"type":"lead.created","data":null}`, wantReason: `"data" object is missing`},
 		{name: "data_not_object", body: `{"type":"lead.created","data":"ada@example.com"}`, wantReason: `"data" object is missing`},
-		{name: "field_wrong_kind", body: `{"type":"lead.created","data":{"email":{"value":"a@b.co"}}}`, wantReason: "invalid data"},
+		{name: "field_wrong_kind", body: `{"type":"lead.created","data":{"email":{"value":"a@b.co"}}}`, wantReason: "mapping.email: want text, got an object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			leads, err := MapIDX([]byte(tt.body))
+			leads, err := mapIDX(t, []byte(tt.body))
 			if err == nil {
-				t.Fatalf("MapIDX = %v, nil; want an error", leads)
+				t.Fatalf("map = %v, nil; want an error", leads)
 			}
 			var me *MappingError
 			if !errors.As(err, &me) {
@@ -219,11 +228,11 @@ func TestMapIDX_mappingError(t *testing.T) {
 	}
 }
 
-func TestMapIDX_canonicalizedFullPayload(t *testing.T) {
+func TestIDXPreset_canonicalizedFullPayload(t *testing.T) {
 	t.Parallel()
-	leads, err := MapIDX([]byte(idxFullPayload))
+	leads, err := mapIDX(t, []byte(idxFullPayload))
 	if err != nil {
-		t.Fatalf("MapIDX: %v", err)
+		t.Fatalf("map: %v", err)
 	}
 	if reason := Canonicalize(leads[0], "US"); reason != "" {
 		t.Fatalf("Canonicalize reason = %q; want none", reason)
@@ -241,7 +250,7 @@ func FuzzMapIDX(f *testing.F) {
 	f.Add([]byte(`{"type":"lead.updated","data":{}}`))
 	f.Add([]byte(`not json`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		leads, err := MapIDX(body)
+		leads, err := mapIDX(t, body)
 		if err != nil {
 			var me *MappingError
 			if !errors.As(err, &me) {

@@ -13,6 +13,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
@@ -21,25 +22,43 @@ import (
 // Deps is what the caller owns.
 type Deps = service.Deps
 
-// Mapper turns one webhook body into the leads it carries, not yet
-// canonicalised. A *MappingError means the body will never map.
-type Mapper func(body []byte) ([]*leadv1.Lead, error)
-
-// Mappers are the payload mappings by source name.
-var builtinMappers = map[string]Mapper{
-	"idx": MapIDX,
-}
-
 // Normalizer consumes webhook.received.lead.>.
 type Normalizer struct {
 	*service.Worker
-	mappers map[string]Mapper
+	mappers map[string]*sources.Mapper
+	leads   LeadReader
 	region  string
 }
 
-// New returns a Normalizer.
-func New(cfg Config, deps Deps) (*Normalizer, error) {
-	w, err := service.NewWorker(service.WorkerConfig{
+// Option configures a Normalizer beyond its Config.
+type Option func(*Normalizer)
+
+// WithLeadReader sets what reads Facebook leads, instead of the Graph API
+// client New builds from Config.Graph.
+func WithLeadReader(r LeadReader) Option {
+	return func(n *Normalizer) { n.leads = r }
+}
+
+// New returns a Normalizer. The sources (NORMALIZER_SOURCES_FILE, or the
+// built-in idx and first_party) are compiled here: a bad expression is an
+// error at start that names the source and the field. When a source sends
+// Facebook leadgen ids, the Graph API settings are required too.
+func New(cfg Config, deps Deps, opts ...Option) (*Normalizer, error) {
+	mappers, err := loadMappers(cfg.SourcesFile)
+	if err != nil {
+		return nil, err
+	}
+	n := &Normalizer{mappers: mappers, region: strings.ToUpper(cfg.DefaultRegion)}
+	for _, o := range opts {
+		o(n)
+	}
+	if n.leads == nil && readsFacebook(mappers) {
+		if err := cfg.Graph.Validate(); err != nil {
+			return nil, err
+		}
+		n.leads = NewGraphClient(cfg.Graph, nil)
+	}
+	n.Worker, err = service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceNormalizer,
 		Bus:             cfg.Bus,
 		Concurrency:     cfg.Concurrency,
@@ -49,11 +68,21 @@ func New(cfg Config, deps Deps) (*Normalizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Normalizer{Worker: w, mappers: builtinMappers, region: strings.ToUpper(cfg.DefaultRegion)}
 	for _, spec := range bus.ConsumersOf(bus.ServiceNormalizer) {
-		w.Runner.Handle(spec, n.Handle)
+		n.Runner.Handle(spec, n.Handle)
 	}
 	return n, nil
+}
+
+// readsFacebook says whether a source sends Facebook leadgen ids, whose
+// leads the normalizer reads from the Graph API.
+func readsFacebook(mappers map[string]*sources.Mapper) bool {
+	for _, m := range mappers {
+		if m.Spec().Format == sources.FormatFacebookLeadgen {
+			return true
+		}
+	}
+	return false
 }
 
 // Run applies the declarations and consumes until ctx is done, then drains.
@@ -71,28 +100,44 @@ func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 
 	mapper, ok := n.mappers[source]
 	if !ok {
-		return n.reject(ctx, &wh, ref, 0, fmt.Sprintf("no mapping is configured for source %q", source), nil)
+		return n.reject(ctx, &wh, ref, wh.GetDeliveryId(), 0, fmt.Sprintf("no mapping is configured for source %q", source), nil)
 	}
-	leads, err := mapper(wh.GetBody())
+	items, err := n.mapDelivery(ctx, mapper, wh.GetBody(), wh.GetContentType())
 	var merr *MappingError
 	switch {
 	case errors.As(err, &merr):
-		return n.reject(ctx, &wh, ref, 0, merr.Reason, nil)
+		return n.reject(ctx, &wh, ref, wh.GetDeliveryId(), 0, merr.Reason, nil)
 	case err != nil:
 		return fmt.Errorf("map %s delivery %s: %w", source, wh.GetDeliveryId(), err)
-	case len(leads) == 0:
-		return n.reject(ctx, &wh, ref, 0, "the webhook carries no lead", nil)
+	case len(items) == 0:
+		return n.reject(ctx, &wh, ref, wh.GetDeliveryId(), 0, "the webhook carries no lead", nil)
 	}
-	for i, l := range leads {
-		l.LeadId = LeadID(source, wh.GetDeliveryId(), i)
+	for i, it := range items {
+		// A mapped delivery_id (the vendor's own lead id) keeps a lead's id
+		// stable across the vendor's retries; else the webhook's is used.
+		delivery := wh.GetDeliveryId()
+		if d := it.fields["delivery_id"]; d != "" {
+			delivery = d
+		}
+		if it.reason != "" {
+			if err := n.reject(ctx, &wh, ref, delivery, i, it.reason, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		l, err := leadFromFields(it.fields)
+		if err != nil {
+			return bus.AsPermanent(fmt.Errorf("map %s delivery %s item %d: %w", source, wh.GetDeliveryId(), i, err))
+		}
+		l.LeadId = LeadID(source, delivery, i)
 		l.LeadSource = source
-		l.DeliveryId = wh.GetDeliveryId()
+		l.DeliveryId = delivery
 		l.ItemIndex = uint32(i)
 		l.ReceivedAt = wh.GetReceivedAt()
 		l.Webhook = ref
 		l.Correlation = &commonv1.Correlation{LeadId: l.GetLeadId(), Source: source}
 		if reason := Canonicalize(l, n.region); reason != "" {
-			if err := n.reject(ctx, &wh, ref, i, reason, l); err != nil {
+			if err := n.reject(ctx, &wh, ref, delivery, i, reason, l); err != nil {
 				return err
 			}
 			continue
@@ -106,12 +151,12 @@ func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 	return nil
 }
 
-func (n *Normalizer) reject(ctx context.Context, wh *webhookv1.WebhookReceived, ref *commonv1.MessageRef, index int, reason string, partial *leadv1.Lead) error {
-	id := LeadID(wh.GetSource(), wh.GetDeliveryId(), index)
+func (n *Normalizer) reject(ctx context.Context, wh *webhookv1.WebhookReceived, ref *commonv1.MessageRef, delivery string, index int, reason string, partial *leadv1.Lead) error {
+	id := LeadID(wh.GetSource(), delivery, index)
 	ev := &leadv1.LeadRejected{
 		LeadId:      id,
 		LeadSource:  wh.GetSource(),
-		DeliveryId:  wh.GetDeliveryId(),
+		DeliveryId:  delivery,
 		ItemIndex:   uint32(index),
 		Reason:      reason,
 		Partial:     partial,

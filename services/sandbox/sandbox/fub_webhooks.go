@@ -222,7 +222,10 @@ func (f *FUB) Close() {
 }
 
 // Close stops the sandbox's background work (webhook deliveries) and waits for it.
-func (s *Sandbox) Close() { s.fub.Close() }
+func (s *Sandbox) Close() {
+	s.fub.Close()
+	s.graph.Close()
+}
 
 // FUBPersonUpdate is the body of PUT /v1/people/{id}: only the fields present change.
 // Emails and phones replace the person's lists.

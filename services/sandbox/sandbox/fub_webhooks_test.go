@@ -254,7 +254,13 @@ func TestFUBWebhooks_retriedWithTheSameEventID(t *testing.T) {
 	if _, err := e.sb.FUB().SetStage(p.ID, "Under Contract"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the delivery", func() bool { _, n := rc.count(); return n == 1 })
+	// The receiver has the webhook before the sandbox records the answer:
+	// wait for both.
+	eventually(t, "the delivery", func() bool {
+		_, n := rc.count()
+		d := e.sb.FUB().WebhookDeliveries()
+		return n == 1 && len(d) == 1 && d[0].State == sandbox.FUBDeliveryDelivered
+	})
 	attempts, _ := rc.count()
 	d := e.sb.FUB().WebhookDeliveries()
 	if attempts != 3 || len(d) != 1 || d[0].Attempts != 3 || d[0].State != sandbox.FUBDeliveryDelivered || d[0].Payload.EventID != rc.received()[0].payload.EventID {

@@ -2,8 +2,9 @@
 // talks to, for development and tests. It is never a fake inside the product: the real adapters
 // speak HTTP to it exactly as they would to the vendor, under a per-vendor path prefix.
 //
-// Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk) that
-// mounts its API under /<vendor>/ and its knobs and read-only state under /_sandbox/<vendor>/.
+// Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
+// for the Facebook Graph lead read and Lead Ads notifications) that mounts its API under
+// /<vendor>/ and its knobs and read-only state under /_sandbox/<vendor>/.
 // The shared pieces are small: the router in this file, the sliding-window rate limiter and the
 // fault queue.
 package sandbox
@@ -17,6 +18,7 @@ import (
 type Options struct {
 	FUB      FUBOptions
 	LionDesk LionDeskOptions
+	Graph    GraphOptions
 	// Now is the sandbox's clock; nil means time.Now. Tests set it to move rate-limit windows
 	// and the FUB assignment delay forward without sleeping.
 	Now func() time.Time
@@ -26,6 +28,7 @@ type Options struct {
 type Sandbox struct {
 	fub      *FUB
 	liondesk *LionDesk
+	graph    *Graph
 	handler  http.Handler
 }
 
@@ -43,8 +46,8 @@ func New(o Options) *Sandbox {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now)}
-	vendors := []vendor{s.fub, s.liondesk}
+	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now)}
+	vendors := []vendor{s.fub, s.liondesk, s.graph}
 
 	mux := http.NewServeMux()
 	for _, v := range vendors {
@@ -63,3 +66,7 @@ func (s *Sandbox) FUB() *FUB { return s.fub }
 
 // LionDesk returns the LionDesk emulation, for tests to inspect its state and turn its knobs.
 func (s *Sandbox) LionDesk() *LionDesk { return s.liondesk }
+
+// Graph returns the Facebook Graph emulation (the lead read and Lead Ads notifications), for
+// tests to add leads, inspect its state and turn its knobs.
+func (s *Sandbox) Graph() *Graph { return s.graph }

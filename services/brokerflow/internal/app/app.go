@@ -57,6 +57,10 @@ type Config struct {
 
 	Bus service.TopologyConfig `envPrefix:"BUS_"`
 
+	// SourcesFile is the sources file of the gateway and the normalizer
+	// (docs/sources/README.md); it overrides GATEWAY_SOURCES_FILE and
+	// NORMALIZER_SOURCES_FILE.
+	SourcesFile string `env:"SOURCES_FILE"`
 	// SandboxAddr is where --sandbox serves the vendor emulations.
 	SandboxAddr string `env:"SANDBOX_ADDR" envDefault:"127.0.0.1:8099"`
 
@@ -103,6 +107,10 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		// The sandbox signs its Follow Up Boss webhooks with its system key.
 		c.Gateway.FUBSystemKeys = []string{sandbox.DefaultFUBSystemKey}
 	}
+	if c.Sandbox && c.Normalizer.Graph.AccessToken == "" && c.Normalizer.Graph.AccessTokenFile == "" {
+		// A facebook source reads its leads from the sandbox's Graph.
+		c.Normalizer.Graph.AccessToken = sandbox.DefaultGraphAccessToken
+	}
 	if c.Sandbox {
 		// Start points the base URL at the sandbox's bound address.
 		c.CRMSync.FUB = crmsync.FUBConfig{
@@ -112,6 +120,12 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			SystemKey: sandbox.DefaultFUBSystemKey,
 			Timeout:   c.CRMSync.FUB.Timeout,
 		}
+	}
+	// The sources file's secrets come from the same environment.
+	c.Gateway.Environ = service.EnvMap(environ)
+	// One sources file for the gateway and the normalizer.
+	if c.SourcesFile != "" {
+		c.Gateway.SourcesFile, c.Normalizer.SourcesFile = c.SourcesFile, c.SourcesFile
 	}
 	// One process, one topology and one ops listener for every service.
 	c.Gateway.Bus, c.Normalizer.Bus, c.CRMSync.Bus = c.Bus, c.Bus, c.Bus
@@ -152,6 +166,8 @@ type App struct {
 	OpsURL string
 	// SandboxURL is the sandbox's page, when it runs.
 	SandboxURL string
+	// GRPCAddr serves the first-party SubmitLead API, when GATEWAY_GRPC_ADDR is set.
+	GRPCAddr string
 	// Sandbox is the running sandbox, when it runs.
 	Sandbox *sandbox.Sandbox
 	Sources []gateway.Source
@@ -211,6 +227,20 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		return nil, err
 	}
 
+	var lc net.ListenConfig
+	var sandboxLn net.Listener
+	if cfg.Sandbox {
+		sandboxLn, err = lc.Listen(ctx, "tcp", cfg.SandboxAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen BROKERFLOW_SANDBOX_ADDR %s: %w", cfg.SandboxAddr, err)
+		}
+		a.listeners = append(a.listeners, sandboxLn)
+		a.Sandbox = sandbox.New(sandbox.Options{})
+		a.SandboxURL = "http://" + hostPort(sandboxLn.Addr())
+		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
+		cfg.Normalizer.Graph.BaseURL = a.SandboxURL + "/graph/v19.0"
+	}
+
 	reg := service.NewRegistry()
 	deps := service.Deps{NATS: a.nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}
 	gw, err := gateway.New(cfg.Gateway, deps)
@@ -223,18 +253,6 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 	a.Sources = gw.Sources()
 
-	var lc net.ListenConfig
-	var sandboxLn net.Listener
-	if cfg.Sandbox {
-		sandboxLn, err = lc.Listen(ctx, "tcp", cfg.SandboxAddr)
-		if err != nil {
-			return nil, fmt.Errorf("listen BROKERFLOW_SANDBOX_ADDR %s: %w", cfg.SandboxAddr, err)
-		}
-		a.listeners = append(a.listeners, sandboxLn)
-		a.Sandbox = sandbox.New(sandbox.Options{})
-		a.SandboxURL = "http://" + hostPort(sandboxLn.Addr())
-		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
-	}
 	crm, err := crmsync.New(cfg.CRMSync, deps)
 	if err != nil {
 		return nil, err
@@ -244,6 +262,14 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
 	}
 	a.listeners = append(a.listeners, webLn)
+	var grpcLn net.Listener
+	if cfg.Gateway.GRPCAddr != "" {
+		if grpcLn, err = lc.Listen(ctx, "tcp", cfg.Gateway.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("listen GATEWAY_GRPC_ADDR %s: %w", cfg.Gateway.GRPCAddr, err)
+		}
+		a.listeners = append(a.listeners, grpcLn)
+		a.GRPCAddr = hostPort(grpcLn.Addr())
+	}
 	opsLn, err := lc.Listen(ctx, "tcp", cfg.OpsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen BROKERFLOW_OPS_ADDR %s: %w", cfg.OpsAddr, err)
@@ -267,6 +293,9 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	eg, runCtx := errgroup.WithContext(runCtx)
 	a.eg = eg
 	eg.Go(func() error { return gw.Serve(runCtx, webLn) })
+	if grpcLn != nil {
+		eg.Go(func() error { return gw.ServeGRPC(runCtx, grpcLn) })
+	}
 	eg.Go(func() error { return norm.Run(runCtx) })
 	eg.Go(func() error { return crm.Run(runCtx) })
 	if sandboxLn != nil {
@@ -340,7 +369,7 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  NATS JetStream  %s\n", a.NATSURL)
 	}
 	for _, s := range a.Sources {
-		fmt.Fprintf(w, "  webhooks        POST %s%s  (source %q, Standard Webhooks signed)\n", a.WebhookURL, s.Route, s.Name)
+		fmt.Fprintf(w, "  webhooks        POST %s%s  (source %q, %s)\n", a.WebhookURL, s.Route, s.Name, s.Scheme)
 	}
 	if a.cfg.Dev {
 		fmt.Fprintf(w, "  dev secret      %s  (public: for development only)\n", DevIDXSecret)
@@ -350,6 +379,9 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
 	} else {
 		fmt.Fprintf(w, "  CRM             %s at %s\n", a.cfg.CRMSync.CRM, a.cfg.CRMSync.FUB.BaseURL)
+	}
+	if a.GRPCAddr != "" {
+		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
 	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)

@@ -60,6 +60,12 @@ func start(t *testing.T) *system {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
+	return &system{App: a, js: connect(t, a), hooks: hooks}
+}
+
+// connect opens a client connection to the system's NATS.
+func connect(t *testing.T, a *app.App) jetstream.JetStream {
+	t.Helper()
 	nc, err := nats.Connect(a.NATSURL)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +75,7 @@ func start(t *testing.T) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &system{App: a, js: js, hooks: hooks}
+	return js
 }
 
 func postSigned(t *testing.T, url, secret, id string, ts time.Time, body string) (int, string) {
@@ -216,7 +222,7 @@ func TestGatewayToNormalizer_publishedTestVector(t *testing.T) {
 	sw = sw.WithClock(func() time.Time { return time.Unix(ts, 0) })
 	gcfg := gateway.Config{MaxBodyBytes: 1 << 20, PublishTimeout: 5 * time.Second, Bus: topo}
 	gw, err := gateway.NewWithSources(gcfg, service.Deps{NATS: nc}, gateway.Source{
-		Name: "idx", Kind: 1, Route: "/webhooks/idx", Verifiers: []gateway.Verifier{sw}, ContentTypes: []string{"application/json"}, JSON: true,
+		Name: "idx", Kind: 1, Route: "/webhooks/idx", Verifiers: []gateway.Verifier{sw}, ContentTypes: []string{"application/json"}, Format: "json",
 	})
 	if err != nil {
 		t.Fatal(err)

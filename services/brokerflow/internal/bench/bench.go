@@ -3,6 +3,7 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
@@ -55,22 +57,30 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
 
+	idx := schemes[0]
 	baseline, err := measure(ctx, o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusAccepted)
-	}))
+	}), "/webhooks/idx", idx.auth)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 
-	gw, cleanup, err := startGateway(ctx, policy)
+	gw, cleanup, err := startGateway(ctx, policy, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
+		cfg.IDXSecrets = []string{benchSecret}
+		return gateway.New(cfg, deps)
+	})
 	if err != nil {
 		return err
 	}
-	accepted, err := measure(ctx, o, gw)
+	accepted, err := measure(ctx, o, gw, "/webhooks/idx", idx.auth)
 	cleanup()
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	perScheme, err := measureSchemes(ctx, o, policy)
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(w, "bench: gateway_baseline_rate %.0f req/s\n", baseline.rate())
@@ -78,16 +88,93 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", accepted.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_p50_ms %.2f ms\n", accepted.percentile(0.50))
 	fmt.Fprintf(w, "bench: gateway_accept_p99_ms %.2f ms\n", accepted.percentile(0.99))
-	fmt.Fprintf(w, "bench: gateway_errors %d count\n", accepted.errors+baseline.errors)
+	errs := accepted.errors + baseline.errors
+	for i, r := range perScheme {
+		fmt.Fprintf(w, "bench: gateway_accept_rate_%s %.0f req/s\n", schemes[i].name, r.rate())
+		fmt.Fprintf(w, "bench: gateway_accept_ratio_%s %.3f x\n", schemes[i].name, r.rate()/baseline.rate())
+		errs += r.errors
+	}
+	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs)
 	if err := SpeedToLead(ctx, o, w); err != nil {
 		return err
 	}
 	return CRMQuota(ctx, o, w)
 }
 
-// startGateway runs the real gateway on an embedded JetStream server with
-// file storage in a temporary directory.
-func startGateway(ctx context.Context, sync app.SyncPolicy) (http.Handler, func(), error) {
+// scheme is how the clients authenticate to a source of one auth scheme.
+type scheme struct {
+	name string
+	// auth adds the scheme's credentials to a request for body.
+	auth func(h http.Header, id string, body []byte) error
+	// spec is the source the gateway serves, as a sources file declares it.
+	spec sources.Auth
+}
+
+const benchKey = "bench-key-for-the-brokerflow-gateway"
+
+// schemes are measured one by one, each on its own gateway serving one
+// source built as a sources file's entry is; the first is also the IDX
+// source's scheme, which the baseline's clients sign with.
+var schemes = []scheme{
+	{sources.SchemeStandardWebhooks, signStandard(benchSecret), sources.Auth{Secrets: []string{benchSecret}}},
+	{sources.SchemeHMACSHA256, func(h http.Header, _ string, body []byte) error {
+		h.Set("X-Signature", webhooksig.SignHMACSHA256(benchKey, webhooksig.Hex, "sha256=", body))
+		return nil
+	}, sources.Auth{Header: "X-Signature", Prefix: "sha256=", Encoding: "hex"}},
+	{sources.SchemeAPIKey, func(h http.Header, _ string, _ []byte) error {
+		h.Set(webhooksig.HeaderAPIKey, benchKey)
+		return nil
+	}, sources.Auth{Header: webhooksig.HeaderAPIKey}},
+	{sources.SchemeSharedSecret, func(h http.Header, _ string, _ []byte) error {
+		h.Set("X-Shared-Secret", benchKey)
+		return nil
+	}, sources.Auth{Header: "X-Shared-Secret"}},
+	{sources.SchemeFacebook, func(h http.Header, _ string, body []byte) error {
+		h.Set(webhooksig.HeaderHubSignature256, webhooksig.SignFacebook(benchKey, body))
+		return nil
+	}, sources.Auth{VerifyToken: "bench-verify-token"}},
+	{sources.SchemeBasic, func(h http.Header, _ string, _ []byte) error {
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("bench:"+benchKey)))
+		return nil
+	}, sources.Auth{Secrets: []string{"bench:" + benchKey}}},
+	{sources.SchemeFUBSignature, func(h http.Header, _ string, body []byte) error {
+		h.Set(webhooksig.HeaderFUBSignature, webhooksig.SignFUB(benchKey, body))
+		return nil
+	}, sources.Auth{}},
+}
+
+// measureSchemes measures the gateway accepting webhooks of each scheme.
+func measureSchemes(ctx context.Context, o Options, sync app.SyncPolicy) ([]result, error) {
+	out := make([]result, 0, len(schemes))
+	for _, s := range schemes {
+		a := s.spec
+		a.Scheme = s.name
+		if len(a.Secrets) == 0 {
+			a.Secrets = []string{benchKey}
+		}
+		src, err := gateway.FromSpec(sources.Spec{Name: s.name, Kind: "lead", Route: "/webhooks/" + s.name, Format: sources.FormatJSON, Auth: a})
+		if err != nil {
+			return nil, err
+		}
+		gw, cleanup, err := startGateway(ctx, sync, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
+			return gateway.NewWithSources(cfg, deps, src)
+		})
+		if err != nil {
+			return nil, err
+		}
+		r, err := measure(ctx, o, gw, src.Route, s.auth)
+		cleanup()
+		if err != nil {
+			return nil, fmt.Errorf("gateway, %s: %w", s.name, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// startGateway runs a real gateway, made by build, on an embedded JetStream
+// server with file storage in a temporary directory.
+func startGateway(ctx context.Context, sync app.SyncPolicy, build func(gateway.Config, service.Deps) (*gateway.Gateway, error)) (http.Handler, func(), error) {
 	dir, err := os.MkdirTemp("", "brokerflow-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -109,8 +196,8 @@ func startGateway(ctx context.Context, sync app.SyncPolicy) (http.Handler, func(
 		cleanup()
 		return nil, nil, err
 	}
+	// No rate limit: the figure is what the gateway can accept.
 	cfg := gateway.Config{
-		IDXSecrets:         []string{benchSecret},
 		TimestampTolerance: 5 * time.Minute,
 		MaxBodyBytes:       1 << 20,
 		PublishTimeout:     10 * time.Second,
@@ -124,7 +211,7 @@ func startGateway(ctx context.Context, sync app.SyncPolicy) (http.Handler, func(
 		cleanup()
 		return nil, nil, err
 	}
-	g, err := gateway.New(cfg, service.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
+	g, err := build(cfg, service.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -150,10 +237,12 @@ func (r result) percentile(p float64) float64 {
 	return float64(sorted[i].Microseconds()) / 1000
 }
 
-// measure serves h on a loopback listener and posts signed webhooks to it
-// from o.Concurrency clients for o.Duration. The clients do the same work
-// for the baseline and for the gateway: sign, post, read the answer.
-func measure(ctx context.Context, o Options, h http.Handler) (_ result, err error) {
+// measure serves h on a loopback listener and posts webhooks authenticated
+// with auth to route from o.Concurrency clients for o.Duration. The clients
+// do the same work for the baseline and for the gateway: sign, post, read
+// the answer. Each body is distinct, as each real lead is, so that schemes
+// without a delivery id (whose id is the body's hash) are not dedup'ed.
+func measure(ctx context.Context, o Options, h http.Handler, route string, auth func(http.Header, string, []byte) error) (_ result, err error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,7 +258,7 @@ func measure(ctx context.Context, o Options, h http.Handler) (_ result, err erro
 		}
 	}()
 
-	url := "http://" + ln.Addr().String() + "/webhooks/idx"
+	url := "http://" + ln.Addr().String() + route
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: o.Concurrency, MaxIdleConnsPerHost: o.Concurrency}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 
@@ -190,7 +279,7 @@ func measure(ctx context.Context, o Options, h http.Handler) (_ result, err erro
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				id := "msg_bench_" + strconv.FormatInt(seq.Add(1), 10) + "_" + strconv.FormatInt(start.UnixNano(), 36)
 				t0 := time.Now()
-				if postSigned(ctx, client, url, benchSecret, id, leadBody) {
+				if postWith(ctx, client, url, auth, id, `{"id":"`+id+`",`+leadBody[1:]) {
 					ok.Add(1)
 					mine = append(mine, time.Since(t0))
 				} else {
@@ -209,15 +298,30 @@ func measure(ctx context.Context, o Options, h http.Handler) (_ result, err erro
 // postSigned signs body as delivery id with secret, posts it to url and
 // reports whether the answer was 202 Accepted.
 func postSigned(ctx context.Context, client *http.Client, url, secret, id, body string) bool {
-	h, err := webhooksig.SignedHeaders(secret, id, time.Now(), []byte(body))
-	if err != nil {
-		return false
+	return postWith(ctx, client, url, signStandard(secret), id, body)
+}
+
+// signStandard signs with Standard Webhooks, now, under secret.
+func signStandard(secret string) func(http.Header, string, []byte) error {
+	return func(h http.Header, id string, body []byte) error {
+		sig, err := webhooksig.SignedHeaders(secret, id, time.Now(), body)
+		for k, v := range sig {
+			h[k] = v
+		}
+		return err
 	}
+}
+
+// postWith posts body to url with the credentials auth adds and reports
+// whether the answer was 202 Accepted.
+func postWith(ctx context.Context, client *http.Client, url string, auth func(http.Header, string, []byte) error, id, body string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return false
 	}
-	req.Header = h
+	if auth(req.Header, id, []byte(body)) != nil {
+		return false
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {

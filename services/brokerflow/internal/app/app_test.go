@@ -34,17 +34,18 @@ type system struct {
 	hooks *bus.TestHooks
 }
 
-// start runs the all-in-one system on random ports and a temp directory.
-func start(t *testing.T) *system {
+// start runs the all-in-one system with the sandbox on random ports and a
+// temp directory; extra settings ("KEY=value") are added to the defaults.
+func start(t *testing.T, extra ...string) *system {
 	t.Helper()
-	environ := []string{
+	environ := append([]string{
 		"BROKERFLOW_NATS_PORT=-1",
 		"BROKERFLOW_DATA_DIR=" + t.TempDir(),
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
 		"BROKERFLOW_BUS_ACK_WAIT=1s",
 		"BROKERFLOW_BUS_RETRY_SCHEDULE=20ms,40ms,80ms,160ms",
 		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
-	}
+	}, extra...)
 	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,12 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
@@ -26,39 +22,12 @@ import (
 // and crm-sync announces the change once.
 func TestSystem_stageChangeInTheCRMBecomesAnEvent(t *testing.T) {
 	t.Parallel()
-	cfg, err := app.ConfigFromEnv([]string{
-		"BROKERFLOW_NATS_PORT=-1",
-		"BROKERFLOW_DATA_DIR=" + t.TempDir(),
-		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
-		"BROKERFLOW_BUS_ACK_WAIT=1s",
-		"BROKERFLOW_BUS_RETRY_SCHEDULE=20ms,40ms,80ms,160ms",
-		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
-		"GATEWAY_FUB_SYSTEM_KEYS=" + sandbox.DefaultFUBSystemKey,
+	s := start(t,
+		"GATEWAY_FUB_SYSTEM_KEYS="+sandbox.DefaultFUBSystemKey,
 		"CRMSYNC_ACTIVE_STAGES=Active Client",
-	}, app.Mode{Sandbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.Start(context.Background(), cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		a.Stop()
-		if err := a.Wait(); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	)
+	a, js := s.App, s.js
 	t.Cleanup(a.Sandbox.Close) // before the shutdown: no delivery outlives the gateway
-	nc, err := nats.Connect(a.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// brokerflow run --sandbox registered the gateway for every people event.
 	fub := a.Sandbox.FUB()
 	delivered := func(n int) {

@@ -2,9 +2,7 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -48,44 +46,19 @@ func TestSystem_everyPresetEndToEnd(t *testing.T) {
 	if err := os.WriteFile(path, []byte(sourcesFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	secrets := map[string]string{
-		"SOURCE_WEBSITE_SECRETS":        app.DevIDXSecret,
-		"SOURCE_ZILLOW_SECRETS":         "zillow-shared-secret-2026",
-		"SOURCE_REALTOR_SECRETS":        "realtor-api-key-2026",
-		"SOURCE_IDX_VENDOR_SECRETS":     "vendor:vendor-password",
-		"SOURCE_FACEBOOK_SECRETS":       sandbox.DefaultGraphAppSecret,
-		"SOURCE_FACEBOOK_VERIFY_TOKEN":  "verify-me",
-		"SOURCE_LEAD_MAIL_SECRETS":      "sendgrid:inbound-password",
-		"BROKERFLOW_SOURCES_FILE":       path,
-		"BROKERFLOW_NATS_PORT":          "-1",
-		"BROKERFLOW_DATA_DIR":           dir,
-		"BROKERFLOW_OPS_ADDR":           "127.0.0.1:0",
-		"BROKERFLOW_SANDBOX_ADDR":       "127.0.0.1:0",
-		"BROKERFLOW_BUS_ACK_WAIT":       "1s",
-		"BROKERFLOW_BUS_RETRY_SCHEDULE": "20ms,40ms,80ms,160ms",
-		"GATEWAY_ADDR":                  "127.0.0.1:0",
-		"GATEWAY_GRPC_ADDR":             "127.0.0.1:0",
-		"GATEWAY_GRPC_TOKENS":           "first-party-token-0123456789",
-	}
-	var environ []string
-	for k, v := range secrets {
-		environ = append(environ, k+"="+v)
-	}
-	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.Start(context.Background(), cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		a.Stop()
-		if err := a.Wait(); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	js := connect(t, a)
+	s := start(t,
+		"SOURCE_WEBSITE_SECRETS="+app.DevIDXSecret,
+		"SOURCE_ZILLOW_SECRETS=zillow-shared-secret-2026",
+		"SOURCE_REALTOR_SECRETS=realtor-api-key-2026",
+		"SOURCE_IDX_VENDOR_SECRETS=vendor:vendor-password",
+		"SOURCE_FACEBOOK_SECRETS="+sandbox.DefaultGraphAppSecret,
+		"SOURCE_FACEBOOK_VERIFY_TOKEN=verify-me",
+		"SOURCE_LEAD_MAIL_SECRETS=sendgrid:inbound-password",
+		"BROKERFLOW_SOURCES_FILE="+path,
+		"GATEWAY_GRPC_ADDR=127.0.0.1:0",
+		"GATEWAY_GRPC_TOKENS=first-party-token-0123456789",
+	)
+	a, js := s.App, s.js
 
 	send := func(t *testing.T, path, contentType string, body []byte, h http.Header) {
 		t.Helper()

@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -146,22 +143,21 @@ type fubWebhooks struct {
 	system    string
 	now       func() time.Time
 
+	sender *webhookSender
+
 	mu         sync.Mutex
 	hooks      []FUBWebhook
 	lastID     int64
 	baseURL    string
 	deliveries []*FUBWebhookDelivery
 	closed     bool
-	stop       context.Context
-	cancel     context.CancelFunc
-	inflight   sync.WaitGroup
 }
 
 func newFUBWebhooks(o FUBOptions, now func() time.Time) *fubWebhooks {
 	wo := o.Webhooks
 	wo.setDefaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	return &fubWebhooks{opts: wo, systemKey: o.SystemKey, system: o.SystemName, now: now, baseURL: wo.BaseURL, stop: ctx, cancel: cancel}
+	sender := newWebhookSender(DeliveryOptions{Retries: wo.Retries, Backoff: wo.Backoff, Timeout: wo.Timeout, Client: wo.Client})
+	return &fubWebhooks{opts: wo, systemKey: o.SystemKey, system: o.SystemName, now: now, baseURL: wo.BaseURL, sender: sender}
 }
 
 // reset forgets the registrations and the delivery log; deliveries in flight finish.
@@ -216,9 +212,8 @@ func (f *FUB) SetWebhookBaseURL(base string) {
 func (f *FUB) Close() {
 	f.wh.mu.Lock()
 	f.wh.closed = true
-	f.wh.cancel()
 	f.wh.mu.Unlock()
-	f.wh.inflight.Wait()
+	f.wh.sender.close()
 }
 
 // Close stops the sandbox's background work (webhook deliveries) and waits for it.
@@ -353,9 +348,14 @@ func (w *fubWebhooks) fire(requestBase string, id int64, events ...string) {
 	if len(events) == 0 {
 		return
 	}
+	type send struct {
+		d    *FUBWebhookDelivery
+		body []byte
+	}
+	var sends []send
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return
 	}
 	base := cmpOr(w.baseURL, requestBase, DefaultFUBWebhookBaseURL)
@@ -382,64 +382,37 @@ func (w *fubWebhooks) fire(requestBase string, id int64, events ...string) {
 				Signature: SignFUBWebhook(w.systemKey, body), State: FUBDeliveryPending,
 			}
 			w.deliveries = append(w.deliveries, d)
-			w.inflight.Add(1)
-			go w.deliver(d.URL, body, d.Signature, d)
+			sends = append(sends, send{d, body})
 		}
+	}
+	w.mu.Unlock()
+	for _, x := range sends {
+		header := map[string]string{
+			"Content-Type":  "application/json",
+			"FUB-Signature": x.d.Signature,
+			"User-Agent":    "Follow Up Boss sandbox webhooks",
+		}
+		w.sender.send(x.d.URL, x.body, header, w.recorder(x.d))
 	}
 }
 
-// deliver posts body until a 2xx or the retries are spent. d is only touched under w.mu.
-func (w *fubWebhooks) deliver(target string, body []byte, sig string, d *FUBWebhookDelivery) {
-	defer w.inflight.Done()
-	backoff := w.opts.Backoff
-	for attempt := 0; ; attempt++ {
-		status, err := w.post(target, body, sig)
+// recorder keeps each attempt of delivery d in the log; d is only touched
+// under w.mu.
+func (w *fubWebhooks) recorder(d *FUBWebhookDelivery) func(deliveryAttempt) {
+	return func(a deliveryAttempt) {
 		w.mu.Lock()
-		d.Attempts, d.LastStatus, d.LastError = attempt+1, status, ""
-		if err != nil {
-			d.LastError = err.Error()
+		defer w.mu.Unlock()
+		if a.number > 0 {
+			d.Attempts = a.number
 		}
+		d.LastStatus, d.LastError = a.status, a.errText
 		switch {
-		case err == nil && status >= 200 && status <= 299:
+		case a.delivered:
 			d.State = FUBDeliveryDelivered
-		case attempt >= w.opts.Retries:
+		case a.final:
 			d.State = FUBDeliveryFailed
 		}
-		finished := d.State != FUBDeliveryPending
-		w.mu.Unlock()
-		if finished {
-			return
-		}
-		select {
-		case <-w.stop.Done():
-			w.mu.Lock()
-			d.State, d.LastError = FUBDeliveryFailed, "sandbox closed before the delivery succeeded"
-			w.mu.Unlock()
-			return
-		case <-time.After(backoff):
-		}
-		backoff *= 2
 	}
-}
-
-// post sends one attempt and returns the status.
-func (w *fubWebhooks) post(target string, body []byte, sig string) (int, error) {
-	ctx, cancel := context.WithTimeout(w.stop, w.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("FUB-Signature", sig)
-	req.Header.Set("User-Agent", "Follow Up Boss sandbox webhooks")
-	resp, err := w.opts.Client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
 }
 
 // newEventID returns a random UUID-shaped id.

@@ -338,8 +338,8 @@ func (g *Graph) putCallback(w http.ResponseWriter, r *http.Request) {
 
 // webhookSender delivers signed webhook bodies asynchronously, retrying with a doubling
 // backoff until a 2xx or the retries are spent. It knows nothing of any vendor: the caller
-// gives the headers and records each attempt. (Follow Up Boss's deliveries in fub_webhooks.go
-// predate it and could move onto it.)
+// gives the headers and records each attempt. Follow Up Boss's webhooks and the Graph's
+// leadgen notifications both go through it.
 type webhookSender struct {
 	opts     DeliveryOptions
 	stop     context.Context

@@ -2,10 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +13,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 )
@@ -27,14 +24,9 @@ const (
 	fubBody   = `{"eventId":"9c7f3c1e-5b1a-4a47-9d0e-3b3a3f0e2a11","eventCreated":"2026-03-02T15:04:05+00:00","event":"peopleStageUpdated","resourceIds":[40942],"uri":"https://api.followupboss.com/v1/people?id=40942"}`
 )
 
-// fubSign is an independent implementation of the documented scheme
-// (webhooksig.FUBSignature, whose own tests and fuzz target are in
-// pkg/webhooksig).
-func fubSign(key, body string) string {
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte(base64.StdEncoding.EncodeToString([]byte(body))))
-	return hex.EncodeToString(mac.Sum(nil))
-}
+// fubSign signs as Follow Up Boss does (pkg/webhooksig tests SignFUB against
+// an independent implementation of the documented scheme).
+func fubSign(key, body string) string { return webhooksig.SignFUB(key, []byte(body)) }
 
 func fubHeaders(sig string) http.Header {
 	h := http.Header{}

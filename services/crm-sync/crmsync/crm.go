@@ -96,3 +96,21 @@ func retryAfter(h http.Header) time.Duration {
 	}
 	return 0
 }
+
+// findByEmailThenPhone is every adapter's search: by email first, then by
+// phone. search returns the id of the first contact found, or 0.
+func findByEmailThenPhone(ctx context.Context, id Identity, search func(ctx context.Context, by, value string) (int64, error)) (Match, bool, error) {
+	for _, q := range []struct{ by, value string }{{"email", id.Email}, {"phone", id.Phone}} {
+		if q.value == "" {
+			continue
+		}
+		found, err := search(ctx, q.by, q.value)
+		if err != nil {
+			return Match{}, false, err
+		}
+		if found != 0 {
+			return Match{ContactID: strconv.FormatInt(found, 10), By: q.by}, true, nil
+		}
+	}
+	return Match{}, false, nil
+}

@@ -84,24 +84,18 @@ type fubEvent struct {
 
 // Find searches GET /v1/people by email, then by phone.
 func (f *FollowUpBoss) Find(ctx context.Context, id Identity) (Match, bool, error) {
-	for _, q := range []struct{ by, value string }{{"email", id.Email}, {"phone", id.Phone}} {
-		if q.value == "" {
-			continue
-		}
+	return findByEmailThenPhone(ctx, id, func(ctx context.Context, by, value string) (int64, error) {
 		var page struct {
 			People []struct {
 				ID int64 `json:"id"`
 			} `json:"people"`
 		}
-		path := "/v1/people?" + url.Values{q.by: {q.value}, "limit": {"1"}}.Encode()
-		if _, err := f.api.do(ctx, "search people by "+q.by, http.MethodGet, path, nil, &page); err != nil {
-			return Match{}, false, err
+		path := "/v1/people?" + url.Values{by: {value}, "limit": {"1"}}.Encode()
+		if _, err := f.api.do(ctx, "search people by "+by, http.MethodGet, path, nil, &page); err != nil || len(page.People) == 0 {
+			return 0, err
 		}
-		if len(page.People) > 0 {
-			return Match{ContactID: strconv.FormatInt(page.People[0].ID, 10), By: q.by}, true, nil
-		}
-	}
-	return Match{}, false, nil
+		return page.People[0].ID, nil
+	})
 }
 
 // Record sends the lead as POST /v1/events. Follow Up Boss answers 201 when

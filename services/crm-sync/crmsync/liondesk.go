@@ -87,20 +87,14 @@ type liondeskNote struct {
 // several contacts for one person (it does not deduplicate); the first
 // answered, the oldest in the sandbox, wins.
 func (l *LionDesk) Find(ctx context.Context, id Identity) (Match, bool, error) {
-	for _, q := range []struct{ by, value string }{{"email", id.Email}, {"phone", id.Phone}} {
-		if q.value == "" {
-			continue
-		}
+	return findByEmailThenPhone(ctx, id, func(ctx context.Context, by, value string) (int64, error) {
 		var page liondeskPage
-		path := "/contacts?" + url.Values{q.by: {q.value}, "limit": {"1"}}.Encode()
-		if _, err := l.api.do(ctx, "search contacts by "+q.by, http.MethodGet, path, nil, &page); err != nil {
-			return Match{}, false, err
+		path := "/contacts?" + url.Values{by: {value}, "limit": {"1"}}.Encode()
+		if _, err := l.api.do(ctx, "search contacts by "+by, http.MethodGet, path, nil, &page); err != nil || len(page.Data) == 0 {
+			return 0, err
 		}
-		if len(page.Data) > 0 {
-			return Match{ContactID: strconv.FormatInt(page.Data[0].ID, 10), By: q.by}, true, nil
-		}
-	}
-	return Match{}, false, nil
+		return page.Data[0].ID, nil
+	})
 }
 
 // Record adds the lead as a note on contactID, or, without one, creates the

@@ -92,7 +92,7 @@ func (f *FUB) mount(mux *http.ServeMux) {
 	mux.Handle(fubPrefix+"/", http.StripPrefix(fubPrefix, f.gate(api)))
 
 	mux.HandleFunc("GET /_sandbox/fub/state", f.state)
-	mux.HandleFunc("POST /_sandbox/fub/faults", f.postFault)
+	mux.HandleFunc("POST /_sandbox/fub/faults", faultKnob(f.InjectFault))
 	mux.HandleFunc("DELETE /_sandbox/fub/faults", func(w http.ResponseWriter, _ *http.Request) {
 		f.ClearFaults()
 		w.WriteHeader(http.StatusNoContent)
@@ -456,20 +456,6 @@ func (f *FUB) state(w http.ResponseWriter, _ *http.Request) {
 // knobError is the body of a refused knob request (the sandbox's own API, not the vendor's).
 type knobError struct {
 	Error string `json:"error"`
-}
-
-func (f *FUB) postFault(w http.ResponseWriter, r *http.Request) {
-	var ft Fault
-	if err := decodeJSON(r, &ft); err != nil {
-		writeJSON(w, http.StatusBadRequest, knobError{err.Error()})
-		return
-	}
-	if ft.Status != 0 && (ft.Status < 100 || ft.Status > 599) {
-		writeJSON(w, http.StatusBadRequest, knobError{fmt.Sprintf("status %d is not an HTTP status", ft.Status)})
-		return
-	}
-	f.InjectFault(ft)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (f *FUB) putAssignmentDelay(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -258,36 +259,47 @@ func (w *worker) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", w.spec.Durable, w.spec.Stream, err)
 	}
-	// Never pull more than can run, and never more than MaxAckPending.
-	pull := min(w.r.concurrency, max(w.spec.MaxAckPending, 1))
-	sem := make(chan struct{}, w.r.concurrency)
+	// A message is pulled only when a handler is free to run it: a message
+	// waiting in a client-side buffer has its ack timer running with nobody
+	// to send progress, and would be redelivered to another replica while
+	// this one still means to handle it. So never more than the free slots,
+	// and never more than MaxAckPending.
+	slots := min(w.r.concurrency, max(w.spec.MaxAckPending, 1))
+	sem := make(chan struct{}, slots)
 	var inflight sync.WaitGroup
 	// Handlers outlive ctx so that shutdown lets them finish; hardStop ends
 	// them once the shutdown timeout has passed.
 	handlerCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		sem <- struct{}{}
-		inflight.Add(1)
-		go func() {
-			defer func() { <-sem; inflight.Done() }()
-			w.process(handlerCtx, ctx, msg)
-		}()
-	},
-		jetstream.PullMaxMessages(pull),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if ctx.Err() == nil {
-				w.r.logger.Warn("consume error", "consumer", w.spec.Durable, "err", err)
+	for ctx.Err() == nil {
+		free := w.acquire(ctx, sem)
+		if free == 0 {
+			break
+		}
+		msgs, err := w.fetch(cons, free)
+		got := 0
+		for _, msg := range msgs {
+			got++
+			inflight.Add(1)
+			go func() {
+				defer func() { <-sem; inflight.Done() }()
+				w.process(handlerCtx, ctx, msg)
+			}()
+		}
+		for range free - got {
+			<-sem
+		}
+		if err != nil && ctx.Err() == nil {
+			w.r.logger.Warn("fetch failed", "consumer", w.spec.Durable, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
 			}
-		}))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", w.spec.Durable, err)
+		}
 	}
-	<-ctx.Done()
-	cc.Drain()
 	done := make(chan struct{})
-	go func() { <-cc.Closed(); inflight.Wait(); close(done) }()
+	go func() { inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(w.r.shutdownTimeout):
@@ -296,6 +308,53 @@ func (w *worker) run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// acquire waits for at least one free handler slot and takes every other
+// free one; it returns how many it took, or 0 once ctx is done.
+func (w *worker) acquire(ctx context.Context, sem chan struct{}) int {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < cap(sem) {
+		select {
+		case sem <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// fetchWait bounds a pull that waits for messages, and so how long a
+// shutdown waits for the pull in flight.
+const fetchWait = time.Second
+
+// fetch takes up to n messages: what is there now, or else the next one to
+// arrive within fetchWait.
+func (w *worker) fetch(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	collect := func(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+		if err != nil {
+			return nil, err
+		}
+		var out []jetstream.Msg
+		for m := range b.Messages() {
+			out = append(out, m)
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return out, err
+		}
+		return out, nil
+	}
+	msgs, err := collect(cons.FetchNoWait(n))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	return collect(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
 }
 
 // process runs the handler for one delivery and settles the message.

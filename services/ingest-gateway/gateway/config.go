@@ -98,8 +98,8 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: GATEWAY_FUB_SYSTEM_KEYS_FILE: %w", ErrConfig, err)
 	}
-	if len(secrets) == 0 && len(fubKeys) == 0 && c.SourcesFile == "" {
-		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE)", ErrConfig)
+	if len(secrets) == 0 && len(fubKeys) == 0 && c.SourcesFile == "" && c.GRPCAddr == "" {
+		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE), or GATEWAY_GRPC_ADDR for first-party intake only", ErrConfig)
 	}
 	if c.SourcesFile != "" {
 		srcs, err := ConfiguredSources(c)

@@ -70,6 +70,9 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 	if err != nil {
 		return nil, err
 	}
+	if len(sources) == 0 && cfg.GRPCAddr == "" {
+		return nil, errors.New("no source is configured, and no gRPC intake")
+	}
 	registry, err := NewRegistry(sources...)
 	if err != nil {
 		return nil, err

@@ -511,3 +511,25 @@ func TestGateway_runServesGRPCWhenConfigured(t *testing.T) {
 		return err == nil && resp.GetDeliveryId() == "via-run"
 	})
 }
+
+// A gateway for the brokerage's own systems only: gRPC intake and no
+// webhook source. It starts, answers every webhook path with a JSON 404,
+// and persists a SubmitLead.
+func TestGateway_grpcIntakeWithoutWebhookSources(t *testing.T) {
+	t.Parallel()
+	cfg, err := gateway.ConfigFromEnv([]string{"GATEWAY_GRPC_ADDR=127.0.0.1:0", "GATEWAY_GRPC_TOKENS=" + grpcToken})
+	if err != nil {
+		t.Fatalf("gRPC alone must be a valid configuration: %v", err)
+	}
+	cfg.Bus = testConfig().Bus
+	e := startGRPC(t, cfg, nil)
+	if _, err := e.client.SubmitLead(withToken(t, grpcToken), validLead("only-grpc-1")); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.stored(t); n != 1 {
+		t.Fatalf("%d messages stored, want 1", n)
+	}
+	if _, err := gateway.ConfigFromEnv(nil); err == nil {
+		t.Fatal("no webhook source and no gRPC must still be an error")
+	}
+}

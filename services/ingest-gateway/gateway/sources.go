@@ -230,9 +230,6 @@ func NewRegistry(sources ...Source) (*Registry, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if len(r.order) == 0 {
-		return nil, errors.New("no source is configured")
-	}
 	return r, nil
 }
 

@@ -223,13 +223,21 @@ func (m *Mapper) Map(body []byte, contentType string) ([]Fields, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Fields, 0, len(items))
-	for i, it := range items {
-		e.Item = it
-		f, err := m.mapOne(e)
+	return m.mapEach(len(items), func(i int) env {
+		e.Item = items[i]
+		return e
+	})
+}
+
+// mapEach maps n items, the i-th with the environment envOf(i); an error
+// names the item when there are several.
+func (m *Mapper) mapEach(n int, envOf func(i int) env) ([]Fields, error) {
+	out := make([]Fields, 0, n)
+	for i := range n {
+		f, err := m.mapOne(envOf(i))
 		if err != nil {
 			var me *MappingError
-			if errors.As(err, &me) && len(items) > 1 {
+			if errors.As(err, &me) && n > 1 {
 				me.Reason = fmt.Sprintf("item %d: %s", i, me.Reason)
 			}
 			return nil, err
@@ -243,8 +251,8 @@ func (m *Mapper) Map(body []byte, contentType string) ([]Fields, error) {
 // the Graph API): each item is both item and lead in the expressions, and
 // its "fields" entry (field_data, name → first value) is fields.
 func (m *Mapper) MapItems(items []map[string]any) ([]Fields, error) {
-	out := make([]Fields, 0, len(items))
-	for i, it := range items {
+	return m.mapEach(len(items), func(i int) env {
+		it := items[i]
 		e := env{Item: it, Lead: it, Body: it}
 		switch f := it["fields"].(type) {
 		case map[string]any:
@@ -255,17 +263,8 @@ func (m *Mapper) MapItems(items []map[string]any) ([]Fields, error) {
 				e.Fields[k] = v
 			}
 		}
-		f, err := m.mapOne(e)
-		if err != nil {
-			var me *MappingError
-			if errors.As(err, &me) && len(items) > 1 {
-				me.Reason = fmt.Sprintf("item %d: %s", i, me.Reason)
-			}
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, nil
+		return e
+	})
 }
 
 func (m *Mapper) runItems(e env) ([]any, error) {

@@ -75,22 +75,10 @@ type FUBWebhookOptions struct {
 	Client *http.Client
 }
 
+// setDefaults normalizes BaseURL; the delivery fields take their defaults in
+// the shared webhook sender (newWebhookSender).
 func (o *FUBWebhookOptions) setDefaults() {
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
-	if o.Retries < 0 {
-		o.Retries = 0
-	} else if o.Retries == 0 {
-		o.Retries = 5
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Timeout}
-	}
 }
 
 // FUBWebhook is one registered webhook.

@@ -92,7 +92,12 @@ type Failure struct {
 	EventType   string          `protobuf:"bytes,8,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
 	Correlation *v1.Correlation `protobuf:"bytes,9,opt,name=correlation,proto3" json:"correlation,omitempty"`
 	// Set when the failure happened while redriving.
-	Redrive       bool `protobuf:"varint,10,opt,name=redrive,proto3" json:"redrive,omitempty"`
+	Redrive bool `protobuf:"varint,10,opt,name=redrive,proto3" json:"redrive,omitempty"`
+	// A stable code for what went wrong, without ids or personal data, so that
+	// failures can be grouped: "crm.http_400", "graph.rate_limited",
+	// "handler.timeout", "handler.panic", "decode". The free-text reason
+	// beside it says the rest.
+	ReasonCode    string `protobuf:"bytes,11,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +202,13 @@ func (x *Failure) GetRedrive() bool {
 	return false
 }
 
+func (x *Failure) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
 // Redrive asks a service, on ops.redrive.<service>, to fetch one stream
 // message and run its handler again. Nothing is republished.
 type Redrive struct {
@@ -276,11 +288,101 @@ func (x *Redrive) GetRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RedriveDone is published on ops.redrive.done.<service> when a redriven
+// message was handled successfully, so that whoever raised an incident for
+// its failure can resolve it.
+type RedriveDone struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The consumer whose handler ran the message again.
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The redriven message.
+	Message     *v1.MessageRef         `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	DoneAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=done_at,json=doneAt,proto3" json:"done_at,omitempty"`
+	// The ops.redrive.<service> command that asked for it.
+	CommandSequence uint64 `protobuf:"varint,6,opt,name=command_sequence,json=commandSequence,proto3" json:"command_sequence,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RedriveDone) Reset() {
+	*x = RedriveDone{}
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDone) ProtoMessage() {}
+
+func (x *RedriveDone) ProtoReflect() protoreflect.Message {
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDone.ProtoReflect.Descriptor instead.
+func (*RedriveDone) Descriptor() ([]byte, []int) {
+	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RedriveDone) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RedriveDone) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *RedriveDone) GetMessage() *v1.MessageRef {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *RedriveDone) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *RedriveDone) GetDoneAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DoneAt
+	}
+	return nil
+}
+
+func (x *RedriveDone) GetCommandSequence() uint64 {
+	if x != nil {
+		return x.CommandSequence
+	}
+	return 0
+}
+
 var File_brokerflow_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_brokerflow_ops_v1_ops_proto_rawDesc = "" +
 	"\n" +
-	"\x1bbrokerflow/ops/v1/ops.proto\x12\x11brokerflow.ops.v1\x1a!brokerflow/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x03\n" +
+	"\x1bbrokerflow/ops/v1/ops.proto\x12\x11brokerflow.ops.v1\x1a!brokerflow/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x03\n" +
 	"\aFailure\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12:\n" +
@@ -293,13 +395,22 @@ const file_brokerflow_ops_v1_ops_proto_rawDesc = "" +
 	"event_type\x18\b \x01(\tR\teventType\x12C\n" +
 	"\vcorrelation\x18\t \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x12\x18\n" +
 	"\aredrive\x18\n" +
-	" \x01(\bR\aredrive\"\xb9\x01\n" +
+	" \x01(\bR\aredrive\x12\x1f\n" +
+	"\vreason_code\x18\v \x01(\tR\n" +
+	"reasonCode\"\xb9\x01\n" +
 	"\aRedrive\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12!\n" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x12=\n" +
-	"\frequested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt*_\n" +
+	"\frequested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\x82\x02\n" +
+	"\vRedriveDone\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12:\n" +
+	"\amessage\x18\x03 \x01(\v2 .brokerflow.common.v1.MessageRefR\amessage\x12!\n" +
+	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x123\n" +
+	"\adone_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06doneAt\x12)\n" +
+	"\x10command_sequence\x18\x06 \x01(\x04R\x0fcommandSequence*_\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -320,26 +431,29 @@ func file_brokerflow_ops_v1_ops_proto_rawDescGZIP() []byte {
 }
 
 var file_brokerflow_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_brokerflow_ops_v1_ops_proto_goTypes = []any{
 	(ErrorClass)(0),               // 0: brokerflow.ops.v1.ErrorClass
 	(*Failure)(nil),               // 1: brokerflow.ops.v1.Failure
 	(*Redrive)(nil),               // 2: brokerflow.ops.v1.Redrive
-	(*v1.MessageRef)(nil),         // 3: brokerflow.common.v1.MessageRef
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*v1.Correlation)(nil),        // 5: brokerflow.common.v1.Correlation
+	(*RedriveDone)(nil),           // 3: brokerflow.ops.v1.RedriveDone
+	(*v1.MessageRef)(nil),         // 4: brokerflow.common.v1.MessageRef
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*v1.Correlation)(nil),        // 6: brokerflow.common.v1.Correlation
 }
 var file_brokerflow_ops_v1_ops_proto_depIdxs = []int32{
-	3, // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
+	4, // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
 	0, // 1: brokerflow.ops.v1.Failure.class:type_name -> brokerflow.ops.v1.ErrorClass
-	4, // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
-	5, // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
-	4, // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
+	6, // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
+	5, // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
+	4, // 5: brokerflow.ops.v1.RedriveDone.message:type_name -> brokerflow.common.v1.MessageRef
+	5, // 6: brokerflow.ops.v1.RedriveDone.done_at:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_brokerflow_ops_v1_ops_proto_init() }
@@ -353,7 +467,7 @@ func file_brokerflow_ops_v1_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brokerflow_ops_v1_ops_proto_rawDesc), len(file_brokerflow_ops_v1_ops_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

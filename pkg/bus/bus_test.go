@@ -67,18 +67,21 @@ func setup(t *testing.T) *env {
 }
 
 // run starts a runner with h and stops it at cleanup.
-func (e *env) run(t *testing.T, h bus.Handler) {
+func (e *env) run(t *testing.T, h bus.Handler, opts ...bus.HandlerOption) {
 	t.Helper()
-	r, err := bus.NewRunner(e.js, bus.RunnerOptions{
-		Service:  testService,
-		Topology: e.topo,
-		Policy:   fastPolicy(),
-		Hooks:    e.hooks,
-	})
+	e.runWith(t, bus.RunnerOptions{Policy: fastPolicy()}, h, opts...)
+}
+
+// runWith is run with runner options; the service, its consumer and the
+// hooks are the env's.
+func (e *env) runWith(t *testing.T, ro bus.RunnerOptions, h bus.Handler, opts ...bus.HandlerOption) {
+	t.Helper()
+	ro.Service, ro.Consumers, ro.Hooks = testService, []bus.ConsumerSpec{testSpec}, e.hooks
+	r, err := bus.NewRunner(e.js, ro)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Handle(testSpec, h)
+	r.Handle(testSpec, h, opts...)
 	natstest.Run(t, r.Run)
 }
 

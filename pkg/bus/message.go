@@ -25,6 +25,18 @@ type Message struct {
 	Redrive bool
 
 	inProgress func() error
+	// stop is closed when the service is stopping.
+	stop <-chan struct{}
+}
+
+// stopRequested reports whether the service is stopping.
+func (m *Message) stopRequested() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // InProgress tells JetStream the handler is still working, resetting the ack

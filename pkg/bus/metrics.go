@@ -6,15 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of a handled message, the "outcome" label.
-const (
-	outcomeAck     = "ack"
-	outcomeRetry   = "retry"
-	outcomeFailed  = "failed"
-	outcomeRequeue = "requeue"
-	outcomeSkipped = "ack_skipped"
-)
-
 // Metrics are the consume loop's Prometheus metrics for one service. Every
 // series carries a constant service label, so several services can register
 // on one registry in the all-in-one binary.
@@ -30,7 +21,7 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 	m := &Metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "brokerflow_bus_messages_handled_total",
-			Help:        "Messages handled, by consumer and outcome (ack, retry, failed, requeue, ack_skipped).",
+			Help:        "Messages handled, by consumer and outcome (ack, retry, failed, requeue, crashed).",
 			ConstLabels: labels,
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -16,7 +16,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/telemetry"
 )
 
-// Header names of the contract (DESIGN.md, "Events").
+// Header names every event carries (docs/events.md).
 const (
 	HeaderMsgID         = jetstream.MsgIDHeader // Nats-Msg-Id
 	HeaderContentType   = "Content-Type"

@@ -12,12 +12,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/logging"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 )
 
 // RequestRedrive publishes a redrive command for the message at seq in
-// stream to service. The id makes a repeated request within the duplicate
-// window one command.
+// stream to service. Every request is a new command, with an id of its own:
+// an operator who redrives a message twice means it twice.
 func RequestRedrive(ctx context.Context, p *Publisher, service, stream string, seq uint64, by string) (*jetstream.PubAck, error) {
 	cmd := &opsv1.Redrive{
 		Service:     service,
@@ -34,31 +35,38 @@ func RequestRedrive(ctx context.Context, p *Publisher, service, stream string, s
 // service consumes.
 var ErrNoRoute = errors.New("bus: no handler of this service consumes that message")
 
+// Reason codes of a redrive command that cannot be carried out.
+const (
+	CodeRedriveNotFound = "redrive.not_found"
+	CodeRedriveNoRoute  = "redrive.no_route"
+)
+
 // redriveHandler fetches the named message and runs the handler of the
-// consumer that owns it again. Nothing is republished, so no other consumer
-// sees the message twice.
+// consumer that owns it again, inside that consumer's chain. Nothing is
+// republished, so no other consumer sees the message twice. A success is
+// announced on ops.redrive.done.<service>.
 func (r *Runner) redriveHandler(ctx context.Context, cmdMsg *Message) error {
 	var cmd opsv1.Redrive
 	if err := proto.Unmarshal(cmdMsg.Data, &cmd); err != nil {
-		return Permanentf("decode redrive command: %w", err)
+		return Undecodable("decode redrive command: %w", err)
 	}
 	raw, err := r.js.Stream(ctx, cmd.GetStream())
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
+			return WithCode(CodeRedriveNotFound, Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err))
 		}
 		return fmt.Errorf("redrive: stream %s: %w", cmd.GetStream(), err)
 	}
 	sm, err := raw.GetMsg(ctx, cmd.GetSequence())
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
+			return WithCode(CodeRedriveNotFound, Permanentf("redrive %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err))
 		}
 		return fmt.Errorf("redrive: get %s/%d: %w", cmd.GetStream(), cmd.GetSequence(), err)
 	}
 	rt, ok := r.routeFor(cmd.GetStream(), sm.Subject)
 	if !ok {
-		return Permanentf("redrive %s/%d (%s): %w", cmd.GetStream(), cmd.GetSequence(), sm.Subject, ErrNoRoute)
+		return WithCode(CodeRedriveNoRoute, Permanentf("redrive %s/%d (%s): %w", cmd.GetStream(), cmd.GetSequence(), sm.Subject, ErrNoRoute))
 	}
 	m := &Message{
 		Subject:     sm.Subject,
@@ -71,22 +79,41 @@ func (r *Runner) redriveHandler(ctx context.Context, cmdMsg *Message) error {
 		LastAttempt: cmdMsg.LastAttempt,
 		Redrive:     true,
 		inProgress:  cmdMsg.InProgress,
+		stop:        cmdMsg.stop,
 	}
 	logging.FromContext(ctx).Info("redriving message", "target_stream", m.Stream, "target_seq", m.Sequence, "requested_by", cmd.GetRequestedBy())
-	herr := r.wrap(rt.spec, rt.handler)(ctx, m)
-	if herr == nil {
+	s := r.settled(m, rt.wrapped(ctx, m))
+	switch s.act {
+	case actAck:
+		return r.redriveDone(ctx, rt.spec, m, &cmd, cmdMsg.Sequence)
+	case actFail:
+		// Record the failure against the redriven message, not the command.
+		if err := r.recordFailure(ctx, r.failure(rt.spec, m, s), fmt.Sprintf("redrive-%d", cmdMsg.Sequence)); err != nil {
+			// s.err is deliberately not wrapped (%v): the command is retried because the record
+			// failed, so its class must come from err, not from the handler's error.
+			return fmt.Errorf("redrive failed (%v) and its failure record too: %w", s.err, err) //nolint:errorlint // s.err must not be classified
+		}
 		return nil
+	default:
+		// A transient failure, a stop or a crash: the command itself is
+		// retried, redelivered or handed back, as any message is.
+		return s
 	}
-	class := r.policy.Classify(herr)
-	if class == Transient && !cmdMsg.LastAttempt {
-		// The command is retried on the schedule, as any message is.
-		return herr
+}
+
+// redriveDone announces that the redriven message was handled.
+func (r *Runner) redriveDone(ctx context.Context, spec ConsumerSpec, m *Message, cmd *opsv1.Redrive, cmdSeq uint64) error {
+	done := &opsv1.RedriveDone{
+		Service:         r.service,
+		Consumer:        spec.Durable,
+		Message:         &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
+		RequestedBy:     cmd.GetRequestedBy(),
+		DoneAt:          timestamppb.Now(),
+		CommandSequence: cmdSeq,
 	}
-	// Record the failure against the redriven message, not the command.
-	if err := r.recordFailure(ctx, r.failure(rt.spec, m, class, herr), fmt.Sprintf("redrive-%d", cmdMsg.Sequence)); err != nil {
-		// herr is deliberately not wrapped (%v): the command is retried because the record
-		// failed, so its class must come from err, not from the handler's error.
-		return fmt.Errorf("redrive failed (%v) and its failure record too: %w", herr, err) //nolint:errorlint // herr must not be classified
+	id := fmt.Sprintf("redrive-done:%s:%s:%d:%d", r.service, m.Stream, m.Sequence, cmdSeq)
+	if _, err := r.publisher.Publish(ctx, RedriveDoneSubject(r.service), id, done); err != nil {
+		return fmt.Errorf("announce redrive of %s/%d: %w", m.Stream, m.Sequence, err)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestRunner_throttledErrorPausesTheConsumer(t *testing.T) {
 			return bus.Throttled(errors.New("HTTP 429"), 2*time.Second)
 		}
 		return nil
-	})
+	}, bus.PauseOnThrottle())
 	e.publish(t, "throttle-1")
 	natstest.Eventually(t, 30*time.Second, "the consumer paused", func() bool {
 		cons, err := e.js.Consumer(context.Background(), bus.StreamLeads, testService)
@@ -34,5 +34,38 @@ func TestRunner_throttledErrorPausesTheConsumer(t *testing.T) {
 	natstest.WaitSettled(t, e.js, bus.StreamLeads, testService)
 	if f := e.failures(t); len(f) != 0 {
 		t.Fatalf("a throttled message wrote %d failure records", len(f))
+	}
+}
+
+func TestRunner_throttledErrorWithoutPauseDelaysOnlyItsMessage(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var c calls
+	e.run(t, func(_ context.Context, m *bus.Message) error {
+		if c.add(m) == 1 {
+			// One vendor among several answered 429 with a long Retry-After:
+			// other messages of the consumer go elsewhere and must keep flowing.
+			return bus.Throttled(errors.New("HTTP 429"), time.Hour)
+		}
+		return nil
+	})
+	first := e.publish(t, "throttle-a")
+	natstest.Eventually(t, 30*time.Second, "the throttled call", func() bool { return c.count() == 1 })
+	second := e.publish(t, "throttle-b")
+	natstest.Eventually(t, 30*time.Second, "the other message, while the throttled one waits", func() bool { return c.count() == 2 })
+	cons, err := e.js.Consumer(natstest.Context(t, 10*time.Second), bus.StreamLeads, testService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cons.CachedInfo()
+	if info.Paused {
+		t.Fatal("a throttled message paused a consumer registered without PauseOnThrottle")
+	}
+	got := c.all()
+	if got[0].Sequence != first || got[1].Sequence != second {
+		t.Fatalf("calls: seq %d then %d", got[0].Sequence, got[1].Sequence)
+	}
+	if info.NumAckPending != 1 || len(e.failures(t)) != 0 {
+		t.Fatalf("the throttled message must wait for its retry, not fail: ack pending %d, failures %d", info.NumAckPending, len(e.failures(t)))
 	}
 }

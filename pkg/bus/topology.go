@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,8 +43,8 @@ var Streams = []StreamSpec{
 	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it"},
 	{Name: StreamLeads, Subjects: []string{"lead.>"}, Description: "normalized and rejected leads"},
 	{Name: StreamCRM, Subjects: []string{"crm.>"}, Description: "what happened in the CRM"},
-	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened and closed"},
-	{Name: StreamLedger, Subjects: []string{"ledger.>"}, Description: "commission booked"},
+	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened, updated and closed"},
+	{Name: StreamLedger, Subjects: []string{"ledger.>"}, Description: "commission booked and paid"},
 	{Name: StreamOps, Subjects: []string{"ops.>", AdvisoryMaxDeliveries, AdvisoryTerminated}, Description: "failure records, redrive commands, alerts sent, dead-letter advisories"},
 }
 
@@ -64,16 +65,24 @@ const (
 	ServiceCRMSync    = "crm-sync"
 )
 
-// Consumers is every durable consumer of every service. A consumer filters by
-// kind, never by a list of sources: sources are configuration.
-var Consumers = []ConsumerSpec{
-	{Service: ServiceNormalizer, Stream: StreamWebhooks, Durable: "normalizer", FilterSubjects: []string{"webhook.received.lead.>"}, MaxAckPending: 256},
-	// Sized to the CRM's pace: a few calls per lead against a quota of
-	// 25 calls a second (Follow Up Boss, 250 per 10 s).
-	{Service: ServiceCRMSync, Stream: StreamLeads, Durable: "crm-sync", FilterSubjects: []string{"lead.normalized.>"}, MaxAckPending: 64},
-	// CRM webhooks (a stage moved, a name changed): each costs a read of the contact.
-	{Service: ServiceCRMSync, Stream: StreamWebhooks, Durable: "crm-sync-changes", FilterSubjects: []string{"webhook.received.crm.>"}, MaxAckPending: 64},
-}
+// The declared consumers, one typed value each. A service binds its
+// handlers to these values (Runner.Handle), so a rename fails to compile.
+// A consumer filters by kind, never by a list of sources: sources are
+// configuration.
+var (
+	// NormalizerWebhooks is every lead webhook, whatever its source.
+	NormalizerWebhooks = ConsumerSpec{Service: ServiceNormalizer, Stream: StreamWebhooks, Durable: "normalizer", FilterSubjects: []string{"webhook.received.lead.>"}, MaxAckPending: 256}
+	// CRMSyncLeads is every normalized lead. Sized to the CRM's pace: a
+	// few calls per lead against a quota of 25 calls a second (Follow Up
+	// Boss, 250 per 10 s).
+	CRMSyncLeads = ConsumerSpec{Service: ServiceCRMSync, Stream: StreamLeads, Durable: "crm-sync", FilterSubjects: []string{"lead.normalized.>"}, MaxAckPending: 64}
+	// CRMSyncChanges is every CRM webhook (a stage moved, a name changed):
+	// each costs a read of the contact.
+	CRMSyncChanges = ConsumerSpec{Service: ServiceCRMSync, Stream: StreamWebhooks, Durable: "crm-sync-changes", FilterSubjects: []string{"webhook.received.crm.>"}, MaxAckPending: 64}
+)
+
+// Consumers is every durable consumer of every service.
+var Consumers = []ConsumerSpec{NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges}
 
 // RedriveConsumer is the durable consumer on which service receives
 // ops.redrive.<service> commands.
@@ -92,6 +101,9 @@ func FailureSubject(service string) string { return "ops.failure." + service }
 
 // RedriveSubject is where redrive commands for service are published.
 func RedriveSubject(service string) string { return "ops.redrive." + service }
+
+// RedriveDoneSubject is where service announces a redrive that succeeded.
+func RedriveDoneSubject(service string) string { return "ops.redrive.done." + service }
 
 // BucketSpec declares one KV bucket.
 type BucketSpec struct {
@@ -201,7 +213,10 @@ func (t Topology) ConsumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
 }
 
 // Apply creates or updates every stream, consumer and bucket. It is
-// idempotent, and safe to run at every start and from several replicas.
+// idempotent, and safe to run from several places at once. It is the only
+// code that changes the server: `brokerflow streams apply` (a Job on
+// Kubernetes) and the all-in-one at its start call it; a service only
+// checks its consumers (Verify).
 func Apply(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := t.Validate(); err != nil {
 		return err
@@ -261,6 +276,62 @@ func ConsumersOf(service string) []ConsumerSpec {
 func ApplyConsumer(ctx context.Context, js jetstream.JetStream, t Topology, spec ConsumerSpec) error {
 	if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, t.ConsumerConfig(spec)); err != nil {
 		return fmt.Errorf("apply consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	return nil
+}
+
+// ErrNotApplied is wrapped by Verify's errors: the server does not hold a
+// declaration as the code declares it.
+var ErrNotApplied = errors.New("bus: declarations not applied")
+
+// ApplyHint is the command that applies the declarations, named in
+// Verify's errors.
+const ApplyHint = "run `brokerflow streams apply` (or start the all-in-one `brokerflow run`)"
+
+// ServerConsumer is what the server holds for a consumer, which the consume
+// loop follows rather than its own configuration.
+type ServerConsumer struct {
+	MaxDeliver    int
+	AckWait       time.Duration
+	MaxAckPending int
+}
+
+// Verify reads spec's consumer from the server. It fails, naming the apply
+// command, when the consumer is missing, or when its filter or ack policy
+// differs from the declaration; other settings (MaxDeliver, AckWait) are the
+// deployment's choice, and are returned for the consume loop to follow.
+func Verify(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec) (ServerConsumer, error) {
+	cons, err := js.Consumer(ctx, spec.Stream, spec.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return ServerConsumer{}, fmt.Errorf("%w: consumer %s on stream %s does not exist; %s", ErrNotApplied, spec.Durable, spec.Stream, ApplyHint)
+	}
+	if err != nil {
+		return ServerConsumer{}, fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	cfg := cons.CachedInfo().Config
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = []string{cfg.FilterSubject}
+	}
+	want := slices.Sorted(slices.Values(spec.FilterSubjects))
+	if got := slices.Sorted(slices.Values(filters)); !slices.Equal(got, want) {
+		return ServerConsumer{}, fmt.Errorf("%w: consumer %s on stream %s filters %v, declared %v; %s", ErrNotApplied, spec.Durable, spec.Stream, got, want, ApplyHint)
+	}
+	if cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		return ServerConsumer{}, fmt.Errorf("%w: consumer %s on stream %s has ack policy %s, declared explicit; %s", ErrNotApplied, spec.Durable, spec.Stream, cfg.AckPolicy, ApplyHint)
+	}
+	return ServerConsumer{MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending}, nil
+}
+
+// VerifyStream fails, naming the apply command, when stream does not exist.
+// A publishing service (the gateway) checks its stream with it at start.
+func VerifyStream(ctx context.Context, js jetstream.JetStream, stream string) error {
+	_, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: stream %s does not exist; %s", ErrNotApplied, stream, ApplyHint)
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	return nil
 }

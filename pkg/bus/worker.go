@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -22,55 +21,12 @@ import (
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 )
 
-// TestHooks let a test simulate a crash. The zero value does nothing.
-type TestHooks struct {
-	mu   sync.Mutex
-	any  int
-	only map[string]int // by consumer
-}
-
-// SkipNextAcks makes the bus skip the ack of the next n successfully handled
-// messages, as if the process died between the effect and the ack. JetStream
-// then redelivers them after AckWait.
-func (h *TestHooks) SkipNextAcks(n int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.any += n
-}
-
-// SkipNextAcksOf is SkipNextAcks for the messages of one durable consumer.
-func (h *TestHooks) SkipNextAcksOf(consumer string, n int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.only == nil {
-		h.only = map[string]int{}
-	}
-	h.only[consumer] += n
-}
-
-func (h *TestHooks) takeSkip(consumer string) bool {
-	if h == nil {
-		return false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.only[consumer] > 0 {
-		h.only[consumer]--
-		return true
-	}
-	if h.any > 0 {
-		h.any--
-		return true
-	}
-	return false
-}
-
 // Runner runs a service's handlers on its durable consumers, and answers its
 // redrive commands.
 type Runner struct {
 	js        jetstream.JetStream
 	service   string
-	topology  Topology
+	declared  []ConsumerSpec
 	policy    Policy
 	publisher *Publisher
 	logger    *slog.Logger
@@ -87,14 +43,22 @@ type Runner struct {
 }
 
 type route struct {
-	spec    ConsumerSpec
-	handler Handler
+	spec            ConsumerSpec
+	handler         Handler
+	middleware      []Middleware
+	pauseOnThrottle bool
+	// server is the consumer as the server has it, read at Run.
+	server ServerConsumer
+	// wrapped is handler inside the whole chain.
+	wrapped Handler
 }
 
 // RunnerOptions configure a Runner. Zero values take defaults.
 type RunnerOptions struct {
-	Service        string
-	Topology       Topology
+	Service string
+	// Consumers are the consumers the service must handle, every one of
+	// them; default ConsumersOf(Service).
+	Consumers      []ConsumerSpec
 	Policy         Policy
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
@@ -104,7 +68,7 @@ type RunnerOptions struct {
 	Concurrency int
 	// ShutdownTimeout bounds the wait for in-flight handlers at shutdown.
 	ShutdownTimeout time.Duration
-	// HandlerTimeout bounds one handler call.
+	// HandlerTimeout bounds one handler call; default 5 minutes.
 	HandlerTimeout time.Duration
 }
 
@@ -113,14 +77,11 @@ func NewRunner(js jetstream.JetStream, opts RunnerOptions) (*Runner, error) {
 	if opts.Service == "" {
 		return nil, errors.New("bus: runner needs a service name")
 	}
-	if opts.Topology == (Topology{}) {
-		opts.Topology = DefaultTopology()
-	}
-	if err := opts.Topology.Validate(); err != nil {
-		return nil, err
+	if opts.Consumers == nil {
+		opts.Consumers = ConsumersOf(opts.Service)
 	}
 	if opts.Policy.Schedule == nil {
-		opts.Policy = DefaultPolicy()
+		opts.Policy.Schedule = DefaultSchedule
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -145,7 +106,7 @@ func NewRunner(js jetstream.JetStream, opts RunnerOptions) (*Runner, error) {
 	return &Runner{
 		js:              js,
 		service:         opts.Service,
-		topology:        opts.Topology,
+		declared:        opts.Consumers,
 		policy:          opts.Policy,
 		publisher:       NewPublisher(js, opts.Service, tp),
 		logger:          opts.Logger.With("service", opts.Service),
@@ -162,34 +123,82 @@ func NewRunner(js jetstream.JetStream, opts RunnerOptions) (*Runner, error) {
 // Publisher returns the runner's publisher, whose ce-source is the service.
 func (r *Runner) Publisher() *Publisher { return r.publisher }
 
-// Handle registers h for the declared consumer spec.
-func (r *Runner) Handle(spec ConsumerSpec, h Handler) {
+// ErrUnbound is returned by Run when the handlers and the declared consumers
+// of the service do not match one to one.
+var ErrUnbound = errors.New("bus: handlers do not match the declared consumers")
+
+// Handle registers h for the declared consumer spec. Bind with the typed
+// values of the topology (CRMSyncLeads, …), so that a renamed consumer
+// fails to compile rather than leave a handler unbound.
+func (r *Runner) Handle(spec ConsumerSpec, h Handler, opts ...HandlerOption) {
 	if _, ok := r.handlers[spec.Durable]; !ok {
 		r.order = append(r.order, spec.Durable)
 	}
-	r.handlers[spec.Durable] = route{spec: spec, handler: h}
+	rt := route{spec: spec, handler: h}
+	for _, o := range opts {
+		o(&rt)
+	}
+	r.handlers[spec.Durable] = rt
 }
 
-// Run consumes until ctx is done, then drains: it stops taking messages,
-// waits for in-flight handlers up to the shutdown timeout, and returns.
-func (r *Runner) Run(ctx context.Context) error {
-	if len(r.handlers) == 0 {
-		return fmt.Errorf("bus: %s has no handlers", r.service)
+// bindings checks that every declared consumer has exactly one handler and
+// every handler a declared consumer.
+func (r *Runner) bindings() error {
+	var errs []error
+	for _, spec := range r.declared {
+		rt, ok := r.handlers[spec.Durable]
+		switch {
+		case !ok || rt.handler == nil:
+			errs = append(errs, fmt.Errorf("%w: declared consumer %s of %s has no handler", ErrUnbound, spec.Durable, r.service))
+		case !slices.Equal(rt.spec.FilterSubjects, spec.FilterSubjects) || rt.spec.Stream != spec.Stream:
+			errs = append(errs, fmt.Errorf("%w: handler of %s is bound to a spec that differs from its declaration", ErrUnbound, spec.Durable))
+		}
 	}
-	workers := make([]*worker, 0, len(r.handlers)+1)
 	for _, name := range r.order {
-		rt := r.handlers[name]
-		workers = append(workers, r.newWorker(rt.spec, r.wrap(rt.spec, rt.handler)))
+		if !slices.ContainsFunc(r.declared, func(s ConsumerSpec) bool { return s.Durable == name }) {
+			errs = append(errs, fmt.Errorf("%w: %s is not a declared consumer of %s", ErrUnbound, name, r.service))
+		}
 	}
-	redrive := RedriveConsumer(r.service)
-	workers = append(workers, r.newWorker(redrive, r.wrap(redrive, r.redriveHandler)))
+	if len(r.order) == 0 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%w: %s has no handlers", ErrUnbound, r.service))
+	}
+	return errors.Join(errs...)
+}
 
-	errc := make(chan error, len(workers))
-	for _, w := range workers {
+// Run checks the bindings and that every consumer exists on the server as
+// declared, then consumes until ctx is done, then drains: it stops taking
+// messages, waits for in-flight handlers up to the shutdown timeout, and
+// returns. It creates and changes nothing on the server: that is the apply
+// step's job (Apply).
+func (r *Runner) Run(ctx context.Context) error {
+	if err := r.bindings(); err != nil {
+		return err
+	}
+	redrive := route{spec: RedriveConsumer(r.service), handler: r.redriveHandler}
+	routes := make([]route, 0, len(r.order)+1)
+	for _, name := range r.order {
+		routes = append(routes, r.handlers[name])
+	}
+	routes = append(routes, redrive)
+	for i := range routes {
+		sc, err := Verify(ctx, r.js, routes[i].spec)
+		if err != nil {
+			return err
+		}
+		routes[i].server = sc
+		routes[i].wrapped = r.wrap(routes[i])
+		if routes[i].spec.Durable != redrive.spec.Durable {
+			r.handlers[routes[i].spec.Durable] = routes[i]
+		}
+	}
+
+	errc := make(chan error, len(routes))
+	for _, rt := range routes {
+		w := &worker{r: r, route: rt}
 		go func() { errc <- w.run(ctx) }()
 	}
 	var errs []error
-	for range workers {
+	for range routes {
 		if err := <-errc; err != nil {
 			errs = append(errs, err)
 		}
@@ -197,61 +206,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// wrap composes the middleware every handler runs inside, in one place.
-func (r *Runner) wrap(spec ConsumerSpec, h Handler) Handler {
-	return Chain(h,
-		r.tracing(spec),
-		r.recoverPanic,
-	)
-}
-
-func (r *Runner) recoverPanic(next Handler) Handler {
-	return func(ctx context.Context, m *Message) (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				logging.FromContext(ctx).Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				err = Permanentf("handler panicked: %v", p)
-			}
-		}()
-		return next(ctx, m)
-	}
-}
-
-func (r *Runner) tracing(spec ConsumerSpec) Middleware {
-	return func(next Handler) Handler {
-		return func(ctx context.Context, m *Message) error {
-			ctx = telemetry.Extract(ctx, m.Header)
-			ctx, span := r.tracer.Start(ctx, "process "+m.Subject,
-				trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithAttributes(
-					attribute.String("messaging.system", "nats"),
-					attribute.String("messaging.destination.name", m.Subject),
-					attribute.String("messaging.consumer.group.name", spec.Durable),
-					attribute.Int64("messaging.nats.stream_sequence", int64(m.Sequence)),
-					attribute.Int("messaging.nats.delivery", m.Attempt),
-					attribute.Bool("brokerflow.redrive", m.Redrive),
-				))
-			defer span.End()
-			logger := r.logger.With("consumer", spec.Durable, "stream", m.Stream, "seq", m.Sequence,
-				"subject", m.Subject, "attempt", m.Attempt, "trace_id", span.SpanContext().TraceID().String())
-			err := next(logging.WithLogger(ctx, logger), m)
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, r.policy.Classify(err).String())
-			}
-			return err
-		}
-	}
-}
-
 type worker struct {
-	r       *Runner
-	spec    ConsumerSpec
-	handler Handler
-}
-
-func (r *Runner) newWorker(spec ConsumerSpec, h Handler) *worker {
-	return &worker{r: r, spec: spec, handler: h}
+	r *Runner
+	route
 }
 
 func (w *worker) run(ctx context.Context) error {
@@ -264,7 +221,7 @@ func (w *worker) run(ctx context.Context) error {
 	// to send progress, and would be redelivered to another replica while
 	// this one still means to handle it. So never more than the free slots,
 	// and never more than MaxAckPending.
-	slots := min(w.r.concurrency, max(w.spec.MaxAckPending, 1))
+	slots := min(w.r.concurrency, max(w.server.MaxAckPending, 1))
 	sem := make(chan struct{}, slots)
 	var inflight sync.WaitGroup
 	// Handlers outlive ctx so that shutdown lets them finish; hardStop ends
@@ -284,7 +241,7 @@ func (w *worker) run(ctx context.Context) error {
 			inflight.Add(1)
 			go func() {
 				defer func() { <-sem; inflight.Done() }()
-				w.process(handlerCtx, ctx, msg)
+				w.process(handlerCtx, ctx.Done(), msg)
 			}()
 		}
 		for range free - got {
@@ -357,9 +314,9 @@ func (w *worker) fetch(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) 
 	return collect(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
 }
 
-// process runs the handler for one delivery and settles the message.
-func (w *worker) process(handlerCtx, runCtx context.Context, msg jetstream.Msg) {
-	start := time.Now()
+// process runs one delivery through the handler chain and carries out its
+// settlement.
+func (w *worker) process(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.r.logger.Error("message without metadata", "consumer", w.spec.Durable, "err", err)
@@ -367,29 +324,31 @@ func (w *worker) process(handlerCtx, runCtx context.Context, msg jetstream.Msg) 
 		return
 	}
 	m := &Message{
-		Subject:     msg.Subject(),
-		Header:      msg.Headers(),
-		Data:        msg.Data(),
-		Stream:      meta.Stream,
-		Sequence:    meta.Sequence.Stream,
-		Time:        meta.Timestamp,
-		Attempt:     int(meta.NumDelivered),
-		LastAttempt: int(meta.NumDelivered) >= w.r.topology.MaxDeliver,
+		Subject:  msg.Subject(),
+		Header:   msg.Headers(),
+		Data:     msg.Data(),
+		Stream:   meta.Stream,
+		Sequence: meta.Sequence.Stream,
+		Time:     meta.Timestamp,
+		Attempt:  int(meta.NumDelivered),
+		// The server's MaxDeliver, not a service's idea of it, decides the
+		// last delivery.
+		LastAttempt: w.server.MaxDeliver > 0 && int(meta.NumDelivered) >= w.server.MaxDeliver,
 		inProgress:  msg.InProgress,
+		stop:        stop,
 	}
-	ctx, cancel := context.WithTimeout(handlerCtx, w.r.handlerTimeout)
-	defer cancel()
-	stopProgress := keepAlive(ctx, msg, w.r.topology.AckWait)
-	err = w.handler(ctx, m)
+	stopProgress := keepAlive(ctx, msg, w.server.AckWait)
+	herr := w.wrapped(ctx, m)
 	stopProgress()
-
-	outcome := w.settle(ctx, runCtx, msg, m, err)
-	w.r.metrics.observe(w.spec.Durable, outcome, time.Since(start))
+	w.carryOut(ctx, msg, m, w.r.settled(m, herr))
 }
 
 // keepAlive sends InProgress while a handler runs, so a slow but healthy
 // handler is not redelivered to another replica.
 func keepAlive(ctx context.Context, msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -411,64 +370,37 @@ func keepAlive(ctx context.Context, msg jetstream.Msg, ackWait time.Duration) (s
 	return func() { close(done); wg.Wait() }
 }
 
-func (w *worker) settle(ctx, runCtx context.Context, msg jetstream.Msg, m *Message, herr error) string {
+// carryOut acks, naks, records and terminates, or does nothing, as the
+// settlement says. Logging and metrics happened in the chain.
+func (w *worker) carryOut(ctx context.Context, msg jetstream.Msg, m *Message, s *settlement) {
 	log := w.r.logger.With("consumer", w.spec.Durable, "stream", m.Stream, "seq", m.Sequence, "attempt", m.Attempt)
-	if herr == nil {
-		if w.r.hooks.takeSkip(w.spec.Durable) {
-			log.Warn("test hook: ack skipped, message will be redelivered")
-			return outcomeSkipped
-		}
+	ctx = context.WithoutCancel(ctx)
+	switch s.act {
+	case actAck:
 		if err := msg.DoubleAck(ctx); err != nil {
 			log.Warn("ack failed; the message will be redelivered", "err", err)
 		}
-		return outcomeAck
-	}
-	if isShutdown(ctx, herr) || runCtx.Err() != nil && errors.Is(herr, context.Canceled) {
-		_ = msg.NakWithDelay(time.Second)
-		return outcomeRequeue
-	}
-	class := w.r.policy.Classify(herr)
-	if class == Transient && !m.LastAttempt {
-		delay := w.r.policy.Delay(m.Attempt, herr)
-		w.pauseIfThrottled(ctx, herr, delay)
-		log.Warn("handler failed, will retry", "err", herr, "delay", delay)
-		if err := msg.NakWithDelay(delay); err != nil {
+	case actRetry, actRequeue:
+		if err := msg.NakWithDelay(s.delay); err != nil {
 			log.Warn("nak failed; the message will be redelivered after ack wait", "err", err)
 		}
-		return outcomeRetry
+	case actCrash:
+		// As if the process died: nothing is sent.
+	case actFail:
+		f := w.r.failure(w.spec, m, s)
+		if err := w.r.recordFailure(ctx, f, fmt.Sprintf("%d", m.Attempt)); err != nil {
+			// Without a record the message must not be terminated: hand it back.
+			log.Error("cannot write failure record; message handed back", "err", err)
+			_ = msg.NakWithDelay(w.r.policy.Delay(m.Attempt, s.err))
+			return
+		}
+		if err := msg.TermWithReason(f.GetReasonCode() + ": " + truncate(f.GetReason(), 200)); err != nil {
+			log.Warn("term failed", "err", err)
+		}
 	}
-	f := w.r.failure(w.spec, m, class, herr)
-	if err := w.r.recordFailure(ctx, f, fmt.Sprintf("%d", m.Attempt)); err != nil {
-		// Without a record the message must not be terminated: hand it back.
-		log.Error("cannot write failure record; message handed back", "err", err)
-		_ = msg.NakWithDelay(w.r.policy.Delay(m.Attempt, herr))
-		return outcomeRetry
-	}
-	log.Error("message failed", "class", class.String(), "err", herr)
-	if err := msg.TermWithReason(truncate(herr.Error(), 256)); err != nil {
-		log.Warn("term failed", "err", err)
-	}
-	return outcomeFailed
 }
 
-// pauseIfThrottled pauses the consumer on the server, for every replica,
-// until a throttled vendor accepts calls again. Messages already in flight
-// are nak'ed with the same delay by their own handlers.
-func (w *worker) pauseIfThrottled(ctx context.Context, herr error, delay time.Duration) {
-	var ra *RetryAfterError
-	if !errors.As(herr, &ra) || !ra.Pause {
-		return
-	}
-	until := time.Now().Add(delay)
-	if _, err := w.r.js.PauseConsumer(ctx, w.spec.Stream, w.spec.Durable, until); err != nil {
-		w.r.logger.Warn("cannot pause consumer", "consumer", w.spec.Durable, "err", err)
-		return
-	}
-	w.r.logger.Warn("vendor throttled: consumer paused", "consumer", w.spec.Durable, "until", until)
-	w.r.metrics.throttled.WithLabelValues(w.spec.Durable).Inc()
-}
-
-func (r *Runner) failure(spec ConsumerSpec, m *Message, class Class, err error) *opsv1.Failure {
+func (r *Runner) failure(spec ConsumerSpec, m *Message, s *settlement) *opsv1.Failure {
 	return &opsv1.Failure{
 		Service:  r.service,
 		Consumer: spec.Durable,
@@ -477,12 +409,13 @@ func (r *Runner) failure(spec ConsumerSpec, m *Message, class Class, err error) 
 			Sequence: m.Sequence,
 			Subject:  m.Subject,
 		},
-		Class:     class.proto(),
-		Reason:    logging.RedactString(err.Error()),
-		Attempts:  uint32(max(m.Attempt, 0)),
-		FailedAt:  timestamppb.Now(),
-		EventType: m.Header.Get(HeaderType),
-		Redrive:   m.Redrive,
+		Class:      s.class.proto(),
+		Reason:     logging.RedactString(s.err.Error()),
+		ReasonCode: s.code,
+		Attempts:   uint32(max(m.Attempt, 0)),
+		FailedAt:   timestamppb.Now(),
+		EventType:  m.Header.Get(HeaderType),
+		Redrive:    m.Redrive,
 	}
 }
 
@@ -496,9 +429,13 @@ func (r *Runner) recordFailure(ctx context.Context, f *opsv1.Failure, attemptKey
 	return err
 }
 
+// truncate cuts s to at most n bytes, on a UTF-8 boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

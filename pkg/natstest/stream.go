@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
 )
 
 // Count returns how many messages stream holds on subject.
@@ -64,8 +66,7 @@ func All(tb testing.TB, js jetstream.JetStream, stream, subject string) []jetstr
 	}
 }
 
-// WaitConsumer waits until the durable consumer exists, as a service that
-// applied its declarations at start has made it.
+// WaitConsumer waits until the durable consumer exists.
 func WaitConsumer(tb testing.TB, js jetstream.JetStream, stream, durable string) {
 	tb.Helper()
 	Eventually(tb, 30*time.Second, "consumer "+durable, func() bool {
@@ -87,4 +88,13 @@ func Run(tb testing.TB, run func(context.Context) error) {
 			tb.Errorf("natstest: service: %v", err)
 		}
 	})
+}
+
+// Apply declares every stream, consumer and bucket under topo, as the
+// apply step (`brokerflow streams apply`) does before any service starts.
+func Apply(tb testing.TB, js jetstream.JetStream, topo bus.Topology) {
+	tb.Helper()
+	if err := bus.Apply(Context(tb, 30*time.Second), js, topo); err != nil {
+		tb.Fatalf("natstest: apply the declarations: %v", err)
+	}
 }

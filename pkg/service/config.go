@@ -2,6 +2,8 @@ package service
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
 )
 
 // NATSConfig is how a service reaches NATS. It is embedded in each
@@ -43,7 +46,8 @@ func (c NATSConfig) Connect(name string) (*nats.Conn, error) {
 }
 
 // TopologyConfig holds the stream and consumer settings a deployment
-// chooses, under the prefix <SERVICE>_BUS_.
+// chooses. Only the apply step reads it (`brokerflow streams apply`, and the
+// all-in-one at its start, under BROKERFLOW_BUS_).
 type TopologyConfig struct {
 	// Replicas is 1 on an embedded server, 3 on a cluster.
 	Replicas int `env:"REPLICAS" envDefault:"1"`
@@ -52,9 +56,9 @@ type TopologyConfig struct {
 	MaxBytes        int64         `env:"MAX_BYTES" envDefault:"0"`
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"1h"`
 	AckWait         time.Duration `env:"ACK_WAIT" envDefault:"30s"`
-	// RetrySchedule is the delay before each retry of a transient failure;
-	// a message is delivered at most len(RetrySchedule)+1 times.
-	RetrySchedule []time.Duration `env:"RETRY_SCHEDULE" envDefault:"1s,5s,30s,2m,10m,30m,1h"`
+	// ConsumeConfig's retry schedule sets each consumer's MaxDeliver; the
+	// all-in-one hands it to every service it runs.
+	ConsumeConfig
 }
 
 // Topology returns the bus topology, with MaxDeliver set by the retry schedule.
@@ -69,18 +73,57 @@ func (c TopologyConfig) Topology() bus.Topology {
 	}
 }
 
+// ConsumeConfig is how a consuming service retries and bounds its handlers,
+// under the prefix <SERVICE>_BUS_. Which delivery is the last is the
+// server's MaxDeliver, set by the apply step.
+type ConsumeConfig struct {
+	// RetrySchedule is the delay before each retry of a transient failure;
+	// the apply step delivers a message at most len(RetrySchedule)+1 times.
+	RetrySchedule []time.Duration `env:"RETRY_SCHEDULE" envDefault:"1s,5s,30s,2m,10m,30m,1h"`
+	// HandlerTimeout bounds one handler call. A handler that runs past it
+	// failed transiently: it is retried, and recorded on its last delivery.
+	HandlerTimeout time.Duration `env:"HANDLER_TIMEOUT" envDefault:"5m"`
+}
+
 // Policy returns the retry policy of the schedule.
-func (c TopologyConfig) Policy() bus.Policy {
+func (c ConsumeConfig) Policy() bus.Policy {
 	p := bus.DefaultPolicy()
 	p.Schedule = c.schedule()
 	return p
 }
 
-func (c TopologyConfig) schedule() []time.Duration {
+// Validate reports the first invalid setting.
+func (c ConsumeConfig) Validate() error {
+	for _, d := range c.RetrySchedule {
+		if d <= 0 {
+			return fmt.Errorf("%w: every retry delay must be positive", bus.ErrInvalidTopology)
+		}
+	}
+	if c.HandlerTimeout < 0 {
+		return fmt.Errorf("%w: handler timeout must not be negative", bus.ErrInvalidTopology)
+	}
+	return nil
+}
+
+func (c ConsumeConfig) schedule() []time.Duration {
 	if len(c.RetrySchedule) == 0 {
 		return bus.DefaultSchedule
 	}
 	return c.RetrySchedule
+}
+
+// LogConfig is how a service logs, under the prefix <SERVICE>_LOG_.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level slog.Level `env:"LEVEL" envDefault:"info"`
+	// PII turns off the redaction of emails, phones and names. Only for a
+	// developer's own machine.
+	PII bool `env:"PII" envDefault:"false"`
+}
+
+// Logger returns the slog JSON logger of c, writing to w.
+func (c LogConfig) Logger(w io.Writer) *slog.Logger {
+	return logging.New(w, logging.Options{Level: c.Level, LogPII: c.PII})
 }
 
 // ParseEnv fills cfg from environ ("KEY=value" pairs, as os.Environ returns)

@@ -33,7 +33,7 @@ type Deps struct {
 	Hooks *bus.TestHooks
 }
 
-// ErrNoConnection is returned by Validate when Deps has no NATS connection.
+// ErrNoConnection is returned by WithDefaults when Deps has no NATS connection.
 var ErrNoConnection = errors.New("service: deps need a NATS connection")
 
 // WithDefaults validates d and fills what it may leave empty.

@@ -28,7 +28,8 @@ func run(ctx context.Context, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, "crm-sync", cfg.NATS, stderr, func(d service.Deps) (service.Service, error) {
+	opts := service.ServeOptions{Name: "crm-sync", NATS: cfg.NATS, Log: cfg.Log, DrainTimeout: cfg.ShutdownTimeout}
+	return service.Serve(ctx, opts, stderr, func(d service.Deps) (service.Service, error) {
 		return crmsync.New(cfg, d)
 	})
 }

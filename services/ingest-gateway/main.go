@@ -29,7 +29,8 @@ func run(ctx context.Context, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, "ingest-gateway", cfg.NATS, stderr, func(d service.Deps) (service.Service, error) {
+	opts := service.ServeOptions{Name: "ingest-gateway", NATS: cfg.NATS, Log: cfg.Log, DrainTimeout: cfg.ShutdownTimeout}
+	return service.Serve(ctx, opts, stderr, func(d service.Deps) (service.Service, error) {
 		return gateway.New(cfg, d)
 	})
 }

@@ -61,6 +61,12 @@ func newCluster(t *testing.T, crm string) *cluster {
 	})
 	hs := httptest.NewServer(sb.Handler())
 	t.Cleanup(hs.Close)
+	topo := service.TopologyConfig{
+		Replicas: 1, DuplicateWindow: time.Hour, AckWait: 2 * time.Second,
+		ConsumeConfig: service.ConsumeConfig{
+			RetrySchedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, time.Second, 2 * time.Second},
+		},
+	}
 	cfg := crmsync.Config{
 		CRM: crm,
 		FUB: crmsync.FUBConfig{
@@ -74,11 +80,9 @@ func newCluster(t *testing.T, crm string) *cluster {
 		},
 		Concurrency:     8,
 		ShutdownTimeout: 5 * time.Second,
-		Bus: service.TopologyConfig{
-			Replicas: 1, DuplicateWindow: time.Hour, AckWait: 2 * time.Second,
-			RetrySchedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, time.Second, 2 * time.Second},
-		},
+		Bus:             topo.ConsumeConfig,
 	}
+	natstest.Apply(t, js, topo.Topology())
 	return &cluster{srv: srv, js: js, sb: sb, cfg: cfg}
 }
 

@@ -96,13 +96,15 @@ type ChangeSource interface {
 	ParseWebhook(body []byte) (Notification, error)
 }
 
-// Changes turns CRM webhooks (webhook.received.crm.>) into
-// crm.contact.stage_changed and crm.contact.updated. It compares the
+// changes turns CRM webhooks (webhook.received.crm.>), and what the poller
+// finds, into crm.contact.stage_changed and crm.contact.updated. It compares the
 // contact the CRM shows now with the one kept in the crm_contacts bucket,
 // and takes that record with compare-and-swap, so that replicas and
 // redeliveries announce each change once.
-type Changes struct {
-	s      *Syncer
+type changes struct {
+	crm    CRM
+	js     jetstream.JetStream
+	pub    *bus.Publisher
 	active []string
 	now    func() time.Time
 
@@ -110,31 +112,34 @@ type Changes struct {
 	kv jetstream.KeyValue
 }
 
-// NewChanges returns the change handler of s; cfg.ActiveStages are the
-// active-client stages.
-func NewChanges(cfg Config, s *Syncer) *Changes {
+// activeStages are the configured active-client stages, trimmed.
+func (c Config) activeStages() []string {
 	var active []string
-	for _, st := range cfg.ActiveStages {
+	for _, st := range c.ActiveStages {
 		if st = strings.TrimSpace(st); st != "" {
 			active = append(active, st)
 		}
 	}
-	return &Changes{s: s, active: active, now: time.Now}
+	return active
 }
 
 // IsActiveStage reports whether stage is one of the active-client stages,
 // case-insensitively.
-func (c *Changes) IsActiveStage(stage string) bool {
-	return slices.ContainsFunc(c.active, func(a string) bool { return strings.EqualFold(a, strings.TrimSpace(stage)) })
+func (c Config) IsActiveStage(stage string) bool {
+	return isActive(c.activeStages(), stage)
 }
 
-func (c *Changes) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+func isActive(active []string, stage string) bool {
+	return slices.ContainsFunc(active, func(a string) bool { return strings.EqualFold(a, strings.TrimSpace(stage)) })
+}
+
+func (c *changes) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.kv != nil {
 		return c.kv, nil
 	}
-	kv, err := c.s.JS.KeyValue(ctx, contactsBucket)
+	kv, err := c.js.KeyValue(ctx, contactsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", contactsBucket, err)
 	}
@@ -143,16 +148,16 @@ func (c *Changes) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // HandleChange handles one CRM webhook.
-func (c *Changes) HandleChange(ctx context.Context, m *bus.Message) error {
+func (c *changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	log := logging.FromContext(ctx)
 	var wr webhookv1.WebhookReceived
 	if err := proto.Unmarshal(m.Data, &wr); err != nil {
-		return bus.Permanentf("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
+		return bus.Undecodable("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
 	}
-	src, ok := c.s.crm.(ChangeSource)
+	src, ok := c.crm.(ChangeSource)
 	if !ok || src.Name() != wr.GetSource() {
 		log.Info("CRM webhook ignored: it is not from the configured CRM, or that CRM sends no changes",
-			"source", wr.GetSource(), "crm", c.s.crm.Name())
+			"source", wr.GetSource(), "crm", c.crm.Name())
 		return nil
 	}
 	n, err := src.ParseWebhook(wr.GetBody())
@@ -202,7 +207,7 @@ const casAttempts = 8
 // difference. Each transition is computed against one record revision and
 // stored with compare-and-swap on it, so it is announced once; its event ids
 // carry that revision.
-func (c *Changes) syncContact(ctx context.Context, crm, id string, read func(context.Context) (Person, error), n Notification, ref *commonv1.MessageRef) error {
+func (c *changes) syncContact(ctx context.Context, crm, id string, read func(context.Context) (Person, error), n Notification, ref *commonv1.MessageRef) error {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return err
@@ -273,7 +278,7 @@ func (c *Changes) syncContact(ctx context.Context, crm, id string, read func(con
 
 // diff returns the events that announce the change from rec (revision rev,
 // 0 when the contact was not seen before) to p.
-func (c *Changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, n Notification, ref *commonv1.MessageRef) ([]pendingEvent, error) {
+func (c *changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, n Notification, ref *commonv1.MessageRef) ([]pendingEvent, error) {
 	now := c.now()
 	at := n.Created
 	if at.IsZero() {
@@ -288,13 +293,13 @@ func (c *Changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, 
 	// Without a record the old stage is unknown: announce the stage when the
 	// CRM says it moved, or when it is an active-client stage, so a client
 	// entered directly at that stage is not missed.
-	if firstSight && (n.Kind == ChangeStage || c.IsActiveStage(p.Stage)) {
+	if firstSight && (n.Kind == ChangeStage || isActive(c.active, p.Stage)) {
 		stageChanged = true
 	}
 	if stageChanged {
 		ev := &crmv1.ContactStageChanged{
 			ContactId: id, Crm: crm, OldStage: rec.Stage, NewStage: p.Stage,
-			ActiveClient: c.IsActiveStage(p.Stage), ChangedAt: timestamppb.New(at),
+			ActiveClient: isActive(c.active, p.Stage), ChangedAt: timestamppb.New(at),
 			Correlation: corr, Webhook: ref, FirstName: p.FirstName, LastName: p.LastName,
 			Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), CrmEventId: n.EventID,
 		}
@@ -345,7 +350,7 @@ func pending(subject, id string, ev proto.Message) (pendingEvent, error) {
 }
 
 // publish publishes events under their deterministic ids.
-func (c *Changes) publish(ctx context.Context, events []pendingEvent) error {
+func (c *changes) publish(ctx context.Context, events []pendingEvent) error {
 	for _, e := range events {
 		var ev proto.Message
 		switch e.Subject {
@@ -359,7 +364,7 @@ func (c *Changes) publish(ctx context.Context, events []pendingEvent) error {
 		if err := proto.Unmarshal(e.Data, ev); err != nil {
 			return bus.Permanentf("decode kept event %s: %w", e.ID, err)
 		}
-		if _, err := c.s.Runner.Publisher().Publish(ctx, e.Subject, e.ID, ev); err != nil {
+		if _, err := c.pub.Publish(ctx, e.Subject, e.ID, ev); err != nil {
 			return err
 		}
 	}

@@ -91,8 +91,9 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 		ActiveStages:    []string{"Active Client", "Under Contract"},
 		Concurrency:     4,
 		ShutdownTimeout: 5 * time.Second,
-		Bus:             service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, RetrySchedule: schedule},
+		Bus:             service.ConsumeConfig{RetrySchedule: schedule},
 	}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -401,8 +402,7 @@ func TestConfigFromEnv_activeStages(t *testing.T) {
 	if err != nil || !slices.Equal(cfg.ActiveStages, []string{"Hot Prospect", "Pending"}) {
 		t.Fatalf("set = %q, %v", cfg.ActiveStages, err)
 	}
-	c := crmsync.NewChanges(cfg, nil)
-	if !c.IsActiveStage("pending") || !c.IsActiveStage(" Hot Prospect ") || c.IsActiveStage("Active Client") {
+	if !cfg.IsActiveStage("pending") || !cfg.IsActiveStage(" Hot Prospect ") || cfg.IsActiveStage("Active Client") {
 		t.Fatal("IsActiveStage does not follow the configuration")
 	}
 }

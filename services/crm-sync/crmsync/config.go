@@ -30,8 +30,9 @@ type Config struct {
 	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9092"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
-	NATS service.NATSConfig     `envPrefix:"NATS_"`
-	Bus  service.TopologyConfig `envPrefix:"BUS_"`
+	NATS service.NATSConfig    `envPrefix:"NATS_"`
+	Bus  service.ConsumeConfig `envPrefix:"BUS_"`
+	Log  service.LogConfig     `envPrefix:"LOG_"`
 }
 
 // FUBConfig points the Follow Up Boss adapter at the vendor, the sandbox,
@@ -140,7 +141,7 @@ func (c Config) Validate() error {
 	if c.Concurrency < 1 {
 		return fmt.Errorf("%w: CRMSYNC_CONCURRENCY must be at least 1", ErrConfig)
 	}
-	return c.Bus.Topology().Validate()
+	return c.Bus.Validate()
 }
 
 // NewCRM returns the adapter cfg names.

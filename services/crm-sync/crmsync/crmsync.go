@@ -1,11 +1,14 @@
 // Package crmsync puts each normalized lead into the brokerage's CRM without
-// ever creating a duplicate contact, and publishes crm.contact.synced.
+// ever creating a duplicate contact, and publishes crm.contact.synced; it
+// turns the CRM's changes (its webhooks, or polling a CRM without them) into
+// crm.contact.stage_changed and crm.contact.updated.
 package crmsync
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,16 +33,25 @@ const SubjectContactSynced = "crm.contact.synced"
 // has no second effect.
 const outcomeBucket = "idempotency"
 
-// Syncer consumes lead.normalized.>.
+// Syncer consumes lead.normalized.> and the CRM's webhooks.
 type Syncer struct {
-	*service.Worker
-	crm        CRM
+	w       *service.Worker
+	crm     CRM
+	changes *changes
+
+	mu    sync.Mutex
+	bound *buckets
+}
+
+// buckets are the KV buckets the handlers use, bound on first use.
+type buckets struct {
 	outcomes   jetstream.KeyValue
 	identities *identities
-	staleAfter time.Duration
-	changes    *Changes
-	pollEvery  time.Duration
 }
+
+// CrashAfterCRMCall is crm-sync's harmful crash point: the lead is in the
+// CRM, and neither the identity record nor the lead's outcome says so yet.
+const CrashAfterCRMCall bus.CrashPoint = "crm-sync.after_crm_call"
 
 // New returns a Syncer using the CRM cfg names.
 func New(cfg Config, deps Deps) (*Syncer, error) {
@@ -54,7 +66,7 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 	w, err := service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceCRMSync,
-		Bus:             cfg.Bus,
+		Consume:         cfg.Bus,
 		Concurrency:     cfg.Concurrency,
 		OpsAddr:         cfg.OpsAddr,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -62,30 +74,52 @@ func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{Worker: w, crm: crm, staleAfter: 5 * cfg.Bus.AckWait, pollEvery: cfg.PollInterval}
-	s.changes = NewChanges(cfg, s)
-	handlers := map[string]bus.Handler{"crm-sync": s.HandleLead, "crm-sync-changes": s.changes.HandleChange}
-	for _, spec := range bus.ConsumersOf(bus.ServiceCRMSync) {
-		w.Runner.Handle(spec, handlers[spec.Durable])
+	s := &Syncer{w: w, crm: crm}
+	s.changes = &changes{crm: crm, js: w.JetStream(), pub: w.Publisher(), active: cfg.activeStages(), now: time.Now}
+	// One CRM account serves every message of both consumers: its 429
+	// stops them, not just the message.
+	w.Handle(bus.CRMSyncLeads, s.HandleLead, bus.PauseOnThrottle())
+	w.Handle(bus.CRMSyncChanges, s.changes.HandleChange, bus.PauseOnThrottle())
+	if cp, ok := crm.(ChangePoller); ok && cfg.PollInterval > 0 {
+		p := &poller{crm: cp, changes: s.changes, js: w.JetStream(), interval: cfg.PollInterval}
+		w.Go(p.run)
 	}
 	return s, nil
 }
 
-// Run applies the declarations and consumes until ctx is done, then drains.
-func (s *Syncer) Run(ctx context.Context) error {
-	return s.Worker.Run(ctx, func(ctx context.Context) error {
-		kv, err := s.JS.KeyValue(ctx, outcomeBucket)
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", outcomeBucket, err)
-		}
-		s.outcomes = kv
-		ikv, err := s.JS.KeyValue(ctx, identityBucket)
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", identityBucket, err)
-		}
-		s.identities = &identities{kv: ikv, crm: s.crm.Name(), staleAfter: s.staleAfter, poll: 50 * time.Millisecond, now: time.Now}
-		return s.startPoller(ctx)
-	})
+// Run consumes until ctx is done, then drains.
+func (s *Syncer) Run(ctx context.Context) error { return s.w.Run(ctx) }
+
+// Ready reports whether crm-sync can reach NATS.
+func (s *Syncer) Ready(ctx context.Context) error { return s.w.Ready(ctx) }
+
+// state binds the buckets on first use. A claim left by a crashed holder is
+// taken over after five of the server's ack waits of the lead consumer:
+// by then JetStream has redelivered that holder's lead.
+func (s *Syncer) state(ctx context.Context) (*buckets, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bound != nil {
+		return s.bound, nil
+	}
+	js := s.w.JetStream()
+	outcomes, err := js.KeyValue(ctx, outcomeBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", outcomeBucket, err)
+	}
+	ikv, err := js.KeyValue(ctx, identityBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", identityBucket, err)
+	}
+	sc, err := bus.Verify(ctx, js, bus.CRMSyncLeads)
+	if err != nil {
+		return nil, err
+	}
+	s.bound = &buckets{
+		outcomes:   outcomes,
+		identities: &identities{kv: ikv, crm: s.crm.Name(), staleAfter: 5 * sc.AckWait, poll: 50 * time.Millisecond, now: time.Now},
+	}
+	return s.bound, nil
 }
 
 // outcomeKey is the KV key of a lead's outcome. Lead ids are [a-z0-9_].
@@ -96,13 +130,17 @@ func outcomeKey(leadID string) string { return "crm-sync.lead." + leadID }
 func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	var l leadv1.Lead
 	if err := proto.Unmarshal(m.Data, &l); err != nil {
-		return bus.Permanentf("decode Lead at %s/%d: %w", m.Stream, m.Sequence, err)
+		return bus.Undecodable("decode Lead at %s/%d: %w", m.Stream, m.Sequence, err)
 	}
 	if l.GetLeadId() == "" {
-		return bus.Permanentf("lead at %s/%d has no lead_id", m.Stream, m.Sequence)
+		return bus.WithCode("lead.no_id", bus.Permanentf("lead at %s/%d has no lead_id", m.Stream, m.Sequence))
+	}
+	st, err := s.state(ctx)
+	if err != nil {
+		return err
 	}
 	key := outcomeKey(l.GetLeadId())
-	if entry, err := s.outcomes.Get(ctx, key); err == nil {
+	if entry, err := st.outcomes.Get(ctx, key); err == nil {
 		var done crmv1.ContactSynced
 		if err := proto.Unmarshal(entry.Value(), &done); err != nil {
 			return bus.Permanentf("decode kept outcome of %s: %w", l.GetLeadId(), err)
@@ -113,7 +151,7 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		return fmt.Errorf("read outcome of %s: %w", l.GetLeadId(), err)
 	}
 
-	rec, match, found, err := s.record(ctx, &l)
+	rec, match, found, err := s.record(ctx, st.identities, &l)
 	if err != nil {
 		return err
 	}
@@ -136,7 +174,7 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.outcomes.Put(ctx, key, b); err != nil {
+	if _, err := st.outcomes.Put(ctx, key, b); err != nil {
 		return fmt.Errorf("keep outcome of %s: %w", l.GetLeadId(), err)
 	}
 	logging.FromContext(ctx).Info("lead synced", "lead_id", l.GetLeadId(), "crm", s.crm.Name(),
@@ -148,9 +186,9 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 // person: a contact known in the identity bucket is used as is; otherwise
 // this lead claims the person's identity (create-if-absent), searches the
 // CRM, records the lead, and keeps the contact under the identity.
-func (s *Syncer) record(ctx context.Context, l *leadv1.Lead) (Recorded, Match, bool, error) {
+func (s *Syncer) record(ctx context.Context, ids *identities, l *leadv1.Lead) (Recorded, Match, bool, error) {
 	id := IdentityOf(l)
-	match, claim, err := s.identities.resolve(ctx, l.GetLeadId(), id)
+	match, claim, err := ids.resolve(ctx, l.GetLeadId(), id)
 	if err != nil {
 		return Recorded{}, Match{}, false, fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
 	}
@@ -158,21 +196,22 @@ func (s *Syncer) record(ctx context.Context, l *leadv1.Lead) (Recorded, Match, b
 	if !found {
 		match, found, err = s.crm.Find(ctx, id)
 		if err != nil {
-			s.identities.release(ctx, claim)
+			ids.release(ctx, claim)
 			return Recorded{}, Match{}, false, fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
 		}
 	}
 	rec, err := s.crm.Record(ctx, l, match.ContactID)
 	if err != nil {
-		s.identities.release(ctx, claim)
+		ids.release(ctx, claim)
 		return Recorded{}, Match{}, false, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
 	}
+	bus.Crash(ctx, CrashAfterCRMCall)
 	if rec.ContactID != "" {
-		if err := s.identities.settle(ctx, id, rec.ContactID); err != nil {
+		if err := ids.settle(ctx, id, rec.ContactID); err != nil {
 			return Recorded{}, Match{}, false, err
 		}
 	} else {
-		s.identities.release(ctx, claim)
+		ids.release(ctx, claim)
 	}
 	return rec, match, found, nil
 }
@@ -189,21 +228,6 @@ func outcome(found bool, rec Recorded) crmv1.SyncOutcome {
 }
 
 func (s *Syncer) announce(ctx context.Context, done *crmv1.ContactSynced) error {
-	_, err := s.Runner.Publisher().Publish(ctx, SubjectContactSynced, "crm.contact.synced:"+done.GetLeadId(), done)
+	_, err := s.w.Publisher().Publish(ctx, SubjectContactSynced, "crm.contact.synced:"+done.GetLeadId(), done)
 	return err
-}
-
-// startPoller polls a CRM that sends no webhooks, beside the consumers.
-func (s *Syncer) startPoller(ctx context.Context) error {
-	cp, ok := s.crm.(ChangePoller)
-	if !ok || s.pollEvery <= 0 {
-		return nil
-	}
-	cursors, err := s.JS.KeyValue(ctx, cursorBucket)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", cursorBucket, err)
-	}
-	p := &poller{crm: cp, changes: s.changes, cursors: cursors, interval: s.pollEvery}
-	s.Go(p.run)
-	return nil
 }

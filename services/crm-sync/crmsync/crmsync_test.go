@@ -35,11 +35,11 @@ func setup(t *testing.T) *env {
 		FUB:             fcfg,
 		Concurrency:     2,
 		ShutdownTimeout: 5 * time.Second,
-		Bus: service.TopologyConfig{
-			Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second,
+		Bus: service.ConsumeConfig{
 			RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond},
 		},
 	}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -211,5 +211,53 @@ func TestSyncer_personNotYetReachableStillGetsTheSecondLead(t *testing.T) {
 	}
 	if f := e.failures(t); len(f) != 0 {
 		t.Fatalf("%d failure records", len(f))
+	}
+}
+
+// A process killed between the CRM call and the records that say it
+// happened: the redelivery must find the person, not create a second one.
+func TestSyncer_crashAfterTheCRMCallLeavesOnePerson(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.hooks.CrashAtOf(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall, 1)
+	e.lead(t, "ld_killed", "ada@example.com")
+	natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool {
+		c, err := e.js.Consumer(context.Background(), bus.StreamLeads, bus.CRMSyncLeads.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.Delivered.Consumer >= 2 && info.NumAckPending == 0
+	})
+	e.settle(t)
+	if p := len(e.fub.People()); p != 1 {
+		t.Fatalf("%d people after a crash after the CRM call, want 1", p)
+	}
+	if s := e.synced(t); len(s) != 1 || s[0].GetLeadId() != "ld_killed" {
+		t.Fatalf("synced = %v", s)
+	}
+}
+
+func TestSyncer_handlerWorksBeforeRun(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	nc, js := natstest.Connect(t, s)
+	fub, fcfg := startFUB(t)
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second}.Topology())
+	syncer, err := crmsync.New(crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 1}, service.Deps{NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := crmtest.Lead("ld_direct", "Ada", "Lovelace", "ada@example.com", "")
+	data, err := proto.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &bus.Message{Subject: "lead.normalized.idx", Data: data, Stream: bus.StreamLeads, Sequence: 1, Attempt: 1}
+	if err := syncer.HandleLead(natstest.Context(t, 30*time.Second), m); err != nil {
+		t.Fatalf("HandleLead before Run: %v", err)
+	}
+	if p := len(fub.People()); p != 1 {
+		t.Fatalf("%d people, want 1", p)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
 )
 
 // maxAnswer bounds every CRM answer an adapter reads.
@@ -54,7 +56,7 @@ func (a *jsonAPI) do(ctx context.Context, op, method, path string, in, out any) 
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w: %w", a.crm, op, ErrUnreachable, err)
+		return 0, bus.WithCode("crm.unreachable", fmt.Errorf("%s %s: %w: %w", a.crm, op, ErrUnreachable, err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

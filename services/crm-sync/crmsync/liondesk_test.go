@@ -269,11 +269,9 @@ func TestLionDesk_syncerKeepsOneContactPerPerson(t *testing.T) {
 	ld, lcfg := startLionDesk(t)
 	cfg := crmsync.Config{
 		CRM: "liondesk", LionDesk: lcfg, Concurrency: 1, ShutdownTimeout: 5 * time.Second,
-		Bus: service.TopologyConfig{
-			Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second,
-			RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond},
-		},
+		Bus: service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}},
 	}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -27,14 +27,15 @@ type ChangePoller interface {
 const cursorBucket = "cursors"
 
 // poller turns a ChangePoller's changes into the same events as webhooks
-// (crm.contact.updated, crm.contact.stage_changed), through Changes, whose
+// (crm.contact.updated, crm.contact.stage_changed), through changes, whose
 // compare-and-swap records make replicas that poll at once announce each
 // change once.
 type poller struct {
 	crm      ChangePoller
-	changes  *Changes
-	cursors  jetstream.KeyValue
+	changes  *changes
+	js       jetstream.JetStream
 	interval time.Duration
+	cursors  jetstream.KeyValue // bound by run
 }
 
 func (p *poller) key() string { return "crm-sync." + p.crm.Name() }
@@ -42,6 +43,11 @@ func (p *poller) key() string { return "crm-sync." + p.crm.Name() }
 // run polls every interval until ctx is done. A failed poll is logged and
 // tried again at the next tick, from the same cursor: nothing is skipped.
 func (p *poller) run(ctx context.Context) error {
+	cursors, err := p.js.KeyValue(ctx, cursorBucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", cursorBucket, err)
+	}
+	p.cursors = cursors
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {

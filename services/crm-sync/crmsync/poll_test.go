@@ -53,8 +53,8 @@ func TestSyncer_pollsACRMWithoutWebhooksForChanges(t *testing.T) {
 		PollInterval:    50 * time.Millisecond,
 		Concurrency:     2,
 		ShutdownTimeout: 5 * time.Second,
-		Bus:             service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second},
 	}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second}.Topology())
 	liondeskCall(t, http.MethodPost, base+"/contacts", `{"first_name":"Grace","last_name":"Hopper","email":"grace@example.org"}`)
 	id := sb.LionDesk().Contacts()[0].ID
 

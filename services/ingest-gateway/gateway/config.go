@@ -51,8 +51,8 @@ type Config struct {
 	GRPCTokensFile string   `env:"GRPC_TOKENS_FILE"`
 	GRPCRate       float64  `env:"GRPC_RATE" envDefault:"50"`
 
-	NATS service.NATSConfig     `envPrefix:"NATS_"`
-	Bus  service.TopologyConfig `envPrefix:"BUS_"`
+	NATS service.NATSConfig `envPrefix:"NATS_"`
+	Log  service.LogConfig  `envPrefix:"LOG_"`
 
 	// Environ is the environment the sources file's secrets are read from;
 	// ConfigFromEnv sets it, and so does the all-in-one. Configuration is
@@ -110,8 +110,5 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
-	if err := c.validateGRPC(); err != nil {
-		return err
-	}
-	return c.Bus.Topology().Validate()
+	return c.validateGRPC()
 }

@@ -52,9 +52,7 @@ func setupFUB(t *testing.T) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Apply(natstest.Context(t, 30*time.Second), js, cfg.Bus.Topology()); err != nil {
-		t.Fatal(err)
-	}
+	natstest.Apply(t, js, testTopology())
 	g, err := gateway.New(cfg, service.Deps{NATS: nc})
 	if err != nil {
 		t.Fatal(err)

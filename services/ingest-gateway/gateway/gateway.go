@@ -109,11 +109,13 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 	return g, nil
 }
 
-// Run applies the stream declarations, then serves webhooks (and the ops
-// endpoints when OpsAddr is set) until ctx is done, then shuts down
-// gracefully: requests in flight finish persisting before it returns.
+// Run checks that the WEBHOOKS stream exists (it refuses to start, naming
+// the apply command, when it does not: the gateway creates nothing), then
+// serves webhooks (and the ops endpoints when OpsAddr is set) until ctx is
+// done, then shuts down gracefully: requests in flight finish persisting
+// before it returns.
 func (g *Gateway) Run(ctx context.Context) error {
-	if err := bus.Apply(ctx, g.js, g.cfg.Bus.Topology()); err != nil {
+	if err := bus.VerifyStream(ctx, g.js, bus.StreamWebhooks); err != nil {
 		return err
 	}
 	var lc net.ListenConfig

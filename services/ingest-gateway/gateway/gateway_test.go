@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -34,8 +35,12 @@ func testConfig() gateway.Config {
 		MaxBodyBytes:       4096,
 		PublishTimeout:     2 * time.Second,
 		ShutdownTimeout:    5 * time.Second,
-		Bus:                service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 30 * time.Second},
 	}
+}
+
+// testTopology is the apply step's declarations for these tests.
+func testTopology() bus.Topology {
+	return bus.Topology{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 30 * time.Second, MaxDeliver: 8}
 }
 
 type env struct {
@@ -49,9 +54,7 @@ func setup(t *testing.T) *env {
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
 	cfg := testConfig()
-	if err := bus.Apply(natstest.Context(t, 30*time.Second), js, cfg.Bus.Topology()); err != nil {
-		t.Fatal(err)
-	}
+	natstest.Apply(t, js, testTopology())
 	g, err := gateway.New(cfg, service.Deps{NATS: nc})
 	if err != nil {
 		t.Fatal(err)
@@ -257,15 +260,15 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Addr != ":8080" || cfg.MaxBodyBytes != 1<<20 || len(cfg.IDXSecrets) != 2 || cfg.NATS.URL != "nats://127.0.0.1:4222" ||
-		cfg.Bus.DuplicateWindow != time.Hour || cfg.TimestampTolerance != 5*time.Minute {
+		cfg.TimestampTolerance != 5*time.Minute {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 	for name, environ := range map[string][]string{
-		"no_secret":    nil,
-		"bad_duration": {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_PUBLISH_TIMEOUT=soon"},
-		"zero_body":    {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_MAX_BODY_BYTES=0"},
-		"missing_file": {"GATEWAY_IDX_SECRETS_FILE=/nonexistent/secret"},
-		"bad_replicas": {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_BUS_REPLICAS=0"},
+		"no_secret":     nil,
+		"bad_duration":  {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_PUBLISH_TIMEOUT=soon"},
+		"zero_body":     {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_MAX_BODY_BYTES=0"},
+		"missing_file":  {"GATEWAY_IDX_SECRETS_FILE=/nonexistent/secret"},
+		"bad_log_level": {"GATEWAY_IDX_SECRETS=" + secret, "GATEWAY_LOG_LEVEL=loud"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -290,5 +293,22 @@ func TestNewRegistry_namesTheBadSource(t *testing.T) {
 	_, err = gateway.NewRegistry(good, bad, unsigned)
 	if err == nil || !strings.Contains(err.Error(), `"Zillow!"`) || !strings.Contains(err.Error(), `"fb": no verifier`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestGateway_refusesToStartWithoutTheDeclaredStream(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	nc, js := natstest.Connect(t, s)
+	g, err := gateway.New(testConfig(), service.Deps{NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Run(natstest.Context(t, 30*time.Second))
+	if !errors.Is(err, bus.ErrNotApplied) || !strings.Contains(err.Error(), "brokerflow streams apply") {
+		t.Fatalf("Run = %v, want ErrNotApplied naming the apply command", err)
+	}
+	if _, err := js.Stream(natstest.Context(t, 10*time.Second), bus.StreamWebhooks); err == nil {
+		t.Fatal("the gateway created a stream")
 	}
 }

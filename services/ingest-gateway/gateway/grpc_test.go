@@ -79,9 +79,7 @@ func startGRPC(t *testing.T, cfg gateway.Config, intake intakev1.IntakeServiceSe
 	t.Helper()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	if err := bus.Apply(natstest.Context(t, 30*time.Second), js, cfg.Bus.Topology()); err != nil {
-		t.Fatal(err)
-	}
+	natstest.Apply(t, js, testTopology())
 	logs := &logBuffer{}
 	g, err := gateway.New(cfg, service.Deps{NATS: nc, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
@@ -484,7 +482,8 @@ func TestConfigFromEnv_grpc(t *testing.T) {
 func TestGateway_runServesGRPCWhenConfigured(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	nc, _ := natstest.Connect(t, s)
+	nc, js := natstest.Connect(t, s)
+	natstest.Apply(t, js, testTopology())
 	// Reserve a free port, then give it to the gateway.
 	var lc net.ListenConfig
 	probe, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
@@ -521,7 +520,6 @@ func TestGateway_grpcIntakeWithoutWebhookSources(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gRPC alone must be a valid configuration: %v", err)
 	}
-	cfg.Bus = testConfig().Bus
 	e := startGRPC(t, cfg, nil)
 	if _, err := e.client.SubmitLead(withToken(t, grpcToken), validLead("only-grpc-1")); err != nil {
 		t.Fatal(err)

@@ -119,9 +119,7 @@ func startFromEnv(t *testing.T, environ []string) *env {
 	}
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	if err := bus.Apply(natstest.Context(t, 30*time.Second), js, cfg.Bus.Topology()); err != nil {
-		t.Fatal(err)
-	}
+	natstest.Apply(t, js, testTopology())
 	g, err := gateway.New(cfg, service.Deps{NATS: nc})
 	if err != nil {
 		t.Fatal(err)

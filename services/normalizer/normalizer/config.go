@@ -32,8 +32,9 @@ type Config struct {
 	// has format facebook_leadgen.
 	Graph GraphConfig `envPrefix:"GRAPH_"`
 
-	NATS service.NATSConfig     `envPrefix:"NATS_"`
-	Bus  service.TopologyConfig `envPrefix:"BUS_"`
+	NATS service.NATSConfig    `envPrefix:"NATS_"`
+	Bus  service.ConsumeConfig `envPrefix:"BUS_"`
+	Log  service.LogConfig     `envPrefix:"LOG_"`
 }
 
 // ErrConfig is wrapped by every configuration error.
@@ -56,5 +57,5 @@ func (c Config) Validate() error {
 	if c.Concurrency < 1 {
 		return fmt.Errorf("%w: NORMALIZER_CONCURRENCY must be at least 1", ErrConfig)
 	}
-	return c.Bus.Topology().Validate()
+	return c.Bus.Validate()
 }

@@ -175,7 +175,7 @@ func (g *GraphClient) ReadLead(ctx context.Context, leadgenID string) (map[strin
 	req.Header.Set("Accept", "application/json")
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return nil, fail(redact(err, token))
+		return nil, bus.WithCode("graph.unreachable", fail(redact(err, token)))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphAnswer))
@@ -184,10 +184,14 @@ func (g *GraphClient) ReadLead(ctx context.Context, leadgenID string) (map[strin
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		gerr := graphError(resp.StatusCode, raw)
-		if gerr.retryable() {
-			return nil, fail(gerr)
+		code := fmt.Sprintf("graph.http_%d", gerr.Status)
+		if gerr.Status == http.StatusTooManyRequests || slices.Contains(graphThrottleCodes, gerr.Code) {
+			code = "graph.rate_limited"
 		}
-		return nil, bus.AsPermanent(fail(gerr))
+		if gerr.retryable() {
+			return nil, bus.WithCode(code, fail(gerr))
+		}
+		return nil, bus.WithCode(code, bus.AsPermanent(fail(gerr)))
 	}
 	lead, err := decodeGraphLead(raw)
 	if err != nil {

@@ -24,7 +24,7 @@ type Deps = service.Deps
 
 // Normalizer consumes webhook.received.lead.>.
 type Normalizer struct {
-	*service.Worker
+	w       *service.Worker
 	mappers map[string]*sources.Mapper
 	leads   LeadReader
 	region  string
@@ -58,9 +58,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Normalizer, error) {
 		}
 		n.leads = NewGraphClient(cfg.Graph, nil)
 	}
-	n.Worker, err = service.NewWorker(service.WorkerConfig{
+	n.w, err = service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceNormalizer,
-		Bus:             cfg.Bus,
+		Consume:         cfg.Bus,
 		Concurrency:     cfg.Concurrency,
 		OpsAddr:         cfg.OpsAddr,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -68,9 +68,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Normalizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, spec := range bus.ConsumersOf(bus.ServiceNormalizer) {
-		n.Runner.Handle(spec, n.Handle)
-	}
+	// No PauseOnThrottle: the one consumer serves every lead source, and
+	// a Graph rate limit must not stop the IDX website's leads.
+	n.w.Handle(bus.NormalizerWebhooks, n.Handle)
 	return n, nil
 }
 
@@ -85,15 +85,18 @@ func readsFacebook(mappers map[string]*sources.Mapper) bool {
 	return false
 }
 
-// Run applies the declarations and consumes until ctx is done, then drains.
-func (n *Normalizer) Run(ctx context.Context) error { return n.Worker.Run(ctx, nil) }
+// Run consumes until ctx is done, then drains.
+func (n *Normalizer) Run(ctx context.Context) error { return n.w.Run(ctx) }
+
+// Ready reports whether the normalizer can reach NATS.
+func (n *Normalizer) Ready(ctx context.Context) error { return n.w.Ready(ctx) }
 
 // Handle normalizes one WebhookReceived. It publishes with ids derived from
 // the lead id, so running it twice for one webhook stores each lead once.
 func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 	var wh webhookv1.WebhookReceived
 	if err := proto.Unmarshal(m.Data, &wh); err != nil {
-		return bus.Permanentf("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
+		return bus.Undecodable("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
 	}
 	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
 	source := wh.GetSource()
@@ -143,7 +146,7 @@ func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 			continue
 		}
 		subject := "lead.normalized." + source
-		if _, err := n.Runner.Publisher().Publish(ctx, subject, "lead.normalized:"+l.GetLeadId(), l); err != nil {
+		if _, err := n.w.Publisher().Publish(ctx, subject, "lead.normalized:"+l.GetLeadId(), l); err != nil {
 			return err
 		}
 		logging.FromContext(ctx).Info("lead normalized", "lead_id", l.GetLeadId(), "source", source)
@@ -163,7 +166,7 @@ func (n *Normalizer) reject(ctx context.Context, wh *webhookv1.WebhookReceived, 
 		Webhook:     ref,
 		Correlation: &commonv1.Correlation{LeadId: id, Source: wh.GetSource()},
 	}
-	if _, err := n.Runner.Publisher().Publish(ctx, "lead.rejected."+wh.GetSource(), "lead.rejected:"+id, ev); err != nil {
+	if _, err := n.w.Publisher().Publish(ctx, "lead.rejected."+wh.GetSource(), "lead.rejected:"+id, ev); err != nil {
 		return err
 	}
 	logging.FromContext(ctx).Warn("lead rejected", "lead_id", id, "source", wh.GetSource(), "reason", reason)

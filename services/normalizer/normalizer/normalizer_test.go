@@ -50,9 +50,10 @@ func setupWith(t *testing.T, sourcesFile string, opts ...normalizer.Option) *env
 		DefaultRegion:   "US",
 		Concurrency:     4,
 		ShutdownTimeout: 5 * time.Second,
-		Bus:             service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, RetrySchedule: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}},
+		Bus:             service.ConsumeConfig{RetrySchedule: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}},
 		SourcesFile:     sourcesFile,
 	}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())
 	hooks := &bus.TestHooks{}
 	n, err := normalizer.New(cfg, service.Deps{NATS: nc, Hooks: hooks}, opts...)
 	if err != nil {

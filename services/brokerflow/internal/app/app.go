@@ -127,8 +127,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	if c.SourcesFile != "" {
 		c.Gateway.SourcesFile, c.Normalizer.SourcesFile = c.SourcesFile, c.SourcesFile
 	}
-	// One process, one topology and one ops listener for every service.
-	c.Gateway.Bus, c.Normalizer.Bus, c.CRMSync.Bus = c.Bus, c.Bus, c.Bus
+	// One process, one retry schedule and one ops listener for every service.
+	c.Normalizer.Bus, c.CRMSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
 	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr = "", "", ""
 	err := c.Validate()
 	return c, err
@@ -349,10 +349,7 @@ func (a *App) close() {
 		a.Sandbox.Close() // stops its webhook deliveries
 	}
 	if a.nc != nil {
-		_ = a.nc.Drain()
-		for a.nc.IsDraining() {
-			time.Sleep(10 * time.Millisecond)
-		}
+		_ = service.Drain(a.nc, a.cfg.Gateway.ShutdownTimeout)
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()

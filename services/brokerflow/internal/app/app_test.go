@@ -216,19 +216,20 @@ func TestGatewayToNormalizer_publishedTestVector(t *testing.T) {
 	srv := natstest.Start(t)
 	nc, js := natstest.Connect(t, srv)
 	topo := service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 5 * time.Second}
+	natstest.Apply(t, js, topo.Topology())
 	sw, err := webhooksig.NewStandardWebhooks([]string{secret}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sw = sw.WithClock(func() time.Time { return time.Unix(ts, 0) })
-	gcfg := gateway.Config{MaxBodyBytes: 1 << 20, PublishTimeout: 5 * time.Second, Bus: topo}
+	gcfg := gateway.Config{MaxBodyBytes: 1 << 20, PublishTimeout: 5 * time.Second}
 	gw, err := gateway.NewWithSources(gcfg, service.Deps{NATS: nc}, gateway.Source{
 		Name: "idx", Kind: 1, Route: "/webhooks/idx", Verifiers: []gateway.Verifier{sw}, ContentTypes: []string{"application/json"}, Format: "json",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	norm, err := normalizer.New(normalizer.Config{DefaultRegion: "US", Concurrency: 1, ShutdownTimeout: 5 * time.Second, Bus: topo}, service.Deps{NATS: nc})
+	norm, err := normalizer.New(normalizer.Config{DefaultRegion: "US", Concurrency: 1, ShutdownTimeout: 5 * time.Second, Bus: topo.ConsumeConfig}, service.Deps{NATS: nc})
 	if err != nil {
 		t.Fatal(err)
 	}

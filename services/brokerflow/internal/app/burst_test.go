@@ -55,7 +55,7 @@ func replica(t *testing.T, s *system) (kill func()) {
 		},
 		Concurrency:     4,
 		ShutdownTimeout: 5 * time.Second,
-		Bus: service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second,
+		Bus: service.ConsumeConfig{
 			RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond}},
 	}
 	syncer, err := crmsync.New(cfg, service.Deps{NATS: nc})

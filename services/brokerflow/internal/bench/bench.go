@@ -201,11 +201,10 @@ func startGateway(ctx context.Context, sync app.SyncPolicy, build func(gateway.C
 		TimestampTolerance: 5 * time.Minute,
 		MaxBodyBytes:       1 << 20,
 		PublishTimeout:     10 * time.Second,
-		Bus:                service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 30 * time.Second},
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = bus.Apply(ctx, js, cfg.Bus.Topology())
+		err = bus.Apply(ctx, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 30 * time.Second}.Topology())
 	}
 	if err != nil {
 		cleanup()

@@ -88,6 +88,24 @@ checkgenerate: proto ## Fail if `make proto` changes anything under proto/
 	fi
 	@echo 'checkgenerate: proto/ is up to date'
 
+# The baseline is a buf image of the schemas as last recorded on purpose. CI compares with it
+# rather than with main: on a fresh clone of main, main would be compared with itself.
+PROTO_BASELINE := proto/baseline.binpb
+
+.PHONY: breaking
+breaking: $(BUF) ## Fail if proto/schema breaks compatibility (buf FILE rules) with proto/baseline.binpb
+	@cd proto && $(BUF) breaking --against '$(CURDIR)/$(PROTO_BASELINE)' || { \
+		echo 'breaking: the schemas break compatibility with $(PROTO_BASELINE) (see above).' >&2; \
+		echo '          Prefer a new field or message. If the break is intended, run' >&2; \
+		echo '          `make proto-baseline` and commit the new baseline with the change.' >&2; \
+		exit 1; \
+	}
+	@echo 'breaking: proto/schema is compatible with $(PROTO_BASELINE)'
+
+.PHONY: proto-baseline
+proto-baseline: $(BUF) ## Record proto/schema as the new breaking-change baseline (on purpose; commit it)
+	cd proto && $(BUF) build --exclude-source-info -o '$(CURDIR)/$(PROTO_BASELINE)'
+
 .PHONY: lint
 lint: $(GOLANGCI_LINT) $(BUF) ## gofmt, go vet, golangci-lint in every module, buf lint
 	@echo '>> gofmt -l'

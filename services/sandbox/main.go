@@ -1,4 +1,5 @@
-// Command sandbox serves the vendor emulations (Follow Up Boss today) for development and tests.
+// Command sandbox serves the vendor emulations (Follow Up Boss, LionDesk and the Facebook Graph
+// lead read) for development and tests.
 package main
 
 import (

@@ -17,9 +17,10 @@ const fubPrefix = "/fub"
 
 // fubEventTypes maps the accepted POST /v1/events types to the type recorded. The five types
 // that trigger action plans and the "Inquiry" shorthand are in FUB's events-post page
-// (apis.md §1, [O]). The others are the remaining event types FUB lists for events (its IDX
-// integration page names Saved Property, Viewed Property and Property Search [O]; the full list
-// is quoted by public client tool descriptions of GET /v1/events [S]). Matching is exact.
+// ([O] https://docs.followupboss.com/reference/events-post). The others are the remaining event
+// types FUB lists for events (its IDX integration page names Saved Property, Viewed Property and
+// Property Search [O]; the full list is quoted by public client tool descriptions of
+// GET /v1/events [S]). Matching is exact.
 var fubEventTypes = map[string]bool{
 	"Registration": true, "Seller Inquiry": true, "Property Inquiry": true,
 	"General Inquiry": true, "Visited Open House": true, "Inquiry": true,

@@ -16,11 +16,12 @@ import (
 	"time"
 )
 
-// The Facebook Graph API lead read and the Lead Ads webhook (apis.md §3 "Facebook / Meta Lead
-// Ads"). A lead source (Facebook) sends ids only: Meta posts a signed "leadgen" notification
-// carrying a leadgen_id, and the receiver reads the lead with
-// GET https://graph.facebook.com/<version>/<leadgen_id>?access_token=…. The sandbox serves that
-// read under /graph, holds the test leads, and builds, signs and delivers the notifications.
+// The Facebook Graph API lead read and the Lead Ads webhook (Meta's "Retrieving Leads" and
+// "Webhooks for Leadgen" pages; docs/sandbox.md links them). A lead source (Facebook) sends ids
+// only: Meta posts a signed "leadgen" notification carrying a leadgen_id, and the receiver reads
+// the lead with GET https://graph.facebook.com/<version>/<leadgen_id>?access_token=…. The
+// sandbox serves that read under /graph, holds the test leads, and builds, signs and delivers
+// the notifications.
 
 // Default credentials and ids of the Graph emulation.
 const (
@@ -130,7 +131,8 @@ func (l GraphLead) clone() GraphLead {
 	return l
 }
 
-// graphWebhook is the documented notification payload ([S] gist, apis.md §3).
+// graphWebhook is the documented notification payload ([S]: a public example of it; see
+// docs/sandbox.md).
 type graphWebhook struct {
 	Object string       `json:"object"`
 	Entry  []graphEntry `json:"entry"`

@@ -21,11 +21,11 @@ import (
 // http://host:port/graph/v19.0 (in place of https://graph.facebook.com/v19.0).
 const graphPrefix = "/graph"
 
-// What the emulation takes from the documentation (apis.md §3): the lead read
-// GET /<version>/<leadgen_id>?access_token=… answering {"created_time","id","field_data":[{"name",
-// "values":[…]}]} [S], ad_id and campaign_id as lead fields [O] ("Retrieving Leads"), the
-// notification payload [S] and its X-Hub-Signature-256 [S]. What it assumes, because that text
-// is silent (each is written down in docs/sandbox.md):
+// What the emulation takes from the documentation (docs/sandbox.md links the pages): the lead
+// read GET /<version>/<leadgen_id>?access_token=… answering {"created_time","id",
+// "field_data":[{"name","values":[…]}]} [S], ad_id and campaign_id as lead fields [O]
+// ("Retrieving Leads"), the notification payload [S] and its X-Hub-Signature-256 [S]. What it
+// assumes, because that text is silent (each is written down in docs/sandbox.md):
 //   - Without ?fields the read answers id, created_time, ad_id, form_id and field_data; with
 //     ?fields=a,b it answers those (and id). An organic lead has no ad fields: they are omitted.
 //   - Errors are Graph's envelope {"error":{"message","type","code","error_subcode",

@@ -11,9 +11,9 @@ const DefaultLionDeskToken = "sandbox-liondesk-token"
 
 // LionDeskOptions configures the LionDesk emulation. Zero fields take the defaults.
 //
-// LionDesk documents no rate limit (apis.md §2: "not found"). The sandbox emulates one anyway,
-// a sliding window per access token, so that adapters meet 429s in tests; its size is an
-// assumption, not a vendor figure.
+// LionDesk documents no rate limit (none was found at developers.liondesk.com). The sandbox
+// emulates one anyway, a sliding window per access token, so that adapters meet 429s in tests;
+// its size is an assumption, not a vendor figure.
 type LionDeskOptions struct {
 	// Tokens are the valid OAuth access tokens (Authorization: Bearer), one per user.
 	// Default: DefaultLionDeskToken. Obtaining or refreshing them is not emulated.
@@ -37,9 +37,9 @@ func (o *LionDeskOptions) setDefaults() {
 }
 
 // LionDeskContact is a contact as the emulated LionDesk v2 /contacts represents it. The fields
-// are the documented POST /contacts fields (apis.md §2, [O]); id, created_at and updated_at are
-// the sandbox's choice of what an answer adds, as the answer's shape is not documented. Unset
-// text fields are empty strings and unset ids are null.
+// are the documented POST /contacts fields ([O] developers.liondesk.com/docs/endpoints/contacts);
+// id, created_at and updated_at are the sandbox's choice of what an answer adds, as the
+// answer's shape is not documented. Unset text fields are empty strings and unset ids are null.
 type LionDeskContact struct {
 	ID             int64     `json:"id"`
 	AssignedUserID *int64    `json:"assigned_user_id"`

@@ -16,11 +16,10 @@ import (
 // http://host:port/liondesk (in place of https://api-v2.liondesk.com).
 const liondeskPrefix = "/liondesk"
 
-// What the emulation takes from LionDesk's documentation (apis.md §2, [O]): the v2 base, the
-// Bearer access token, POST /contacts with its field list (none strictly required),
+// What the emulation takes from LionDesk's documentation ([O] developers.liondesk.com): the v2
+// base, the Bearer access token, POST /contacts with its field list (none strictly required),
 // PATCH /contacts/{id}, and contact sources ({"name":"Zillow"}). What it assumes, because the
-// documentation quoted there is silent or was not found (each is written down in
-// docs/sandbox.md):
+// documentation is silent or was not found (each is written down in docs/sandbox.md):
 //   - GET /contacts/{id} answers the contact; the shape of every answer (the contact with id,
 //     created_at, updated_at; lists as {"data":[…],"total":N}; errors as
 //     {"code":N,"message":"…"}).

@@ -17,9 +17,12 @@ const HeaderFUBSignature = "FUB-Signature"
 
 // FUBSignature verifies Follow Up Boss webhooks: FUB-Signature is
 // hex(HMAC-SHA256(key = the system's X-System-Key, message = base64(raw body))),
-// the standard alphabet with padding (apis.md §1 "Webhooks", [C]). Several
-// keys are accepted at once so that a system key can rotate. The scheme has
-// no timestamp: a replay is stopped only by the eventId dedup window.
+// the standard alphabet with padding. The scheme is taken from public client
+// code that agrees across several implementations; Follow Up Boss's webhooks
+// guide (https://docs.followupboss.com/reference/webhooks-guide) was not found
+// to spell it out. Several keys are accepted at once so that a system key can
+// rotate. The scheme has no timestamp: a replay is stopped only by the eventId
+// dedup window.
 type FUBSignature struct {
 	keys [][]byte
 }

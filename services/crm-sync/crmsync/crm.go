@@ -13,8 +13,8 @@ import (
 )
 
 // CRM is what crm-sync needs from a CRM. Every adapter (Follow Up Boss,
-// LionDesk) implements it and passes the same contract suite
-// (package crmtest).
+// LionDesk) implements it and passes the same contract suite (package
+// crmtest).
 type CRM interface {
 	// Name is the CRM's name in events, e.g. "followupboss".
 	Name() string
@@ -69,24 +69,22 @@ func (e *APIError) Error() string {
 var ErrUnreachable = errors.New("crm unreachable")
 
 // classify wraps an API error for the bus policy: a 429 carries its
-// Retry-After, other 4xx are permanent, 5xx and the rest are transient. Each
-// carries the reason code crm.http_<status> (crm.rate_limited for a 429).
+// Retry-After, other 4xx are permanent, 5xx and the rest are transient.
 func classify(e *APIError) error {
-	code := fmt.Sprintf("crm.http_%d", e.Status)
 	switch {
 	case e.Status == http.StatusTooManyRequests:
 		after := e.RetryAfter
 		if after <= 0 {
 			after = time.Second
 		}
-		// The quota is the account's: crm-sync's consumers pause on it.
-		return bus.WithCode("crm.rate_limited", bus.Throttled(e, after))
+		// The quota is the account's: stop the consumer, not just this message.
+		return bus.Throttled(e, after)
 	case e.Status == http.StatusRequestTimeout:
-		return bus.WithCode(code, e)
+		return e
 	case e.Status >= 400 && e.Status < 500:
-		return bus.WithCode(code, bus.AsPermanent(e))
+		return bus.AsPermanent(e)
 	default:
-		return bus.WithCode(code, e)
+		return e
 	}
 }
 

@@ -73,7 +73,8 @@ var fubChangeKinds = map[string]ChangeKind{
 	"peopleStageUpdated": ChangeStage,
 }
 
-// fubWebhook is FUB's thin webhook payload (apis.md §1 "Webhooks").
+// fubWebhook is FUB's thin webhook payload
+// (https://docs.followupboss.com/reference/webhooks-guide).
 type fubWebhook struct {
 	EventID      json.RawMessage   `json:"eventId"`
 	EventCreated string            `json:"eventCreated"`

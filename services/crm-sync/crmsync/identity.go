@@ -160,8 +160,11 @@ func (ids *identities) get(ctx context.Context, key string) (*identityRecord, ui
 	}
 	var rec identityRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		// A deleted key (a released claim) reads as not found; anything
-		// else unreadable is treated as absent and overwritten by Create.
+		// A deleted key (a released claim) reads as not found. Anything
+		// else unreadable is an error, not an absent key: nothing overwrites
+		// it, and the lead is retried on the schedule and then recorded as a
+		// failure, so that a person never gets a second contact because
+		// their record could not be read.
 		return nil, 0, fmt.Errorf("decode identity %s: %w", key, err)
 	}
 	return &rec, e.Revision(), nil

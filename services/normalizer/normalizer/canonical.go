@@ -105,8 +105,9 @@ func collapse(s string) string {
 // gateway drops provider retries only within its dedup window, and a retry
 // that arrives after the window must still map to the same lead_id so that
 // crm-sync and the records downstream treat it as the lead they already
-// have (DESIGN.md, "Idempotency"). The NUL separators keep ("ab", "c") and
-// ("a", "bc") apart; the index separates leads batched in one delivery.
+// have (docs/architecture.md, "Guarantees"). The NUL separators keep
+// ("ab", "c") and ("a", "bc") apart; the index separates leads batched in one
+// delivery.
 func LeadID(source, deliveryID string, index int) string {
 	h := sha256.New()
 	h.Write([]byte(source))

@@ -73,8 +73,12 @@ test: ## Run every test in the workspace, with -race; fuzz targets run over thei
 	go test $(TEST_FLAGS) work
 
 .PHONY: proto
-proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Lint the .proto files and regenerate Go code with buf
+proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Lint the .proto files and regenerate Go code with buf (stale generated files removed)
 	cd proto && PATH="$(BIN):$$PATH" buf lint
+	@# buf's own `clean: true` refuses an output directory of `.`, and the schemas sit beside
+	@# their generated Go (proto/brokerflow/<domain>/v1); so the generated files are removed
+	@# here, and a removed .proto leaves nothing behind.
+	find proto/brokerflow -name '*.pb.go' -delete
 	cd proto && PATH="$(BIN):$$PATH" buf generate
 
 .PHONY: checkgenerate
@@ -93,17 +97,17 @@ checkgenerate: proto ## Fail if `make proto` changes anything under proto/
 PROTO_BASELINE := proto/baseline.binpb
 
 .PHONY: breaking
-breaking: $(BUF) ## Fail if proto/schema breaks compatibility (buf FILE rules) with proto/baseline.binpb
+breaking: $(BUF) ## Fail if the schemas break compatibility (buf FILE rules) with proto/baseline.binpb
 	@cd proto && $(BUF) breaking --against '$(CURDIR)/$(PROTO_BASELINE)' || { \
 		echo 'breaking: the schemas break compatibility with $(PROTO_BASELINE) (see above).' >&2; \
 		echo '          Prefer a new field or message. If the break is intended, run' >&2; \
 		echo '          `make proto-baseline` and commit the new baseline with the change.' >&2; \
 		exit 1; \
 	}
-	@echo 'breaking: proto/schema is compatible with $(PROTO_BASELINE)'
+	@echo 'breaking: the schemas are compatible with $(PROTO_BASELINE)'
 
 .PHONY: proto-baseline
-proto-baseline: $(BUF) ## Record proto/schema as the new breaking-change baseline (on purpose; commit it)
+proto-baseline: $(BUF) ## Record the schemas as the new breaking-change baseline (on purpose; commit it)
 	cd proto && $(BUF) build --exclude-source-info -o '$(CURDIR)/$(PROTO_BASELINE)'
 
 .PHONY: lint

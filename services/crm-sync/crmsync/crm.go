@@ -69,22 +69,24 @@ func (e *APIError) Error() string {
 var ErrUnreachable = errors.New("crm unreachable")
 
 // classify wraps an API error for the bus policy: a 429 carries its
-// Retry-After, other 4xx are permanent, 5xx and the rest are transient.
+// Retry-After, other 4xx are permanent, 5xx and the rest are transient. Each
+// carries the reason code crm.http_<status> (crm.rate_limited for a 429).
 func classify(e *APIError) error {
+	code := fmt.Sprintf("crm.http_%d", e.Status)
 	switch {
 	case e.Status == http.StatusTooManyRequests:
 		after := e.RetryAfter
 		if after <= 0 {
 			after = time.Second
 		}
-		// The quota is the account's: stop the consumer, not just this message.
-		return bus.Throttled(e, after)
+		// The quota is the account's: crm-sync's consumers pause on it.
+		return bus.WithCode("crm.rate_limited", bus.Throttled(e, after))
 	case e.Status == http.StatusRequestTimeout:
-		return e
+		return bus.WithCode(code, e)
 	case e.Status >= 400 && e.Status < 500:
-		return bus.AsPermanent(e)
+		return bus.WithCode(code, bus.AsPermanent(e))
 	default:
-		return e
+		return bus.WithCode(code, e)
 	}
 }
 

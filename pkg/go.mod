@@ -2,10 +2,14 @@ module github.com/brokerflow/brokerflow/pkg
 
 go 1.26.0
 
-replace github.com/brokerflow/brokerflow/proto => ../proto
+replace (
+	github.com/brokerflow/brokerflow/proto => ../proto
+	github.com/brokerflow/brokerflow/services/sandbox => ../services/sandbox
+)
 
 require (
 	github.com/brokerflow/brokerflow/proto v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000
 	github.com/caarlos0/env/v11 v11.4.2
 	github.com/expr-lang/expr v1.17.8
 	github.com/nats-io/nats-server/v2 v2.15.3
@@ -18,6 +22,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.60.0
 	golang.org/x/sync v0.22.0
+	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -43,5 +48,4 @@ require (
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 )

@@ -276,3 +276,17 @@ func withoutURL(err error) error {
 		err = ue.Err
 	}
 }
+
+// CheckEndpoint reports a base URL that is not an absolute http(s) URL, or
+// a timeout that is not positive, naming the setting as prefix+BASE_URL or
+// prefix+TIMEOUT (e.g. CRMSYNC_FUB_BASE_URL): every adapter's Config has
+// both.
+func CheckEndpoint(prefix, baseURL string, timeout time.Duration) error {
+	if u, err := url.Parse(baseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%sBASE_URL %q is not an absolute http(s) URL", prefix, baseURL)
+	}
+	if timeout <= 0 {
+		return fmt.Errorf("%sTIMEOUT must be positive", prefix)
+	}
+	return nil
+}

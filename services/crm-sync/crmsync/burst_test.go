@@ -13,10 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/crmtest"
+	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
+	"github.com/brokerflow/brokerflow/pkg/crm/liondesk"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
-	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync/crmtest"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
@@ -69,12 +71,12 @@ func newCluster(t *testing.T, crm string) *cluster {
 	}
 	cfg := crmsync.Config{
 		CRM: crm,
-		FUB: crmsync.FUBConfig{
+		FUB: followupboss.Config{
 			BaseURL: hs.URL + "/fub", APIKey: sandbox.DefaultFUBAPIKey,
 			System: sandbox.DefaultFUBSystem, SystemKey: sandbox.DefaultFUBSystemKey, Timeout: 10 * time.Second,
 			RateLimit: 1_000_000, RateWindow: 10 * time.Second,
 		},
-		LionDesk: crmsync.LionDeskConfig{
+		LionDesk: liondesk.Config{
 			BaseURL: hs.URL + "/liondesk", AccessToken: sandbox.DefaultLionDeskToken, Timeout: 10 * time.Second,
 			RateLimit: 1_000_000, RateWindow: 10 * time.Second,
 		},

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
@@ -35,65 +36,21 @@ const (
 // turned into what changed.
 const contactsBucket = "crm_contacts"
 
-// ErrContactNotFound is a contact the CRM does not show. It is transient:
-// Follow Up Boss hides a new person until agent assignment completes, so the
-// bus retries it on its schedule, then records the failure.
-var ErrContactNotFound = errors.New("contact not found in the CRM")
-
-// Person is a contact as the CRM holds it. Emails and phones are as the CRM
-// holds them (phones are not necessarily E.164).
-type Person struct {
-	ID        string
-	FirstName string
-	LastName  string
-	Stage     string
-	// Source is the contact's lead source in the CRM.
-	Source  string
-	Emails  []string
-	Phones  []string
-	Updated time.Time
-}
-
 // PersonReader reads one contact from the CRM.
 type PersonReader interface {
-	// Person returns the contact, or an error wrapping ErrContactNotFound.
-	Person(ctx context.Context, id string) (Person, error)
-}
-
-// ChangeKind is what a CRM webhook says happened to its contacts.
-type ChangeKind int
-
-// Kinds of change. ChangeOther is any event that cannot change a contact's
-// stage, name, emails or phones; it is acknowledged and logged.
-const (
-	ChangeOther ChangeKind = iota
-	ChangeCreated
-	ChangeUpdated
-	ChangeStage
-)
-
-// Notification is one CRM webhook: an event about some contacts.
-type Notification struct {
-	// EventID is the CRM's id of the event (Follow Up Boss's eventId).
-	EventID string
-	// Event is the CRM's name of the event, e.g. "peopleStageUpdated".
-	Event string
-	Kind  ChangeKind
-	// Created is when the CRM says the event happened; zero when it does not.
-	Created    time.Time
-	ContactIDs []string
+	// Person returns the contact, or an error wrapping crm.ErrContactNotFound.
+	Person(ctx context.Context, id string) (crm.Person, error)
 }
 
 // ChangeSource is a CRM that announces changes with webhooks: it parses
-// them, and reads the contacts they name. The Follow Up Boss adapter is one
-// (fub_people.go).
+// them, and reads the contacts they name. The Follow Up Boss adapter is one.
 type ChangeSource interface {
 	PersonReader
 	// Name is the CRM's name, which is also its gateway source name.
 	Name() string
 	// ParseWebhook reads a webhook body. An error is permanent: the body is
 	// authentic (the gateway verified it) but not what the CRM sends.
-	ParseWebhook(body []byte) (Notification, error)
+	ParseWebhook(body []byte) (crm.Notification, error)
 }
 
 // changes turns CRM webhooks (webhook.received.crm.>), and what the poller
@@ -164,7 +121,7 @@ func (c *changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return bus.Permanentf("parse %s webhook %s: %w", src.Name(), wr.GetDeliveryId(), err)
 	}
-	if n.Kind == ChangeOther {
+	if n.Kind == crm.ChangeOther {
 		log.Info("CRM webhook ignored: the event does not change a stage, a name, emails or phones",
 			"source", wr.GetSource(), "event", n.Event, "event_id", n.EventID)
 		return nil
@@ -174,7 +131,7 @@ func (c *changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	}
 	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
 	for _, id := range n.ContactIDs {
-		read := func(ctx context.Context) (Person, error) { return src.Person(ctx, id) }
+		read := func(ctx context.Context) (crm.Person, error) { return src.Person(ctx, id) }
 		if err := c.syncContact(ctx, src.Name(), id, read, n, ref); err != nil {
 			return err
 		}
@@ -207,12 +164,12 @@ const casAttempts = 8
 // difference. Each transition is computed against one record revision and
 // stored with compare-and-swap on it, so it is announced once; its event ids
 // carry that revision.
-func (c *changes) syncContact(ctx context.Context, crm, id string, read func(context.Context) (Person, error), n Notification, ref *commonv1.MessageRef) error {
+func (c *changes) syncContact(ctx context.Context, crmName, id string, read func(context.Context) (crm.Person, error), n crm.Notification, ref *commonv1.MessageRef) error {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return err
 	}
-	key := contactKey(crm, id)
+	key := contactKey(crmName, id)
 	for range casAttempts {
 		rec, rev, err := loadContact(ctx, kv, key)
 		if err != nil {
@@ -233,10 +190,10 @@ func (c *changes) syncContact(ctx context.Context, crm, id string, read func(con
 		}
 		p, err := read(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s contact %s: %w", crm, id, err)
+			return fmt.Errorf("read %s contact %s: %w", crmName, id, err)
 		}
 		next := recordOf(p)
-		events, err := c.diff(crm, id, rec, rev, p, n, ref)
+		events, err := c.diff(crmName, id, rec, rev, p, n, ref)
 		if err != nil {
 			return err
 		}
@@ -269,16 +226,16 @@ func (c *changes) syncContact(ctx context.Context, crm, id string, read func(con
 			logging.FromContext(ctx).Warn("could not clear published events", "contact_id", id, "err", err)
 		}
 		for _, e := range events {
-			logging.FromContext(ctx).Info("CRM change announced", "subject", e.Subject, "id", e.ID, "contact_id", id, "crm", crm)
+			logging.FromContext(ctx).Info("CRM change announced", "subject", e.Subject, "id", e.ID, "contact_id", id, "crm", crmName)
 		}
 		return nil
 	}
-	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crm, casAttempts)
+	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crmName, casAttempts)
 }
 
 // diff returns the events that announce the change from rec (revision rev,
 // 0 when the contact was not seen before) to p.
-func (c *changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, n Notification, ref *commonv1.MessageRef) ([]pendingEvent, error) {
+func (c *changes) diff(crmName, id string, rec contactRecord, rev uint64, p crm.Person, n crm.Notification, ref *commonv1.MessageRef) ([]pendingEvent, error) {
 	now := c.now()
 	at := n.Created
 	if at.IsZero() {
@@ -286,19 +243,19 @@ func (c *changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, 
 	}
 	corr := &commonv1.Correlation{ContactId: id, Source: p.Source}
 	firstSight := rev == 0
-	suffix := fmt.Sprintf("%s:%s:%d", crm, id, rev)
+	suffix := fmt.Sprintf("%s:%s:%d", crmName, id, rev)
 
 	var out []pendingEvent
 	stageChanged := !firstSight && rec.Stage != p.Stage
 	// Without a record the old stage is unknown: announce the stage when the
 	// CRM says it moved, or when it is an active-client stage, so a client
 	// entered directly at that stage is not missed.
-	if firstSight && (n.Kind == ChangeStage || isActive(c.active, p.Stage)) {
+	if firstSight && (n.Kind == crm.ChangeStage || isActive(c.active, p.Stage)) {
 		stageChanged = true
 	}
 	if stageChanged {
 		ev := &crmv1.ContactStageChanged{
-			ContactId: id, Crm: crm, OldStage: rec.Stage, NewStage: p.Stage,
+			ContactId: id, Crm: crmName, OldStage: rec.Stage, NewStage: p.Stage,
 			ActiveClient: isActive(c.active, p.Stage), ChangedAt: timestamppb.New(at),
 			Correlation: corr, Webhook: ref, FirstName: p.FirstName, LastName: p.LastName,
 			Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), CrmEventId: n.EventID,
@@ -312,7 +269,7 @@ func (c *changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, 
 
 	var fields []crmv1.ContactField
 	switch {
-	case firstSight && n.Kind == ChangeUpdated:
+	case firstSight && n.Kind == crm.ChangeUpdated:
 		// What it was is unknown: every field may have changed.
 		fields = []crmv1.ContactField{crmv1.ContactField_CONTACT_FIELD_NAME, crmv1.ContactField_CONTACT_FIELD_EMAILS, crmv1.ContactField_CONTACT_FIELD_PHONES}
 	case !firstSight:
@@ -328,7 +285,7 @@ func (c *changes) diff(crm, id string, rec contactRecord, rev uint64, p Person, 
 	}
 	if len(fields) > 0 {
 		ev := &crmv1.ContactUpdated{
-			ContactId: id, Crm: crm, FirstName: p.FirstName, LastName: p.LastName,
+			ContactId: id, Crm: crmName, FirstName: p.FirstName, LastName: p.LastName,
 			Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), ChangedFields: fields,
 			UpdatedAt: timestamppb.New(at), Correlation: corr, Webhook: ref, CrmEventId: n.EventID, Stage: p.Stage,
 		}
@@ -410,7 +367,7 @@ func storeContact(ctx context.Context, kv jetstream.KeyValue, key string, rec co
 	return next, nil
 }
 
-func recordOf(p Person) contactRecord {
+func recordOf(p crm.Person) contactRecord {
 	return contactRecord{
 		Stage: p.Stage, FirstName: p.FirstName, LastName: p.LastName,
 		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones),
@@ -456,10 +413,10 @@ var plainKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // contactKey is the record's key: <crm>.<contact id>, or a hash of an id
 // that is not a plain token.
-func contactKey(crm, id string) string {
+func contactKey(crmName, id string) string {
 	if !plainKeyRe.MatchString(id) {
 		sum := sha256.Sum256([]byte(id))
 		id = "h" + hex.EncodeToString(sum[:12])
 	}
-	return crm + "." + id
+	return crmName + "." + id
 }

@@ -3,7 +3,6 @@ package crmsync_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
@@ -84,7 +84,7 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 
 	cfg := crmsync.Config{
 		CRM: "followupboss",
-		FUB: crmsync.FUBConfig{
+		FUB: followupboss.Config{
 			BaseURL: e.base, APIKey: sandbox.DefaultFUBAPIKey, System: sandbox.DefaultFUBSystem,
 			SystemKey: sandbox.DefaultFUBSystemKey, Timeout: 10 * time.Second,
 		},
@@ -405,84 +405,4 @@ func TestConfigFromEnv_activeStages(t *testing.T) {
 	if !cfg.IsActiveStage("pending") || !cfg.IsActiveStage(" Hot Prospect ") || cfg.IsActiveStage("Active Client") {
 		t.Fatal("IsActiveStage does not follow the configuration")
 	}
-}
-
-func TestFollowUpBoss_ParseWebhook(t *testing.T) {
-	t.Parallel()
-	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
-	tests := []struct {
-		name    string
-		body    string
-		kind    crmsync.ChangeKind
-		ids     []string
-		eventID string
-		wantErr bool
-	}{
-		{"documented_example", `{"eventId":"abc-1","eventCreated":"2016-05-25T16:44:48+00:00","event":"peopleStageUpdated","resourceIds":[40942],"uri":"https://api.followupboss.com/v1/people?id=40942"}`, crmsync.ChangeStage, []string{"40942"}, "abc-1", false},
-		{"batch_update", `{"eventId":7,"event":"peopleUpdated","resourceIds":[1,"2"]}`, crmsync.ChangeUpdated, []string{"1", "2"}, "7", false},
-		{"created", `{"eventId":"c","event":"peopleCreated","resourceIds":[3]}`, crmsync.ChangeCreated, []string{"3"}, "c", false},
-		{"other_event", `{"eventId":"n","event":"notesCreated","resourceIds":["whatever"]}`, crmsync.ChangeOther, nil, "n", false},
-		{"no_event", `{"eventId":"x","resourceIds":[1]}`, 0, nil, "", true},
-		{"no_resource", `{"event":"peopleUpdated","resourceIds":[]}`, 0, nil, "", true},
-		{"bad_resource", `{"event":"peopleUpdated","resourceIds":[-4]}`, 0, nil, "", true},
-		{"not_json", `peopleUpdated`, 0, nil, "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			n, err := fub.ParseWebhook([]byte(tt.body))
-			if tt.wantErr {
-				if !errors.Is(err, crmsync.ErrBadWebhook) {
-					t.Fatalf("err = %v, want ErrBadWebhook", err)
-				}
-				return
-			}
-			if err != nil || n.Kind != tt.kind || !slices.Equal(n.ContactIDs, tt.ids) || n.EventID != tt.eventID {
-				t.Fatalf("notification = %+v, %v", n, err)
-			}
-		})
-	}
-}
-
-func TestFollowUpBoss_Person(t *testing.T) {
-	t.Parallel()
-	sb := sandbox.New(sandbox.Options{})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	e := &changesEnv{fub: sb.FUB(), base: srv.URL + "/fub"}
-	id := e.createPerson(t, "Ada", "Lovelace", "ada@example.com")
-	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: e.base, APIKey: sandbox.DefaultFUBAPIKey, Timeout: 10 * time.Second}, nil)
-	p, err := fub.Person(t.Context(), fmt.Sprint(id))
-	if err != nil || p.FirstName != "Ada" || p.Stage != "Lead" || p.Source != "idx" || !slices.Equal(p.Emails, []string{"ada@example.com"}) || p.Updated.IsZero() {
-		t.Fatalf("person = %+v, %v", p, err)
-	}
-	_, err = fub.Person(t.Context(), "999")
-	if !errors.Is(err, crmsync.ErrContactNotFound) || bus.DefaultPolicy().Classify(err) != bus.Transient {
-		t.Fatalf("unknown person: %v (must be a transient ErrContactNotFound)", err)
-	}
-	if _, err := fub.Person(t.Context(), "../v1/events"); bus.DefaultPolicy().Classify(err) != bus.Permanent {
-		t.Fatalf("a path as id: %v, want permanent", err)
-	}
-}
-
-func FuzzFollowUpBoss_ParseWebhook(f *testing.F) {
-	f.Add([]byte(`{"eventId":"abc-1","eventCreated":"2016-05-25T16:44:48+00:00","event":"peopleStageUpdated","resourceIds":[40942],"uri":"https://api.followupboss.com/v1/people?id=40942"}`))
-	f.Add([]byte(`{"event":"peopleUpdated","resourceIds":[1e3]}`))
-	f.Add([]byte(`null`))
-	fub := crmsync.NewFollowUpBoss(crmsync.FUBConfig{BaseURL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		n, err := fub.ParseWebhook(body)
-		if err != nil {
-			return
-		}
-		for _, id := range n.ContactIDs {
-			// Every id is a positive decimal person id, safe in a path and a KV key.
-			if id == "" || strings.TrimLeft(id, "0123456789") != "" || id[0] == '0' {
-				t.Fatalf("contact id %q from %q", id, body)
-			}
-		}
-		if n.Kind != crmsync.ChangeOther && len(n.ContactIDs) == 0 {
-			t.Fatalf("a people event without contacts from %q", body)
-		}
-	})
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
@@ -55,15 +56,15 @@ const CrashAfterCRMCall bus.CrashPoint = "crm-sync.after_crm_call"
 
 // New returns a Syncer using the CRM cfg names.
 func New(cfg Config, deps Deps) (*Syncer, error) {
-	crm, err := NewCRM(cfg)
+	adapter, err := NewCRM(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return NewWithCRM(cfg, deps, crm)
+	return NewWithCRM(cfg, deps, adapter)
 }
 
-// NewWithCRM returns a Syncer using crm.
-func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
+// NewWithCRM returns a Syncer using adapter.
+func NewWithCRM(cfg Config, deps Deps, adapter CRM) (*Syncer, error) {
 	w, err := service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceCRMSync,
 		Consume:         cfg.Bus,
@@ -74,13 +75,13 @@ func NewWithCRM(cfg Config, deps Deps, crm CRM) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{w: w, crm: crm}
-	s.changes = &changes{crm: crm, js: w.JetStream(), pub: w.Publisher(), active: cfg.activeStages(), now: time.Now}
+	s := &Syncer{w: w, crm: adapter}
+	s.changes = &changes{crm: adapter, js: w.JetStream(), pub: w.Publisher(), active: cfg.activeStages(), now: time.Now}
 	// One CRM account serves every message of both consumers: its 429
 	// stops them, not just the message.
 	w.Handle(bus.CRMSyncLeads, s.HandleLead, bus.PauseOnThrottle())
 	w.Handle(bus.CRMSyncChanges, s.changes.HandleChange, bus.PauseOnThrottle())
-	if cp, ok := crm.(ChangePoller); ok && cfg.PollInterval > 0 {
+	if cp, ok := adapter.(ChangePoller); ok && cfg.PollInterval > 0 {
 		p := &poller{crm: cp, changes: s.changes, js: w.JetStream(), interval: cfg.PollInterval}
 		w.Go(p.run)
 	}
@@ -186,29 +187,29 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 // person: a contact known in the identity bucket is used as is; otherwise
 // this lead claims the person's identity (create-if-absent), searches the
 // CRM, records the lead, and keeps the contact under the identity.
-func (s *Syncer) record(ctx context.Context, ids *identities, l *leadv1.Lead) (Recorded, Match, bool, error) {
-	id := IdentityOf(l)
+func (s *Syncer) record(ctx context.Context, ids *identities, l *leadv1.Lead) (crm.Recorded, crm.Match, bool, error) {
+	id := crm.IdentityOf(l)
 	match, claim, err := ids.resolve(ctx, l.GetLeadId(), id)
 	if err != nil {
-		return Recorded{}, Match{}, false, fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
+		return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
 	}
 	found := match.ContactID != ""
 	if !found {
 		match, found, err = s.crm.Find(ctx, id)
 		if err != nil {
 			ids.release(ctx, claim)
-			return Recorded{}, Match{}, false, fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
+			return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
 		}
 	}
 	rec, err := s.crm.Record(ctx, l, match.ContactID)
 	if err != nil {
 		ids.release(ctx, claim)
-		return Recorded{}, Match{}, false, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
+		return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
 	}
 	bus.Crash(ctx, CrashAfterCRMCall)
 	if rec.ContactID != "" {
 		if err := ids.settle(ctx, id, rec.ContactID); err != nil {
-			return Recorded{}, Match{}, false, err
+			return crm.Recorded{}, crm.Match{}, false, err
 		}
 	} else {
 		ids.release(ctx, claim)
@@ -216,7 +217,7 @@ func (s *Syncer) record(ctx context.Context, ids *identities, l *leadv1.Lead) (R
 	return rec, match, found, nil
 }
 
-func outcome(found bool, rec Recorded) crmv1.SyncOutcome {
+func outcome(found bool, rec crm.Recorded) crmv1.SyncOutcome {
 	switch {
 	case rec.Ignored:
 		return crmv1.SyncOutcome_SYNC_OUTCOME_IGNORED

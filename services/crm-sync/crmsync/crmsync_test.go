@@ -9,12 +9,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/crmtest"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
-	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync/crmtest"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
@@ -29,7 +29,7 @@ func setup(t *testing.T) *env {
 	t.Helper()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	fub, fcfg := startFUB(t)
+	fub, fcfg := crmtest.FollowUpBoss(t)
 	cfg := crmsync.Config{
 		CRM:             "followupboss",
 		FUB:             fcfg,
@@ -242,7 +242,7 @@ func TestSyncer_handlerWorksBeforeRun(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	fub, fcfg := startFUB(t)
+	fub, fcfg := crmtest.FollowUpBoss(t)
 	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second}.Topology())
 	syncer, err := crmsync.New(crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 1}, service.Deps{NATS: nc})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 )
 
@@ -49,14 +50,14 @@ type identityKey struct {
 }
 
 // identityKeys are the keys of id in the bucket, email first.
-func identityKeys(crm string, id Identity) []identityKey {
+func identityKeys(crmName string, id crm.Identity) []identityKey {
 	var keys []identityKey
 	for _, p := range []struct{ kind, value string }{{"email", id.Email}, {"phone", id.Phone}} {
 		if p.value == "" {
 			continue
 		}
 		sum := sha256.Sum256([]byte(p.value))
-		keys = append(keys, identityKey{kind: p.kind, key: crm + "." + p.kind + "." + hex.EncodeToString(sum[:16])})
+		keys = append(keys, identityKey{kind: p.kind, key: crmName + "." + p.kind + "." + hex.EncodeToString(sum[:16])})
 	}
 	return keys
 }
@@ -72,17 +73,17 @@ type claim struct {
 // person's creation. A lead for a person someone else is creating waits (the
 // runner keeps its message in progress meanwhile) until the contact is known
 // or the claim goes stale.
-func (ids *identities) resolve(ctx context.Context, leadID string, id Identity) (known Match, c *claim, err error) {
+func (ids *identities) resolve(ctx context.Context, leadID string, id crm.Identity) (known crm.Match, c *claim, err error) {
 	keys := identityKeys(ids.crm, id)
 	if len(keys) == 0 {
-		return Match{}, nil, errors.New("lead has neither email nor phone")
+		return crm.Match{}, nil, errors.New("lead has neither email nor phone")
 	}
 	// A known contact under any of the keys wins.
 	for _, k := range keys[1:] {
 		if rec, _, err := ids.get(ctx, k.key); err != nil {
-			return Match{}, nil, err
+			return crm.Match{}, nil, err
 		} else if rec != nil && rec.ContactID != "" {
-			return Match{ContactID: rec.ContactID, By: k.kind}, nil, nil
+			return crm.Match{ContactID: rec.ContactID, By: k.kind}, nil, nil
 		}
 	}
 	key, kind := keys[0].key, keys[0].kind
@@ -90,7 +91,7 @@ func (ids *identities) resolve(ctx context.Context, leadID string, id Identity) 
 	for {
 		rec, rev, err := ids.get(ctx, key)
 		if err != nil {
-			return Match{}, nil, err
+			return crm.Match{}, nil, err
 		}
 		switch {
 		case rec == nil:
@@ -99,22 +100,22 @@ func (ids *identities) resolve(ctx context.Context, leadID string, id Identity) 
 				continue // someone was faster: read what they wrote
 			}
 			if err != nil {
-				return Match{}, nil, fmt.Errorf("claim identity: %w", err)
+				return crm.Match{}, nil, fmt.Errorf("claim identity: %w", err)
 			}
-			return Match{}, &claim{key: key, rev: rev}, nil
+			return crm.Match{}, &claim{key: key, rev: rev}, nil
 		case rec.ContactID != "":
-			return Match{ContactID: rec.ContactID, By: kind}, nil, nil
+			return crm.Match{ContactID: rec.ContactID, By: kind}, nil, nil
 		case rec.ClaimedBy == leadID:
 			// This lead claimed before and did not finish (a crash): it
 			// owns the creation still, and searches the CRM first.
-			return Match{}, &claim{key: key, rev: rev}, nil
+			return crm.Match{}, &claim{key: key, rev: rev}, nil
 		case ids.now().Sub(rec.ClaimedAt) > ids.staleAfter:
 			rev, err := ids.kv.Update(ctx, key, ids.encode(identityRecord{CRM: ids.crm, ClaimedBy: leadID, ClaimedAt: ids.now()}), rev)
 			if err != nil {
 				continue // another lead took it over first, or it resolved
 			}
 			logging.FromContext(ctx).Warn("took over a stale identity claim", "lead_id", leadID, "stale_claim_by", rec.ClaimedBy)
-			return Match{}, &claim{key: key, rev: rev}, nil
+			return crm.Match{}, &claim{key: key, rev: rev}, nil
 		default:
 			if !waited {
 				logging.FromContext(ctx).Info("person is being created by another lead; waiting", "lead_id", leadID, "creator", rec.ClaimedBy)
@@ -122,7 +123,7 @@ func (ids *identities) resolve(ctx context.Context, leadID string, id Identity) 
 			}
 			select {
 			case <-ctx.Done():
-				return Match{}, nil, ctx.Err()
+				return crm.Match{}, nil, ctx.Err()
 			case <-time.After(ids.poll):
 			}
 		}
@@ -130,7 +131,7 @@ func (ids *identities) resolve(ctx context.Context, leadID string, id Identity) 
 }
 
 // settle records contactID under every key of id, releasing the claim.
-func (ids *identities) settle(ctx context.Context, id Identity, contactID string) error {
+func (ids *identities) settle(ctx context.Context, id crm.Identity, contactID string) error {
 	for _, k := range identityKeys(ids.crm, id) {
 		if _, err := ids.kv.Put(ctx, k.key, ids.encode(identityRecord{CRM: ids.crm, ContactID: contactID})); err != nil {
 			return fmt.Errorf("record identity: %w", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 )
 
@@ -41,7 +42,7 @@ func TestIdentities_oneCreatorPerPersonOnACluster(t *testing.T) {
 			return err == nil
 		})
 	}
-	person := Identity{Email: "ada@example.com", Phone: "+14155550134"}
+	person := crm.Identity{Email: "ada@example.com", Phone: "+14155550134"}
 	const leads = 12
 	var (
 		mu       sync.Mutex
@@ -101,7 +102,7 @@ func TestIdentities_staleClaimIsTakenOverAndOwnClaimResumed(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	ids := &identities{kv: kv, crm: "followupboss", staleAfter: time.Minute, poll: time.Millisecond, now: clock}
-	person := Identity{Email: "grace@example.org"}
+	person := crm.Identity{Email: "grace@example.org"}
 	if _, c, err := ids.resolve(ctx, "ld_crashed", person); err != nil || c == nil {
 		t.Fatalf("first claim: %v %v", c, err)
 	}

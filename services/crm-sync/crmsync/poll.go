@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 )
@@ -19,7 +20,7 @@ type ChangePoller interface {
 	Name() string
 	// ChangedSince returns the contacts updated at or after since, oldest
 	// first.
-	ChangedSince(ctx context.Context, since time.Time) ([]Person, error)
+	ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error)
 }
 
 // cursorBucket keeps each poller's cursor, so that a restart or another
@@ -80,13 +81,13 @@ func (p *poller) poll(ctx context.Context) error {
 		// A contact seen for the first time is learnt, not announced, as a
 		// Follow Up Boss peopleCreated webhook is; later polls announce what
 		// changed since.
-		n := Notification{
+		n := crm.Notification{
 			EventID: "poll:" + strconv.FormatInt(person.Updated.UnixNano(), 10),
 			Event:   "poll",
-			Kind:    ChangeCreated,
+			Kind:    crm.ChangeCreated,
 			Created: person.Updated,
 		}
-		read := func(context.Context) (Person, error) { return person, nil }
+		read := func(context.Context) (crm.Person, error) { return person, nil }
 		if err := p.changes.syncContact(ctx, p.crm.Name(), person.ID, read, n, &commonv1.MessageRef{}); err != nil {
 			return err
 		}

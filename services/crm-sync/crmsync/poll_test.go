@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/liondesk"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
@@ -49,7 +50,7 @@ func TestSyncer_pollsACRMWithoutWebhooksForChanges(t *testing.T) {
 	base := hs.URL + "/liondesk"
 	cfg := crmsync.Config{
 		CRM:             "liondesk",
-		LionDesk:        crmsync.LionDeskConfig{BaseURL: base, AccessToken: sandbox.DefaultLionDeskToken, Timeout: 10 * time.Second},
+		LionDesk:        liondesk.Config{BaseURL: base, AccessToken: sandbox.DefaultLionDeskToken, Timeout: 10 * time.Second},
 		PollInterval:    50 * time.Millisecond,
 		Concurrency:     2,
 		ShutdownTimeout: 5 * time.Second,

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
@@ -113,7 +114,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	}
 	if c.Sandbox {
 		// Start points the base URL at the sandbox's bound address.
-		c.CRMSync.FUB = crmsync.FUBConfig{
+		c.CRMSync.FUB = followupboss.Config{
 			BaseURL:   "http://" + c.SandboxAddr + "/fub",
 			APIKey:    sandbox.DefaultFUBAPIKey,
 			System:    sandbox.DefaultFUBSystem,

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
@@ -49,7 +50,7 @@ func replica(t *testing.T, s *system) (kill func()) {
 	}
 	cfg := crmsync.Config{
 		CRM: "followupboss",
-		FUB: crmsync.FUBConfig{
+		FUB: followupboss.Config{
 			BaseURL: s.SandboxURL + "/fub", APIKey: sandbox.DefaultFUBAPIKey,
 			System: sandbox.DefaultFUBSystem, SystemKey: sandbox.DefaultFUBSystemKey, Timeout: 10 * time.Second,
 		},

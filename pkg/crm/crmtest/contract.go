@@ -1,16 +1,30 @@
 // Package crmtest is the contract every CRM adapter passes: the same suite
-// runs against each adapter, talking over real HTTP to the sandbox.
+// runs against each adapter (crm/followupboss, crm/liondesk), talking over
+// real HTTP to the sandbox.
 package crmtest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
-	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 )
+
+// Adapter is what the contract exercises: what a service needs to put leads
+// into a CRM.
+type Adapter interface {
+	// Name is the CRM's name in events, e.g. "followupboss".
+	Name() string
+	// Find looks the person up by email, then by phone.
+	Find(ctx context.Context, id crm.Identity) (crm.Match, bool, error)
+	// Record puts the lead into the CRM: as activity on contactID when the
+	// person is known, otherwise creating the person.
+	Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error)
+}
 
 // Backend is the CRM account behind an adapter, as a test sees it.
 type Backend interface {
@@ -25,7 +39,7 @@ type Backend interface {
 }
 
 // Factory returns an adapter on a fresh, empty account and its backend.
-type Factory func(t *testing.T) (crmsync.CRM, Backend)
+type Factory func(t *testing.T) (Adapter, Backend)
 
 // Lead returns a canonical lead as the normalizer publishes it.
 func Lead(id, first, last, email, phone string) *leadv1.Lead {
@@ -55,16 +69,16 @@ func Run(t *testing.T, newCRM Factory) {
 
 	t.Run("find_absent_person", func(t *testing.T) {
 		t.Parallel()
-		crm, _ := newCRM(t)
-		if _, found, err := crm.Find(ctx(t), crmsync.Identity{Email: "nobody@example.com", Phone: "+14155550100"}); err != nil || found {
+		a, _ := newCRM(t)
+		if _, found, err := a.Find(ctx(t), crm.Identity{Email: "nobody@example.com", Phone: "+14155550100"}); err != nil || found {
 			t.Fatalf("Find = found %v, err %v; want not found", found, err)
 		}
 	})
 
 	t.Run("record_creates_then_find_by_email_and_phone", func(t *testing.T) {
 		t.Parallel()
-		crm, be := newCRM(t)
-		rec, err := crm.Record(ctx(t), Lead("ld_1", "Ada", "Lovelace", "ada@example.com", "+14155550134"), "")
+		a, be := newCRM(t)
+		rec, err := a.Record(ctx(t), Lead("ld_1", "Ada", "Lovelace", "ada@example.com", "+14155550134"), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,11 +88,11 @@ func Run(t *testing.T, newCRM Factory) {
 		if n := be.Contacts(t); n != 1 {
 			t.Fatalf("%d contacts, want 1", n)
 		}
-		m, found, err := crm.Find(ctx(t), crmsync.Identity{Email: "ada@example.com"})
+		m, found, err := a.Find(ctx(t), crm.Identity{Email: "ada@example.com"})
 		if err != nil || !found || m.ContactID != rec.ContactID || m.By != "email" {
 			t.Fatalf("Find by email = %+v %v %v", m, found, err)
 		}
-		m, found, err = crm.Find(ctx(t), crmsync.Identity{Email: "other@example.com", Phone: "+14155550134"})
+		m, found, err = a.Find(ctx(t), crm.Identity{Email: "other@example.com", Phone: "+14155550134"})
 		if err != nil || !found || m.ContactID != rec.ContactID || m.By != "phone" {
 			t.Fatalf("Find by phone = %+v %v %v", m, found, err)
 		}
@@ -86,12 +100,12 @@ func Run(t *testing.T, newCRM Factory) {
 
 	t.Run("record_on_known_contact_adds_no_contact", func(t *testing.T) {
 		t.Parallel()
-		crm, be := newCRM(t)
-		first, err := crm.Record(ctx(t), Lead("ld_2", "Grace", "Hopper", "grace@example.org", ""), "")
+		a, be := newCRM(t)
+		first, err := a.Record(ctx(t), Lead("ld_2", "Grace", "Hopper", "grace@example.org", ""), "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := crm.Record(ctx(t), Lead("ld_3", "Grace", "Hopper", "grace@example.org", ""), first.ContactID)
+		again, err := a.Record(ctx(t), Lead("ld_3", "Grace", "Hopper", "grace@example.org", ""), first.ContactID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,8 +119,8 @@ func Run(t *testing.T, newCRM Factory) {
 
 	t.Run("record_on_known_contact_adds_an_activity_and_no_contact", func(t *testing.T) {
 		t.Parallel()
-		crm, be := newCRM(t)
-		first, err := crm.Record(ctx(t), Lead("ld_4", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), "")
+		a, be := newCRM(t)
+		first, err := a.Record(ctx(t), Lead("ld_4", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,11 +128,11 @@ func Run(t *testing.T, newCRM Factory) {
 		if contacts != 1 || activities < 1 {
 			t.Fatalf("after a new lead: %d contacts and %d activities, want 1 and at least 1", contacts, activities)
 		}
-		m, found, err := crm.Find(ctx(t), crmsync.IdentityOf(Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177")))
+		m, found, err := a.Find(ctx(t), crm.IdentityOf(Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177")))
 		if err != nil || !found || m.ContactID != first.ContactID {
 			t.Fatalf("Find = %+v %v %v, want contact %s", m, found, err, first.ContactID)
 		}
-		again, err := crm.Record(ctx(t), Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), m.ContactID)
+		again, err := a.Record(ctx(t), Lead("ld_5", "Katherine", "Johnson", "katherine@example.net", "+14155550177"), m.ContactID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,31 +152,44 @@ func Run(t *testing.T, newCRM Factory) {
 		status     int
 		retryAfter int
 		want       bus.Class
+		code       string
 	}{
-		{"server_error_is_transient", 500, 0, bus.Transient},
-		{"bad_request_is_permanent", 400, 0, bus.Permanent},
-		{"forbidden_is_permanent", 403, 0, bus.Permanent},
-		{"rate_limited_is_transient_with_retry_after", 429, 7, bus.Transient},
+		{"server_error_is_transient", 500, 0, bus.Transient, "crm.http_500"},
+		{"bad_request_is_permanent", 400, 0, bus.Permanent, "crm.http_400"},
+		{"forbidden_is_permanent", 403, 0, bus.Permanent, "crm.http_403"},
+		{"rate_limited_is_throttled_with_retry_after", 429, 2, bus.Transient, "crm.rate_limited"},
 	}
 	for _, tc := range errorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			crm, be := newCRM(t)
+			a, be := newCRM(t)
 			be.FailNext(t, tc.status, 1, tc.retryAfter)
-			_, err := crm.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), "")
+			_, err := a.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), "")
 			if err == nil {
 				t.Fatalf("HTTP %d must be an error", tc.status)
 			}
-			if got := policy.Classify(err); got != tc.want {
-				t.Fatalf("HTTP %d classified %v, want %v (%v)", tc.status, got, tc.want, err)
+			got := policy.Classify(err)
+			if got != tc.want || bus.ReasonCode(err, got) != tc.code {
+				t.Fatalf("HTTP %d classified %v %s, want %v %s (%v)", tc.status, got, bus.ReasonCode(err, got), tc.want, tc.code, err)
+			}
+			var apiErr *crm.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != tc.status || apiErr.Vendor != a.Name() {
+				t.Fatalf("HTTP %d: %v is not the CRM's *crm.APIError", tc.status, err)
+			}
+			// A 429 is the account's quota: bus.Throttled, which pauses a
+			// consumer registered with bus.PauseOnThrottle.
+			var ra *bus.RetryAfterError
+			if throttled := errors.As(err, &ra) && ra.Throttle; throttled != (tc.status == 429) {
+				t.Fatalf("HTTP %d: throttled %v", tc.status, throttled)
 			}
 			if tc.retryAfter > 0 {
 				if d := policy.Delay(1, err); d < time.Duration(tc.retryAfter)*time.Second {
 					t.Fatalf("delay %s ignores Retry-After %ds", d, tc.retryAfter)
 				}
 			}
-			// The fault is spent: the same call now succeeds.
-			if _, err := crm.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), ""); err != nil {
+			// The fault is spent: the same call now succeeds (after a 429, once
+			// its Retry-After has passed: the adapter paces itself).
+			if _, err := a.Record(ctx(t), Lead("ld_e", "Eve", "Error", "eve@example.com", ""), ""); err != nil {
 				t.Fatalf("after the fault: %v", err)
 			}
 		})

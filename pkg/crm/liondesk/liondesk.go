@@ -1,6 +1,10 @@
-package crmsync
+// Package liondesk is the LionDesk API v2 adapter: it puts leads into
+// LionDesk (search, create the contact, add the inquiry as a note) and lists
+// the contacts changed since a time, since LionDesk sends no webhooks.
+package liondesk
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,8 +14,43 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brokerflow/brokerflow/pkg/crm"
+	"github.com/brokerflow/brokerflow/pkg/vendorapi"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
+
+// Name is the CRM's name in events.
+const Name = "liondesk"
+
+// Config points the adapter at the vendor, the sandbox, or any compatible
+// server. The env tags are relative: crm-sync reads them under
+// CRMSYNC_LIONDESK_.
+type Config struct {
+	BaseURL string `env:"BASE_URL" envDefault:"https://api-v2.liondesk.com"`
+	// AccessToken is an OAuth access token (Authorization: Bearer). Nothing
+	// refreshes it yet: a revoked or expired token fails every call with
+	// 401, a permanent error, until it is replaced.
+	AccessToken     string        `env:"ACCESS_TOKEN"`
+	AccessTokenFile string        `env:"ACCESS_TOKEN_FILE"`
+	Timeout         time.Duration `env:"TIMEOUT" envDefault:"15s"`
+	// LionDesk publishes no rate limit; 60 per 10 s is an assumption (the
+	// sandbox's), and the pacer learns the real one from X-RateLimit-*.
+	// Zero means that default.
+	RateLimit  int           `env:"RATE_LIMIT" envDefault:"60"`
+	RateWindow time.Duration `env:"RATE_WINDOW" envDefault:"10s"`
+}
+
+// Validate reports the first invalid setting, naming it as the variable
+// prefix+NAME (e.g. CRMSYNC_LIONDESK_ACCESS_TOKEN).
+func (c Config) Validate(prefix string) error {
+	if c.AccessToken == "" {
+		return fmt.Errorf("%sACCESS_TOKEN is required for LionDesk", prefix)
+	}
+	if c.RateLimit < 0 || c.RateWindow < 0 {
+		return fmt.Errorf("%sRATE_LIMIT and %sRATE_WINDOW must not be negative", prefix, prefix)
+	}
+	return vendorapi.CheckEndpoint(prefix, c.BaseURL, c.Timeout)
+}
 
 // LionDesk is the LionDesk API v2 adapter. LionDesk has no endpoint like
 // Follow Up Boss's events and does not deduplicate contacts, so Brokerflow's
@@ -24,7 +63,7 @@ import (
 // docs/crm.md lists them. OAuth token refresh is not built: the access token
 // is used as configured.
 type LionDesk struct {
-	api *jsonAPI
+	api *vendorapi.Client
 
 	// sourceMu serializes resolving a lead source to a contact source id,
 	// so that one process creates each source once.
@@ -32,30 +71,25 @@ type LionDesk struct {
 	sources  map[string]int64 // lower-cased name → source_id
 }
 
-var _ CRM = (*LionDesk)(nil)
-
-// NewLionDesk returns an adapter for the API at cfg.BaseURL: the vendor, the
-// sandbox, or any compatible server.
-func NewLionDesk(cfg LionDeskConfig, client *http.Client) *LionDesk {
-	if client == nil {
-		client = &http.Client{Timeout: cfg.Timeout}
-	}
+// New returns an adapter for the API at cfg.BaseURL: the vendor, the
+// sandbox, or any compatible server. Its calls are paced to cfg's quota.
+func New(cfg Config) *LionDesk {
 	return &LionDesk{
-		api: &jsonAPI{
-			crm:    "liondesk",
-			base:   strings.TrimRight(cfg.BaseURL, "/"),
-			client: client,
-			authorize: func(req *http.Request) {
-				req.Header.Set("Authorization", "Bearer "+cfg.AccessToken)
-			},
-			errorKeys: []string{"message", "error"},
-		},
+		api: vendorapi.New(vendorapi.Config{
+			Vendor:   Name,
+			Area:     crm.Area,
+			BaseURL:  cfg.BaseURL,
+			Timeout:  cfg.Timeout,
+			Auth:     vendorapi.Bearer(cfg.AccessToken),
+			Classify: vendorapi.DefaultClassifier("message", "error"),
+			Pacer:    vendorapi.NewPacer(vendorapi.PacerConfig{Limit: cmp.Or(cfg.RateLimit, 60), Window: cmp.Or(cfg.RateWindow, 10*time.Second)}),
+		}),
 		sources: map[string]int64{},
 	}
 }
 
 // Name is "liondesk".
-func (l *LionDesk) Name() string { return "liondesk" }
+func (l *LionDesk) Name() string { return Name }
 
 type liondeskID struct {
 	ID int64 `json:"id"`
@@ -86,14 +120,14 @@ type liondeskNote struct {
 // Find searches GET /contacts by email, then by phone. LionDesk may hold
 // several contacts for one person (it does not deduplicate); the first
 // answered, the oldest in the sandbox, wins.
-func (l *LionDesk) Find(ctx context.Context, id Identity) (Match, bool, error) {
-	return findByEmailThenPhone(ctx, id, func(ctx context.Context, by, value string) (int64, error) {
+func (l *LionDesk) Find(ctx context.Context, id crm.Identity) (crm.Match, bool, error) {
+	return crm.FindByEmailThenPhone(ctx, id, func(ctx context.Context, by, value string) (string, error) {
 		var page liondeskPage
 		path := "/contacts?" + url.Values{by: {value}, "limit": {"1"}}.Encode()
-		if _, err := l.api.do(ctx, "search contacts by "+by, http.MethodGet, path, nil, &page); err != nil || len(page.Data) == 0 {
-			return 0, err
+		if _, err := l.api.Do(ctx, "search contacts by "+by, http.MethodGet, path, nil, &page); err != nil || len(page.Data) == 0 {
+			return "", err
 		}
-		return page.Data[0].ID, nil
+		return strconv.FormatInt(page.Data[0].ID, 10), nil
 	})
 }
 
@@ -105,16 +139,16 @@ func (l *LionDesk) Find(ctx context.Context, id Identity) (Match, bool, error) {
 // and crm-sync retries the lead: its Find then locates the new contact by
 // email or phone and only the note is added. A lead with neither would get a
 // second contact on that retry (the normalizer rejects such leads).
-func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID string) (Recorded, error) {
+func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error) {
 	if contactID != "" {
 		id, err := strconv.ParseInt(contactID, 10, 64)
 		if err != nil || id <= 0 {
-			return Recorded{}, fmt.Errorf("liondesk: contact id %q is not a contact id", contactID)
+			return crm.Recorded{}, fmt.Errorf("liondesk: contact id %q is not a contact id", contactID)
 		}
 		if err := l.addNote(ctx, id, lead); err != nil {
-			return Recorded{}, err
+			return crm.Recorded{}, err
 		}
-		return Recorded{ContactID: contactID}, nil
+		return crm.Recorded{ContactID: contactID}, nil
 	}
 
 	c := lead.GetContact()
@@ -128,27 +162,27 @@ func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID stri
 	if src := strings.TrimSpace(lead.GetLeadSource()); src != "" {
 		id, err := l.sourceID(ctx, src)
 		if err != nil {
-			return Recorded{}, err
+			return crm.Recorded{}, err
 		}
 		body.SourceID = id
 	}
 	var created liondeskID
-	status, err := l.api.do(ctx, "create contact", http.MethodPost, "/contacts", body, &created)
+	status, err := l.api.Do(ctx, "create contact", http.MethodPost, "/contacts", body, &created)
 	if err != nil {
-		return Recorded{}, err
+		return crm.Recorded{}, err
 	}
 	if created.ID == 0 {
-		return Recorded{}, fmt.Errorf("liondesk: create contact: HTTP %d without a contact id", status)
+		return crm.Recorded{}, fmt.Errorf("liondesk: create contact: HTTP %d without a contact id", status)
 	}
 	if err := l.addNote(ctx, created.ID, lead); err != nil {
-		return Recorded{}, fmt.Errorf("contact %d created, its note not: %w", created.ID, err)
+		return crm.Recorded{}, fmt.Errorf("contact %d created, its note not: %w", created.ID, err)
 	}
-	return Recorded{ContactID: strconv.FormatInt(created.ID, 10), Created: true}, nil
+	return crm.Recorded{ContactID: strconv.FormatInt(created.ID, 10), Created: true}, nil
 }
 
 func (l *LionDesk) addNote(ctx context.Context, contactID int64, lead *leadv1.Lead) error {
 	path := "/contacts/" + strconv.FormatInt(contactID, 10) + "/notes"
-	_, err := l.api.do(ctx, "add note", http.MethodPost, path, liondeskNote{Content: LionDeskNoteText(lead)}, nil)
+	_, err := l.api.Do(ctx, "add note", http.MethodPost, path, liondeskNote{Content: NoteText(lead)}, nil)
 	return err
 }
 
@@ -167,7 +201,7 @@ func (l *LionDesk) sourceID(ctx context.Context, name string) (int64, error) {
 	for offset := 0; ; offset += pageSize {
 		var page liondeskPage
 		path := "/contact-sources?" + url.Values{"limit": {strconv.Itoa(pageSize)}, "offset": {strconv.Itoa(offset)}}.Encode()
-		if _, err := l.api.do(ctx, "list contact sources", http.MethodGet, path, nil, &page); err != nil {
+		if _, err := l.api.Do(ctx, "list contact sources", http.MethodGet, path, nil, &page); err != nil {
 			return 0, err
 		}
 		for _, s := range page.Data {
@@ -181,7 +215,7 @@ func (l *LionDesk) sourceID(ctx context.Context, name string) (int64, error) {
 	}
 	if found == 0 {
 		var created liondeskID
-		status, err := l.api.do(ctx, "create contact source", http.MethodPost, "/contact-sources", map[string]string{"name": name}, &created)
+		status, err := l.api.Do(ctx, "create contact source", http.MethodPost, "/contact-sources", map[string]string{"name": name}, &created)
 		if err != nil {
 			return 0, err
 		}
@@ -194,10 +228,10 @@ func (l *LionDesk) sourceID(ctx context.Context, name string) (int64, error) {
 	return found, nil
 }
 
-// LionDeskNoteText is the text of the note that carries a lead into LionDesk:
+// NoteText is the text of the note that carries a lead into LionDesk:
 // everything of the lead that the contact's fields do not hold (inquiry,
 // message, property, price, campaign, requested agent), one item a line.
-func LionDeskNoteText(l *leadv1.Lead) string {
+func NoteText(l *leadv1.Lead) string {
 	var b strings.Builder
 	line := func(label, value string) {
 		if value = strings.TrimSpace(value); value != "" {

@@ -1,4 +1,4 @@
-package crmsync
+package liondesk
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-)
 
-var _ ChangePoller = (*LionDesk)(nil)
+	"github.com/brokerflow/brokerflow/pkg/crm"
+)
 
 // liondeskContactView is a contact as GET /contacts lists it.
 type liondeskContactView struct {
@@ -27,20 +27,20 @@ type liondeskContactView struct {
 // updated_since filter is the assumption docs/crm.md states. LionDesk
 // contacts have no pipeline stage, so a poll only ever yields
 // crm.contact.updated.
-func (l *LionDesk) ChangedSince(ctx context.Context, since time.Time) ([]Person, error) {
+func (l *LionDesk) ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error) {
 	const limit = 100
-	var out []Person
+	var out []crm.Person
 	for offset := 0; ; offset += limit {
 		var page struct {
 			Data  []liondeskContactView `json:"data"`
 			Total int                   `json:"total"`
 		}
 		q := url.Values{"updated_since": {since.UTC().Format(time.RFC3339Nano)}, "limit": {strconv.Itoa(limit)}, "offset": {strconv.Itoa(offset)}}
-		if _, err := l.api.do(ctx, "list changed contacts", http.MethodGet, "/contacts?"+q.Encode(), nil, &page); err != nil {
+		if _, err := l.api.Do(ctx, "list changed contacts", http.MethodGet, "/contacts?"+q.Encode(), nil, &page); err != nil {
 			return nil, err
 		}
 		for _, c := range page.Data {
-			out = append(out, Person{
+			out = append(out, crm.Person{
 				ID:        strconv.FormatInt(c.ID, 10),
 				FirstName: c.FirstName,
 				LastName:  c.LastName,

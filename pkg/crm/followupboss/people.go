@@ -1,4 +1,4 @@
-package crmsync
+package followupboss
 
 import (
 	"bytes"
@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm"
 )
-
-var _ ChangeSource = (*FollowUpBoss)(nil)
 
 // fubPersonView is the part of FUB's person that changes are computed from.
 type fubPersonView struct {
@@ -28,24 +27,24 @@ type fubPersonView struct {
 	Updated   string     `json:"updated"`
 }
 
-// Person reads GET /v1/people/{id}. A 404 wraps ErrContactNotFound and is
-// transient: FUB hides a person created through events until agent
+// Person reads GET /v1/people/{id}. A 404 wraps crm.ErrContactNotFound and
+// is transient: FUB hides a person created through events until agent
 // assignment completes.
-func (f *FollowUpBoss) Person(ctx context.Context, id string) (Person, error) {
+func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 {
-		return Person{}, bus.Permanentf("followupboss: %q is not a person id", id)
+		return crm.Person{}, bus.Permanentf("followupboss: %q is not a person id", id)
 	}
 	id = strconv.FormatInt(n, 10)
 	var v fubPersonView
-	status, err := f.api.do(ctx, "read person", http.MethodGet, "/v1/people/"+id, nil, &v)
+	status, err := f.api.Do(ctx, "read person", http.MethodGet, "/v1/people/"+id, nil, &v)
 	if status == http.StatusNotFound {
-		return Person{}, fmt.Errorf("followupboss person %s: %w", id, ErrContactNotFound)
+		return crm.Person{}, fmt.Errorf("followupboss person %s: %w", id, crm.ErrContactNotFound)
 	}
 	if err != nil {
-		return Person{}, err
+		return crm.Person{}, err
 	}
-	p := Person{
+	p := crm.Person{
 		ID: id, FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
 		Emails: fubValues(v.Emails), Phones: fubValues(v.Phones),
 	}
@@ -66,11 +65,11 @@ func fubValues(vs []fubValue) []string {
 }
 
 // fubChangeKinds maps FUB's people events to what they can change. Every
-// other event (notes, tasks, peopleDeleted, tags, ...) is ChangeOther.
-var fubChangeKinds = map[string]ChangeKind{
-	"peopleCreated":      ChangeCreated,
-	"peopleUpdated":      ChangeUpdated,
-	"peopleStageUpdated": ChangeStage,
+// other event (notes, tasks, peopleDeleted, tags, ...) is crm.ChangeOther.
+var fubChangeKinds = map[string]crm.ChangeKind{
+	"peopleCreated":      crm.ChangeCreated,
+	"peopleUpdated":      crm.ChangeUpdated,
+	"peopleStageUpdated": crm.ChangeStage,
 }
 
 // fubWebhook is FUB's thin webhook payload
@@ -89,30 +88,30 @@ var ErrBadWebhook = errors.New("not a Follow Up Boss webhook")
 // ParseWebhook reads {"eventId","eventCreated","event","resourceIds","uri"}.
 // The uri is not followed: the person is read from the configured base URL,
 // so a webhook cannot point crm-sync elsewhere.
-func (f *FollowUpBoss) ParseWebhook(body []byte) (Notification, error) {
+func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 	var w fubWebhook
 	if err := json.Unmarshal(body, &w); err != nil {
-		return Notification{}, fmt.Errorf("%w: %w", ErrBadWebhook, err)
+		return crm.Notification{}, fmt.Errorf("%w: %w", ErrBadWebhook, err)
 	}
 	if w.Event == "" {
-		return Notification{}, fmt.Errorf("%w: no event", ErrBadWebhook)
+		return crm.Notification{}, fmt.Errorf("%w: no event", ErrBadWebhook)
 	}
-	n := Notification{Event: w.Event, Kind: fubChangeKinds[w.Event], EventID: jsonScalar(w.EventID)}
+	n := crm.Notification{Event: w.Event, Kind: fubChangeKinds[w.Event], EventID: jsonScalar(w.EventID)}
 	if t, err := time.Parse(time.RFC3339, w.EventCreated); err == nil {
 		n.Created = t
 	}
-	if n.Kind == ChangeOther {
+	if n.Kind == crm.ChangeOther {
 		return n, nil
 	}
 	for _, raw := range w.ResourceIDs {
 		v, err := strconv.ParseInt(jsonScalar(raw), 10, 64)
 		if err != nil || v <= 0 {
-			return Notification{}, fmt.Errorf("%w: resource id %s is not a person id", ErrBadWebhook, raw)
+			return crm.Notification{}, fmt.Errorf("%w: resource id %s is not a person id", ErrBadWebhook, raw)
 		}
 		n.ContactIDs = append(n.ContactIDs, strconv.FormatInt(v, 10))
 	}
 	if len(n.ContactIDs) == 0 {
-		return Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
+		return crm.Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
 	}
 	return n, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/vendorapi"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
@@ -38,7 +39,7 @@ func newGraphEnv(t *testing.T, cfg normalizer.GraphConfig) *graphEnv {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &graphEnv{graph: sb.Graph(), srv: srv, client: normalizer.NewGraphClient(cfg, srv.Client())}
+	return &graphEnv{graph: sb.Graph(), srv: srv, client: normalizer.NewGraphClient(cfg)}
 }
 
 func (e *graphEnv) addLead(t *testing.T, l sandbox.GraphLead) sandbox.GraphLead {
@@ -110,29 +111,30 @@ func TestGraphClient_errorsAreClassified(t *testing.T) {
 		setup    func(*sandbox.Graph)
 		id       string
 		want     bus.Class
-		code     int // the *GraphError's code, when one is expected
+		reason   string // the reason code
+		code     string // the *vendorapi.Error's code (Graph's), when one is expected
 		noAnswer bool
 	}{
-		"unknown_lead":  {id: "999", want: bus.Permanent, code: 100},
-		"invalid_token": {cfg: normalizer.GraphConfig{AccessToken: "not-a-token"}, want: bus.Permanent, code: 190},
-		"expired_token": {setup: func(g *sandbox.Graph) { g.ExpireAccessToken(sandbox.DefaultGraphAccessToken) }, want: bus.Permanent, code: 190},
-		"server_error":  {setup: func(g *sandbox.Graph) { g.InjectFault(sandbox.Fault{Status: 503}) }, want: bus.Transient, code: 2},
+		"unknown_lead":  {id: "999", want: bus.Permanent, reason: "graph.http_400", code: "100"},
+		"invalid_token": {cfg: normalizer.GraphConfig{AccessToken: "not-a-token"}, want: bus.Permanent, reason: "graph.http_400", code: "190"},
+		"expired_token": {setup: func(g *sandbox.Graph) { g.ExpireAccessToken(sandbox.DefaultGraphAccessToken) }, want: bus.Permanent, reason: "graph.http_400", code: "190"},
+		"server_error":  {setup: func(g *sandbox.Graph) { g.InjectFault(sandbox.Fault{Status: 503}) }, want: bus.Transient, reason: "graph.http_503", code: "2"},
 		"too_many_requests": {setup: func(g *sandbox.Graph) {
 			g.InjectFault(sandbox.Fault{Status: http.StatusTooManyRequests})
-		}, want: bus.Transient, code: 4},
+		}, want: bus.Transient, reason: "graph.rate_limited", code: "4"},
 		"rate_limit_as_400": {setup: func(g *sandbox.Graph) {
 			g.InjectFault(sandbox.Fault{Status: 400, Body: `{"error":{"message":"(#17) User request limit reached","type":"OAuthException","code":17,"fbtrace_id":"x"}}`})
-		}, want: bus.Transient, code: 17},
+		}, want: bus.Transient, reason: "graph.rate_limited", code: "17"},
 		"transient_4xx": {setup: func(g *sandbox.Graph) {
 			g.InjectFault(sandbox.Fault{Status: 400, Body: `{"error":{"message":"try again","type":"OAuthException","code":1,"is_transient":true,"fbtrace_id":"x"}}`})
-		}, want: bus.Transient, code: 1},
+		}, want: bus.Transient, reason: "graph.http_400", code: "1"},
 		"forbidden": {setup: func(g *sandbox.Graph) {
 			g.InjectFault(sandbox.Fault{Status: 403, Body: `{"error":{"message":"(#10) Permission denied","type":"OAuthException","code":10,"fbtrace_id":"x"}}`})
-		}, want: bus.Permanent, code: 10},
-		"not_json_500": {setup: func(g *sandbox.Graph) { g.InjectFault(sandbox.Fault{Status: 502, Body: "bad gateway"}) }, want: bus.Transient},
+		}, want: bus.Permanent, reason: "graph.http_403", code: "10"},
+		"not_json_500": {setup: func(g *sandbox.Graph) { g.InjectFault(sandbox.Fault{Status: 502, Body: "bad gateway"}) }, want: bus.Transient, reason: "graph.http_502"},
 		"timeout": {cfg: normalizer.GraphConfig{Timeout: 50 * time.Millisecond},
-			setup: func(g *sandbox.Graph) { g.SetLatency(time.Minute) }, want: bus.Transient, noAnswer: true},
-		"empty_id": {id: " ", want: bus.Permanent},
+			setup: func(g *sandbox.Graph) { g.SetLatency(time.Minute) }, want: bus.Transient, reason: "graph.unreachable", noAnswer: true},
+		"empty_id": {id: " ", want: bus.Permanent, reason: bus.CodePermanent},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -147,13 +149,13 @@ func TestGraphClient_errorsAreClassified(t *testing.T) {
 			if err == nil {
 				t.Fatal("ReadLead succeeded")
 			}
-			if got := policy.Classify(err); got != tc.want {
-				t.Fatalf("class = %v, want %v: %v", got, tc.want, err)
+			if got := policy.Classify(err); got != tc.want || bus.ReasonCode(err, got) != tc.reason {
+				t.Fatalf("class = %v %s, want %v %s: %v", got, bus.ReasonCode(err, got), tc.want, tc.reason, err)
 			}
-			var gerr *normalizer.GraphError
+			var gerr *vendorapi.Error
 			switch {
-			case tc.code != 0 && (!errors.As(err, &gerr) || gerr.Code != tc.code):
-				t.Fatalf("error %v is not a *GraphError with code %d", err, tc.code)
+			case tc.code != "" && (!errors.As(err, &gerr) || gerr.Code != tc.code):
+				t.Fatalf("error %v is not a *vendorapi.Error with code %s", err, tc.code)
 			case tc.noAnswer && !errors.Is(err, context.DeadlineExceeded):
 				t.Fatalf("error %v is not a deadline", err)
 			}

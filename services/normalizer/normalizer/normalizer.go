@@ -56,7 +56,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Normalizer, error) {
 		if err := cfg.Graph.Validate(); err != nil {
 			return nil, err
 		}
-		n.leads = NewGraphClient(cfg.Graph, nil)
+		n.leads = NewGraphClient(cfg.Graph)
 	}
 	n.w, err = service.NewWorker(service.WorkerConfig{
 		Service:         bus.ServiceNormalizer,

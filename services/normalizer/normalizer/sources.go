@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
 	"github.com/brokerflow/brokerflow/pkg/sources"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -173,7 +174,7 @@ func decodeLeadgen(body []byte) ([]map[string]string, error) {
 			}
 			v := make(map[string]string, len(ch.Value))
 			for k, raw := range ch.Value {
-				if s := jsonScalar(raw); s != "" {
+				if s := jsonscalar.String(raw); s != "" {
 					v[k] = s
 				}
 			}
@@ -187,26 +188,6 @@ func decodeLeadgen(body []byte) ([]map[string]string, error) {
 		return nil, &MappingError{Reason: "the notification carries no leadgen change"}
 	}
 	return out, nil
-}
-
-// jsonScalar is a JSON string or number as text (ids arrive as either).
-func jsonScalar(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return ""
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
-		return strings.TrimSpace(s)
-	}
-	var num json.Number
-	if json.Unmarshal(raw, &num) != nil {
-		return ""
-	}
-	return num.String()
 }
 
 // leadFromFields builds the lead the fields describe, not yet

@@ -34,19 +34,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	"github.com/brokerflow/brokerflow/pkg/telemetry"
 	intakev1 "github.com/brokerflow/brokerflow/proto/brokerflow/intake/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
-// FirstPartySource is the source name of the leads the brokerage's own
-// systems submit over gRPC: they are persisted on
-// webhook.received.lead.first_party, like a webhook of that source.
-const FirstPartySource = "first_party"
-
-// firstParty is the source the gRPC intake publishes as. It has no route and
-// no verifier: it is never in the HTTP registry, only its subject is used.
-var firstParty = Source{Name: FirstPartySource, Kind: webhookv1.Kind_KIND_LEAD}
+// firstParty is the source the gRPC intake publishes as
+// (sources.FirstParty): its leads are persisted on
+// webhook.received.lead.first_party, like webhooks of that source. It has no
+// route and no verifier: it is never in the HTTP registry, only its subject
+// is used.
+var firstParty = Source{Name: sources.FirstParty, Kind: webhookv1.Kind_KIND_LEAD}
 
 const (
 	// grpcMaxRecvBytes bounds a request; the field limits add up to far less.

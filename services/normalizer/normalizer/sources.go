@@ -17,12 +17,12 @@ import (
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
 
-// FirstPartySource is the source the gRPC SubmitLead API publishes under;
-// the normalizer always knows it.
-const FirstPartySource = "first_party"
+// firstPartySource is the sources file entry of sources.FirstParty, which
+// the normalizer always knows.
+const firstPartySource = "{name: " + sources.FirstParty + ", preset: " + sources.FirstParty + "}"
 
 // builtinSources are the sources known without NORMALIZER_SOURCES_FILE.
-const builtinSources = `sources: [{name: idx, preset: idx}, {name: first_party, preset: first_party}]`
+const builtinSources = "sources: [{name: idx, preset: idx}, " + firstPartySource + "]"
 
 // MappingError reports a body that cannot be mapped to a lead; the caller
 // publishes lead.rejected.<source> with its Reason.
@@ -55,10 +55,10 @@ func loadMappers(path string) (map[string]*sources.Mapper, error) {
 	}
 	has := false
 	for _, s := range specs {
-		has = has || s.Name == FirstPartySource
+		has = has || s.Name == sources.FirstParty
 	}
 	if !has {
-		fp, err := sources.Parse([]byte(`sources: [{name: first_party, preset: first_party}]`), "built-in sources")
+		fp, err := sources.Parse([]byte("sources: ["+firstPartySource+"]"), "built-in sources")
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
@@ -67,7 +67,7 @@ func loadMappers(path string) (map[string]*sources.Mapper, error) {
 	out := make(map[string]*sources.Mapper, len(specs))
 	var errs []error
 	for _, s := range specs {
-		if s.Kind != "lead" {
+		if s.Kind != sources.KindLead {
 			continue
 		}
 		m, err := sources.NewMapper(s)

@@ -1,13 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"slices"
@@ -149,41 +146,9 @@ func (s Source) wellFormed(contentType string, body []byte) error {
 			return &errMalformed{"malformed_form", fmt.Sprintf("the body is not well-formed application/x-www-form-urlencoded: %v", err)}
 		}
 	case sources.FormatEmail:
-		if err := wellFormedMultipart(contentType, body); err != nil {
+		if err := sources.WalkMultipart(body, contentType, nil); err != nil {
 			return &errMalformed{"malformed_multipart", fmt.Sprintf("the body is not well-formed multipart/form-data: %v", err)}
 		}
-	}
-	return nil
-}
-
-// wellFormedMultipart reads every part of a multipart body, keeping none.
-func wellFormedMultipart(contentType string, body []byte) error {
-	_, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return err
-	}
-	if params["boundary"] == "" {
-		return errors.New("the Content-Type has no boundary")
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	parts := 0
-	for {
-		p, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, p)
-		_ = p.Close()
-		if err != nil {
-			return err
-		}
-		parts++
-	}
-	if parts == 0 {
-		return errors.New("no part")
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/service"
 )
 
@@ -215,8 +216,8 @@ func graphError(status int, raw []byte) *GraphError {
 	}
 	if json.Unmarshal(raw, &body) != nil || body.Error == nil {
 		msg := strings.TrimSpace(string(raw))
-		if len(msg) > 200 {
-			msg = msg[:200] + "…"
+		if cut := logging.Truncate(msg, 200); cut != msg {
+			msg = cut + "…"
 		}
 		return &GraphError{Status: status, Message: msg}
 	}

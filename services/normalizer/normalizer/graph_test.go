@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
@@ -159,6 +160,29 @@ func TestGraphClient_errorsAreClassified(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "sandbox-graph-token") || strings.Contains(err.Error(), "not-a-token") {
 				t.Fatalf("error leaks the token: %v", err)
+			}
+		})
+	}
+}
+
+// TestGraphClient_longErrorBodyIsCutOnACharacter: an error body that is not
+// Graph's envelope keeps its first 200 bytes as the message, never half a
+// character.
+func TestGraphClient_longErrorBodyIsCutOnACharacter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, body, want string }{
+		{"short", "bad gateway", "bad gateway"},
+		{"two_byte_characters", "x" + strings.Repeat("é", 150), "x" + strings.Repeat("é", 99) + "…"},
+		{"ascii", strings.Repeat("a", 250), strings.Repeat("a", 200) + "…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newGraphEnv(t, normalizer.GraphConfig{})
+			e.graph.InjectFault(sandbox.Fault{Status: http.StatusBadGateway, Body: tc.body})
+			_, err := e.client.ReadLead(t.Context(), "1")
+			var gerr *normalizer.GraphError
+			if !errors.As(err, &gerr) || gerr.Message != tc.want || !utf8.ValidString(gerr.Message) {
+				t.Fatalf("ReadLead = %v; want a GraphError with the message %q", err, tc.want)
 			}
 		})
 	}

@@ -36,6 +36,11 @@ const Prefix = "BROKERFLOW_"
 // public: never use it for a real source.
 var DevIDXSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("brokerflow-dev-secret-not-for-production"))
 
+// DevGatewayAddr is where --dev and --sandbox serve the gateway when
+// GATEWAY_ADDR is not set: loopback only, since they accept webhooks signed
+// with the public DevIDXSecret. An address set explicitly is honoured.
+const DevGatewayAddr = "127.0.0.1:8080"
+
 // SandboxPollInterval is how often --sandbox polls the sandbox's LionDesk for
 // changed contacts when CRMSYNC_POLL_INTERVAL is not set: an agent's edit in
 // the sandbox shows within seconds, at 5 of its 60 calls per 10 s.
@@ -104,6 +109,9 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
+	}
+	if c.Dev && !isSet(environ, gateway.Prefix+"ADDR") {
+		c.Gateway.Addr = DevGatewayAddr
 	}
 	if c.Dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
 		c.Gateway.IDXSecrets = []string{DevIDXSecret}

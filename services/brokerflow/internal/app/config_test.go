@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -33,5 +34,39 @@ func TestConfig_sandboxPointsLionDeskAtTheSandbox(t *testing.T) {
 				t.Fatalf("LionDesk %+v, poll %s; want the sandbox's, with its token, polled every %s", ld, cfg.CRMSync.PollInterval, tc.wantPoll)
 			}
 		})
+	}
+}
+
+// The development modes accept webhooks signed with a public secret, so they
+// serve the gateway on loopback unless the operator says where.
+func TestConfig_devModesServeTheGatewayOnLoopback(t *testing.T) {
+	t.Parallel()
+	secret := "GATEWAY_IDX_SECRETS=" + app.DevIDXSecret
+	for name, tc := range map[string]struct {
+		mode    app.Mode
+		environ []string
+		want    string
+	}{
+		"dev":                      {app.Mode{Dev: true}, nil, app.DevGatewayAddr},
+		"sandbox":                  {app.Mode{Sandbox: true}, nil, app.DevGatewayAddr},
+		"dev_empty_addr":           {app.Mode{Dev: true}, []string{"GATEWAY_ADDR="}, app.DevGatewayAddr},
+		"dev_explicit_addr":        {app.Mode{Dev: true}, []string{"GATEWAY_ADDR=0.0.0.0:9000"}, "0.0.0.0:9000"},
+		"sandbox_explicit_addr":    {app.Mode{Sandbox: true}, []string{"GATEWAY_ADDR=:8080"}, ":8080"},
+		"production_default":       {app.Mode{}, []string{secret}, ":8080"},
+		"production_explicit_addr": {app.Mode{}, []string{secret, "GATEWAY_ADDR=10.0.0.5:80"}, "10.0.0.5:80"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"CRMSYNC_FUB_API_KEY=key"}, tc.environ...), tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Gateway.Addr != tc.want {
+				t.Fatalf("the gateway listens on %q, want %q", cfg.Gateway.Addr, tc.want)
+			}
+		})
+	}
+	if host, _, err := net.SplitHostPort(app.DevGatewayAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Fatalf("DevGatewayAddr %q is not a loopback address", app.DevGatewayAddr)
 	}
 }

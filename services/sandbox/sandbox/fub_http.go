@@ -17,7 +17,7 @@ const fubPrefix = "/fub"
 
 // fubEventTypes maps the accepted POST /v1/events types to the type recorded. The five types
 // that trigger action plans and the "Inquiry" shorthand are in FUB's events-post page
-// (apis.md §1, [O]). The others are the remaining event types FUB lists for events (its IDX
+// [O]. The others are the remaining event types FUB lists for events (its IDX
 // integration page names Saved Property, Viewed Property and Property Search [O]; the full list
 // is quoted by public client tool descriptions of GET /v1/events [S]). Matching is exact.
 var fubEventTypes = map[string]bool{

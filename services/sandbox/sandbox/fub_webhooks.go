@@ -18,8 +18,8 @@ import (
 	"time"
 )
 
-// Follow Up Boss webhooks (apis.md §1 "Webhooks"): registered with POST /v1/webhooks, listed
-// and deleted; fired by the people changes the sandbox emulates (a person created by
+// Follow Up Boss webhooks (FUB's "Webhooks" documentation): registered with POST /v1/webhooks,
+// listed and deleted; fired by the people changes the sandbox emulates (a person created by
 // POST /v1/events, PUT /v1/people/{id}, the page's stage buttons and FUB.SetStage). The
 // payload is thin, {"eventId","eventCreated","event","resourceIds","uri"}, and signed with
 // FUB-Signature = hex(HMAC-SHA256(key = the system key, message = base64(raw body))).

@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// The Facebook Graph API lead read and the Lead Ads webhook (apis.md §3 "Facebook / Meta Lead
-// Ads"). A lead source (Facebook) sends ids only: Meta posts a signed "leadgen" notification
-// carrying a leadgen_id, and the receiver reads the lead with
+// The Facebook Graph API lead read and the Lead Ads webhook (Meta's Lead Ads documentation). A
+// lead source (Facebook) sends ids only: Meta posts a signed "leadgen" notification carrying a
+// leadgen_id, and the receiver reads the lead with
 // GET https://graph.facebook.com/<version>/<leadgen_id>?access_token=…. The sandbox serves that
 // read under /graph, holds the test leads, and builds, signs and delivers the notifications.
 
@@ -116,7 +116,7 @@ func (l GraphLead) clone() GraphLead {
 	return l
 }
 
-// graphWebhook is the documented notification payload ([S] gist, apis.md §3).
+// graphWebhook is the documented notification payload ([S], a gist).
 type graphWebhook struct {
 	Object string       `json:"object"`
 	Entry  []graphEntry `json:"entry"`

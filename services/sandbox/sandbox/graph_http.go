@@ -16,7 +16,7 @@ import (
 // http://host:port/graph/v19.0 (in place of https://graph.facebook.com/v19.0).
 const graphName = "graph"
 
-// What the emulation takes from the documentation (apis.md §3): the lead read
+// What the emulation takes from the documentation: the lead read
 // GET /<version>/<leadgen_id>?access_token=… answering {"created_time","id","field_data":[{"name",
 // "values":[…]}]} [S], ad_id and campaign_id as lead fields [O] ("Retrieving Leads"), the
 // notification payload [S] and its X-Hub-Signature-256 [S]. What it assumes, because that text

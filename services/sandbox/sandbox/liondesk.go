@@ -11,7 +11,7 @@ const DefaultLionDeskToken = "sandbox-liondesk-token"
 
 // LionDeskOptions configures the LionDesk emulation. Zero fields take the defaults.
 //
-// LionDesk documents no rate limit (apis.md §2: "not found"). The sandbox emulates one anyway,
+// LionDesk documents no rate limit (none was found). The sandbox emulates one anyway,
 // a sliding window per access token, so that adapters meet 429s in tests; its size is an
 // assumption, not a vendor figure.
 type LionDeskOptions struct {
@@ -37,7 +37,7 @@ func (o *LionDeskOptions) setDefaults() {
 }
 
 // LionDeskContact is a contact as the emulated LionDesk v2 /contacts represents it. The fields
-// are the documented POST /contacts fields (apis.md §2, [O]); id, created_at and updated_at are
+// are the documented POST /contacts fields [O]; id, created_at and updated_at are
 // the sandbox's choice of what an answer adds, as the answer's shape is not documented. Unset
 // text fields are empty strings and unset ids are null.
 type LionDeskContact struct {

@@ -16,7 +16,7 @@ import (
 // http://host:port/liondesk (in place of https://api-v2.liondesk.com).
 const liondeskName = "liondesk"
 
-// What the emulation takes from LionDesk's documentation (apis.md §2, [O]): the v2 base, the
+// What the emulation takes from LionDesk's documentation [O]: the v2 base, the
 // Bearer access token, POST /contacts with its field list (none strictly required),
 // PATCH /contacts/{id}, and contact sources ({"name":"Zillow"}). What it assumes, because the
 // documentation quoted there is silent or was not found (each is written down in

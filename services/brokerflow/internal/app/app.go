@@ -38,7 +38,7 @@ var DevIDXSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("brokerfl
 
 // DevGatewayAddr is where --dev and --sandbox serve the gateway when
 // GATEWAY_ADDR is not set: loopback only, since they accept webhooks signed
-// with the public DevIDXSecret. An address set explicitly is honoured.
+// with the public DevIDXSecret. An address set explicitly is used as set.
 const DevGatewayAddr = "127.0.0.1:8080"
 
 // SandboxPollInterval is how often --sandbox polls the sandbox's LionDesk for

@@ -36,6 +36,16 @@ const Prefix = "BROKERFLOW_"
 // public: never use it for a real source.
 var DevIDXSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("brokerflow-dev-secret-not-for-production"))
 
+// DevGatewayAddr is where --dev and --sandbox serve the gateway when
+// GATEWAY_ADDR is not set: loopback only, since they accept webhooks signed
+// with the public DevIDXSecret. An address set explicitly is used as set.
+const DevGatewayAddr = "127.0.0.1:8080"
+
+// SandboxPollInterval is how often --sandbox polls the sandbox's LionDesk for
+// changed contacts when CRMSYNC_POLL_INTERVAL is not set: an agent's edit in
+// the sandbox shows within seconds, at 5 of its 60 calls per 10 s.
+const SandboxPollInterval = 2 * time.Second
+
 // Config is the all-in-one configuration, from BROKERFLOW_* variables. Each
 // service reads its own prefix too (GATEWAY_*, NORMALIZER_*).
 type Config struct {
@@ -100,6 +110,9 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			return c, err
 		}
 	}
+	if c.Dev && !isSet(environ, gateway.Prefix+"ADDR") {
+		c.Gateway.Addr = DevGatewayAddr
+	}
 	if c.Dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
 		c.Gateway.IDXSecrets = []string{DevIDXSecret}
 	}
@@ -112,13 +125,19 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Normalizer.Graph.AccessToken = sandbox.DefaultGraphAccessToken
 	}
 	if c.Sandbox {
-		// Start points the base URL at the sandbox's bound address.
+		// Every CRM adapter talks to the sandbox with its default credentials;
+		// Start points the base URLs at the sandbox's bound address.
 		c.CRMSync.FUB = crmsync.FUBConfig{
 			BaseURL:   "http://" + c.SandboxAddr + "/fub",
 			APIKey:    sandbox.DefaultFUBAPIKey,
 			System:    sandbox.DefaultFUBSystem,
 			SystemKey: sandbox.DefaultFUBSystemKey,
 			Timeout:   c.CRMSync.FUB.Timeout,
+		}
+		c.CRMSync.LionDesk.BaseURL = "http://" + c.SandboxAddr + "/liondesk"
+		c.CRMSync.LionDesk.AccessToken, c.CRMSync.LionDesk.AccessTokenFile = sandbox.DefaultLionDeskToken, ""
+		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
+			c.CRMSync.PollInterval = SandboxPollInterval
 		}
 	}
 	// The sources file's secrets come from the same environment.
@@ -238,7 +257,9 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		a.Sandbox = sandbox.New(sandbox.Options{})
 		a.SandboxURL = "http://" + hostPort(sandboxLn.Addr())
 		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
+		cfg.CRMSync.LionDesk.BaseURL = a.SandboxURL + "/liondesk"
 		cfg.Normalizer.Graph.BaseURL = a.SandboxURL + "/graph/v19.0"
+		a.cfg = cfg
 	}
 
 	reg := service.NewRegistry()
@@ -374,8 +395,12 @@ func (a *App) PrintBanner(w io.Writer) {
 	if a.SandboxURL != "" {
 		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph)\n", a.SandboxURL)
 		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
+	}
+	crm := a.cfg.CRMSync
+	if crm.CRM == "liondesk" {
+		fmt.Fprintf(w, "  CRM             liondesk at %s  (no webhooks: polled every %s)\n", crm.LionDesk.BaseURL, crm.PollInterval)
 	} else {
-		fmt.Fprintf(w, "  CRM             %s at %s\n", a.cfg.CRMSync.CRM, a.cfg.CRMSync.FUB.BaseURL)
+		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
@@ -383,4 +408,9 @@ func (a *App) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
 	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+// isSet reports whether environ sets key to a value that is not empty.
+func isSet(environ []string, key string) bool {
+	return service.EnvMap(environ)[key] != ""
 }

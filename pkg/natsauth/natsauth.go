@@ -72,17 +72,37 @@ func PublicKey(dir, user string) (string, error) {
 // ServerUsers returns the nkey users of the bus, with their permissions,
 // for a server's Options.Nkeys.
 func ServerUsers(dir string) ([]*server.NkeyUser, error) {
-	var out []*server.NkeyUser
-	for _, user := range bus.Users() {
-		pub, err := PublicKey(dir, user)
+	users, err := load(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*server.NkeyUser, 0, len(users))
+	for _, u := range users {
+		out = append(out, &server.NkeyUser{Nkey: u.publicKey, Permissions: serverPermissions(u.perms)})
+	}
+	return out, nil
+}
+
+// user is one user of the bus: its public key and its permissions.
+type user struct {
+	name      string
+	publicKey string
+	perms     bus.Permissions
+}
+
+// load reads the public key of every user of the bus from its seed in dir.
+func load(dir string) ([]user, error) {
+	var out []user
+	for _, name := range bus.Users() {
+		pub, err := PublicKey(dir, name)
 		if err != nil {
 			return nil, err
 		}
-		p, err := bus.UserPermissions(user)
+		p, err := bus.UserPermissions(name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &server.NkeyUser{Nkey: pub, Permissions: serverPermissions(p)})
+		out = append(out, user{name: name, publicKey: pub, perms: p})
 	}
 	return out, nil
 }

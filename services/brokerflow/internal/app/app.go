@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
@@ -50,9 +49,15 @@ const SandboxPollInterval = 2 * time.Second
 // service reads its own prefix too (GATEWAY_*, NORMALIZER_*).
 type Config struct {
 	// NATSURL, when set, connects to an existing NATS instead of embedding one.
-	NATSURL      string `env:"NATS_URL"`
-	NATSHost     string `env:"NATS_HOST" envDefault:"127.0.0.1"`
-	NATSPort     int    `env:"NATS_PORT" envDefault:"4222"`
+	NATSURL  string `env:"NATS_URL"`
+	NATSHost string `env:"NATS_HOST" envDefault:"127.0.0.1"`
+	NATSPort int    `env:"NATS_PORT" envDefault:"4222"`
+	// NATSUsers gives every service, the operator and the analyst its own
+	// NATS user, with only its own subjects (docs/security.md). On by default.
+	NATSUsers bool `env:"NATS_USERS" envDefault:"true"`
+	// NATSCredsDir holds the users' nkey seeds; default creds/ in DataDir.
+	NATSCredsDir string `env:"NATS_CREDS_DIR"`
+	// NATSUser and NATSPassword are one shared user, when NATSUsers is off.
 	NATSUser     string `env:"NATS_USER"`
 	NATSPassword string `env:"NATS_PASSWORD"`
 	DataDir      string `env:"DATA_DIR" envDefault:".brokerflow/data"`
@@ -187,6 +192,8 @@ type App struct {
 	SandboxURL string
 	// GRPCAddr serves the first-party SubmitLead API, when GATEWAY_GRPC_ADDR is set.
 	GRPCAddr string
+	// CredsDir holds each user's nkey seed (<user>.nk), when the users are on.
+	CredsDir string
 	// Sandbox is the running sandbox, when it runs.
 	Sandbox *sandbox.Sandbox
 	Sources []gateway.Source
@@ -194,7 +201,8 @@ type App struct {
 	cfg       Config
 	listeners []net.Listener
 	ns        *server.Server
-	nc        *nats.Conn
+	conns     []*nats.Conn
+	logger    *slog.Logger
 	eg        *errgroup.Group
 	cancel    context.CancelFunc
 }
@@ -204,41 +212,22 @@ type App struct {
 // returns once the system accepts webhooks.
 func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHooks) (_ *App, err error) {
 	logger := logging.New(stderr, logging.Options{Level: cfg.LogLevel, LogPII: cfg.LogPII})
-	a := &App{cfg: cfg}
+	a := &App{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
-	url := cfg.NATSURL
-	connOpts := []nats.Option{nats.Name("brokerflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
-	if cfg.NATSUser != "" {
-		connOpts = append(connOpts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	if err := a.startNATS(); err != nil {
+		return nil, err
 	}
-	if url == "" {
-		dir, err := filepath.Abs(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-		a.ns, err = StartEmbedded(EmbeddedOptions{
-			Host: cfg.NATSHost, Port: cfg.NATSPort, StoreDir: dir,
-			User: cfg.NATSUser, Password: cfg.NATSPassword, Sync: cfg.Sync(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		url = a.ns.ClientURL()
-		connOpts = append(connOpts, nats.InProcessServer(a.ns))
-	}
-	a.NATSURL = url
-	a.nc, err = nats.Connect(url, connOpts...)
+	// The apply step runs as the operator: the services' users may not
+	// create or change a stream.
+	onc, err := a.connect(bus.UserOperator)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, err
 	}
-	js, err := jetstream.New(a.nc)
+	js, err := jetstream.New(onc)
 	if err != nil {
 		return nil, err
 	}
@@ -263,18 +252,32 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 
 	reg := service.NewRegistry()
-	deps := service.Deps{NATS: a.nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}
-	gw, err := gateway.New(cfg.Gateway, deps)
+	// Each service connects as its own user.
+	deps := func(user string) (service.Deps, error) {
+		nc, err := a.connect(user)
+		return service.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}, err
+	}
+	d, err := deps(bus.ServiceGateway)
 	if err != nil {
 		return nil, err
 	}
-	norm, err := normalizer.New(cfg.Normalizer, deps)
+	gw, err := gateway.New(cfg.Gateway, d)
+	if err != nil {
+		return nil, err
+	}
+	if d, err = deps(bus.ServiceNormalizer); err != nil {
+		return nil, err
+	}
+	norm, err := normalizer.New(cfg.Normalizer, d)
 	if err != nil {
 		return nil, err
 	}
 	a.Sources = gw.Sources()
 
-	crm, err := crmsync.New(cfg.CRMSync, deps)
+	if d, err = deps(bus.ServiceCRMSync); err != nil {
+		return nil, err
+	}
+	crm, err := crmsync.New(cfg.CRMSync, d)
 	if err != nil {
 		return nil, err
 	}
@@ -369,8 +372,8 @@ func (a *App) close() {
 	if a.Sandbox != nil {
 		a.Sandbox.Close() // stops its webhook deliveries
 	}
-	if a.nc != nil {
-		_ = service.Drain(a.nc, a.cfg.Gateway.ShutdownTimeout)
+	for _, nc := range a.conns {
+		_ = service.Drain(nc, a.cfg.Gateway.ShutdownTimeout)
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()
@@ -406,7 +409,13 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
-	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
+	if a.CredsDir != "" {
+		fmt.Fprintf(w, "  NATS users      one per service, plus operator and analyst; seeds in %s (owner-only)\n", a.CredsDir)
+		fmt.Fprintf(w, "                  operator: %s  analyst: %s\n", natsauth.SeedFile(a.CredsDir, bus.UserOperator), natsauth.SeedFile(a.CredsDir, bus.UserAnalyst))
+		fmt.Fprintf(w, "  inspect         nats --server %s --nkey %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL, natsauth.SeedFile(a.CredsDir, bus.UserAnalyst))
+	} else {
+		fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
+	}
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
 }
 

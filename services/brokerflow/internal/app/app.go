@@ -22,6 +22,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/telemetry"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
@@ -84,6 +85,10 @@ type Config struct {
 	// Sandbox starts the sandbox and points every adapter at it.
 	Sandbox bool `env:"-"`
 
+	// Tracing is where spans go: the standard OTEL_EXPORTER_OTLP_*
+	// variables; unset, spans are made and propagated but not exported.
+	Tracing telemetry.ExportConfig `env:"-"`
+
 	Gateway    gateway.Config    `env:"-"`
 	Normalizer normalizer.Config `env:"-"`
 	CRMSync    crmsync.Config    `env:"-"`
@@ -145,6 +150,11 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
 	}
+	tracing, err := telemetry.ExportConfigFrom(service.EnvMap(environ))
+	if err != nil {
+		return c, err
+	}
+	c.Tracing = tracing
 	// The sources file's secrets come from the same environment.
 	c.Gateway.Environ = service.EnvMap(environ)
 	// One sources file for the gateway and the normalizer.
@@ -154,7 +164,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	// One process, one retry schedule and one ops listener for every service.
 	c.Normalizer.Bus, c.CRMSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
 	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr = "", "", ""
-	err := c.Validate()
+	err = c.Validate()
 	return c, err
 }
 
@@ -203,8 +213,10 @@ type App struct {
 	ns        *server.Server
 	conns     []*nats.Conn
 	logger    *slog.Logger
-	eg        *errgroup.Group
-	cancel    context.CancelFunc
+	// flushTraces export the spans still buffered, at close.
+	flushTraces []func(context.Context) error
+	eg          *errgroup.Group
+	cancel      context.CancelFunc
 }
 
 // Start starts the embedded server (unless BROKERFLOW_NATS_URL is set),
@@ -252,10 +264,15 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 
 	reg := service.NewRegistry()
-	// Each service connects as its own user.
+	// Each service connects as its own user, and traces as itself.
 	deps := func(user string) (service.Deps, error) {
 		nc, err := a.connect(user)
-		return service.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}, err
+		if err != nil {
+			return service.Deps{}, err
+		}
+		tp, shutdown, err := telemetry.NewProvider(ctx, user, cfg.Tracing)
+		a.flushTraces = append(a.flushTraces, shutdown)
+		return service.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks, TracerProvider: tp}, err
 	}
 	d, err := deps(bus.ServiceGateway)
 	if err != nil {
@@ -374,6 +391,11 @@ func (a *App) close() {
 	}
 	for _, nc := range a.conns {
 		_ = service.Drain(nc, a.cfg.Gateway.ShutdownTimeout)
+	}
+	for _, flush := range a.flushTraces {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = flush(ctx)
+		cancel()
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -394,7 +393,7 @@ func (w *worker) carryOut(ctx context.Context, msg jetstream.Msg, m *Message, s 
 			_ = msg.NakWithDelay(w.r.policy.Delay(m.Attempt, s.err))
 			return
 		}
-		if err := msg.TermWithReason(f.GetReasonCode() + ": " + truncate(f.GetReason(), 200)); err != nil {
+		if err := msg.TermWithReason(f.GetReasonCode() + ": " + logging.Truncate(f.GetReason(), 200)); err != nil {
 			log.Warn("term failed", "err", err)
 		}
 	}
@@ -427,15 +426,4 @@ func (r *Runner) recordFailure(ctx context.Context, f *opsv1.Failure, attemptKey
 	defer cancel()
 	_, err := r.publisher.Publish(pctx, FailureSubject(r.service), id, f)
 	return err
-}
-
-// truncate cuts s to at most n bytes, on a UTF-8 boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -1,6 +1,7 @@
 // Package logging builds the slog JSON logger every service uses, with
-// personal data (emails, phones, names, addresses) redacted, and carries the
-// logger on a context.
+// personal data (emails, phones, names, addresses) redacted, carries the
+// logger on a context, and bounds free text for logs and messages
+// (Truncate).
 package logging
 
 import (
@@ -85,4 +86,23 @@ func FromContext(ctx context.Context) *slog.Logger {
 		return l
 	}
 	return slog.Default()
+}
+
+// Truncate returns s cut to at most n bytes, on a rune boundary: a
+// multi-byte character that does not fit is dropped whole, never cut in
+// half, so the result is valid UTF-8 when s is. It bounds free text from
+// outside (a vendor's error body, an error kept as a reason) before it goes
+// into a log line, an error or a message.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	end := 0
+	for i := range s { // i is where each rune starts
+		if i > n {
+			break
+		}
+		end = i
+	}
+	return s[:end]
 }

@@ -4,6 +4,7 @@ package natstest
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
 )
 
 // Server is a running embedded server.
@@ -34,6 +37,44 @@ func Start(tb testing.TB) *Server {
 // restarting a server on the same directory and port uses it.
 func StartAt(tb testing.TB, dir string, port int) *Server {
 	tb.Helper()
+	return StartWith(tb, dir, port, nil)
+}
+
+// StartSecured is Start with every user of the bus on, as the embedded
+// server runs by default: each connects with its own nkey, from the seed
+// files in the returned directory (natsauth.SeedFile), and the server
+// grants it only its declared subjects. Connect with ConnectAs.
+func StartSecured(tb testing.TB) (*Server, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	creds := filepath.Join(dir, "creds")
+	if err := natsauth.Ensure(creds); err != nil {
+		tb.Fatalf("natstest: credentials: %v", err)
+	}
+	users, err := natsauth.ServerUsers(creds)
+	if err != nil {
+		tb.Fatalf("natstest: credentials: %v", err)
+	}
+	s := StartWith(tb, filepath.Join(dir, "store"), -1, func(o *server.Options) { o.Nkeys = users })
+	return s, creds
+}
+
+// ConnectAs opens a connection to s as user, with its seed in creds, drained
+// at cleanup, and its JetStream context. Extra options (an error handler)
+// come after the user's.
+func ConnectAs(tb testing.TB, s *Server, creds, user string, extra ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	opts, err := natsauth.Options(creds, user)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	return connect(tb, s, append(opts, extra...)...)
+}
+
+// StartWith runs a server with storage in dir on port, after configure has
+// changed its options (nil changes nothing).
+func StartWith(tb testing.TB, dir string, port int, configure func(*server.Options)) *Server {
+	tb.Helper()
 	opts := &server.Options{
 		ServerName: "natstest",
 		Host:       "127.0.0.1",
@@ -42,6 +83,9 @@ func StartAt(tb testing.TB, dir string, port int) *Server {
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
+	}
+	if configure != nil {
+		configure(opts)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -62,7 +106,13 @@ func StartAt(tb testing.TB, dir string, port int) *Server {
 // Connect opens a connection to s, drained at cleanup, and its JetStream context.
 func Connect(tb testing.TB, s *Server) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return connect(tb, s)
+}
+
+func connect(tb testing.TB, s *Server, extra ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, extra...)
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		tb.Fatalf("natstest: connect: %v", err)
 	}

@@ -23,6 +23,13 @@ type NATSConfig struct {
 	Password string `env:"PASSWORD"`
 	// CredsFile is a NATS .creds file (JWT + nkey), for a secured cluster.
 	CredsFile string `env:"CREDS_FILE"`
+	// NkeyFile is the seed of the service's own nkey user
+	// (docs/security.md): the server grants it only its own subjects.
+	NkeyFile string `env:"NKEY_FILE"`
+	// InboxPrefix is where replies come back; with a user of its own, a
+	// service may subscribe to _INBOX_<service>.> only. Connect sets it
+	// from the connection's name when a user file is given.
+	InboxPrefix string `env:"INBOX_PREFIX"`
 }
 
 // Connect opens a connection named name that reconnects forever.
@@ -37,6 +44,20 @@ func (c NATSConfig) Connect(name string) (*nats.Conn, error) {
 	}
 	if c.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NkeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(c.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS nkey: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	prefix := c.InboxPrefix
+	if prefix == "" && (c.NkeyFile != "" || c.CredsFile != "") {
+		prefix = bus.InboxPrefix(name)
+	}
+	if prefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
 	}
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {

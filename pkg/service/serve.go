@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/brokerflow/brokerflow/pkg/telemetry"
 )
 
 // Service is what a service's New returns.
@@ -23,6 +25,9 @@ type ServeOptions struct {
 	Log  LogConfig
 	// DrainTimeout bounds the drain of the NATS connection after Run returns.
 	DrainTimeout time.Duration
+	// Environ is the process environment, for the standard
+	// OTEL_EXPORTER_OTLP_* variables: with an endpoint, spans are exported.
+	Environ []string
 }
 
 // Serve is the body of every service's main: it opens the NATS connection,
@@ -40,8 +45,23 @@ func Serve(ctx context.Context, opts ServeOptions, stderr io.Writer, build func(
 			err = errors.Join(err, derr)
 		}
 	}()
+	export, err := telemetry.ExportConfigFrom(EnvMap(opts.Environ))
+	if err != nil {
+		return err
+	}
+	tp, shutdownTracing, err := telemetry.NewProvider(ctx, opts.Name, export)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if terr := shutdownTracing(sctx); terr != nil {
+			logger.Warn("flush traces", "err", terr)
+		}
+	}()
 	reg := NewRegistry()
-	svc, err := build(Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
+	svc, err := build(Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg, TracerProvider: tp})
 	if err != nil {
 		return err
 	}

@@ -432,36 +432,67 @@ var emailFields = []string{"from", "to", "cc", "subject", "text", "html", "heade
 // maxEmailField bounds one form field of an inbound e-mail.
 const maxEmailField = 2 << 20
 
-// decodeEmail reads a SendGrid Inbound Parse post (multipart/form-data,
-// the default "parsed" mode): from, to, subject, text, html, headers and
-// envelope. Attachments are skipped.
-func decodeEmail(body []byte, contentType string) (map[string]any, error) {
+// WalkMultipart reads a multipart/form-data body (format email) part by
+// part, calling each, when not nil, with every part in order. each may read
+// the part or not: what it leaves is read and discarded, so that a part
+// malformed anywhere is an error. The body is an error too when contentType
+// is not multipart/form-data with a boundary, or when it has no part. The
+// gateway checks a body with it, and the normalizer reads the same body
+// with it, so they agree on what is well-formed.
+func WalkMultipart(body []byte, contentType string, each func(*multipart.Part) error) error {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
-		return nil, mappingErrorf("an inbound e-mail is multipart/form-data with a boundary, got content type %q", contentType)
-	}
-	msg := make(map[string]any, len(emailFields))
-	for _, f := range emailFields {
-		msg[f] = ""
+		return fmt.Errorf("content type %q is not multipart/form-data with a boundary", contentType)
 	}
 	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	for {
+	parts := 0
+	for ; ; parts++ {
 		p, err := r.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, mappingErrorf("invalid multipart body: %v", err)
+			return err
 		}
+		if each != nil {
+			err = each(p)
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, p)
+		}
+		_ = p.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if parts == 0 {
+		return errors.New("no part")
+	}
+	return nil
+}
+
+// decodeEmail reads a SendGrid Inbound Parse post (multipart/form-data,
+// the default "parsed" mode): from, to, subject, text, html, headers and
+// envelope. Attachments are skipped.
+func decodeEmail(body []byte, contentType string) (map[string]any, error) {
+	msg := make(map[string]any, len(emailFields))
+	for _, f := range emailFields {
+		msg[f] = ""
+	}
+	err := WalkMultipart(body, contentType, func(p *multipart.Part) error {
 		name := p.FormName()
 		if p.FileName() != "" || !slices.Contains(emailFields, name) {
-			continue
+			return nil
 		}
 		b, err := io.ReadAll(io.LimitReader(p, maxEmailField))
 		if err != nil {
-			return nil, mappingErrorf("invalid multipart body: %v", err)
+			return err
 		}
 		msg[name] = strings.ToValidUTF8(string(b), "\uFFFD")
+		return nil
+	})
+	if err != nil {
+		return nil, mappingErrorf("an inbound e-mail is a well-formed multipart/form-data post: %v", err)
 	}
 	if msg["from"] == "" && msg["subject"] == "" && msg["text"] == "" && msg["html"] == "" {
 		return nil, mappingErrorf("the inbound e-mail has no from, subject, text or html field")

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
 // File is a sources file.
@@ -119,8 +121,72 @@ var Formats = map[string][]string{
 	FormatFacebookLeadgen: {"application/json"},
 }
 
-// Kinds of source.
-var Kinds = []string{"lead", "crm", "tms", "ledger"}
+// Kinds of source: a sources file entry's kind, and the token after
+// webhook.received. in the subjects of its webhooks.
+const (
+	KindLead   = "lead"
+	KindCRM    = "crm"
+	KindTMS    = "tms"
+	KindLedger = "ledger"
+)
+
+// kinds is the one table of the kinds and their webhook.v1.Kind.
+var kinds = []struct {
+	name string
+	enum webhookv1.Kind
+}{
+	{KindLead, webhookv1.Kind_KIND_LEAD},
+	{KindCRM, webhookv1.Kind_KIND_CRM},
+	{KindTMS, webhookv1.Kind_KIND_TMS},
+	{KindLedger, webhookv1.Kind_KIND_LEDGER},
+}
+
+// Kinds lists every kind of source.
+var Kinds = func() []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.name
+	}
+	return out
+}()
+
+// KindEnum is the webhook.v1.Kind of a kind of source; false when name is
+// not one of Kinds.
+func KindEnum(name string) (webhookv1.Kind, bool) {
+	for _, k := range kinds {
+		if k.name == name {
+			return k.enum, true
+		}
+	}
+	return webhookv1.Kind_KIND_UNSPECIFIED, false
+}
+
+// KindName is the kind of source of a webhook.v1.Kind, the subject token:
+// "lead", "crm", "tms" or "ledger"; "" for KIND_UNSPECIFIED or a value this
+// version does not know.
+func KindName(k webhookv1.Kind) string {
+	for _, e := range kinds {
+		if e.enum == k {
+			return e.name
+		}
+	}
+	return ""
+}
+
+// FirstParty is the source of the leads the brokerage's own systems submit
+// over the gateway's gRPC intake (IntakeService.SubmitLead). The gateway
+// persists them on webhook.received.lead.first_party, like webhooks of that
+// source; the normalizer always maps them, with the first_party preset.
+const FirstParty = "first_party"
+
+// NamePattern is what a source name matches: it is the last token of the
+// source's subjects, so it holds no dot, wildcard or space.
+const NamePattern = `[a-z0-9_-]+`
+
+var nameRe = regexp.MustCompile(`^` + NamePattern + `$`)
+
+// ValidName reports whether name is a source name (NamePattern).
+func ValidName(name string) bool { return nameRe.MatchString(name) }
 
 // CanonicalFields are the canonical lead fields a mapping may set (Fields is
 // one lead's values of them).
@@ -313,7 +379,7 @@ func EnvName(source string) string {
 
 func (s *Spec) defaults() {
 	if s.Kind == "" {
-		s.Kind = "lead"
+		s.Kind = KindLead
 	}
 	if s.Auth.SecretsEnv == "" && s.Auth.SecretsFile == "" {
 		s.Auth.SecretsEnv = EnvName(s.Name) + "SECRETS"
@@ -335,8 +401,6 @@ func (s *Spec) defaults() {
 	}
 }
 
-var nameRe = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
 func validateAll(specs []Spec, file string) []error {
 	var errs []error
 	names, routes := map[string]bool{}, map[string]string{}
@@ -347,7 +411,7 @@ func validateAll(specs []Spec, file string) []error {
 		}
 		// Every expression compiles at start, in every service that reads
 		// the file, so a typo stops the gateway as it stops the normalizer.
-		if s.Kind == "lead" {
+		if s.Kind == KindLead {
 			if _, err := NewMapper(s); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", file, err))
 				continue
@@ -370,8 +434,8 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("source %q: %s: %s", s.Name, field, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case !nameRe.MatchString(s.Name):
-		return bad("name", "must match [a-z0-9_-]+")
+	case !ValidName(s.Name):
+		return bad("name", "must match %s", NamePattern)
 	case !slices.Contains(Kinds, s.Kind):
 		return bad("kind", "%q is not one of %s", s.Kind, strings.Join(Kinds, ", "))
 	case len(s.Route) < 2 || s.Route[0] != '/':
@@ -400,7 +464,7 @@ func (s Spec) Validate() error {
 			return bad("mapping."+field, "not a canonical lead field (one of %s)", strings.Join(CanonicalFields, ", "))
 		}
 	}
-	if s.Kind == "lead" && len(s.Mapping) == 0 {
+	if s.Kind == KindLead && len(s.Mapping) == 0 {
 		return bad("mapping", "a lead source needs a mapping (or a preset)")
 	}
 	if s.Format == FormatEmail && len(s.Templates) == 0 {

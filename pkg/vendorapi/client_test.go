@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/vendorapi"
@@ -171,6 +172,28 @@ func TestClient_timeoutKeepsItsCauseAndNamesNoURL(t *testing.T) {
 		t.Fatalf("err = %v, want a transient deadline", err)
 	}
 	assertNoURL(t, err)
+}
+
+// A vendor's message is kept to its first 300 bytes in an Error, cut on a
+// character, never in half of one.
+func TestClient_longMessageIsCutOnACharacter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, body, want string }{
+		{"short", "bad gateway", "bad gateway"},
+		{"two_byte_characters", "x" + strings.Repeat("é", 200), "x" + strings.Repeat("é", 149) + "…"},
+		{"ascii", strings.Repeat("a", 350), strings.Repeat("a", 300) + "…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sb, base := startSandbox(t, sandbox.Options{})
+			sb.FUB().InjectFault(sandbox.Fault{Status: http.StatusBadGateway, Body: tc.body})
+			err := search(t.Context(), fubClient(base), "a@example.com")
+			var ve *vendorapi.Error
+			if !errors.As(err, &ve) || ve.Message != tc.want || !utf8.ValidString(ve.Message) {
+				t.Fatalf("err = %v; want a *vendorapi.Error with the message %q", err, tc.want)
+			}
+		})
+	}
 }
 
 func TestClient_boundsTheAnswer(t *testing.T) {

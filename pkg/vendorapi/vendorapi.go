@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
 )
 
 // DefaultMaxAnswer bounds an answer the client reads when Config.MaxAnswer
@@ -215,8 +216,8 @@ func (c *Client) send(ctx context.Context, op, method, path string, body []byte)
 func (c *Client) answerError(op string, a Answer) error {
 	v := c.cfg.Classify(a)
 	msg := strings.TrimSpace(v.Message)
-	if len(msg) > maxMessage {
-		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "…"
+	if cut := logging.Truncate(msg, maxMessage); cut != msg {
+		msg = cut + "…"
 	}
 	e := &Error{Vendor: c.cfg.Vendor, Op: op, Status: a.Status, Code: v.Code, Message: msg, RetryAfter: v.RetryAfter}
 	reason := v.Reason

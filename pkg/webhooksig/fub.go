@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
 )
 
 // HeaderFUBSignature carries Follow Up Boss's webhook signature.
@@ -71,22 +73,16 @@ var deliveryIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 func ValidDeliveryID(id string) bool { return deliveryIDRe.MatchString(id) }
 
 // fubEventID reads only the top-level eventId of a webhook payload, a string
-// or a number; anything else yields "".
+// or a number, as crm-sync reads it (jsonscalar.String); anything else, or
+// an id unsafe in a Nats-Msg-Id, yields "".
 func fubEventID(body []byte) string {
 	var p struct {
 		EventID json.RawMessage `json:"eventId"`
 	}
-	if json.Unmarshal(body, &p) != nil || len(p.EventID) == 0 {
+	if json.Unmarshal(body, &p) != nil {
 		return ""
 	}
-	var id string
-	if err := json.Unmarshal(p.EventID, &id); err != nil {
-		var n json.Number
-		if json.Unmarshal(p.EventID, &n) != nil {
-			return ""
-		}
-		id = n.String()
-	}
+	id := jsonscalar.String(p.EventID)
 	if !ValidDeliveryID(id) {
 		return ""
 	}

@@ -28,7 +28,7 @@ func run(ctx context.Context, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := service.ServeOptions{Name: "crm-sync", NATS: cfg.NATS, Log: cfg.Log, DrainTimeout: cfg.ShutdownTimeout}
+	opts := service.ServeOptions{Name: "crm-sync", NATS: cfg.NATS, Log: cfg.Log, DrainTimeout: cfg.ShutdownTimeout, Environ: environ}
 	return service.Serve(ctx, opts, stderr, func(d service.Deps) (service.Service, error) {
 		return crmsync.New(cfg, d)
 	})

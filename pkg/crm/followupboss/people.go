@@ -1,7 +1,6 @@
 package followupboss
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/crm"
+	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
 )
 
 // fubPersonView is the part of FUB's person that changes are computed from.
@@ -96,7 +96,7 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 	if w.Event == "" {
 		return crm.Notification{}, fmt.Errorf("%w: no event", ErrBadWebhook)
 	}
-	n := crm.Notification{Event: w.Event, Kind: fubChangeKinds[w.Event], EventID: jsonScalar(w.EventID)}
+	n := crm.Notification{Event: w.Event, Kind: fubChangeKinds[w.Event], EventID: jsonscalar.String(w.EventID)}
 	if t, err := time.Parse(time.RFC3339, w.EventCreated); err == nil {
 		n.Created = t
 	}
@@ -104,7 +104,7 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 		return n, nil
 	}
 	for _, raw := range w.ResourceIDs {
-		v, err := strconv.ParseInt(jsonScalar(raw), 10, 64)
+		v, err := strconv.ParseInt(jsonscalar.String(raw), 10, 64)
 		if err != nil || v <= 0 {
 			return crm.Notification{}, fmt.Errorf("%w: resource id %s is not a person id", ErrBadWebhook, raw)
 		}
@@ -114,19 +114,4 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 		return crm.Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
 	}
 	return n, nil
-}
-
-// jsonScalar returns a JSON string's value or a number's literal; "" for
-// anything else.
-func jsonScalar(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
 }

@@ -27,7 +27,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
@@ -284,31 +283,27 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		sum := sha256.Sum256(body)
 		deliveryID = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	event := &webhookv1.WebhookReceived{
-		Body:        body,
-		Source:      src.Name,
-		Kind:        src.Kind,
-		DeliveryId:  deliveryID,
-		ReceivedAt:  timestamppb.New(received),
-		Headers:     redactHeaders(r.Header, src.SecretHeaders),
-		Method:      r.Method,
-		Path:        r.URL.Path,
-		ContentType: r.Header.Get("Content-Type"),
-	}
-	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
-	defer cancel()
-	ack, err := g.pub.Publish(pctx, src.Subject(), MsgID(src.Name, deliveryID), event)
+	duplicate, err := g.accept(ctx, delivery{
+		src:         src,
+		id:          deliveryID,
+		body:        body,
+		received:    received,
+		headers:     redactHeaders(r.Header, src.SecretHeaders),
+		method:      r.Method,
+		path:        r.URL.Path,
+		contentType: r.Header.Get("Content-Type"),
+	})
 	if err != nil {
-		g.log.ErrorContext(ctx, "cannot persist webhook; answering 503 so the provider retries", "source", src.Name, "err", err)
+		// The sender retries with the same delivery id: JetStream stores it once.
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the webhook could not be persisted; retry later")
 		return
 	}
 	code := http.StatusAccepted
-	if ack.Duplicate {
+	if duplicate {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, Response{Status: "accepted", Source: src.Name, DeliveryID: deliveryID, Duplicate: ack.Duplicate})
+	writeJSON(w, code, Response{Status: "accepted", Source: src.Name, DeliveryID: deliveryID, Duplicate: duplicate})
 }
 
 // serveHandshake answers Facebook's verification request: the

@@ -18,6 +18,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
@@ -276,6 +277,34 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Fatal("want an error")
 			}
 		})
+	}
+}
+
+// TestFromSpec_kindIsTheSubjectToken: a sources file's kind is the Kind of
+// the stored WebhookReceived and the token of its subject.
+func TestFromSpec_kindIsTheSubjectToken(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		kind    string
+		want    webhookv1.Kind
+		subject string
+	}{
+		{"lead", webhookv1.Kind_KIND_LEAD, "webhook.received.lead.hooks"},
+		{"crm", webhookv1.Kind_KIND_CRM, "webhook.received.crm.hooks"},
+		{"tms", webhookv1.Kind_KIND_TMS, "webhook.received.tms.hooks"},
+		{"ledger", webhookv1.Kind_KIND_LEDGER, "webhook.received.ledger.hooks"},
+	} {
+		spec := sources.Spec{Name: "hooks", Kind: tt.kind, Route: "/webhooks/hooks", Format: sources.FormatJSON,
+			Auth: sources.Auth{Scheme: sources.SchemeBasic, Secrets: []string{"user:password"}}}
+		src, err := gateway.FromSpec(spec)
+		if err != nil || src.Kind != tt.want || src.Subject() != tt.subject {
+			t.Errorf("kind %s: source kind %v, subject %q, %v; want %v, %q", tt.kind, src.Kind, src.Subject(), err, tt.want, tt.subject)
+		}
+	}
+	spec := sources.Spec{Name: "hooks", Kind: "invoice", Route: "/webhooks/hooks", Format: sources.FormatJSON,
+		Auth: sources.Auth{Scheme: sources.SchemeBasic, Secrets: []string{"user:password"}}}
+	if _, err := gateway.FromSpec(spec); err == nil || !strings.Contains(err.Error(), "lead, crm, tms, ledger") {
+		t.Errorf("unknown kind: %v, want an error naming the kinds", err)
 	}
 }
 

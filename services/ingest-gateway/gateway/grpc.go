@@ -31,22 +31,20 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	"github.com/brokerflow/brokerflow/pkg/telemetry"
 	intakev1 "github.com/brokerflow/brokerflow/proto/brokerflow/intake/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
-// FirstPartySource is the source name of the leads the brokerage's own
-// systems submit over gRPC: they are persisted on
-// webhook.received.lead.first_party, like a webhook of that source.
-const FirstPartySource = "first_party"
-
-// firstParty is the source the gRPC intake publishes as. It has no route and
-// no verifier: it is never in the HTTP registry, only its subject is used.
-var firstParty = Source{Name: FirstPartySource, Kind: webhookv1.Kind_KIND_LEAD}
+// firstParty is the source the gRPC intake publishes as
+// (sources.FirstParty): its leads are persisted on
+// webhook.received.lead.first_party, like webhooks of that source. It has no
+// route and no verifier: it is never in the HTTP registry, only its subject
+// is used.
+var firstParty = Source{Name: sources.FirstParty, Kind: webhookv1.Kind_KIND_LEAD}
 
 const (
 	// grpcMaxRecvBytes bounds a request; the field limits add up to far less.
@@ -297,33 +295,27 @@ type intakeServer struct {
 // first_party source, with the idempotency key as its delivery id, and
 // answers after JetStream's ack.
 func (s *intakeServer) SubmitLead(ctx context.Context, req *intakev1.SubmitLeadRequest) (*intakev1.SubmitLeadResponse, error) {
-	g := s.g
-	received := g.now()
+	received := s.g.now()
 	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode the lead as JSON: %v", err)
 	}
 	deliveryID := req.GetIdempotencyKey()
-	event := &webhookv1.WebhookReceived{
-		Body:        body,
-		Source:      firstParty.Name,
-		Kind:        firstParty.Kind,
-		DeliveryId:  deliveryID,
-		ReceivedAt:  timestamppb.New(received),
-		Method:      http.MethodPost, // gRPC is an HTTP/2 POST to the method's path
-		Path:        intakev1.IntakeService_SubmitLead_FullMethodName,
-		ContentType: "application/json",
-	}
-	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
-	defer cancel()
-	ack, err := g.pub.Publish(pctx, firstParty.Subject(), MsgID(firstParty.Name, deliveryID), event)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-		g.log.ErrorContext(ctx, "cannot persist first-party lead; answering Unavailable so the caller retries",
-			"source", firstParty.Name, "system", req.GetSystem(), "delivery_id", deliveryID, "err", err)
+	duplicate, err := s.g.accept(ctx, delivery{
+		src:         firstParty,
+		id:          deliveryID,
+		body:        body,
+		received:    received,
+		method:      http.MethodPost, // gRPC is an HTTP/2 POST to the method's path
+		path:        intakev1.IntakeService_SubmitLead_FullMethodName,
+		contentType: "application/json",
+		logAttrs:    []any{"system", req.GetSystem()},
+	})
+	switch {
+	case errors.Is(err, errNotPersisted):
 		return nil, status.Error(codes.Unavailable, "the lead could not be persisted; retry later with the same idempotency_key")
+	case err != nil:
+		return nil, status.FromContextError(err).Err()
 	}
-	return &intakev1.SubmitLeadResponse{DeliveryId: deliveryID, Duplicate: ack.Duplicate}, nil
+	return &intakev1.SubmitLeadResponse{DeliveryId: deliveryID, Duplicate: duplicate}, nil
 }

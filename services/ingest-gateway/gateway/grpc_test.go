@@ -66,6 +66,7 @@ func (b *logBuffer) String() string {
 
 type grpcEnv struct {
 	srv    *natstest.Server
+	g      *gateway.Gateway
 	js     jetstream.JetStream
 	logs   *logBuffer
 	client intakev1.IntakeServiceClient
@@ -101,7 +102,7 @@ func startGRPC(t *testing.T, cfg gateway.Config, intake intakev1.IntakeServiceSe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &grpcEnv{srv: s, js: js, logs: logs, client: intakev1.NewIntakeServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	return &grpcEnv{srv: s, g: g, js: js, logs: logs, client: intakev1.NewIntakeServiceClient(conn), health: healthpb.NewHealthClient(conn)}
 }
 
 func (e *grpcEnv) stored(t *testing.T) int {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	intakev1 "github.com/brokerflow/brokerflow/proto/brokerflow/intake/v1"
 )
 
@@ -14,7 +15,6 @@ import (
 // cannot be fetched in this build.
 var (
 	idempotencyKeyRe = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-	systemRe         = sourceNameRe // [a-z0-9_-]+, like a source name
 	// priceRe is dollars, optionally with cents: "850000" or "850000.50".
 	priceRe = regexp.MustCompile(`^[0-9]{1,12}(\.[0-9]{1,2})?$`)
 )
@@ -75,8 +75,8 @@ func (r submitLeadRequest) Validate() error {
 		bad("system", "required")
 	case len(sys) > maxSystem:
 		bad("system", fmt.Sprintf("longer than %d characters", maxSystem))
-	case !systemRe.MatchString(sys):
-		bad("system", "must match [a-z0-9_-]+")
+	case !sources.ValidName(sys): // like a source name
+		bad("system", "must match "+sources.NamePattern)
 	}
 
 	c := r.GetContact()

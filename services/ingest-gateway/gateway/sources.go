@@ -1,16 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +43,7 @@ var (
 // Source is one configured lead, CRM or TMS source: its route, its kind,
 // how it authenticates and where its webhooks are published.
 type Source struct {
-	// Name matches [a-z0-9_-]+ and is the last token of the subject.
+	// Name matches sources.NamePattern and is the last token of the subject.
 	Name  string
 	Kind  webhookv1.Kind
 	Route string
@@ -76,28 +72,18 @@ type Source struct {
 	SecretHeaders []string
 }
 
-var sourceNameRe = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
-// kindTokens are the subject tokens of each kind.
-var kindTokens = map[webhookv1.Kind]string{
-	webhookv1.Kind_KIND_LEAD:   "lead",
-	webhookv1.Kind_KIND_CRM:    "crm",
-	webhookv1.Kind_KIND_TMS:    "tms",
-	webhookv1.Kind_KIND_LEDGER: "ledger",
-}
-
 // Subject is webhook.received.<kind>.<source>.
 func (s Source) Subject() string {
-	return "webhook.received." + kindTokens[s.Kind] + "." + s.Name
+	return "webhook.received." + sources.KindName(s.Kind) + "." + s.Name
 }
 
 // Validate reports what is wrong with the source, naming it.
 func (s Source) Validate() error {
 	switch {
-	case !sourceNameRe.MatchString(s.Name):
-		return fmt.Errorf("source %q: name must match [a-z0-9_-]+", s.Name)
-	case kindTokens[s.Kind] == "":
-		return fmt.Errorf("source %q: kind %v is not lead, crm, tms or ledger", s.Name, s.Kind)
+	case !sources.ValidName(s.Name):
+		return fmt.Errorf("source %q: name must match %s", s.Name, sources.NamePattern)
+	case sources.KindName(s.Kind) == "":
+		return fmt.Errorf("source %q: kind %v is not one of %s", s.Name, s.Kind, strings.Join(sources.Kinds, ", "))
 	case len(s.Route) < 2 || s.Route[0] != '/' || strings.ContainsAny(s.Route, "{} \t?#"):
 		return fmt.Errorf("source %q: route %q must be an absolute path without {, }, ?, # or spaces", s.Name, s.Route)
 	case len(s.Verifiers) == 0:
@@ -160,41 +146,9 @@ func (s Source) wellFormed(contentType string, body []byte) error {
 			return &errMalformed{"malformed_form", fmt.Sprintf("the body is not well-formed application/x-www-form-urlencoded: %v", err)}
 		}
 	case sources.FormatEmail:
-		if err := wellFormedMultipart(contentType, body); err != nil {
+		if err := sources.WalkMultipart(body, contentType, nil); err != nil {
 			return &errMalformed{"malformed_multipart", fmt.Sprintf("the body is not well-formed multipart/form-data: %v", err)}
 		}
-	}
-	return nil
-}
-
-// wellFormedMultipart reads every part of a multipart body, keeping none.
-func wellFormedMultipart(contentType string, body []byte) error {
-	_, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return err
-	}
-	if params["boundary"] == "" {
-		return errors.New("the Content-Type has no boundary")
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	parts := 0
-	for {
-		p, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, p)
-		_ = p.Close()
-		if err != nil {
-			return err
-		}
-		parts++
-	}
-	if parts == 0 {
-		return errors.New("no part")
 	}
 	return nil
 }
@@ -242,19 +196,14 @@ func (r *Registry) Sources() []Source {
 	return out
 }
 
-// kinds are the sources file's kinds.
-var kinds = map[string]webhookv1.Kind{
-	"lead": webhookv1.Kind_KIND_LEAD, "crm": webhookv1.Kind_KIND_CRM,
-	"tms": webhookv1.Kind_KIND_TMS, "ledger": webhookv1.Kind_KIND_LEDGER,
-}
-
 // FromSpec builds the gateway's source from a sources file entry whose
 // secrets are resolved (sources.Resolve), with the verifier of its scheme.
 func FromSpec(spec sources.Spec) (Source, error) {
 	a := spec.Auth
+	kind, _ := sources.KindEnum(spec.Kind) // an unknown kind stays unspecified, and Validate says so
 	src := Source{
 		Name:             spec.Name,
-		Kind:             kinds[spec.Kind],
+		Kind:             kind,
 		Route:            spec.Route,
 		ContentTypes:     spec.ContentTypes,
 		Format:           spec.Format,
@@ -308,7 +257,7 @@ func nonEmpty(s ...string) []string {
 // idxSpec is the built-in IDX website source, signed with Standard Webhooks.
 func idxSpec(secrets []string, tolerance time.Duration) sources.Spec {
 	return sources.Spec{
-		Name: "idx", Kind: "lead", Route: "/webhooks/idx", Format: sources.FormatJSON,
+		Name: "idx", Kind: sources.KindLead, Route: "/webhooks/idx", Format: sources.FormatJSON,
 		Auth: sources.Auth{Scheme: sources.SchemeStandardWebhooks, Secrets: secrets, Tolerance: sources.Duration(tolerance)},
 	}
 }

@@ -11,17 +11,18 @@ import (
 	"strings"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
 	"github.com/brokerflow/brokerflow/pkg/sources"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
 
-// FirstPartySource is the source the gRPC SubmitLead API publishes under;
-// the normalizer always knows it.
-const FirstPartySource = "first_party"
+// firstPartySource is the sources file entry of sources.FirstParty, which
+// the normalizer always knows.
+const firstPartySource = "{name: " + sources.FirstParty + ", preset: " + sources.FirstParty + "}"
 
 // builtinSources are the sources known without NORMALIZER_SOURCES_FILE.
-const builtinSources = `sources: [{name: idx, preset: idx}, {name: first_party, preset: first_party}]`
+const builtinSources = "sources: [{name: idx, preset: idx}, " + firstPartySource + "]"
 
 // MappingError reports a body that cannot be mapped to a lead; the caller
 // publishes lead.rejected.<source> with its Reason.
@@ -54,10 +55,10 @@ func loadMappers(path string) (map[string]*sources.Mapper, error) {
 	}
 	has := false
 	for _, s := range specs {
-		has = has || s.Name == FirstPartySource
+		has = has || s.Name == sources.FirstParty
 	}
 	if !has {
-		fp, err := sources.Parse([]byte(`sources: [{name: first_party, preset: first_party}]`), "built-in sources")
+		fp, err := sources.Parse([]byte("sources: ["+firstPartySource+"]"), "built-in sources")
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
@@ -66,7 +67,7 @@ func loadMappers(path string) (map[string]*sources.Mapper, error) {
 	out := make(map[string]*sources.Mapper, len(specs))
 	var errs []error
 	for _, s := range specs {
-		if s.Kind != "lead" {
+		if s.Kind != sources.KindLead {
 			continue
 		}
 		m, err := sources.NewMapper(s)
@@ -173,7 +174,7 @@ func decodeLeadgen(body []byte) ([]map[string]string, error) {
 			}
 			v := make(map[string]string, len(ch.Value))
 			for k, raw := range ch.Value {
-				if s := jsonScalar(raw); s != "" {
+				if s := jsonscalar.String(raw); s != "" {
 					v[k] = s
 				}
 			}
@@ -187,26 +188,6 @@ func decodeLeadgen(body []byte) ([]map[string]string, error) {
 		return nil, &MappingError{Reason: "the notification carries no leadgen change"}
 	}
 	return out, nil
-}
-
-// jsonScalar is a JSON string or number as text (ids arrive as either).
-func jsonScalar(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return ""
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
-		return strings.TrimSpace(s)
-	}
-	var num json.Number
-	if json.Unmarshal(raw, &num) != nil {
-		return ""
-	}
-	return num.String()
 }
 
 // leadFromFields builds the lead the fields describe, not yet

@@ -314,7 +314,7 @@ func TestLoadMappers(t *testing.T) {
 	t.Run("built_in", func(t *testing.T) {
 		t.Parallel()
 		m, err := loadMappers("")
-		if err != nil || m["idx"] == nil || m[FirstPartySource] == nil || len(m) != 2 {
+		if err != nil || m["idx"] == nil || m[sources.FirstParty] == nil || len(m) != 2 {
 			t.Fatalf("loadMappers = %v, %v", m, err)
 		}
 	})
@@ -325,7 +325,7 @@ sources:
   - {name: zillow, preset: zillow}
   - {name: followupboss, kind: crm, auth: {scheme: fub_signature}}
 `))
-		if err != nil || m["zillow"] == nil || m[FirstPartySource] == nil || m["idx"] != nil || m["followupboss"] != nil {
+		if err != nil || m["zillow"] == nil || m[sources.FirstParty] == nil || m["idx"] != nil || m["followupboss"] != nil {
 			t.Fatalf("loadMappers = %v, %v", m, err)
 		}
 	})

@@ -121,6 +121,7 @@ type FUBNote struct {
 // FUB is the Follow Up Boss API v1 emulation, served under /fub. Its methods are safe for
 // concurrent use.
 type FUB struct {
+	*Kit
 	opts FUBOptions
 	now  func() time.Time
 
@@ -130,11 +131,8 @@ type FUB struct {
 	notes    []FUBNote
 	lastID   struct{ person, event, note int64 }
 	delay    time.Duration
-	faults   faultQueue
-	limits   *slidingWindow
 	archived map[string]bool
 	hooks    []func(FUBPerson)
-	usage    FUBUsage
 	wh       *fubWebhooks
 }
 
@@ -147,29 +145,32 @@ type fubPerson struct {
 func newFUB(o FUBOptions, now func() time.Time) *FUB {
 	o.setDefaults()
 	o.APIKeys = slices.Clone(o.APIKeys)
-	f := &FUB{opts: o, now: now, wh: newFUBWebhooks(o, now)}
-	f.resetLocked()
+	f := &FUB{opts: o, now: now}
+	// Reset (the kit's) empties the state (webhook registrations included) and restores the
+	// knobs (faults, assignment delay, archived sources, rate-limit windows, usage, webhook base
+	// URL) to the Options. Hooks stay registered.
+	f.Kit = NewKit(KitOptions{
+		Name: strings.TrimPrefix(fubPrefix, "/"), Title: "Follow Up Boss (API v1, under /fub)", Note: "Newest first.",
+		Auth:      f.auth,
+		ErrorBody: func(_ int, message string) any { return fubError{ErrorMessage: message} },
+		RateLimit: &RateLimit{Limit: o.GlobalLimit, Window: o.Window, Bucket: f.bucket},
+		Webhooks:  fubWebhookOptions(o),
+		State:     f.state, Tables: f.tables, Reset: f.reset, Now: now,
+	})
+	f.wh = newFUBWebhooks(o, now, f.Kit)
+	f.reset()
+	f.routes()
 	return f
 }
 
-func (f *FUB) resetLocked() {
+func (f *FUB) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.people, f.events, f.notes = nil, nil, nil
 	f.lastID.person, f.lastID.event, f.lastID.note = 0, 0, 0
 	f.delay = f.opts.AssignmentDelay
-	f.faults.clear()
-	f.limits = newSlidingWindow(f.opts.Window)
-	f.usage = FUBUsage{}
 	f.archived = map[string]bool{}
 	f.wh.reset()
-}
-
-// Reset empties the state (webhook registrations included) and restores the knobs (faults,
-// assignment delay, archived sources, rate-limit windows, webhook base URL) to the Options.
-// Hooks stay registered.
-func (f *FUB) Reset() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.resetLocked()
 }
 
 // People returns a copy of every person, hidden ones included, in id order.
@@ -200,25 +201,6 @@ func (f *FUB) Notes() []FUBNote {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.notes)
-}
-
-// InjectFault makes the next ft.Count (at least 1) authenticated requests that match ft.Method
-// and ft.Path answer ft.Status; Status 0 means 500. Faults are matched in the order injected.
-// A faulted request is not processed and not counted against the rate limit.
-func (f *FUB) InjectFault(ft Fault) {
-	if ft.Status == 0 {
-		ft.Status = 500
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.faults.add(ft)
-}
-
-// ClearFaults drops every pending fault.
-func (f *FUB) ClearFaults() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.faults.clear()
 }
 
 // SetAssignmentDelay sets the delay for people created from now on; a negative d means 0.

@@ -17,10 +17,9 @@ const fubPrefix = "/fub"
 
 // fubEventTypes maps the accepted POST /v1/events types to the type recorded. The five types
 // that trigger action plans and the "Inquiry" shorthand are in FUB's events-post page
-// ([O] https://docs.followupboss.com/reference/events-post). The others are the remaining event
-// types FUB lists for events (its IDX integration page names Saved Property, Viewed Property and
-// Property Search [O]; the full list is quoted by public client tool descriptions of
-// GET /v1/events [S]). Matching is exact.
+// [O]. The others are the remaining event types FUB lists for events (its IDX
+// integration page names Saved Property, Viewed Property and Property Search [O]; the full list
+// is quoted by public client tool descriptions of GET /v1/events [S]). Matching is exact.
 var fubEventTypes = map[string]bool{
 	"Registration": true, "Seller Inquiry": true, "Property Inquiry": true,
 	"General Inquiry": true, "Visited Open House": true, "Inquiry": true,
@@ -76,86 +75,37 @@ func writeFUBError(w http.ResponseWriter, status int, format string, args ...any
 	writeJSON(w, status, fubError{ErrorMessage: fmt.Sprintf(format, args...)})
 }
 
-func fubFaultBody(status int) any {
-	return fubError{ErrorMessage: fmt.Sprintf("sandbox: injected fault (%d %s)", status, http.StatusText(status))}
+// routes adds the API and the FUB knobs to the kit.
+func (f *FUB) routes() {
+	f.HandleFunc("GET /v1/people", f.listPeople)
+	f.HandleFunc("GET /v1/people/{id}", f.getPerson)
+	f.HandleFunc("POST /v1/events", f.postEvent)
+	f.HandleFunc("POST /v1/notes", f.postNote)
+	f.webhookRoutes()
+	f.HandleKnob("PUT /assignment-delay", f.putAssignmentDelay)
+	f.HandleKnob("POST /archived-sources", f.postArchivedSource)
 }
 
-func (f *FUB) mount(mux *http.ServeMux) {
-	api := http.NewServeMux()
-	api.HandleFunc("GET /v1/people", f.listPeople)
-	api.HandleFunc("GET /v1/people/{id}", f.getPerson)
-	api.HandleFunc("POST /v1/events", f.postEvent)
-	api.HandleFunc("POST /v1/notes", f.postNote)
-	f.mountWebhooks(api, mux)
-	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeFUBError(w, http.StatusNotFound, "sandbox: %s %s is not emulated", r.Method, r.URL.Path)
-	})
-	mux.Handle(fubPrefix+"/", http.StripPrefix(fubPrefix, f.gate(api)))
-
-	mux.HandleFunc("GET /_sandbox/fub/state", f.state)
-	mux.HandleFunc("POST /_sandbox/fub/faults", faultKnob(f.InjectFault))
-	mux.HandleFunc("DELETE /_sandbox/fub/faults", func(w http.ResponseWriter, _ *http.Request) {
-		f.ClearFaults()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /_sandbox/fub/reset", func(w http.ResponseWriter, _ *http.Request) {
-		f.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("PUT /_sandbox/fub/assignment-delay", f.putAssignmentDelay)
-	mux.HandleFunc("POST /_sandbox/fub/archived-sources", f.postArchivedSource)
+// auth accepts HTTP Basic with a configured API key as the username and a blank password.
+func (f *FUB) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
+	user, pass, ok := r.BasicAuth()
+	if !ok || pass != "" || !slices.Contains(f.opts.APIKeys, user) {
+		f.Unauthorized(w, `Basic realm="Follow Up Boss sandbox"`, "Unauthorized: send a valid API key as the HTTP Basic username with a blank password")
+		return "", false
+	}
+	return user, true
 }
 
-// gate authenticates, applies injected faults and enforces the rate limits, in that order,
-// before the request reaches the API. Every authenticated answer carries the rate-limit headers.
-func (f *FUB) gate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, ok := r.BasicAuth()
-		if !ok || pass != "" || !slices.Contains(f.opts.APIKeys, user) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="Follow Up Boss sandbox"`)
-			writeFUBError(w, http.StatusUnauthorized, "Unauthorized: send a valid API key as the HTTP Basic username with a blank password")
-			return
-		}
-		registered := r.Header.Get("X-System") == f.opts.SystemName && r.Header.Get("X-System-Key") == f.opts.SystemKey
-		context, limit := "global", f.opts.UnregisteredLimit
-		if registered {
-			limit = f.opts.GlobalLimit
-		}
-		unlimited := r.Method == http.MethodPost && r.URL.Path == "/v1/events"
-		if unlimited {
-			context, limit = "POST.events", fubUnlimited
-		}
-
-		now := f.now()
-		remaining, retryAfter, allowed := limit, time.Duration(0), true
-		key := user + " " + context
-		f.mu.Lock()
-		fault, faulted := f.faults.take(r.Method, r.URL.Path)
-		switch {
-		case unlimited:
-		case faulted:
-			remaining = f.limits.remaining(key, limit, now)
-		default:
-			remaining, retryAfter, allowed = f.limits.take(key, limit, now)
-			f.usage.count(allowed)
-		}
-		f.mu.Unlock()
-
-		h := w.Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-		h.Set("X-RateLimit-Window", strconv.Itoa(ceilSeconds(f.opts.Window)))
-		h.Set("X-RateLimit-Context", context)
-		switch {
-		case faulted:
-			writeFault(w, fault, fubFaultBody)
-		case !allowed:
-			h.Set("Retry-After", strconv.Itoa(ceilSeconds(retryAfter)))
-			writeFUBError(w, http.StatusTooManyRequests, "Rate limit exceeded for %q: %d requests per %d seconds", context, limit, ceilSeconds(f.opts.Window))
-		default:
-			next.ServeHTTP(w, r)
-		}
-	})
+// bucket is FUB's rate-limit context of a call: POST /v1/events is unlimited; every other call
+// counts in "global", whose limit is higher for a registered system (X-System, X-System-Key).
+func (f *FUB) bucket(r *http.Request, _ string) Bucket {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/events" {
+		return Bucket{Name: "POST.events", Limit: fubUnlimited, Unlimited: true}
+	}
+	if r.Header.Get("X-System") == f.opts.SystemName && r.Header.Get("X-System-Key") == f.opts.SystemKey {
+		return Bucket{Name: "global", Limit: f.opts.GlobalLimit}
+	}
+	return Bucket{Name: "global", Limit: f.opts.UnregisteredLimit}
 }
 
 func (f *FUB) postEvent(w http.ResponseWriter, r *http.Request) {
@@ -450,13 +400,8 @@ type fubState struct {
 	Notes  []FUBNote   `json:"notes"`
 }
 
-func (f *FUB) state(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, fubState{People: f.People(), Events: f.Events(), Notes: f.Notes()})
-}
-
-// knobError is the body of a refused knob request (the sandbox's own API, not the vendor's).
-type knobError struct {
-	Error string `json:"error"`
+func (f *FUB) state() any {
+	return fubState{People: f.People(), Events: f.Events(), Notes: f.Notes()}
 }
 
 func (f *FUB) putAssignmentDelay(w http.ResponseWriter, r *http.Request) {

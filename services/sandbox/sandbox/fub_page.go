@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// pageSection shows the FUB state, newest first, on the read-only page.
-func (f *FUB) pageSection() pageSection {
-	people := pageTable{Title: "People", Columns: []string{"id", "name", "emails", "phones", "stage", "source", "created", "assignment"}, ActionsColumn: "move to stage"}
-	events := pageTable{Title: "Events", Columns: []string{"id", "person", "type", "source", "system", "message", "created"}}
-	notes := pageTable{Title: "Notes", Columns: []string{"id", "person", "subject", "body", "created"}}
+// tables show the FUB state, newest first, on the read-only page.
+func (f *FUB) tables() []PageTable {
+	people := PageTable{Title: "People", Columns: []string{"id", "name", "emails", "phones", "stage", "source", "created", "assignment"}, ActionsColumn: "move to stage"}
+	events := PageTable{Title: "Events", Columns: []string{"id", "person", "type", "source", "system", "message", "created"}}
+	notes := PageTable{Title: "Notes", Columns: []string{"id", "person", "subject", "body", "created"}}
 
 	now := f.now()
 	f.mu.Lock()
@@ -41,11 +41,7 @@ func (f *FUB) pageSection() pageSection {
 			n.Created.Format(time.RFC3339),
 		})
 	}
-	return pageSection{
-		Title:  "Follow Up Boss (API v1, under /fub)",
-		Note:   "Newest first. The same state as JSON: GET /_sandbox/fub/state.",
-		Tables: append([]pageTable{people, events, notes}, f.wh.webhookTables()...),
-	}
+	return append([]PageTable{people, events, notes}, f.wh.webhookTables()...)
 }
 
 func joinValues(vs []FUBValue) string {

@@ -18,10 +18,9 @@ import (
 	"time"
 )
 
-// Follow Up Boss webhooks (https://docs.followupboss.com/reference/webhooks-guide):
-// registered with POST /v1/webhooks, listed and deleted; fired by the people changes the
-// sandbox emulates (a person created by POST /v1/events, PUT /v1/people/{id}, the page's
-// stage buttons and FUB.SetStage). The
+// Follow Up Boss webhooks (FUB's "Webhooks" documentation): registered with POST /v1/webhooks,
+// listed and deleted; fired by the people changes the sandbox emulates (a person created by
+// POST /v1/events, PUT /v1/people/{id}, the page's stage buttons and FUB.SetStage). The
 // payload is thin, {"eventId","eventCreated","event","resourceIds","uri"}, and signed with
 // FUB-Signature = hex(HMAC-SHA256(key = the system key, message = base64(raw body))).
 // Deliveries are asynchronous and retried, and never hold up the API call that caused them.
@@ -103,50 +102,52 @@ type FUBWebhookPayload struct {
 
 // Delivery states of a FUBWebhookDelivery.
 const (
-	FUBDeliveryPending   = "pending"
-	FUBDeliveryDelivered = "delivered"
-	FUBDeliveryFailed    = "failed"
+	FUBDeliveryPending   = DeliveryPending
+	FUBDeliveryDelivered = DeliveryDelivered
+	FUBDeliveryFailed    = DeliveryFailed
 )
 
-// FUBWebhookDelivery is the record of one payload sent to one registered webhook.
+// FUBWebhookDelivery is the record of one payload sent to one registered webhook: its
+// Delivery's Signature is the FUB-Signature.
 type FUBWebhookDelivery struct {
 	WebhookID int64             `json:"webhookId"`
-	URL       string            `json:"url"`
 	Payload   FUBWebhookPayload `json:"payload"`
-	// Body is the exact body posted, and Signature its FUB-Signature.
-	Body      string `json:"body"`
-	Signature string `json:"signature"`
-	// State is pending, delivered or failed (every attempt spent).
-	State    string `json:"state"`
-	Attempts int    `json:"attempts"`
-	// LastStatus is the last HTTP status received (0 when none), LastError the last error.
-	LastStatus int    `json:"lastStatus"`
-	LastError  string `json:"lastError,omitempty"`
+	Delivery
 }
 
 // fubWebhooks is the webhook registry and delivery log of one FUB. Its own lock is taken after
 // FUB.mu, never before.
 type fubWebhooks struct {
-	opts      FUBWebhookOptions
-	systemKey string
-	system    string
-	now       func() time.Time
-
-	sender *webhookSender
+	opts   FUBWebhookOptions
+	system string
+	now    func() time.Time
+	kit    *Kit
 
 	mu         sync.Mutex
 	hooks      []FUBWebhook
 	lastID     int64
 	baseURL    string
 	deliveries []*FUBWebhookDelivery
-	closed     bool
 }
 
-func newFUBWebhooks(o FUBOptions, now func() time.Time) *fubWebhooks {
+func newFUBWebhooks(o FUBOptions, now func() time.Time, kit *Kit) *fubWebhooks {
 	wo := o.Webhooks
 	wo.setDefaults()
-	sender := newWebhookSender(DeliveryOptions{Retries: wo.Retries, Backoff: wo.Backoff, Timeout: wo.Timeout, Client: wo.Client})
-	return &fubWebhooks{opts: wo, systemKey: o.SystemKey, system: o.SystemName, now: now, baseURL: wo.BaseURL, sender: sender}
+	return &fubWebhooks{opts: wo, system: o.SystemName, now: now, baseURL: wo.BaseURL, kit: kit}
+}
+
+// fubWebhookOptions signs FUB's deliveries with the system key and retries them as the options
+// say.
+func fubWebhookOptions(o FUBOptions) WebhookOptions {
+	wo := o.Webhooks
+	return WebhookOptions{
+		SignatureHeader: "FUB-Signature",
+		Sign:            func(body []byte) string { return SignFUBWebhook(o.SystemKey, body) },
+		Header: func([]byte) map[string]string {
+			return map[string]string{"User-Agent": "Follow Up Boss sandbox webhooks"}
+		},
+		Delivery: DeliveryOptions{Retries: wo.Retries, Backoff: wo.Backoff, Timeout: wo.Timeout, Client: wo.Client},
+	}
 }
 
 // reset forgets the registrations and the delivery log; deliveries in flight finish.
@@ -194,21 +195,6 @@ func (f *FUB) SetWebhookBaseURL(base string) {
 	f.wh.mu.Lock()
 	defer f.wh.mu.Unlock()
 	f.wh.baseURL = strings.TrimRight(base, "/")
-}
-
-// Close stops retrying deliveries and waits for those in flight. Changes made after Close
-// fire no webhooks.
-func (f *FUB) Close() {
-	f.wh.mu.Lock()
-	f.wh.closed = true
-	f.wh.mu.Unlock()
-	f.wh.sender.close()
-}
-
-// Close stops the sandbox's background work (webhook deliveries) and waits for it.
-func (s *Sandbox) Close() {
-	s.fub.Close()
-	s.graph.Close()
 }
 
 // FUBPersonUpdate is the body of PUT /v1/people/{id}: only the fields present change.
@@ -337,16 +323,11 @@ func (w *fubWebhooks) fire(requestBase string, id int64, events ...string) {
 	if len(events) == 0 {
 		return
 	}
-	type send struct {
-		d    *FUBWebhookDelivery
-		body []byte
+	if w.kit.Closed() {
+		return // changes made after Close fire no webhooks
 	}
-	var sends []send
+	var sends []*FUBWebhookDelivery
 	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
 	base := cmpOr(w.baseURL, requestBase, DefaultFUBWebhookBaseURL)
 	for _, event := range events {
 		var payload *FUBWebhookPayload
@@ -366,41 +347,14 @@ func (w *fubWebhooks) fire(requestBase string, id int64, events ...string) {
 				}
 				body, _ = json.Marshal(payload)
 			}
-			d := &FUBWebhookDelivery{
-				WebhookID: h.ID, URL: h.URL, Payload: *payload, Body: string(body),
-				Signature: SignFUBWebhook(w.systemKey, body), State: FUBDeliveryPending,
-			}
+			d := &FUBWebhookDelivery{WebhookID: h.ID, Payload: *payload, Delivery: w.kit.NewDelivery(h.URL, body)}
 			w.deliveries = append(w.deliveries, d)
-			sends = append(sends, send{d, body})
+			sends = append(sends, d)
 		}
 	}
 	w.mu.Unlock()
-	for _, x := range sends {
-		header := map[string]string{
-			"Content-Type":  "application/json",
-			"FUB-Signature": x.d.Signature,
-			"User-Agent":    "Follow Up Boss sandbox webhooks",
-		}
-		w.sender.send(x.d.URL, x.body, header, w.recorder(x.d))
-	}
-}
-
-// recorder keeps each attempt of delivery d in the log; d is only touched
-// under w.mu.
-func (w *fubWebhooks) recorder(d *FUBWebhookDelivery) func(deliveryAttempt) {
-	return func(a deliveryAttempt) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a.number > 0 {
-			d.Attempts = a.number
-		}
-		d.LastStatus, d.LastError = a.status, a.errText
-		switch {
-		case a.delivered:
-			d.State = FUBDeliveryDelivered
-		case a.final:
-			d.State = FUBDeliveryFailed
-		}
+	for _, d := range sends {
+		w.kit.Send(&d.Delivery, &w.mu)
 	}
 }
 
@@ -432,14 +386,14 @@ func requestBaseURL(r *http.Request) string {
 	return scheme + "://" + r.Host + fubPrefix
 }
 
-// mountWebhooks adds the webhook and people-update API to api, and the stage knob to mux.
-func (f *FUB) mountWebhooks(api, mux *http.ServeMux) {
-	api.HandleFunc("PUT /v1/people/{id}", f.putPerson)
-	api.HandleFunc("POST /v1/webhooks", f.requireSystem(f.postWebhook))
-	api.HandleFunc("GET /v1/webhooks", f.requireSystem(f.listWebhooks))
-	api.HandleFunc("DELETE /v1/webhooks/{id}", f.requireSystem(f.deleteWebhook))
-	mux.HandleFunc("POST /_sandbox/fub/people/{id}/stage", f.postStageForm)
-	mux.HandleFunc("GET /_sandbox/fub/webhooks", func(w http.ResponseWriter, _ *http.Request) {
+// webhookRoutes adds the webhook and people-update API, the stage knob and the webhook view.
+func (f *FUB) webhookRoutes() {
+	f.HandleFunc("PUT /v1/people/{id}", f.putPerson)
+	f.HandleFunc("POST /v1/webhooks", f.requireSystem(f.postWebhook))
+	f.HandleFunc("GET /v1/webhooks", f.requireSystem(f.listWebhooks))
+	f.HandleFunc("DELETE /v1/webhooks/{id}", f.requireSystem(f.deleteWebhook))
+	f.HandleKnob("POST /people/{id}/stage", f.postStageForm)
+	f.HandleKnob("GET /webhooks", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			Webhooks   []FUBWebhook         `json:"webhooks"`
 			Deliveries []FUBWebhookDelivery `json:"deliveries"`
@@ -545,13 +499,13 @@ func (f *FUB) postStageForm(w http.ResponseWriter, r *http.Request) {
 var fubPageStages = []string{"Lead", "Prospect", "Active Client", "Under Contract", "Closed", "Past Client", "Trash"}
 
 // fubStageActions returns the stage buttons of person id, whose stage is current.
-func fubStageActions(id int64, current string) []pageAction {
-	var out []pageAction
+func fubStageActions(id int64, current string) []PageAction {
+	var out []PageAction
 	for _, s := range fubPageStages {
 		if s == current {
 			continue
 		}
-		out = append(out, pageAction{
+		out = append(out, PageAction{
 			Action: "/_sandbox/fub/people/" + strconv.FormatInt(id, 10) + "/stage",
 			Fields: map[string]string{"stage": s},
 			Label:  s,
@@ -561,9 +515,9 @@ func fubStageActions(id int64, current string) []pageAction {
 }
 
 // webhookTables are the page's view of the registrations and the deliveries, newest first.
-func (w *fubWebhooks) webhookTables() []pageTable {
-	hooks := pageTable{Title: "Webhooks", Columns: []string{"id", "event", "url", "status", "created"}}
-	deliveries := pageTable{Title: "Webhook deliveries", Columns: []string{"webhook", "event", "eventId", "resourceIds", "state", "attempts", "last status", "last error"}}
+func (w *fubWebhooks) webhookTables() []PageTable {
+	hooks := PageTable{Title: "Webhooks", Columns: []string{"id", "event", "url", "status", "created"}}
+	deliveries := PageTable{Title: "Webhook deliveries", Columns: []string{"webhook", "event", "eventId", "resourceIds", "state", "attempts", "last status", "last error"}}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, h := range slices.Backward(w.hooks) {
@@ -579,5 +533,5 @@ func (w *fubWebhooks) webhookTables() []pageTable {
 			d.State, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatus), d.LastError,
 		})
 	}
-	return []pageTable{hooks, deliveries}
+	return []PageTable{hooks, deliveries}
 }

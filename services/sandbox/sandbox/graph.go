@@ -16,12 +16,11 @@ import (
 	"time"
 )
 
-// The Facebook Graph API lead read and the Lead Ads webhook (Meta's "Retrieving Leads" and
-// "Webhooks for Leadgen" pages; docs/sandbox.md links them). A lead source (Facebook) sends ids
-// only: Meta posts a signed "leadgen" notification carrying a leadgen_id, and the receiver reads
-// the lead with GET https://graph.facebook.com/<version>/<leadgen_id>?access_token=…. The
-// sandbox serves that read under /graph, holds the test leads, and builds, signs and delivers
-// the notifications.
+// The Facebook Graph API lead read and the Lead Ads webhook (Meta's Lead Ads documentation). A
+// lead source (Facebook) sends ids only: Meta posts a signed "leadgen" notification carrying a
+// leadgen_id, and the receiver reads the lead with
+// GET https://graph.facebook.com/<version>/<leadgen_id>?access_token=…. The sandbox serves that
+// read under /graph, holds the test leads, and builds, signs and delivers the notifications.
 
 // Default credentials and ids of the Graph emulation.
 const (
@@ -41,26 +40,12 @@ const (
 // of 15 or more digits (the exact range is a sandbox choice).
 const graphFirstLeadID = 900000000000000
 
-// Delivery states of a GraphDelivery (the same words as Follow Up Boss's).
+// Delivery states of a GraphDelivery (the kit's, as Follow Up Boss's).
 const (
-	GraphDeliveryPending   = "pending"
-	GraphDeliveryDelivered = "delivered"
-	GraphDeliveryFailed    = "failed"
+	GraphDeliveryPending   = DeliveryPending
+	GraphDeliveryDelivered = DeliveryDelivered
+	GraphDeliveryFailed    = DeliveryFailed
 )
-
-// DeliveryOptions configures the asynchronous, retried delivery of a vendor's webhooks. Zero
-// fields take the defaults.
-type DeliveryOptions struct {
-	// Retries is how many times a delivery that got no 2xx is tried again. Default 5; negative
-	// means none.
-	Retries int
-	// Backoff is the wait before the first retry; it doubles before each next one. Default 1s.
-	Backoff time.Duration
-	// Timeout bounds each attempt. Default 10s.
-	Timeout time.Duration
-	// Client sends the deliveries. Default: an http.Client with Timeout.
-	Client *http.Client
-}
 
 // GraphOptions configures the Facebook Graph emulation. Zero fields take the defaults.
 type GraphOptions struct {
@@ -131,8 +116,7 @@ func (l GraphLead) clone() GraphLead {
 	return l
 }
 
-// graphWebhook is the documented notification payload ([S]: a public example of it; see
-// docs/sandbox.md).
+// graphWebhook is the documented notification payload ([S], a gist).
 type graphWebhook struct {
 	Object string       `json:"object"`
 	Entry  []graphEntry `json:"entry"`
@@ -160,67 +144,69 @@ type graphChangeValue struct {
 	AdgroupID   string `json:"adgroup_id,omitempty"`
 }
 
-// GraphDelivery is the record of one notification posted to the callback URL.
+// GraphDelivery is the record of one notification posted to the callback URL: its Delivery's
+// Signature is the X-Hub-Signature-256.
 type GraphDelivery struct {
-	URL     string   `json:"url"`
 	LeadIDs []string `json:"leadIds"`
-	// Body is the exact body posted, and Signature its X-Hub-Signature-256.
-	Body      string `json:"body"`
-	Signature string `json:"signature"`
-	// State is pending, delivered or failed (every attempt spent).
-	State    string `json:"state"`
-	Attempts int    `json:"attempts"`
-	// LastStatus is the last HTTP status received (0 when none), LastError the last error.
-	LastStatus int    `json:"lastStatus"`
-	LastError  string `json:"lastError,omitempty"`
+	Delivery
 }
 
 // ErrGraphLeadExists is returned by AddLead for an id the sandbox already holds.
 var ErrGraphLeadExists = errors.New("lead already exists")
 
 // Graph is the Facebook Graph API emulation (the lead read), served under /graph, and the
-// sender of Lead Ads notifications. Its methods are safe for concurrent use.
+// sender of Lead Ads notifications. Its methods are safe for concurrent use. Close (the kit's)
+// stops retrying deliveries; submits after it deliver nothing.
 type Graph struct {
-	opts   GraphOptions
-	now    func() time.Time
-	sender *webhookSender
+	*Kit
+	opts GraphOptions
+	now  func() time.Time
 
 	mu          sync.Mutex
 	leads       []GraphLead // in the order added
 	lastID      int64
-	expired     map[string]bool
-	latency     time.Duration
 	callbackURL string
 	deliveries  []*GraphDelivery
-	faults      faultQueue
 }
 
 func newGraph(o GraphOptions, now func() time.Time) *Graph {
 	o.setDefaults()
-	g := &Graph{opts: o, now: now, sender: newWebhookSender(o.Delivery)}
-	g.resetLocked()
+	g := &Graph{opts: o, now: now}
+	// Reset (the kit's) forgets leads, deliveries, faults, expired tokens and the latency;
+	// generated ids restart; the callback URL returns to its option. Deliveries in flight
+	// finish.
+	g.Kit = NewKit(KitOptions{
+		Name: graphName, Title: "Facebook Lead Ads (Graph API lead read, under /graph)",
+		Note: "Newest first. A submitted test lead is added and, when a callback URL is set, its leadgen notification is " +
+			"posted there signed with X-Hub-Signature-256.",
+		Auth: g.auth, ErrorBody: graphErrorFor, NotFound: g.notEmulated,
+		Expired: func(w http.ResponseWriter, _ *http.Request) {
+			writeGraphError(w, http.StatusBadRequest, graphExpiredToken())
+		},
+		Webhooks: WebhookOptions{
+			SignatureHeader: "X-Hub-Signature-256",
+			Sign:            func(body []byte) string { return SignFacebook(o.AppSecret, body) },
+			Header: func(body []byte) map[string]string {
+				return map[string]string{
+					"X-Hub-Signature": signFacebookSHA1(o.AppSecret, body),
+					"User-Agent":      "facebookplatform/1.0 (+http://developers.facebook.com)",
+				}
+			},
+			Delivery: o.Delivery,
+		},
+		State: g.state, Tables: g.tables, Reset: g.reset, Now: now,
+	})
+	g.reset()
+	g.routes()
 	return g
 }
 
-func (g *Graph) resetLocked() {
-	g.leads, g.lastID, g.deliveries = nil, graphFirstLeadID, nil
-	g.expired = map[string]bool{}
-	g.latency = 0
-	g.callbackURL = g.opts.CallbackURL
-	g.faults.clear()
-}
-
-// Reset forgets leads, deliveries, faults, expired tokens and the latency; generated ids
-// restart; the callback URL returns to its option. Deliveries in flight finish.
-func (g *Graph) Reset() {
+func (g *Graph) reset() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.resetLocked()
+	g.leads, g.lastID, g.deliveries = nil, graphFirstLeadID, nil
+	g.callbackURL = g.opts.CallbackURL
 }
-
-// Close stops retrying deliveries and waits for those in flight. Submits after Close deliver
-// nothing.
-func (g *Graph) Close() { g.sender.close() }
 
 // AddLead adds a test lead, as a person submitting a lead form would, and returns it as held.
 // An empty ID gets a fresh numeric id, an empty PageID the default Page, a zero CreatedTime
@@ -298,42 +284,9 @@ func (g *Graph) findLocked(id string) int {
 	return slices.IndexFunc(g.leads, func(l GraphLead) bool { return l.ID == id })
 }
 
-// InjectFault makes the next ft.Count (at least 1) authenticated reads that match ft.Method
-// and ft.Path (after /graph, e.g. "/v19.0/900000000000001"; empty matches any) answer
-// ft.Status; Status 0 means 500. The default body is Graph's error for that status (code 2,
-// transient, for a 5xx; code 4, "Application request limit reached", for a 429; code 100
-// otherwise).
-func (g *Graph) InjectFault(ft Fault) {
-	if ft.Status == 0 {
-		ft.Status = 500
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.faults.add(ft)
-}
-
-// ClearFaults drops every pending fault.
-func (g *Graph) ClearFaults() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.faults.clear()
-}
-
 // ExpireAccessToken makes token answer Graph's expired-session error (code 190, subcode 463)
 // until Reset, as a Page token does when the user who issued it changes their password.
-func (g *Graph) ExpireAccessToken(token string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.expired[token] = true
-}
-
-// SetLatency delays every answer of the API by d (or until the client gives up), for testing
-// timeouts. Zero removes it.
-func (g *Graph) SetLatency(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.latency = max(d, 0)
-}
+func (g *Graph) ExpireAccessToken(token string) { g.ExpireToken(token) }
 
 // SetCallbackURL sets where Submit and the page's button post notifications; empty stops them.
 func (g *Graph) SetCallbackURL(u string) {
@@ -425,28 +378,9 @@ func (g *Graph) deliver(leadIDs ...string) {
 		return
 	}
 	body := g.Notification(leadIDs...)
-	d := &GraphDelivery{
-		URL: target, LeadIDs: slices.Clone(leadIDs), Body: string(body),
-		Signature: SignFacebook(g.opts.AppSecret, body), State: GraphDeliveryPending,
-	}
-	header := map[string]string{
-		"Content-Type":        "application/json",
-		"X-Hub-Signature-256": d.Signature,
-		"X-Hub-Signature":     signFacebookSHA1(g.opts.AppSecret, body),
-		"User-Agent":          "facebookplatform/1.0 (+http://developers.facebook.com)",
-	}
+	d := &GraphDelivery{LeadIDs: slices.Clone(leadIDs), Delivery: g.NewDelivery(target, body)}
 	g.mu.Lock()
 	g.deliveries = append(g.deliveries, d)
 	g.mu.Unlock()
-	g.sender.send(target, body, header, func(a deliveryAttempt) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		d.Attempts, d.LastStatus, d.LastError = a.number, a.status, a.errText
-		switch {
-		case a.delivered:
-			d.State = GraphDeliveryDelivered
-		case a.final:
-			d.State = GraphDeliveryFailed
-		}
-	})
+	g.Send(&d.Delivery, &g.mu)
 }

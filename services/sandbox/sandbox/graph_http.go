@@ -1,31 +1,26 @@
 package sandbox
 
 import (
-	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 )
 
-// graphPrefix is where the Graph API is served: an adapter's base URL is
+// graphName is the Graph emulation's path segment: an adapter's base URL is
 // http://host:port/graph/v19.0 (in place of https://graph.facebook.com/v19.0).
-const graphPrefix = "/graph"
+const graphName = "graph"
 
-// What the emulation takes from the documentation (docs/sandbox.md links the pages): the lead
-// read GET /<version>/<leadgen_id>?access_token=… answering {"created_time","id",
-// "field_data":[{"name","values":[…]}]} [S], ad_id and campaign_id as lead fields [O]
-// ("Retrieving Leads"), the notification payload [S] and its X-Hub-Signature-256 [S]. What it
-// assumes, because that text is silent (each is written down in docs/sandbox.md):
+// What the emulation takes from the documentation: the lead read
+// GET /<version>/<leadgen_id>?access_token=… answering {"created_time","id","field_data":[{"name",
+// "values":[…]}]} [S], ad_id and campaign_id as lead fields [O] ("Retrieving Leads"), the
+// notification payload [S] and its X-Hub-Signature-256 [S]. What it assumes, because that text
+// is silent (each is written down in docs/sandbox.md):
 //   - Without ?fields the read answers id, created_time, ad_id, form_id and field_data; with
 //     ?fields=a,b it answers those (and id). An organic lead has no ad fields: they are omitted.
 //   - Errors are Graph's envelope {"error":{"message","type","code","error_subcode",
@@ -80,16 +75,24 @@ func writeGraphError(w http.ResponseWriter, status int, body graphErrorBody) {
 	writeJSON(w, status, body)
 }
 
-// graphFaultBody is the default body of an injected fault.
-func graphFaultBody(status int) any {
+// graphErrorFor is Graph's error body for a status, as the kit asks for it (the default body of
+// an injected fault): the transient code 4 for a 429, the transient code 2 for a 5xx, code 100
+// with the message otherwise.
+func graphErrorFor(status int, message string) any {
 	switch {
 	case status == http.StatusTooManyRequests:
 		return newGraphError("OAuthException", 4, 0, true, "(#4) Application request limit reached")
 	case status >= 500:
 		return newGraphError("OAuthException", 2, 0, true, "An unexpected error has occurred. Please retry your request later.")
 	default:
-		return newGraphError("GraphMethodException", 100, 0, false, "sandbox: injected fault (%d %s)", status, http.StatusText(status))
+		return newGraphError("GraphMethodException", 100, 0, false, "%s", message)
 	}
+}
+
+// graphExpiredToken is Graph's answer to an expired token.
+func graphExpiredToken() graphErrorBody {
+	return newGraphError("OAuthException", 190, 463, false,
+		"Error validating access token: Session has expired. The sandbox expired this token.")
 }
 
 // newFBTraceID returns a random id shaped like Graph's fbtrace_id.
@@ -99,36 +102,29 @@ func newFBTraceID() string {
 	return "A" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (g *Graph) mount(mux *http.ServeMux) {
-	api := http.NewServeMux()
-	api.HandleFunc("GET /{version}/{id}", g.readLead)
-	api.HandleFunc("GET /{id}", g.readLead)
-	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeGraphError(w, http.StatusBadRequest, newGraphError("GraphMethodException", 100, 0, false,
-			"Unsupported %s request. The sandbox emulates only the lead read: GET /<version>/<leadgen_id>", strings.ToLower(r.Method)))
-	})
-	mux.Handle(graphPrefix+"/", http.StripPrefix(graphPrefix, g.gate(api)))
+// routes adds the lead read and the Graph knobs to the kit.
+func (g *Graph) routes() {
+	g.HandleFunc("GET /{version}/{id}", g.readLead)
+	g.HandleFunc("GET /{id}", g.readLead)
+	g.HandleKnob("POST /leads", g.postLead)
+	g.HandleKnob("POST /test-lead", g.postTestLeadForm)
+	g.HandleKnob("GET /notification", g.getNotification)
+	g.HandleKnob("PUT /callback", g.putCallback)
+}
 
-	mux.HandleFunc("GET /_sandbox/graph/state", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, struct {
-			Leads       []GraphLead     `json:"leads"`
-			Deliveries  []GraphDelivery `json:"deliveries"`
-			CallbackURL string          `json:"callbackUrl"`
-		}{nonNil(g.Leads()), nonNil(g.Deliveries()), g.CallbackURL()})
-	})
-	mux.HandleFunc("POST /_sandbox/graph/leads", g.postLead)
-	mux.HandleFunc("POST /_sandbox/graph/test-lead", g.postTestLeadForm)
-	mux.HandleFunc("GET /_sandbox/graph/notification", g.getNotification)
-	mux.HandleFunc("PUT /_sandbox/graph/callback", g.putCallback)
-	mux.HandleFunc("POST /_sandbox/graph/faults", faultKnob(g.InjectFault))
-	mux.HandleFunc("DELETE /_sandbox/graph/faults", func(w http.ResponseWriter, _ *http.Request) {
-		g.ClearFaults()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /_sandbox/graph/reset", func(w http.ResponseWriter, _ *http.Request) {
-		g.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
+// notEmulated answers every other call, as Graph answers an unsupported one.
+func (g *Graph) notEmulated(w http.ResponseWriter, r *http.Request) {
+	writeGraphError(w, http.StatusBadRequest, newGraphError("GraphMethodException", 100, 0, false,
+		"Unsupported %s request. The sandbox emulates only the lead read: GET /<version>/<leadgen_id>", strings.ToLower(r.Method)))
+}
+
+// state is the read-only view at GET /_sandbox/graph/state.
+func (g *Graph) state() any {
+	return struct {
+		Leads       []GraphLead     `json:"leads"`
+		Deliveries  []GraphDelivery `json:"deliveries"`
+		CallbackURL string          `json:"callbackUrl"`
+	}{nonNil(g.Leads()), nonNil(g.Deliveries()), g.CallbackURL()}
 }
 
 // accessToken returns the request's access token: ?access_token=…, or an Authorization header
@@ -144,54 +140,27 @@ func accessToken(r *http.Request) string {
 	return ""
 }
 
-// gate waits out the latency, authenticates and applies injected faults, in that order.
-func (g *Graph) gate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.mu.Lock()
-		latency := g.latency
-		g.mu.Unlock()
-		if latency > 0 {
-			t := time.NewTimer(latency)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
-		}
-		token := accessToken(r)
-		g.mu.Lock()
-		expired := g.expired[token]
-		g.mu.Unlock()
-		switch {
-		case token == "":
-			writeGraphError(w, http.StatusBadRequest, newGraphError("OAuthException", 104, 0, false,
-				"An access token is required to request this resource."))
-			return
-		case !slices.Contains(g.opts.AccessTokens, token):
-			writeGraphError(w, http.StatusBadRequest, newGraphError("OAuthException", 190, 0, false,
-				"Invalid OAuth access token - Cannot parse access token"))
-			return
-		case expired:
-			writeGraphError(w, http.StatusBadRequest, newGraphError("OAuthException", 190, 463, false,
-				"Error validating access token: Session has expired. The sandbox expired this token."))
-			return
-		}
-		if proof := r.URL.Query().Get("appsecret_proof"); proof != "" &&
-			!hmac.Equal([]byte(proof), []byte(appSecretProof(g.opts.AppSecret, token))) {
-			writeGraphError(w, http.StatusBadRequest, newGraphError("GraphMethodException", 100, 0, false,
-				"Invalid appsecret_proof provided in the API argument"))
-			return
-		}
-		g.mu.Lock()
-		fault, faulted := g.faults.take(r.Method, r.URL.Path)
-		g.mu.Unlock()
-		if faulted {
-			writeFault(w, fault, graphFaultBody)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// auth accepts a configured access token that has not expired, and a matching appsecret_proof
+// when one is sent, in that order; the kit has waited out the latency before, and applies
+// injected faults after.
+func (g *Graph) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
+	token := accessToken(r)
+	var refusal graphErrorBody
+	switch {
+	case token == "":
+		refusal = newGraphError("OAuthException", 104, 0, false, "An access token is required to request this resource.")
+	case !slices.Contains(g.opts.AccessTokens, token):
+		refusal = newGraphError("OAuthException", 190, 0, false, "Invalid OAuth access token - Cannot parse access token")
+	case g.TokenExpired(token):
+		refusal = graphExpiredToken()
+	case r.URL.Query().Get("appsecret_proof") != "" &&
+		!hmac.Equal([]byte(r.URL.Query().Get("appsecret_proof")), []byte(appSecretProof(g.opts.AppSecret, token))):
+		refusal = newGraphError("GraphMethodException", 100, 0, false, "Invalid appsecret_proof provided in the API argument")
+	default:
+		return token, true
+	}
+	writeGraphError(w, http.StatusBadRequest, refusal)
+	return "", false
 }
 
 // readLead answers GET /<version>/<id>.
@@ -334,114 +303,4 @@ func (g *Graph) putCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	g.SetCallbackURL(req.URL)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// webhookSender delivers signed webhook bodies asynchronously, retrying with a doubling
-// backoff until a 2xx or the retries are spent. It knows nothing of any vendor: the caller
-// gives the headers and records each attempt. Follow Up Boss's webhooks and the Graph's
-// leadgen notifications both go through it.
-type webhookSender struct {
-	opts     DeliveryOptions
-	stop     context.Context
-	cancel   context.CancelFunc
-	inflight sync.WaitGroup
-
-	mu     sync.Mutex
-	closed bool
-}
-
-// deliveryAttempt is what one attempt came to.
-type deliveryAttempt struct {
-	number    int // 1-based
-	status    int // 0 when no answer
-	errText   string
-	delivered bool
-	final     bool // no attempt follows
-}
-
-func newWebhookSender(o DeliveryOptions) *webhookSender {
-	if o.Retries < 0 {
-		o.Retries = 0
-	} else if o.Retries == 0 {
-		o.Retries = 5
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Timeout}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &webhookSender{opts: o, stop: ctx, cancel: cancel}
-}
-
-// send posts body to target in the background. record is called after every attempt, and
-// once with final set; after close it is called once, at once, as a failure.
-func (s *webhookSender) send(target string, body []byte, header map[string]string, record func(deliveryAttempt)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		record(deliveryAttempt{errText: "sandbox closed", final: true})
-		return
-	}
-	s.inflight.Add(1)
-	go s.run(target, body, header, record)
-}
-
-func (s *webhookSender) run(target string, body []byte, header map[string]string, record func(deliveryAttempt)) {
-	defer s.inflight.Done()
-	backoff := s.opts.Backoff
-	for attempt := 1; ; attempt++ {
-		status, err := s.post(target, body, header)
-		a := deliveryAttempt{number: attempt, status: status, delivered: err == nil && status >= 200 && status <= 299}
-		if err != nil {
-			a.errText = err.Error()
-		}
-		a.final = a.delivered || attempt > s.opts.Retries
-		record(a)
-		if a.final {
-			return
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-s.stop.Done():
-			t.Stop()
-			record(deliveryAttempt{number: attempt, status: status, errText: "sandbox closed before the delivery succeeded", final: true})
-			return
-		case <-t.C:
-		}
-		backoff *= 2
-	}
-}
-
-// post sends one attempt and returns the status.
-func (s *webhookSender) post(target string, body []byte, header map[string]string) (int, error) {
-	ctx, cancel := context.WithTimeout(s.stop, s.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.opts.Client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
-}
-
-// close stops retrying and waits for the attempts in flight.
-func (s *webhookSender) close() {
-	s.mu.Lock()
-	s.closed = true
-	s.cancel()
-	s.mu.Unlock()
-	s.inflight.Wait()
 }

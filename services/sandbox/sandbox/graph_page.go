@@ -10,13 +10,13 @@ import (
 // graphSampleNames are the people of the page's test leads, in turn.
 var graphSampleNames = []string{"Ada Lovelace", "Grace Hopper", "Katherine Johnson", "Alan Turing", "Edsger Dijkstra"}
 
-// pageSection shows the Graph state, newest first, on the read-only page, with a button that
-// submits a test lead (the page template has buttons, not text inputs, so the button posts a
-// sample person; POST /_sandbox/graph/test-lead takes any full_name, email and phone_number).
-func (g *Graph) pageSection() pageSection {
-	leads := pageTable{Title: "Leads", Columns: []string{"id", "created", "page", "form", "ad", "field_data"}}
-	deliveries := pageTable{Title: "Notification deliveries", Columns: []string{"leadgen ids", "url", "state", "attempts", "last status", "last error"}}
-	submit := pageTable{Title: "Submit a test lead", Columns: []string{"full_name", "email", "phone_number", "notification to"}, ActionsColumn: "submit"}
+// tables show the Graph state, newest first, on the read-only page, with a button that submits
+// a test lead (the page template has buttons, not text inputs, so the button posts a sample
+// person; POST /_sandbox/graph/test-lead takes any full_name, email and phone_number).
+func (g *Graph) tables() []PageTable {
+	leads := PageTable{Title: "Leads", Columns: []string{"id", "created", "page", "form", "ad", "field_data"}}
+	deliveries := PageTable{Title: "Notification deliveries", Columns: []string{"leadgen ids", "url", "state", "attempts", "last status", "last error"}}
+	submit := PageTable{Title: "Submit a test lead", Columns: []string{"full_name", "email", "phone_number", "notification to"}, ActionsColumn: "submit"}
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -47,12 +47,7 @@ func (g *Graph) pageSection() pageSection {
 		target = "none: no callback URL is set (GraphOptions.CallbackURL, PUT /_sandbox/graph/callback)"
 	}
 	submit.Rows = [][]string{{sample["full_name"], sample["email"], sample["phone_number"], target}}
-	submit.RowActions = [][]pageAction{{{Action: "/_sandbox/graph/test-lead", Fields: sample, Label: "Submit a test lead"}}}
+	submit.RowActions = [][]PageAction{{{Action: "/_sandbox/graph/test-lead", Fields: sample, Label: "Submit a test lead"}}}
 
-	return pageSection{
-		Title: "Facebook Lead Ads (Graph API lead read, under /graph)",
-		Note: "Newest first. A submitted test lead is added and, when a callback URL is set, its leadgen notification is " +
-			"posted there signed with X-Hub-Signature-256. The same state as JSON: GET /_sandbox/graph/state.",
-		Tables: []pageTable{submit, leads, deliveries},
-	}
+	return []PageTable{submit, leads, deliveries}
 }

@@ -58,3 +58,8 @@ func writeFault(w http.ResponseWriter, f Fault, defaultBody func(status int) any
 	w.WriteHeader(f.Status)
 	_, _ = io.WriteString(w, f.Body)
 }
+
+// knobError is the body of a refused knob request (the sandbox's own API, not the vendor's).
+type knobError struct {
+	Error string `json:"error"`
+}

@@ -11,9 +11,9 @@ const DefaultLionDeskToken = "sandbox-liondesk-token"
 
 // LionDeskOptions configures the LionDesk emulation. Zero fields take the defaults.
 //
-// LionDesk documents no rate limit (none was found at developers.liondesk.com). The sandbox
-// emulates one anyway, a sliding window per access token, so that adapters meet 429s in tests;
-// its size is an assumption, not a vendor figure.
+// LionDesk documents no rate limit (none was found). The sandbox emulates one anyway,
+// a sliding window per access token, so that adapters meet 429s in tests; its size is an
+// assumption, not a vendor figure.
 type LionDeskOptions struct {
 	// Tokens are the valid OAuth access tokens (Authorization: Bearer), one per user.
 	// Default: DefaultLionDeskToken. Obtaining or refreshing them is not emulated.
@@ -37,9 +37,9 @@ func (o *LionDeskOptions) setDefaults() {
 }
 
 // LionDeskContact is a contact as the emulated LionDesk v2 /contacts represents it. The fields
-// are the documented POST /contacts fields ([O] developers.liondesk.com/docs/endpoints/contacts);
-// id, created_at and updated_at are the sandbox's choice of what an answer adds, as the
-// answer's shape is not documented. Unset text fields are empty strings and unset ids are null.
+// are the documented POST /contacts fields [O]; id, created_at and updated_at are
+// the sandbox's choice of what an answer adds, as the answer's shape is not documented. Unset
+// text fields are empty strings and unset ids are null.
 type LionDeskContact struct {
 	ID             int64     `json:"id"`
 	AssignedUserID *int64    `json:"assigned_user_id"`
@@ -84,6 +84,7 @@ type LionDeskSource struct {
 // does not deduplicate: every POST /contacts makes a new contact, as nothing in LionDesk's
 // documentation says otherwise. Its methods are safe for concurrent use.
 type LionDesk struct {
+	*Kit
 	opts LionDeskOptions
 	now  func() time.Time
 
@@ -92,30 +93,31 @@ type LionDesk struct {
 	notes    []LionDeskNote
 	sources  []LionDeskSource
 	lastID   struct{ contact, note, source int64 }
-	faults   faultQueue
-	limits   *slidingWindow
 }
 
 func newLionDesk(o LionDeskOptions, now func() time.Time) *LionDesk {
 	o.setDefaults()
 	o.Tokens = slices.Clone(o.Tokens)
 	l := &LionDesk{opts: o, now: now}
-	l.resetLocked()
+	// Reset (the kit's) forgets contacts, notes, sources, faults and rate-limit windows; ids
+	// restart at 1.
+	l.Kit = NewKit(KitOptions{
+		Name: liondeskName, Title: "LionDesk (API v2, under /liondesk)",
+		Note:      "Newest first. No deduplication: every POST /contacts is a new contact.",
+		Auth:      l.auth,
+		ErrorBody: func(status int, message string) any { return liondeskError{Code: status, Message: message} },
+		RateLimit: &RateLimit{Limit: o.Limit, Window: o.Window},
+		State:     l.state, Tables: l.tables, Reset: l.reset, Now: now,
+	})
+	l.routes()
 	return l
 }
 
-func (l *LionDesk) resetLocked() {
-	l.contacts, l.notes, l.sources = nil, nil, nil
-	l.lastID.contact, l.lastID.note, l.lastID.source = 0, 0, 0
-	l.faults.clear()
-	l.limits = newSlidingWindow(l.opts.Window)
-}
-
-// Reset forgets contacts, notes, sources, faults and rate-limit windows; ids restart at 1.
-func (l *LionDesk) Reset() {
+func (l *LionDesk) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.resetLocked()
+	l.contacts, l.notes, l.sources = nil, nil, nil
+	l.lastID.contact, l.lastID.note, l.lastID.source = 0, 0, 0
 }
 
 // Contacts returns a copy of every contact, in id order.
@@ -141,26 +143,6 @@ func (l *LionDesk) Sources() []LionDeskSource {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.sources)
-}
-
-// InjectFault makes the next ft.Count (at least 1) authenticated requests that match ft.Method
-// and ft.Path (after /liondesk, e.g. "/contacts") answer ft.Status; Status 0 means 500. Faults
-// are matched in the order injected. A faulted request is not processed and not counted against
-// the rate limit.
-func (l *LionDesk) InjectFault(ft Fault) {
-	if ft.Status == 0 {
-		ft.Status = 500
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.faults.add(ft)
-}
-
-// ClearFaults drops every pending fault.
-func (l *LionDesk) ClearFaults() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.faults.clear()
 }
 
 func (c *LionDeskContact) clone() LionDeskContact {

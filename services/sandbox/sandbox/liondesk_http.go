@@ -12,12 +12,12 @@ import (
 	"time"
 )
 
-// liondeskPrefix is where the LionDesk API is served: an adapter's base URL is
+// liondeskName is the LionDesk emulation's path segment: an adapter's base URL is
 // http://host:port/liondesk (in place of https://api-v2.liondesk.com).
-const liondeskPrefix = "/liondesk"
+const liondeskName = "liondesk"
 
-// What the emulation takes from LionDesk's documentation ([O] developers.liondesk.com): the v2
-// base, the Bearer access token, POST /contacts with its field list (none strictly required),
+// What the emulation takes from LionDesk's documentation [O]: the v2 base, the
+// Bearer access token, POST /contacts with its field list (none strictly required),
 // PATCH /contacts/{id}, and contact sources ({"name":"Zillow"}). What it assumes, because the
 // documentation is silent or was not found (each is written down in docs/sandbox.md):
 //   - GET /contacts/{id} answers the contact; the shape of every answer (the contact with id,
@@ -41,97 +41,33 @@ func writeLionDeskError(w http.ResponseWriter, status int, format string, args .
 	writeJSON(w, status, liondeskError{Code: status, Message: fmt.Sprintf(format, args...)})
 }
 
-func liondeskFaultBody(status int) any {
-	return liondeskError{Code: status, Message: fmt.Sprintf("sandbox: injected fault (%d %s)", status, http.StatusText(status))}
-}
-
 // liondeskList is the sandbox's choice of LionDesk's list envelope.
 type liondeskList[T any] struct {
 	Data  []T `json:"data"`
 	Total int `json:"total"`
 }
 
-func (l *LionDesk) mount(mux *http.ServeMux) {
-	api := http.NewServeMux()
-	api.HandleFunc("GET /contacts", l.listContacts)
-	api.HandleFunc("POST /contacts", l.postContact)
-	api.HandleFunc("GET /contacts/{id}", l.getContact)
-	api.HandleFunc("PATCH /contacts/{id}", l.patchContact)
-	api.HandleFunc("GET /contacts/{id}/notes", l.listNotes)
-	api.HandleFunc("POST /contacts/{id}/notes", l.postNote)
-	api.HandleFunc("GET /contact-sources", l.listSources)
-	api.HandleFunc("POST /contact-sources", l.postSource)
-	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeLionDeskError(w, http.StatusNotFound, "sandbox: %s %s is not emulated", r.Method, r.URL.Path)
-	})
-	mux.Handle(liondeskPrefix+"/", http.StripPrefix(liondeskPrefix, l.gate(api)))
-
-	mux.HandleFunc("GET /_sandbox/liondesk/state", l.state)
-	mux.HandleFunc("POST /_sandbox/liondesk/faults", faultKnob(l.InjectFault))
-	mux.HandleFunc("DELETE /_sandbox/liondesk/faults", func(w http.ResponseWriter, _ *http.Request) {
-		l.ClearFaults()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /_sandbox/liondesk/reset", func(w http.ResponseWriter, _ *http.Request) {
-		l.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
+// routes adds the API to the kit.
+func (l *LionDesk) routes() {
+	l.HandleFunc("GET /contacts", l.listContacts)
+	l.HandleFunc("POST /contacts", l.postContact)
+	l.HandleFunc("GET /contacts/{id}", l.getContact)
+	l.HandleFunc("PATCH /contacts/{id}", l.patchContact)
+	l.HandleFunc("GET /contacts/{id}/notes", l.listNotes)
+	l.HandleFunc("POST /contacts/{id}/notes", l.postNote)
+	l.HandleFunc("GET /contact-sources", l.listSources)
+	l.HandleFunc("POST /contact-sources", l.postSource)
 }
 
-// faultKnob serves a POST of a Fault as JSON to a vendor's InjectFault.
-func faultKnob(inject func(Fault)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var ft Fault
-		if err := decodeJSON(r, &ft); err != nil {
-			writeJSON(w, http.StatusBadRequest, knobError{err.Error()})
-			return
-		}
-		if ft.Status != 0 && (ft.Status < 100 || ft.Status > 599) {
-			writeJSON(w, http.StatusBadRequest, knobError{fmt.Sprintf("status %d is not an HTTP status", ft.Status)})
-			return
-		}
-		inject(ft)
-		w.WriteHeader(http.StatusNoContent)
+// auth accepts Authorization: Bearer with a configured token; the kit then applies injected
+// faults and enforces the assumed rate limit.
+func (l *LionDesk) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
+	token := BearerToken(r)
+	if !slices.Contains(l.opts.Tokens, token) {
+		l.Unauthorized(w, `Bearer realm="LionDesk sandbox", error="invalid_token"`, "Unauthorized: send a valid access token as Authorization: Bearer <token>")
+		return "", false
 	}
-}
-
-// gate authenticates (Authorization: Bearer), applies injected faults and enforces the assumed
-// rate limit, in that order. Every authenticated answer carries the rate-limit headers.
-func (l *LionDesk) gate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		token = strings.TrimSpace(token)
-		if !strings.EqualFold(scheme, "Bearer") || !slices.Contains(l.opts.Tokens, token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="LionDesk sandbox", error="invalid_token"`)
-			writeLionDeskError(w, http.StatusUnauthorized, "Unauthorized: send a valid access token as Authorization: Bearer <token>")
-			return
-		}
-		now := l.now()
-		limit := l.opts.Limit
-		l.mu.Lock()
-		fault, faulted := l.faults.take(r.Method, r.URL.Path)
-		remaining, retryAfter, allowed := 0, time.Duration(0), true
-		if faulted {
-			remaining = l.limits.remaining(token, limit, now)
-		} else {
-			remaining, retryAfter, allowed = l.limits.take(token, limit, now)
-		}
-		l.mu.Unlock()
-
-		h := w.Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-		h.Set("X-RateLimit-Window", strconv.Itoa(ceilSeconds(l.opts.Window)))
-		switch {
-		case faulted:
-			writeFault(w, fault, liondeskFaultBody)
-		case !allowed:
-			h.Set("Retry-After", strconv.Itoa(ceilSeconds(retryAfter)))
-			writeLionDeskError(w, http.StatusTooManyRequests, "Rate limit exceeded: %d requests per %d seconds", limit, ceilSeconds(l.opts.Window))
-		default:
-			next.ServeHTTP(w, r)
-		}
-	})
+	return token, true
 }
 
 // contactFields decodes a POST or PATCH /contacts body: only the documented fields, each of its
@@ -473,8 +409,6 @@ type liondeskState struct {
 	Sources  []LionDeskSource  `json:"sources"`
 }
 
-func (l *LionDesk) state(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, liondeskState{
-		Contacts: nonNil(l.Contacts()), Notes: nonNil(l.Notes()), Sources: nonNil(l.Sources()),
-	})
+func (l *LionDesk) state() any {
+	return liondeskState{Contacts: nonNil(l.Contacts()), Notes: nonNil(l.Notes()), Sources: nonNil(l.Sources())}
 }

@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// pageSection shows the LionDesk state, newest first, on the read-only page.
-func (l *LionDesk) pageSection() pageSection {
-	contacts := pageTable{Title: "Contacts", Columns: []string{"id", "name", "email", "mobile phone", "home phone", "source", "tags", "created", "updated"}}
-	notes := pageTable{Title: "Notes", Columns: []string{"id", "contact", "content", "created"}}
-	sources := pageTable{Title: "Contact sources", Columns: []string{"id", "name"}}
+// tables show the LionDesk state, newest first, on the read-only page.
+func (l *LionDesk) tables() []PageTable {
+	contacts := PageTable{Title: "Contacts", Columns: []string{"id", "name", "email", "mobile phone", "home phone", "source", "tags", "created", "updated"}}
+	notes := PageTable{Title: "Notes", Columns: []string{"id", "contact", "content", "created"}}
+	sources := PageTable{Title: "Contact sources", Columns: []string{"id", "name"}}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -39,9 +39,5 @@ func (l *LionDesk) pageSection() pageSection {
 		s := l.sources[i]
 		sources.Rows = append(sources.Rows, []string{strconv.FormatInt(s.ID, 10), s.Name})
 	}
-	return pageSection{
-		Title:  "LionDesk (API v2, under /liondesk)",
-		Note:   "Newest first. No deduplication: every POST /contacts is a new contact. The same state as JSON: GET /_sandbox/liondesk/state.",
-		Tables: []pageTable{contacts, notes, sources},
-	}
+	return []PageTable{contacts, notes, sources}
 }

@@ -12,32 +12,34 @@ var pageSource string
 
 var pageTemplate = template.Must(template.New("page").Parse(pageSource))
 
-// pageSection is what the read-only page shows about one vendor: a few tables of its state.
+// pageSection is what the read-only page shows about one vendor (Kit.pageSection): a few
+// tables of its state.
 type pageSection struct {
 	Title  string
 	Note   string
-	Tables []pageTable
+	Tables []PageTable
 }
 
-type pageTable struct {
+// PageTable is one table of a vendor's section of the page (KitOptions.Tables).
+type PageTable struct {
 	Title   string
 	Columns []string
 	Rows    [][]string
 	// RowActions, when set, holds the buttons shown after each row (same index as Rows),
 	// under the column ActionsColumn.
-	RowActions    [][]pageAction
+	RowActions    [][]PageAction
 	ActionsColumn string
 }
 
 // pageAction is one button on the page: an HTML form that POSTs Fields to Action.
-type pageAction struct {
+type PageAction struct {
 	Action string
 	Fields map[string]string
 	Label  string
 }
 
 // pageHandler serves the read-only HTML view of every vendor's state. It refreshes itself.
-func pageHandler(vendors []vendor) http.Handler {
+func pageHandler(vendors []*Kit) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		sections := make([]pageSection, len(vendors))
 		for i, v := range vendors {

@@ -3,10 +3,11 @@
 // speak HTTP to it exactly as they would to the vendor, under a per-vendor path prefix.
 //
 // Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
-// for the Facebook Graph lead read and Lead Ads notifications) that mounts its API under
-// /<vendor>/ and its knobs and read-only state under /_sandbox/<vendor>/.
-// The shared pieces are small: the router in this file, the sliding-window rate limiter and the
-// fault queue.
+// for the Facebook Graph lead read and Lead Ads notifications) built on a Kit (kit.go): the kit
+// mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
+// fault queue, the rate limit with the vendor's headers), serves its knobs and JSON state under
+// /_sandbox/<vendor>/, sends its signed webhooks (webhook.go) and shows its section of the page.
+// The vendor brings only its own: its state, its API handlers, its auth rule and error shape.
 package sandbox
 
 import (
@@ -19,6 +20,10 @@ type Options struct {
 	FUB      FUBOptions
 	LionDesk LionDeskOptions
 	Graph    GraphOptions
+	// Vendors are more emulations, each built with NewKit (a test's own vendor, say): they are
+	// served beside the built-in ones, shown on the page and closed by Close. Each has its own
+	// clock (KitOptions.Now). Two vendors of one name panic.
+	Vendors []*Kit
 	// Now is the sandbox's clock; nil means time.Now. Tests set it to move rate-limit windows
 	// and the FUB assignment delay forward without sleeping.
 	Now func() time.Time
@@ -29,15 +34,8 @@ type Sandbox struct {
 	fub      *FUB
 	liondesk *LionDesk
 	graph    *Graph
+	vendors  []*Kit
 	handler  http.Handler
-}
-
-// vendor is one emulated third-party API.
-type vendor interface {
-	// mount registers the vendor's API under its prefix and its knobs under /_sandbox/<name>/.
-	mount(mux *http.ServeMux)
-	// pageSection returns what the read-only HTML page shows about the vendor.
-	pageSection() pageSection
 }
 
 // New returns a sandbox with empty state.
@@ -47,13 +45,13 @@ func New(o Options) *Sandbox {
 		now = time.Now
 	}
 	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now)}
-	vendors := []vendor{s.fub, s.liondesk, s.graph}
+	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit}, o.Vendors...)
 
 	mux := http.NewServeMux()
-	for _, v := range vendors {
+	for _, v := range s.vendors {
 		v.mount(mux)
 	}
-	mux.Handle("GET /{$}", pageHandler(vendors))
+	mux.Handle("GET /{$}", pageHandler(s.vendors))
 	s.handler = mux
 	return s
 }
@@ -70,3 +68,10 @@ func (s *Sandbox) LionDesk() *LionDesk { return s.liondesk }
 // Graph returns the Facebook Graph emulation (the lead read and Lead Ads notifications), for
 // tests to add leads, inspect its state and turn its knobs.
 func (s *Sandbox) Graph() *Graph { return s.graph }
+
+// Close stops every vendor's background work (webhook deliveries) and waits for it.
+func (s *Sandbox) Close() {
+	for _, v := range s.vendors {
+		v.Close()
+	}
+}

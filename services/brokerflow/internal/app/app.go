@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,8 +20,10 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/telemetry"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
@@ -37,13 +37,29 @@ const Prefix = "BROKERFLOW_"
 // public: never use it for a real source.
 var DevIDXSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("brokerflow-dev-secret-not-for-production"))
 
+// DevGatewayAddr is where --dev and --sandbox serve the gateway when
+// GATEWAY_ADDR is not set: loopback only, since they accept webhooks signed
+// with the public DevIDXSecret. An address set explicitly is used as set.
+const DevGatewayAddr = "127.0.0.1:8080"
+
+// SandboxPollInterval is how often --sandbox polls the sandbox's LionDesk for
+// changed contacts when CRMSYNC_POLL_INTERVAL is not set: an agent's edit in
+// the sandbox shows within seconds, at 5 of its 60 calls per 10 s.
+const SandboxPollInterval = 2 * time.Second
+
 // Config is the all-in-one configuration, from BROKERFLOW_* variables. Each
 // service reads its own prefix too (GATEWAY_*, NORMALIZER_*).
 type Config struct {
 	// NATSURL, when set, connects to an existing NATS instead of embedding one.
-	NATSURL      string `env:"NATS_URL"`
-	NATSHost     string `env:"NATS_HOST" envDefault:"127.0.0.1"`
-	NATSPort     int    `env:"NATS_PORT" envDefault:"4222"`
+	NATSURL  string `env:"NATS_URL"`
+	NATSHost string `env:"NATS_HOST" envDefault:"127.0.0.1"`
+	NATSPort int    `env:"NATS_PORT" envDefault:"4222"`
+	// NATSUsers gives every service, the operator and the analyst its own
+	// NATS user, with only its own subjects (docs/security.md). On by default.
+	NATSUsers bool `env:"NATS_USERS" envDefault:"true"`
+	// NATSCredsDir holds the users' nkey seeds; default creds/ in DataDir.
+	NATSCredsDir string `env:"NATS_CREDS_DIR"`
+	// NATSUser and NATSPassword are one shared user, when NATSUsers is off.
 	NATSUser     string `env:"NATS_USER"`
 	NATSPassword string `env:"NATS_PASSWORD"`
 	DataDir      string `env:"DATA_DIR" envDefault:".brokerflow/data"`
@@ -69,6 +85,10 @@ type Config struct {
 	Dev bool `env:"-"`
 	// Sandbox starts the sandbox and points every adapter at it.
 	Sandbox bool `env:"-"`
+
+	// Tracing is where spans go: the standard OTEL_EXPORTER_OTLP_*
+	// variables; unset, spans are made and propagated but not exported.
+	Tracing telemetry.ExportConfig `env:"-"`
 
 	Gateway    gateway.Config    `env:"-"`
 	Normalizer normalizer.Config `env:"-"`
@@ -101,6 +121,9 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			return c, err
 		}
 	}
+	if c.Dev && !isSet(environ, gateway.Prefix+"ADDR") {
+		c.Gateway.Addr = DevGatewayAddr
+	}
 	if c.Dev && len(c.Gateway.IDXSecrets) == 0 && c.Gateway.IDXSecretsFile == "" {
 		c.Gateway.IDXSecrets = []string{DevIDXSecret}
 	}
@@ -113,7 +136,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Normalizer.Graph.AccessToken = sandbox.DefaultGraphAccessToken
 	}
 	if c.Sandbox {
-		// Start points the base URL at the sandbox's bound address.
+		// Every CRM adapter talks to the sandbox with its default credentials;
+		// Start points the base URLs at the sandbox's bound address.
 		c.CRMSync.FUB = followupboss.Config{
 			BaseURL:   "http://" + c.SandboxAddr + "/fub",
 			APIKey:    sandbox.DefaultFUBAPIKey,
@@ -121,7 +145,17 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			SystemKey: sandbox.DefaultFUBSystemKey,
 			Timeout:   c.CRMSync.FUB.Timeout,
 		}
+		c.CRMSync.LionDesk.BaseURL = "http://" + c.SandboxAddr + "/liondesk"
+		c.CRMSync.LionDesk.AccessToken, c.CRMSync.LionDesk.AccessTokenFile = sandbox.DefaultLionDeskToken, ""
+		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
+			c.CRMSync.PollInterval = SandboxPollInterval
+		}
 	}
+	tracing, err := telemetry.ExportConfigFrom(service.EnvMap(environ))
+	if err != nil {
+		return c, err
+	}
+	c.Tracing = tracing
 	// The sources file's secrets come from the same environment.
 	c.Gateway.Environ = service.EnvMap(environ)
 	// One sources file for the gateway and the normalizer.
@@ -131,7 +165,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	// One process, one retry schedule and one ops listener for every service.
 	c.Normalizer.Bus, c.CRMSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
 	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr = "", "", ""
-	err := c.Validate()
+	err = c.Validate()
 	return c, err
 }
 
@@ -169,6 +203,8 @@ type App struct {
 	SandboxURL string
 	// GRPCAddr serves the first-party SubmitLead API, when GATEWAY_GRPC_ADDR is set.
 	GRPCAddr string
+	// CredsDir holds each user's nkey seed (<user>.nk), when the users are on.
+	CredsDir string
 	// Sandbox is the running sandbox, when it runs.
 	Sandbox *sandbox.Sandbox
 	Sources []gateway.Source
@@ -176,9 +212,12 @@ type App struct {
 	cfg       Config
 	listeners []net.Listener
 	ns        *server.Server
-	nc        *nats.Conn
-	eg        *errgroup.Group
-	cancel    context.CancelFunc
+	conns     []*nats.Conn
+	logger    *slog.Logger
+	// flushTraces export the spans still buffered, at close.
+	flushTraces []func(context.Context) error
+	eg          *errgroup.Group
+	cancel      context.CancelFunc
 }
 
 // Start starts the embedded server (unless BROKERFLOW_NATS_URL is set),
@@ -186,41 +225,22 @@ type App struct {
 // returns once the system accepts webhooks.
 func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHooks) (_ *App, err error) {
 	logger := logging.New(stderr, logging.Options{Level: cfg.LogLevel, LogPII: cfg.LogPII})
-	a := &App{cfg: cfg}
+	a := &App{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
-	url := cfg.NATSURL
-	connOpts := []nats.Option{nats.Name("brokerflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
-	if cfg.NATSUser != "" {
-		connOpts = append(connOpts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	if err := a.startNATS(); err != nil {
+		return nil, err
 	}
-	if url == "" {
-		dir, err := filepath.Abs(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-		a.ns, err = StartEmbedded(EmbeddedOptions{
-			Host: cfg.NATSHost, Port: cfg.NATSPort, StoreDir: dir,
-			User: cfg.NATSUser, Password: cfg.NATSPassword, Sync: cfg.Sync(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		url = a.ns.ClientURL()
-		connOpts = append(connOpts, nats.InProcessServer(a.ns))
-	}
-	a.NATSURL = url
-	a.nc, err = nats.Connect(url, connOpts...)
+	// The apply step runs as the operator: the services' users may not
+	// create or change a stream.
+	onc, err := a.connect(bus.UserOperator)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, err
 	}
-	js, err := jetstream.New(a.nc)
+	js, err := jetstream.New(onc)
 	if err != nil {
 		return nil, err
 	}
@@ -239,22 +259,43 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		a.Sandbox = sandbox.New(sandbox.Options{})
 		a.SandboxURL = "http://" + hostPort(sandboxLn.Addr())
 		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
+		cfg.CRMSync.LionDesk.BaseURL = a.SandboxURL + "/liondesk"
 		cfg.Normalizer.Graph.BaseURL = a.SandboxURL + "/graph/v19.0"
+		a.cfg = cfg
 	}
 
 	reg := service.NewRegistry()
-	deps := service.Deps{NATS: a.nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks}
-	gw, err := gateway.New(cfg.Gateway, deps)
+	// Each service connects as its own user, and traces as itself.
+	deps := func(user string) (service.Deps, error) {
+		nc, err := a.connect(user)
+		if err != nil {
+			return service.Deps{}, err
+		}
+		tp, shutdown, err := telemetry.NewProvider(ctx, user, cfg.Tracing)
+		a.flushTraces = append(a.flushTraces, shutdown)
+		return service.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg, Hooks: hooks, TracerProvider: tp}, err
+	}
+	d, err := deps(bus.ServiceGateway)
 	if err != nil {
 		return nil, err
 	}
-	norm, err := normalizer.New(cfg.Normalizer, deps)
+	gw, err := gateway.New(cfg.Gateway, d)
+	if err != nil {
+		return nil, err
+	}
+	if d, err = deps(bus.ServiceNormalizer); err != nil {
+		return nil, err
+	}
+	norm, err := normalizer.New(cfg.Normalizer, d)
 	if err != nil {
 		return nil, err
 	}
 	a.Sources = gw.Sources()
 
-	crm, err := crmsync.New(cfg.CRMSync, deps)
+	if d, err = deps(bus.ServiceCRMSync); err != nil {
+		return nil, err
+	}
+	crm, err := crmsync.New(cfg.CRMSync, d)
 	if err != nil {
 		return nil, err
 	}
@@ -349,8 +390,13 @@ func (a *App) close() {
 	if a.Sandbox != nil {
 		a.Sandbox.Close() // stops its webhook deliveries
 	}
-	if a.nc != nil {
-		_ = service.Drain(a.nc, a.cfg.Gateway.ShutdownTimeout)
+	for _, nc := range a.conns {
+		_ = service.Drain(nc, a.cfg.Gateway.ShutdownTimeout)
+	}
+	for _, flush := range a.flushTraces {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = flush(ctx)
+		cancel()
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()
@@ -375,13 +421,28 @@ func (a *App) PrintBanner(w io.Writer) {
 	if a.SandboxURL != "" {
 		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph)\n", a.SandboxURL)
 		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
+	}
+	crm := a.cfg.CRMSync
+	if crm.CRM == "liondesk" {
+		fmt.Fprintf(w, "  CRM             liondesk at %s  (no webhooks: polled every %s)\n", crm.LionDesk.BaseURL, crm.PollInterval)
 	} else {
-		fmt.Fprintf(w, "  CRM             %s at %s\n", a.cfg.CRMSync.CRM, a.cfg.CRMSync.FUB.BaseURL)
+		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
-	fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
+	if a.CredsDir != "" {
+		fmt.Fprintf(w, "  NATS users      one per service, plus operator and analyst; seeds in %s (owner-only)\n", a.CredsDir)
+		fmt.Fprintf(w, "                  operator: %s  analyst: %s\n", natsauth.SeedFile(a.CredsDir, bus.UserOperator), natsauth.SeedFile(a.CredsDir, bus.UserAnalyst))
+		fmt.Fprintf(w, "  inspect         nats --server %s --nkey %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL, natsauth.SeedFile(a.CredsDir, bus.UserAnalyst))
+	} else {
+		fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
+	}
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+// isSet reports whether environ sets key to a value that is not empty.
+func isSet(environ []string, key string) bool {
+	return service.EnvMap(environ)[key] != ""
 }

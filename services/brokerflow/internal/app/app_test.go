@@ -64,10 +64,14 @@ func start(t *testing.T, extra ...string) *system {
 	return &system{App: a, js: connect(t, a), hooks: hooks}
 }
 
-// connect opens a client connection to the system's NATS.
+// connect opens a client connection to the system's NATS, as the operator.
 func connect(t *testing.T, a *app.App) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(a.NATSURL)
+	opts, err := a.ConnectOptions(bus.UserOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(a.NATSURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,11 @@ func burstLeads() (bodies []string, people int) {
 // its connection under it, as a crashed process would.
 func replica(t *testing.T, s *system) (kill func()) {
 	t.Helper()
-	nc, err := nats.Connect(s.NATSURL)
+	opts, err := s.ConnectOptions(bus.ServiceCRMSync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.NATSURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

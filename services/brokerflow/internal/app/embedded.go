@@ -43,7 +43,9 @@ type EmbeddedOptions struct {
 	StoreDir string
 	User     string
 	Password string
-	Sync     SyncPolicy
+	// Users, when set, are the only users: each with its nkey and permissions.
+	Users []*server.NkeyUser
+	Sync  SyncPolicy
 }
 
 // StartEmbedded starts a JetStream server in this process and waits for it.
@@ -56,6 +58,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		Username:   o.User,
 		Password:   o.Password,
+		Nkeys:      o.Users,
 		NoSigs:     true,
 		NoLog:      true,
 	}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 )
@@ -28,7 +31,7 @@ func Execute(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout))
+	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(environ, stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout), usersCmd(environ, stdout))
 	return root.ExecuteContext(ctx)
 }
 
@@ -64,8 +67,16 @@ vendors' credentials (CRMSYNC_FUB_API_KEY) are required.`,
 // natsFlags is how operator commands reach NATS.
 type natsFlags struct {
 	cfg service.NATSConfig
+	// user is whose seed the command uses by default: the operator's, or
+	// the analyst's for a command that only reads.
+	user string
 }
 
+// connect opens the command's connection: to --server, BROKERFLOW_NATS_URL
+// or the local default; with the nkey seed of --nkey,
+// BROKERFLOW_NATS_NKEY_FILE, or else the user's seed in the credentials
+// directory that brokerflow run made (BROKERFLOW_NATS_CREDS_DIR, or creds/
+// in BROKERFLOW_DATA_DIR), when it exists.
 func (f *natsFlags) connect(environ []string) (*nats.Conn, jetstream.JetStream, error) {
 	m := service.EnvMap(environ)
 	if f.cfg.URL == "" {
@@ -76,6 +87,25 @@ func (f *natsFlags) connect(environ []string) (*nats.Conn, jetstream.JetStream, 
 	}
 	if f.cfg.User == "" {
 		f.cfg.User, f.cfg.Password = m["BROKERFLOW_NATS_USER"], m["BROKERFLOW_NATS_PASSWORD"]
+	}
+	if f.cfg.NkeyFile == "" {
+		f.cfg.NkeyFile = m["BROKERFLOW_NATS_NKEY_FILE"]
+	}
+	if f.cfg.NkeyFile == "" && f.cfg.User == "" {
+		dir := m["BROKERFLOW_NATS_CREDS_DIR"]
+		if dir == "" {
+			data := m["BROKERFLOW_DATA_DIR"]
+			if data == "" {
+				data = ".brokerflow/data"
+			}
+			dir = filepath.Join(data, "creds")
+		}
+		if seed := natsauth.SeedFile(dir, f.user); fileExists(seed) {
+			f.cfg.NkeyFile = seed
+		}
+	}
+	if f.cfg.NkeyFile != "" {
+		f.cfg.InboxPrefix = bus.InboxPrefix(f.user)
 	}
 	nc, err := f.cfg.Connect("brokerflow-cli")
 	if err != nil {
@@ -89,14 +119,21 @@ func (f *natsFlags) connect(environ []string) (*nats.Conn, jetstream.JetStream, 
 	return nc, js, nil
 }
 
-func (f *natsFlags) register(cmd *cobra.Command) {
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func (f *natsFlags) register(cmd *cobra.Command, user string) {
+	f.user = user
 	cmd.PersistentFlags().StringVar(&f.cfg.URL, "server", "", "NATS URL (default $BROKERFLOW_NATS_URL or nats://127.0.0.1:4222)")
+	cmd.PersistentFlags().StringVar(&f.cfg.NkeyFile, "nkey", "", "nkey seed file (default $BROKERFLOW_NATS_NKEY_FILE, or the "+user+" seed brokerflow run made)")
 }
 
 func streamsCmd(environ []string, stdout io.Writer) *cobra.Command {
 	var nf natsFlags
 	cmd := &cobra.Command{Use: "streams", Short: "Manage the JetStream declarations"}
-	nf.register(cmd)
+	nf.register(cmd, bus.UserOperator)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "apply",
 		Short: "Create or update every stream, consumer and KV bucket (idempotent)",

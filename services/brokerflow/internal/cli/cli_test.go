@@ -69,7 +69,7 @@ func startSystem(t *testing.T) *app.App {
 func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 	t.Parallel()
 	a := startSystem(t)
-	out, err := execute(t, nil, "demo", "--url", a.WebhookURL, "--sandbox-url", a.SandboxURL, "--server", a.NATSURL)
+	out, err := execute(t, []string{"BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir}, "demo", "--url", a.WebhookURL, "--sandbox-url", a.SandboxURL, "--server", a.NATSURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,12 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 func TestFailures_lsAndRedrive(t *testing.T) {
 	t.Parallel()
 	a := startSystem(t)
-	nc, err := nats.Connect(a.NATSURL)
+	// Only the gateway may publish a received webhook.
+	opts, err := a.ConnectOptions(bus.ServiceGateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(a.NATSURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +105,8 @@ func TestFailures_lsAndRedrive(t *testing.T) {
 	if err := nc.Publish("webhook.received.lead.idx", []byte{0xff, 0x01}); err != nil {
 		t.Fatal(err)
 	}
-	environ := []string{"BROKERFLOW_NATS_URL=" + a.NATSURL}
+	// The CLI finds the operator's seed that brokerflow run made.
+	environ := []string{"BROKERFLOW_NATS_URL=" + a.NATSURL, "BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir}
 	natstest.Eventually(t, 30*time.Second, "a listed failure", func() bool {
 		out, err := execute(t, environ, "failures", "ls")
 		return err == nil && strings.Contains(out, "normalizer") && strings.Contains(out, "webhook.received.lead.idx")
@@ -116,5 +122,27 @@ func TestFailures_lsAndRedrive(t *testing.T) {
 	})
 	if _, err := execute(t, environ, "failures", "redrive", "normalizer", "WEBHOOKS", "zero"); err == nil {
 		t.Fatal("a bad sequence must be an error")
+	}
+}
+
+func TestUsers_initThenRenderForACluster(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() + "/creds"
+	out, err := execute(t, nil, "users", "init", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range bus.Users() {
+		if !strings.Contains(out, user) {
+			t.Fatalf("init output lacks %s:\n%s", user, out)
+		}
+	}
+	values, err := execute(t, nil, "users", "helm-values", "--dir", dir)
+	if err != nil || !strings.Contains(values, "authorization:") || !strings.Contains(values, "webhook.received.>") {
+		t.Fatalf("helm-values: %v\n%s", err, values)
+	}
+	secrets, err := execute(t, []string{"BROKERFLOW_NATS_CREDS_DIR=" + dir}, "users", "secrets", "--namespace", "brokers")
+	if err != nil || strings.Count(secrets, "kind: Secret") != len(bus.Users()) || !strings.Contains(secrets, "namespace: brokers") {
+		t.Fatalf("secrets: %v\n%s", err, secrets)
 	}
 }

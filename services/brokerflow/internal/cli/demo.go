@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
@@ -34,8 +33,9 @@ var demoLeads = []string{
 	`{"type":"lead.created","data":{"name":"Katherine Johnson","email":"katherine@example.net","phone":"757-555-0199","message":"Please call me about new listings."}}`,
 }
 
-func demoCmd(stdout io.Writer) *cobra.Command {
+func demoCmd(environ []string, stdout io.Writer) *cobra.Command {
 	var url, secret, sandboxURL, natsURL string
+	nf := natsFlags{user: bus.UserAnalyst}
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Send a handful of signed leads to a running brokerflow (run --sandbox) and show where they landed",
@@ -66,13 +66,20 @@ func demoCmd(stdout io.Writer) *cobra.Command {
 			if natsURL == "" {
 				return nil
 			}
-			return demoStageChange(ctx, client, sandboxURL, natsURL, stdout)
+			nf.cfg.URL = natsURL
+			nc, js, err := nf.connect(environ)
+			if err != nil {
+				return fmt.Errorf("demo: watch the bus at %s: %w", natsURL, err)
+			}
+			defer nc.Close()
+			return demoStageChange(ctx, client, sandboxURL, js, stdout)
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the gateway's base URL")
 	cmd.Flags().StringVar(&secret, "secret", app.DevIDXSecret, "the IDX source's Standard Webhooks secret")
 	cmd.Flags().StringVar(&sandboxURL, "sandbox-url", "http://127.0.0.1:8099", "the sandbox to read the result from; empty to skip")
 	cmd.Flags().StringVar(&natsURL, "server", "nats://127.0.0.1:4222", "NATS, to watch the stage change flow through; empty to skip it")
+	cmd.Flags().StringVar(&nf.cfg.NkeyFile, "nkey", "", "nkey seed file (default $BROKERFLOW_NATS_NKEY_FILE, or the analyst seed brokerflow run made)")
 	return cmd
 }
 
@@ -119,7 +126,7 @@ func waitForCRM(ctx context.Context, client *http.Client, sandboxURL string, lea
 // demoStageChange plays the agent: it moves Ada to "Active Client" in the
 // sandbox's Follow Up Boss, whose webhook reaches the gateway, and waits for
 // crm-sync to announce the stage change on the bus.
-func demoStageChange(ctx context.Context, client *http.Client, sandboxURL, natsURL string, stdout io.Writer) error {
+func demoStageChange(ctx context.Context, client *http.Client, sandboxURL string, js jetstream.JetStream, stdout io.Writer) error {
 	var state struct {
 		People []struct {
 			ID     int64  `json:"id"`
@@ -143,15 +150,6 @@ func demoStageChange(ctx context.Context, client *http.Client, sandboxURL, natsU
 	}
 	if id == 0 {
 		return errors.New("demo: Ada Lovelace is not in the sandbox's Follow Up Boss")
-	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		return fmt.Errorf("demo: watch the bus at %s: %w", natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
 	}
 	watch, err := js.OrderedConsumer(ctx, bus.StreamCRM, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{crmsync.SubjectContactStageChanged},

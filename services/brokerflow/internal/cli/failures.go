@@ -21,7 +21,7 @@ import (
 func failuresCmd(environ []string, stdout io.Writer) *cobra.Command {
 	var nf natsFlags
 	cmd := &cobra.Command{Use: "failures", Short: "List failure records and redrive failed messages"}
-	nf.register(cmd)
+	nf.register(cmd, bus.UserOperator)
 
 	var only string
 	ls := &cobra.Command{

@@ -1,0 +1,219 @@
+package natsauth_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+)
+
+// violations collects the server's permission refusals on one connection.
+type violations struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		v.mu.Lock()
+		v.seen = append(v.seen, err.Error())
+		v.mu.Unlock()
+	}
+}
+
+func (v *violations) about(subject string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, s := range v.seen {
+		if strings.Contains(s, `"`+subject+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// action is one thing a user tries; subject is what the server must refuse.
+type action struct {
+	name    string
+	subject string
+	try     func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error
+}
+
+func publish(subject string) action {
+	return action{"publish " + subject, subject, func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		if err := nc.Publish(subject, []byte("forged")); err != nil {
+			return err
+		}
+		return nc.Flush()
+	}}
+}
+
+func subscribe(subject string) action {
+	return action{"subscribe " + subject, subject, func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		_, err := nc.SubscribeSync(subject)
+		if err == nil {
+			err = nc.Flush()
+		}
+		return err
+	}}
+}
+
+func createStream(name string) action {
+	return action{"create stream " + name, "$JS.API.STREAM.CREATE." + name, func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"evil.>"}})
+		return err
+	}}
+}
+
+func deleteStream(name string) action {
+	return action{"delete stream " + name, "$JS.API.STREAM.DELETE." + name, func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) error {
+		return js.DeleteStream(ctx, name)
+	}}
+}
+
+func kvPut(bucket, key string) action {
+	return action{"write " + bucket + "/" + key, "$KV." + bucket + "." + key, func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) error {
+		_, err := js.Publish(ctx, "$KV."+bucket+"."+key, []byte(`{"contact_id":"attacker"}`))
+		return err
+	}}
+}
+
+func changeConsumer(spec bus.ConsumerSpec) action {
+	subject := "$JS.API.CONSUMER.CREATE." + spec.Stream + "." + spec.Durable
+	return action{"change consumer " + spec.Durable, subject, func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		_, err := nc.RequestWithContext(ctx, subject, []byte(`{"stream_name":"`+spec.Stream+`","config":{"durable_name":"`+spec.Durable+`","ack_policy":"none"}}`))
+		return err
+	}}
+}
+
+func redrive(service string) action { return publish(bus.RedriveSubject(service)) }
+
+func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
+	t.Parallel()
+	srv, creds := natstest.StartSecured(t)
+	{
+		_, js := natstest.ConnectAs(t, srv, creds, bus.UserOperator)
+		natstest.Apply(t, js, bus.DefaultTopology())
+	}
+	tests := []struct {
+		user    string
+		refused []action
+	}{
+		{bus.ServiceGateway, []action{
+			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish("ops.failure.crm-sync"),
+			createStream("EVIL"), deleteStream(bus.StreamLeads), kvPut("identity", "followupboss.email.x"),
+			redrive(bus.ServiceCRMSync), subscribe("webhook.received.>"), changeConsumer(bus.NormalizerWebhooks),
+		}},
+		{bus.ServiceNormalizer, []action{
+			publish("webhook.received.lead.idx"), publish("crm.contact.synced"), publish("ops.failure.crm-sync"),
+			createStream("EVIL"), kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "crm-sync.lead.x"),
+			redrive(bus.ServiceNormalizer), changeConsumer(bus.NormalizerWebhooks), subscribe("_INBOX.>"),
+		}},
+		{bus.ServiceCRMSync, []action{
+			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), publish("ops.failure.normalizer"),
+			createStream("EVIL"), deleteStream("KV_identity"), kvPut("idempotency", "normalizer.x"),
+			redrive(bus.ServiceCRMSync), changeConsumer(bus.CRMSyncLeads), subscribe("_INBOX_normalizer.>"),
+		}},
+		{bus.UserAnalyst, []action{
+			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), kvPut("identity", "followupboss.email.x"),
+			createStream("EVIL"), deleteStream(bus.StreamWebhooks), redrive(bus.ServiceCRMSync),
+			changeConsumer(bus.CRMSyncLeads), publish("$JS.ACK.LEADS.crm-sync.1.1.1.1.1.0"),
+		}},
+		{bus.UserOperator, []action{
+			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), publish("crm.contact.synced"),
+			kvPut("identity", "followupboss.email.x"), publish(bus.RedriveDoneSubject(bus.ServiceCRMSync)),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			t.Parallel()
+			for _, a := range tt.refused {
+				t.Run(strings.ReplaceAll(a.name, " ", "_"), func(t *testing.T) {
+					var v violations
+					nc, js := natstest.ConnectAs(t, srv, creds, tt.user, nats.ErrorHandler(v.handler))
+					ctx, cancel := context.WithTimeout(context.Background(), natstest.Scale(2*time.Second))
+					defer cancel()
+					_ = a.try(ctx, nc, js) // a refused request times out; the refusal is the server's error
+					natstest.Eventually(t, 10*time.Second, "the server's refusal of "+a.subject, func() bool { return v.about(a.subject) })
+				})
+			}
+		})
+	}
+}
+
+// The refusals above must not be the whole story: each user can still do
+// its own work. (The end-to-end tests run every service on its own user.)
+func TestPermissions_eachUserCanDoItsOwnWork(t *testing.T) {
+	t.Parallel()
+	srv, creds := natstest.StartSecured(t)
+	_, ojs := natstest.ConnectAs(t, srv, creds, bus.UserOperator)
+	natstest.Apply(t, ojs, bus.DefaultTopology())
+	ctx := natstest.Context(t, 30*time.Second)
+
+	_, gjs := natstest.ConnectAs(t, srv, creds, bus.ServiceGateway)
+	if _, err := gjs.Publish(ctx, "webhook.received.lead.idx", []byte("lead")); err != nil {
+		t.Fatalf("gateway publishes a webhook: %v", err)
+	}
+	_, cjs := natstest.ConnectAs(t, srv, creds, bus.ServiceCRMSync)
+	kv, err := cjs.KeyValue(ctx, "identity")
+	if err != nil {
+		t.Fatalf("crm-sync binds the identity bucket: %v", err)
+	}
+	if _, err := kv.Create(ctx, "followupboss.email.abc", []byte("claim")); err != nil {
+		t.Fatalf("crm-sync claims an identity: %v", err)
+	}
+	if _, err := kv.Get(ctx, "followupboss.email.abc"); err != nil {
+		t.Fatalf("crm-sync reads an identity: %v", err)
+	}
+	_, ajs := natstest.ConnectAs(t, srv, creds, bus.UserAnalyst)
+	oc, err := ajs.OrderedConsumer(ctx, bus.StreamWebhooks, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("analyst replays a stream: %v", err)
+	}
+	msg, err := oc.Next(jetstream.FetchMaxWait(natstest.Scale(5 * time.Second)))
+	if err != nil || string(msg.Data()) != "lead" {
+		t.Fatalf("analyst reads the webhook: %v", err)
+	}
+	if _, err := bus.RequestRedrive(ctx, bus.NewPublisher(ojs, "brokerflow-cli", nil), bus.ServiceCRMSync, bus.StreamLeads, 1, "test"); err != nil {
+		t.Fatalf("operator requests a redrive: %v", err)
+	}
+}
+
+func TestEnsure_seedsAreTheOwnersAlone(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() + "/creds"
+	if err := natsauth.Ensure(dir); err != nil {
+		t.Fatal(err)
+	}
+	first, err := natsauth.PublicKey(dir, bus.ServiceGateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsauth.Ensure(dir); err != nil {
+		t.Fatal(err)
+	}
+	again, err := natsauth.PublicKey(dir, bus.ServiceGateway)
+	if err != nil || again != first {
+		t.Fatalf("a second Ensure changed the key: %v", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("credentials dir mode %v, %v; want 0700", st.Mode().Perm(), err)
+	}
+	for _, user := range bus.Users() {
+		st, err := os.Stat(natsauth.SeedFile(dir, user))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s seed mode %v, %v; want 0600", user, st.Mode().Perm(), err)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package app_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+)
+
+func TestConfig_sandboxPointsLionDeskAtTheSandbox(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		environ  []string
+		wantPoll time.Duration
+	}{
+		"default_poll":  {nil, app.SandboxPollInterval},
+		"explicit_poll": {[]string{"CRMSYNC_POLL_INTERVAL=1m"}, time.Minute},
+		"polling_off":   {[]string{"CRMSYNC_POLL_INTERVAL=0s"}, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			environ := append([]string{
+				"CRMSYNC_CRM=liondesk", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999",
+				"CRMSYNC_LIONDESK_BASE_URL=https://api-v2.liondesk.com", "CRMSYNC_LIONDESK_ACCESS_TOKEN=a-real-token",
+			}, tc.environ...)
+			cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ld := cfg.CRMSync.LionDesk
+			if ld.BaseURL != "http://127.0.0.1:9999/liondesk" || ld.AccessToken != sandbox.DefaultLionDeskToken || cfg.CRMSync.PollInterval != tc.wantPoll {
+				t.Fatalf("LionDesk %+v, poll %s; want the sandbox's, with its token, polled every %s", ld, cfg.CRMSync.PollInterval, tc.wantPoll)
+			}
+		})
+	}
+}
+
+// The development modes accept webhooks signed with a public secret, so they
+// serve the gateway on loopback unless the operator says where.
+func TestConfig_devModesServeTheGatewayOnLoopback(t *testing.T) {
+	t.Parallel()
+	secret := "GATEWAY_IDX_SECRETS=" + app.DevIDXSecret
+	for name, tc := range map[string]struct {
+		mode    app.Mode
+		environ []string
+		want    string
+	}{
+		"dev":                      {app.Mode{Dev: true}, nil, app.DevGatewayAddr},
+		"sandbox":                  {app.Mode{Sandbox: true}, nil, app.DevGatewayAddr},
+		"dev_empty_addr":           {app.Mode{Dev: true}, []string{"GATEWAY_ADDR="}, app.DevGatewayAddr},
+		"dev_explicit_addr":        {app.Mode{Dev: true}, []string{"GATEWAY_ADDR=0.0.0.0:9000"}, "0.0.0.0:9000"},
+		"sandbox_explicit_addr":    {app.Mode{Sandbox: true}, []string{"GATEWAY_ADDR=:8080"}, ":8080"},
+		"production_default":       {app.Mode{}, []string{secret}, ":8080"},
+		"production_explicit_addr": {app.Mode{}, []string{secret, "GATEWAY_ADDR=10.0.0.5:80"}, "10.0.0.5:80"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"CRMSYNC_FUB_API_KEY=key"}, tc.environ...), tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Gateway.Addr != tc.want {
+				t.Fatalf("the gateway listens on %q, want %q", cfg.Gateway.Addr, tc.want)
+			}
+		})
+	}
+	if host, _, err := net.SplitHostPort(app.DevGatewayAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Fatalf("DevGatewayAddr %q is not a loopback address", app.DevGatewayAddr)
+	}
+}

@@ -1,0 +1,114 @@
+package app_test
+
+import (
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+)
+
+// otlpReceiver is a local OTLP/HTTP trace receiver: it keeps, for each
+// trace id, the services (resource service.name) whose spans it received.
+type otlpReceiver struct {
+	mu     sync.Mutex
+	traces map[string][]string
+}
+
+func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	var export collectortrace.ExportTraceServiceRequest
+	if err != nil || req.URL.Path != "/v1/traces" || proto.Unmarshal(body, &export) != nil {
+		http.Error(w, "not an OTLP trace export", http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range export.GetResourceSpans() {
+		service := ""
+		for _, a := range rs.GetResource().GetAttributes() {
+			if a.GetKey() == "service.name" {
+				service = a.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				id := hex.EncodeToString(sp.GetTraceId())
+				if !slices.Contains(r.traces[id], service) {
+					r.traces[id] = append(r.traces[id], service)
+				}
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(nil)
+}
+
+func (r *otlpReceiver) services(traceID string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.traces[traceID])
+}
+
+// One lead, one trace, exported over OTLP: the gateway, the normalizer and
+// crm-sync each add their spans to the trace the webhook started.
+func TestSystem_oneTraceForOneLeadOverOTLP(t *testing.T) {
+	t.Parallel()
+	rcv := &otlpReceiver{traces: map[string][]string{}}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	s := start(t, "OTEL_EXPORTER_OTLP_ENDPOINT="+srv.URL)
+	if code, body := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_traced", time.Now(), lead); code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	natstest.Eventually(t, 30*time.Second, "the lead in the CRM", func() bool { return len(s.Sandbox.FUB().People()) == 1 })
+	wh := natstest.Last(t, s.js, bus.StreamWebhooks, "webhook.received.lead.idx")
+	id := traceID(t, wh.Header)
+	want := []string{bus.ServiceGateway, bus.ServiceNormalizer, bus.ServiceCRMSync}
+	natstest.Eventually(t, 30*time.Second, "spans of every service in the lead's trace", func() bool {
+		got := rcv.services(id)
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestConfig_tracingIsOffWithoutAnEndpoint(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env  []string
+		want string
+	}{
+		"unset":           {nil, ""},
+		"endpoint":        {[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318"}, "http://collector:4318/v1/traces"},
+		"traces_endpoint": {[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://b/v1/traces"}, "https://b/v1/traces"},
+		"sdk_disabled":    {[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318", "OTEL_SDK_DISABLED=true"}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir()}, tc.env...), app.Mode{Sandbox: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Tracing.Endpoint != tc.want {
+				t.Fatalf("endpoint %q, want %q", cfg.Tracing.Endpoint, tc.want)
+			}
+		})
+	}
+	if _, err := app.ConfigFromEnv([]string{"OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318"}, app.Mode{Sandbox: true}); err == nil {
+		t.Fatal("an endpoint without a scheme must be an error")
+	}
+}

@@ -1,0 +1,121 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Store is one read-model database: a SQLite file, its prepared statements,
+// and the lock that makes its writers take turns.
+type Store struct {
+	DB    *sql.DB
+	Path  string
+	stmts *statements
+	mu    sync.Mutex
+	// noKey turns the idempotency key off (tests that show it matters).
+	noKey bool
+}
+
+// OpenStore opens or creates the database at path, migrated to the current
+// schema.
+func OpenStore(ctx context.Context, path string) (*Store, error) {
+	return openStore(ctx, path, openOptions{})
+}
+
+func openStore(ctx context.Context, path string, o openOptions) (*Store, error) {
+	db, err := openDB(ctx, path, o)
+	if err != nil {
+		return nil, err
+	}
+	st, err := prepare(ctx, db)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &Store{DB: db, Path: path, stmts: st}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.stmts.close(), s.DB.Close())
+}
+
+// Applied is what one Apply did.
+type Applied struct {
+	// Events is how many events were new (the others had been applied).
+	Events int
+	// Observed are the speeds to lead the events completed.
+	Observed []Observation
+}
+
+// Apply projects events in one transaction. An event whose id was applied
+// before changes nothing. An event that does not decode fails the whole
+// call with an error wrapping errUndecodable.
+func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
+	ds := make([]decoded, 0, len(events))
+	for _, e := range events {
+		d, err := decode(e)
+		if err != nil {
+			return Applied{}, err
+		}
+		ds = append(ds, d)
+	}
+	return s.apply(ctx, ds)
+}
+
+func (s *Store) apply(ctx context.Context, ds []decoded) (Applied, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return Applied{}, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	b := &batch{
+		tx:       tx,
+		stmts:    s.stmts.in(ctx, tx),
+		journeys: map[journeyKey]bool{},
+		cursors:  map[string]cursor{},
+		noKey:    s.noKey,
+	}
+	var out Applied
+	for _, d := range ds {
+		ok, err := b.apply(ctx, d)
+		if err != nil {
+			return Applied{}, err
+		}
+		if ok {
+			out.Events++
+		}
+	}
+	if err := b.finish(ctx); err != nil {
+		return Applied{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Applied{}, fmt.Errorf("commit: %w", err)
+	}
+	out.Observed = b.observed
+	return out, nil
+}
+
+// Cursors returns the last sequence applied from each stream.
+func (s *Store) Cursors(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT stream, last_seq FROM stream_cursors`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var stream string
+		var seq int64
+		if err := rows.Scan(&stream, &seq); err != nil {
+			return nil, err
+		}
+		out[stream] = uint64(seq)
+	}
+	return out, rows.Err()
+}

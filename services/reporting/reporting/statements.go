@@ -1,0 +1,165 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The projection's statements. Upserts are INSERT … ON CONFLICT … DO UPDATE,
+// which SQLite and PostgreSQL both speak; placeholders are ?N, which a
+// PostgreSQL store rewrites as $N.
+const (
+	sqlApplied = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING`
+
+	// A lead's own facts; the CRM step's columns are the ContactSynced's.
+	sqlLead = `INSERT INTO leads (lead_id, source, status, reject_reason, received_at, inquiry_type,
+  utm_source, utm_medium, utm_campaign, lead_stream, lead_seq, webhook_stream, webhook_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''), ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+ON CONFLICT (lead_id) DO UPDATE SET source = excluded.source, status = excluded.status,
+  reject_reason = excluded.reject_reason, received_at = excluded.received_at, inquiry_type = excluded.inquiry_type,
+  utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
+  lead_stream = excluded.lead_stream, lead_seq = excluded.lead_seq,
+  webhook_stream = excluded.webhook_stream, webhook_seq = excluded.webhook_seq
+RETURNING received_at, synced_at, crm, contact_id`
+
+	// The CRM step of a lead; the lead's source is the lead's own once known.
+	sqlSynced = `INSERT INTO leads (lead_id, source, crm, contact_id, sync_outcome, matched_by, synced_at, sync_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (lead_id) DO UPDATE SET source = COALESCE(leads.source, excluded.source), crm = excluded.crm,
+  contact_id = excluded.contact_id, sync_outcome = excluded.sync_outcome, matched_by = excluded.matched_by,
+  synced_at = excluded.synced_at, sync_seq = excluded.sync_seq
+RETURNING received_at, synced_at, source`
+
+	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = ?1 WHERE lead_id = ?2`
+
+	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
+  changed_at, crm_source, lead_id, crm_event_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (stream, seq) DO NOTHING`
+
+	sqlUpdate = `INSERT INTO contact_updates (stream, seq, event_id, crm, contact_id, changed_fields, stage, updated_at,
+  crm_source, crm_event_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (stream, seq) DO NOTHING`
+
+	// The spend in force is the last one set, by stream sequence.
+	sqlSpend = `INSERT INTO spend (source, month, amount_minor, currency, set_by, set_at, note, seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (source, month) DO UPDATE SET amount_minor = excluded.amount_minor, currency = excluded.currency,
+  set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, seq = excluded.seq
+WHERE excluded.seq > spend.seq`
+
+	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES (?1, ?2, ?3)
+ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
+WHERE excluded.last_seq > stream_cursors.last_seq`
+)
+
+// sqlJourney recomputes one journey (?1 crm, ?2 contact id) from the facts:
+// its leads, stage changes and transactions. Each column is a subquery over
+// them, so the row is the same whatever order the facts came in.
+var sqlJourney = func() string {
+	const ofContact = ` WHERE crm = ?1 AND contact_id = ?2`
+	lead := func(col, order string) string {
+		return `(SELECT ` + col + ` FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
+	}
+	stage := func(col string) string {
+		return `(SELECT ` + col + ` FROM stage_changes` + ofContact + ` ORDER BY changed_at DESC, seq DESC LIMIT 1)`
+	}
+	tx := func(col string) string {
+		return `(SELECT ` + col + ` FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)`
+	}
+	cols := []struct{ name, expr string }{
+		{"crm", "?1"},
+		{"contact_id", "?2"},
+		{"leads", `(SELECT COUNT(*) FROM leads` + ofContact + `)`},
+		{"first_lead_id", lead("lead_id", "ASC")},
+		{"first_source", lead("source", "ASC")},
+		{"first_lead_at", lead("received_at", "ASC")},
+		{"last_lead_id", lead("lead_id", "DESC")},
+		{"last_source", lead("source", "DESC")},
+		{"last_lead_at", lead("received_at", "DESC")},
+		{"contact_at", `(SELECT MIN(synced_at) FROM leads` + ofContact + `)`},
+		{"crm_source", `COALESCE(` + stage("NULLIF(crm_source, '')") + `, (SELECT NULLIF(crm_source, '') FROM contact_updates` + ofContact + ` ORDER BY updated_at DESC, seq DESC LIMIT 1))`},
+		{"stage", stage("new_stage")},
+		{"stage_at", stage("changed_at")},
+		{"active_client_at", `(SELECT MIN(changed_at) FROM stage_changes` + ofContact + ` AND active_client = 1)`},
+		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
+		{"transaction_id", tx("transaction_id")},
+		{"tms", tx("tms")},
+		{"transaction_opened_at", tx("opened_at")},
+		{"closed_at", tx("closed_at")},
+		{"sale_price_minor", tx("sale_price_minor")},
+		{"ledger", tx("ledger")},
+		{"commission_booked_at", tx("commission_booked_at")},
+		{"gross_commission_minor", tx("gross_commission_minor")},
+		{"brokerage_net_minor", tx("brokerage_net_minor")},
+		{"commission_paid_at", tx("commission_paid_at")},
+		{"commission_paid_minor", tx("commission_paid_minor")},
+		{"currency", tx("currency")},
+	}
+	names := make([]string, len(cols))
+	exprs := make([]string, len(cols))
+	var sets []string
+	for i, c := range cols {
+		names[i], exprs[i] = c.name, c.expr
+		if i >= 2 {
+			sets = append(sets, c.name+" = excluded."+c.name)
+		}
+	}
+	// "WHERE 1 = 1" tells SQLite's parser that ON CONFLICT is the upsert's,
+	// not a join's.
+	return `INSERT INTO journeys (` + strings.Join(names, ", ") + `)
+SELECT ` + strings.Join(exprs, ",\n  ") + ` WHERE 1 = 1
+ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
+}()
+
+// statements are prepared once per database and bound to each transaction.
+type statements struct {
+	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
+}
+
+func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
+	s := &statements{}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
+		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
+		{&s.journey, sqlJourney},
+	} {
+		st, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			_ = s.close()
+			return nil, fmt.Errorf("prepare %q: %w", firstLine(p.sql), err)
+		}
+		*p.dst = st
+	}
+	return s, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// in returns the statements bound to tx.
+func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
+	return &statements{
+		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
+		speed: tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
+		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
+	}
+}
+
+func (s *statements) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -63,10 +63,13 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 		}
 		ds = append(ds, d)
 	}
-	return s.apply(ctx, ds)
+	return s.apply(ctx, ds, nil)
 }
 
-func (s *Store) apply(ctx context.Context, ds []decoded) (Applied, error) {
+// apply projects ds in one transaction. A rebuild's batch (rebuild, the
+// receipt of every lead it has read, not nil) writes the facts only, and
+// finishRebuild derives the rest once at the end.
+func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx, err := s.DB.BeginTx(ctx, nil)
@@ -80,6 +83,10 @@ func (s *Store) apply(ctx context.Context, ds []decoded) (Applied, error) {
 		journeys: map[journeyKey]bool{},
 		cursors:  map[string]cursor{},
 		noKey:    s.noKey,
+		rebuild:  rebuild != nil,
+	}
+	if rebuild != nil {
+		b.received, b.seen = rebuild.received, rebuild.seen
 	}
 	var out Applied
 	for _, d := range ds {
@@ -99,6 +106,93 @@ func (s *Store) apply(ctx context.Context, ds []decoded) (Applied, error) {
 	}
 	out.Observed = b.observed
 	return out, nil
+}
+
+// finishRebuild derives what a rebuild's batches left out, from the facts,
+// as the live projection does event by event: every lead's speed to lead,
+// then every journey.
+func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type speed struct {
+		lead string
+		ms   int64
+	}
+	var speeds []speed
+	err := each(ctx, s.DB, sqlAllSpeeds, nil, func(sc scanner) error {
+		var id, r, y string
+		if err := sc.Scan(&id, &r, &y); err != nil {
+			return err
+		}
+		rt, err1 := parseTime(r)
+		yt, err2 := parseTime(y)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		speeds = append(speeds, speed{id, speedMs(rt, yt)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(speeds); i += batchSize {
+		err := s.inTx(ctx, func(st *statements) error {
+			for _, sp := range speeds[i:min(i+batchSize, len(speeds))] {
+				if _, err := st.speed.ExecContext(ctx, sp.ms, sp.lead); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: speeds: %w", err)
+		}
+	}
+	var keys []journeyKey
+	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {
+		var k journeyKey
+		if err := sc.Scan(&k.crm, &k.contactID); err != nil {
+			return err
+		}
+		keys = append(keys, k)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(keys); i += batchSize {
+		err := s.inTx(ctx, func(st *statements) error {
+			for _, k := range keys[i:min(i+batchSize, len(keys))] {
+				if _, err := st.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: journeys: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(s.stmts.in(ctx, tx)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// rebuildMemo is what a rebuild remembers across its batches: each lead's
+// receipt (for its speed to lead) and each event id applied.
+type rebuildMemo struct {
+	received map[string]string
+	seen     map[string]struct{}
 }
 
 // Cursors returns the last sequence applied from each stream.

@@ -134,6 +134,15 @@ type batch struct {
 	// noKey turns the idempotency key off, for the test that shows it is
 	// needed. Never set otherwise.
 	noKey bool
+	// rebuild writes the facts only; finishRebuild derives the rest once.
+	// It remembers each lead's receipt, to write a speed to lead with the
+	// contact that completes it (LEADS is read before CRM).
+	rebuild  bool
+	received map[string]string
+	// seen are the event ids a rebuild has applied, and pending those of
+	// this batch, written at its end in multi-row statements.
+	seen    map[string]struct{}
+	pending []decoded
 }
 
 type journeyKey struct{ crm, contactID string }
@@ -152,14 +161,23 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 	if d.msg != nil {
 		projected = 1
 	}
-	res, err := b.stmts.applied.ExecContext(ctx, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
-	if err != nil {
-		return false, fmt.Errorf("record event %s: %w", d.id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return false, err
-	} else if n == 0 && !b.noKey {
-		return false, nil
+	if b.rebuild {
+		// A fresh database: what it holds is what this rebuild applied.
+		if _, ok := b.seen[d.id]; ok && !b.noKey {
+			return false, nil
+		}
+		b.seen[d.id] = struct{}{}
+		b.pending = append(b.pending, d)
+	} else {
+		res, err := b.stmts.applied.ExecContext(ctx, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
+		if err != nil {
+			return false, fmt.Errorf("record event %s: %w", d.id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return false, err
+		} else if n == 0 && !b.noKey {
+			return false, nil
+		}
 	}
 	switch m := d.msg.(type) {
 	case *leadv1.Lead:
@@ -201,13 +219,18 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 	if inquiry == "UNSPECIFIED" {
 		inquiry = ""
 	}
-	var received, synced sql.NullString
-	var crm, contact sql.NullString
-	err := b.stmts.lead.QueryRowContext(ctx, l.GetLeadId(), l.GetLeadSource(), "normalized", sql.NullString{},
+	args := []any{l.GetLeadId(), l.GetLeadSource(), "normalized", sql.NullString{},
 		tsOr(l.GetReceivedAt(), d.eventTime()), strings.ToLower(inquiry),
 		nullStr(l.GetCampaign().GetUtmSource()), nullStr(l.GetCampaign().GetUtmMedium()), nullStr(l.GetCampaign().GetUtmCampaign()),
-		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence()),
-	).Scan(&received, &synced, &crm, &contact)
+		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
+	if b.rebuild {
+		b.received[l.GetLeadId()] = args[4].(string)
+		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
+		return err
+	}
+	var received, synced sql.NullString
+	var crm, contact sql.NullString
+	err := b.stmts.lead.QueryRowContext(ctx, args...).Scan(&received, &synced, &crm, &contact)
 	if err != nil {
 		return fmt.Errorf("project lead %s: %w", l.GetLeadId(), err)
 	}
@@ -218,13 +241,17 @@ func nullSeq(s uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(s), Val
 
 func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected) error {
 	p := r.GetPartial()
-	var received, synced sql.NullString
-	var crm, contact sql.NullString
-	err := b.stmts.lead.QueryRowContext(ctx, r.GetLeadId(), r.GetLeadSource(), "rejected", nullStr(r.GetReason()),
+	args := []any{r.GetLeadId(), r.GetLeadSource(), "rejected", nullStr(r.GetReason()),
 		tsOr(p.GetReceivedAt(), d.eventTime()), "",
 		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
-		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence()),
-	).Scan(&received, &synced, &crm, &contact)
+		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
+	if b.rebuild {
+		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
+		return err
+	}
+	var received, synced sql.NullString
+	var crm, contact sql.NullString
+	err := b.stmts.lead.QueryRowContext(ctx, args...).Scan(&received, &synced, &crm, &contact)
 	if err != nil {
 		return fmt.Errorf("project rejected lead %s: %w", r.GetLeadId(), err)
 	}
@@ -233,10 +260,23 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 
 func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) error {
 	outcome := strings.ToLower(strings.TrimPrefix(s.GetOutcome().String(), "SYNC_OUTCOME_"))
+	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
+		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
+	if b.rebuild {
+		var speed sql.NullInt64
+		if r, ok := b.received[s.GetLeadId()]; ok && s.GetContactId() != "" {
+			rt, err1 := parseTime(r)
+			st, err2 := parseTime(args[6].(string))
+			if err := errors.Join(err1, err2); err != nil {
+				return err
+			}
+			speed = sql.NullInt64{Int64: speedMs(rt, st), Valid: true}
+		}
+		_, err := b.stmts.syncedFact.ExecContext(ctx, append(args, speed)...)
+		return err
+	}
 	var received, synced, source sql.NullString
-	err := b.stmts.synced.QueryRowContext(ctx, s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
-		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq),
-	).Scan(&received, &synced, &source)
+	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
 	if err != nil {
 		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
 	}
@@ -247,7 +287,7 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 // are known, whichever came first, and marks its journey for recompute.
 func (b *batch) speed(ctx context.Context, leadID, source string, received, synced, crm, contact sql.NullString) error {
 	if crm.Valid && contact.Valid {
-		b.journeys[journeyKey{crm.String, contact.String}] = true
+		b.mark(crm.String, contact.String)
 	}
 	if !received.Valid || !synced.Valid || !contact.Valid {
 		return nil
@@ -257,8 +297,7 @@ func (b *batch) speed(ctx context.Context, leadID, source string, received, sync
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	ms := max(s.Sub(r).Milliseconds(), 0)
-	if _, err := b.stmts.speed.ExecContext(ctx, ms, leadID); err != nil {
+	if _, err := b.stmts.speed.ExecContext(ctx, speedMs(r, s), leadID); err != nil {
 		return fmt.Errorf("speed to lead of %s: %w", leadID, err)
 	}
 	b.observed = append(b.observed, Observation{Source: source, Speed: s.Sub(r)})
@@ -275,8 +314,16 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 	if err != nil {
 		return fmt.Errorf("project stage change of %s: %w", c.GetContactId(), err)
 	}
-	b.journeys[journeyKey{c.GetCrm(), c.GetContactId()}] = true
+	b.mark(c.GetCrm(), c.GetContactId())
 	return nil
+}
+
+// mark notes a journey to recompute at the end of the batch (or, in a
+// rebuild, at its end with every other).
+func (b *batch) mark(crm, contactID string) {
+	if !b.rebuild {
+		b.journeys[journeyKey{crm, contactID}] = true
+	}
 }
 
 func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated) error {
@@ -290,7 +337,7 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 	if err != nil {
 		return fmt.Errorf("project contact update of %s: %w", u.GetContactId(), err)
 	}
-	b.journeys[journeyKey{u.GetCrm(), u.GetContactId()}] = true
+	b.mark(u.GetCrm(), u.GetContactId())
 	return nil
 }
 
@@ -307,8 +354,40 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 	return nil
 }
 
+// speedMs is a lead's speed to lead as stored.
+func speedMs(received, synced time.Time) int64 { return max(synced.Sub(received).Milliseconds(), 0) }
+
+// flushApplied writes a rebuild batch's applied_events rows, appliedRows
+// to a statement.
+func (b *batch) flushApplied(ctx context.Context) error {
+	args := make([]any, 0, 6*appliedRows)
+	for len(b.pending) > 0 {
+		n := min(len(b.pending), appliedRows)
+		st := b.stmts.appliedMany
+		if n < appliedRows {
+			n, st = 1, b.stmts.appliedOne
+		}
+		args = args[:0]
+		for _, d := range b.pending[:n] {
+			projected := 0
+			if d.msg != nil {
+				projected = 1
+			}
+			args = append(args, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("record events: %w", err)
+		}
+		b.pending = b.pending[n:]
+	}
+	return nil
+}
+
 // finish recomputes the journeys the batch touched and moves the cursors.
 func (b *batch) finish(ctx context.Context) error {
+	if err := b.flushApplied(ctx); err != nil {
+		return err
+	}
 	keys := make([]journeyKey, 0, len(b.journeys))
 	for k := range b.journeys {
 		keys = append(keys, k)

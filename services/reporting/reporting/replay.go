@@ -97,6 +97,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, path string, o ReplayO
 	}
 	res, err := rebuild(ctx, js, st, o)
 	if err == nil {
+		err = st.finishRebuild(ctx, o.BatchSize)
+	}
+	if err == nil {
 		// Durable before anyone switches to it.
 		_, err = st.DB.ExecContext(ctx, `PRAGMA synchronous = FULL`)
 		if err == nil {
@@ -114,7 +117,8 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, path string, o ReplayO
 type rebuildState struct {
 	o       ReplayOptions
 	next    map[string]uint64 // next sequence to read, per stream
-	total   atomic.Int64      // events expected, for the ETA
+	memo    rebuildMemo
+	total   atomic.Int64 // events expected, for the ETA
 	read    atomic.Int64
 	applied atomic.Int64
 	bad     atomic.Int64
@@ -122,7 +126,7 @@ type rebuildState struct {
 
 func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOptions) (ReplayResult, error) {
 	start := time.Now()
-	s := &rebuildState{o: o, next: map[string]uint64{}}
+	s := &rebuildState{o: o, next: map[string]uint64{}, memo: rebuildMemo{received: map[string]string{}, seen: map[string]struct{}{}}}
 	stop := s.report(start)
 	var err error
 	for pass := 0; ; pass++ {
@@ -189,7 +193,7 @@ func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Sto
 				continue // drain
 			}
 			var a Applied
-			a, err = st.apply(ctx, b)
+			a, err = st.apply(ctx, b, &s.memo)
 			s.applied.Add(int64(a.Events))
 		}
 		werr <- err

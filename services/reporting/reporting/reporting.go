@@ -301,6 +301,6 @@ func applySkippingUndecodable(ctx context.Context, s *Store, evs []Event, log *s
 		}
 		ds = append(ds, d)
 	}
-	_, err := s.apply(ctx, ds)
+	_, err := s.apply(ctx, ds, nil)
 	return err
 }

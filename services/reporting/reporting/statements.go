@@ -57,47 +57,42 @@ WHERE excluded.last_seq > stream_cursors.last_seq`
 )
 
 // sqlJourney recomputes one journey (?1 crm, ?2 contact id) from the facts:
-// its leads, stage changes and transactions. Each column is a subquery over
-// them, so the row is the same whatever order the facts came in.
+// its leads, stage changes and transactions. Every column is derived from
+// them alone, so the row is the same whatever order the facts came in. The
+// first and last lead, the latest stage change and the latest transaction
+// are each found once and joined.
 var sqlJourney = func() string {
 	const ofContact = ` WHERE crm = ?1 AND contact_id = ?2`
-	lead := func(col, order string) string {
-		return `(SELECT ` + col + ` FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
+	lead := func(order string) string {
+		return `(SELECT lead_id FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
 	}
-	stage := func(col string) string {
+	latestStage := func(col string) string {
 		return `(SELECT ` + col + ` FROM stage_changes` + ofContact + ` ORDER BY changed_at DESC, seq DESC LIMIT 1)`
-	}
-	tx := func(col string) string {
-		return `(SELECT ` + col + ` FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)`
 	}
 	cols := []struct{ name, expr string }{
 		{"crm", "?1"},
 		{"contact_id", "?2"},
 		{"leads", `(SELECT COUNT(*) FROM leads` + ofContact + `)`},
-		{"first_lead_id", lead("lead_id", "ASC")},
-		{"first_source", lead("source", "ASC")},
-		{"first_lead_at", lead("received_at", "ASC")},
-		{"last_lead_id", lead("lead_id", "DESC")},
-		{"last_source", lead("source", "DESC")},
-		{"last_lead_at", lead("received_at", "DESC")},
+		{"first_lead_id", "f.lead_id"},
+		{"first_source", "f.source"},
+		{"first_lead_at", "f.received_at"},
+		{"last_lead_id", "l.lead_id"},
+		{"last_source", "l.source"},
+		{"last_lead_at", "l.received_at"},
 		{"contact_at", `(SELECT MIN(synced_at) FROM leads` + ofContact + `)`},
-		{"crm_source", `COALESCE(` + stage("NULLIF(crm_source, '')") + `, (SELECT NULLIF(crm_source, '') FROM contact_updates` + ofContact + ` ORDER BY updated_at DESC, seq DESC LIMIT 1))`},
-		{"stage", stage("new_stage")},
-		{"stage_at", stage("changed_at")},
+		{"crm_source", `COALESCE(NULLIF(sc.crm_source, ''), (SELECT NULLIF(crm_source, '') FROM contact_updates` + ofContact + ` ORDER BY updated_at DESC, seq DESC LIMIT 1))`},
+		{"stage", "sc.new_stage"},
+		{"stage_at", "sc.changed_at"},
 		{"active_client_at", `(SELECT MIN(changed_at) FROM stage_changes` + ofContact + ` AND active_client = 1)`},
 		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
-		{"transaction_id", tx("transaction_id")},
-		{"tms", tx("tms")},
-		{"transaction_opened_at", tx("opened_at")},
-		{"closed_at", tx("closed_at")},
-		{"sale_price_minor", tx("sale_price_minor")},
-		{"ledger", tx("ledger")},
-		{"commission_booked_at", tx("commission_booked_at")},
-		{"gross_commission_minor", tx("gross_commission_minor")},
-		{"brokerage_net_minor", tx("brokerage_net_minor")},
-		{"commission_paid_at", tx("commission_paid_at")},
-		{"commission_paid_minor", tx("commission_paid_minor")},
-		{"currency", tx("currency")},
+	}
+	for _, c := range []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
+		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency"} {
+		name := c
+		if c == "opened_at" {
+			name = "transaction_opened_at"
+		}
+		cols = append(cols, struct{ name, expr string }{name, "t." + c})
 	}
 	names := make([]string, len(cols))
 	exprs := make([]string, len(cols))
@@ -109,15 +104,63 @@ var sqlJourney = func() string {
 		}
 	}
 	// "WHERE 1 = 1" tells SQLite's parser that ON CONFLICT is the upsert's,
-	// not a join's.
+	// not the last join's.
 	return `INSERT INTO journeys (` + strings.Join(names, ", ") + `)
-SELECT ` + strings.Join(exprs, ",\n  ") + ` WHERE 1 = 1
+SELECT ` + strings.Join(exprs, ",\n  ") + `
+FROM (SELECT 1 AS one) k
+LEFT JOIN leads f ON f.lead_id = ` + lead("ASC") + `
+LEFT JOIN leads l ON l.lead_id = ` + lead("DESC") + `
+LEFT JOIN stage_changes sc ON sc.stream = ` + latestStage("stream") + ` AND sc.seq = ` + latestStage("seq") + `
+LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)
+WHERE 1 = 1
 ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
 }()
+
+// A rebuild writes the facts without RETURNING and derives everything at
+// the end (finishRebuild).
+var (
+	sqlLeadFact, _, _   = strings.Cut(sqlLead, "\nRETURNING")
+	sqlSyncedFact, _, _ = strings.Cut(strings.NewReplacer(
+		"synced_at, sync_seq)", "synced_at, sync_seq, speed_to_lead_ms)",
+		"?7, ?8)", "?7, ?8, ?9)",
+		"sync_seq = excluded.sync_seq", "sync_seq = excluded.sync_seq, speed_to_lead_ms = excluded.speed_to_lead_ms",
+	).Replace(sqlSynced), "\nRETURNING")
+)
+
+// sqlAllJourneys is every contact any fact names, for a rebuild's end.
+const sqlAllJourneys = `SELECT crm, contact_id FROM leads WHERE crm IS NOT NULL AND contact_id IS NOT NULL
+UNION SELECT crm, contact_id FROM stage_changes
+UNION SELECT crm, contact_id FROM contact_updates
+UNION SELECT crm, contact_id FROM transactions WHERE crm IS NOT NULL AND contact_id IS NOT NULL
+ORDER BY 1, 2`
+
+// sqlAllSpeeds is every lead whose speed to lead a rebuild's end fills.
+const sqlAllSpeeds = `SELECT lead_id, received_at, synced_at FROM leads
+WHERE received_at IS NOT NULL AND synced_at IS NOT NULL AND contact_id IS NOT NULL AND speed_to_lead_ms IS NULL ORDER BY lead_id`
+
+// appliedRows is how many applied_events rows one statement of a rebuild
+// writes, and sqlAppliedMany that statement.
+const appliedRows = 100
+
+var sqlAppliedMany = func() string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES `)
+	for i := range appliedRows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", 6*i+1, 6*i+2, 6*i+3, 6*i+4, 6*i+5, 6*i+6)
+	}
+	return b.String()
+}()
+
+// sqlAppliedOne is one row of it, for the rest of a batch.
+const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`
 
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
 	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
+	leadFact, syncedFact, appliedMany, appliedOne                       *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -128,7 +171,8 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 	}{
 		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
-		{&s.journey, sqlJourney},
+		{&s.journey, sqlJourney}, {&s.leadFact, sqlLeadFact}, {&s.syncedFact, sqlSyncedFact},
+		{&s.appliedMany, sqlAppliedMany}, {&s.appliedOne, sqlAppliedOne},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -151,12 +195,14 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
 		speed: tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
 		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
+		leadFact: tx.StmtContext(ctx, s.leadFact), syncedFact: tx.StmtContext(ctx, s.syncedFact),
+		appliedMany: tx.StmtContext(ctx, s.appliedMany), appliedOne: tx.StmtContext(ctx, s.appliedOne),
 	}
 }
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey} {
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -81,7 +81,7 @@ func exports(t *testing.T, a *app.App) map[string]string {
 func reportingSettled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	for _, c := range []bus.ConsumerSpec{bus.ReportingLeads, bus.ReportingCRM, bus.ReportingTMS, bus.ReportingLedger, bus.ReportingSpend} {
-		natstest.WaitSettled(t, js, c.Stream, c.Durable)
+		natstest.WaitCaughtUp(t, js, c.Stream, c.Durable)
 	}
 }
 

@@ -346,8 +346,11 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 	if currency == "" {
 		currency = "USD"
 	}
-	_, err := b.stmts.spend.ExecContext(ctx, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
-		s.GetSetBy(), tsOr(s.GetSetAt(), d.eventTime()), s.GetNote(), int64(d.Seq))
+	_, err := b.stmts.spendSet.ExecContext(ctx, d.id, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
+		s.GetSetBy(), tsOr(s.GetSetAt(), d.eventTime()), s.GetNote(), d.Stream, int64(d.Seq))
+	if err == nil {
+		_, err = b.stmts.spend.ExecContext(ctx, s.GetSource(), s.GetMonth())
+	}
 	if err != nil {
 		return fmt.Errorf("project spend of %s %s: %w", s.GetSource(), s.GetMonth(), err)
 	}

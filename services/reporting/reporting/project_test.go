@@ -85,12 +85,25 @@ func TestProjection_appliedTwiceChangesNothing(t *testing.T) {
 	got["stream_cursors"] = want["stream_cursors"]
 	sameTables(t, "stored again", want, got)
 
+	// The copy may come before the event it copies (several handlers, a
+	// redelivery): the tables keep the lowest sequence either way.
+	copyFirst := openStore(t)
+	for _, e := range events {
+		c := e
+		c.Seq += 1000
+		apply(t, copyFirst, c)
+	}
+	apply(t, copyFirst, events...)
+	got = dump(t, copyFirst)
+	got["stream_cursors"] = want["stream_cursors"]
+	sameTables(t, "copies first", want, got)
+
 	// Without the key the copies are projected again: the test can fail.
 	keyless := openStore(t)
 	reporting.WithoutIdempotencyKey(keyless)
 	apply(t, keyless, events...)
 	again(keyless)
-	if got := dump(t, keyless); got["stage_changes"] == want["stage_changes"] {
+	if got := dump(t, keyless); got["leads"] == want["leads"] {
 		t.Fatal("without the idempotency key the copies changed nothing: the test proves nothing")
 	}
 }

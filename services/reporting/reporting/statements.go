@@ -8,12 +8,17 @@ import (
 	"strings"
 )
 
-// The projection's statements. Upserts are INSERT … ON CONFLICT … DO UPDATE,
+// The projection's statements. An event stored twice (announced again
+// after the duplicate window) is one event: whichever copy comes first, the
+// rows keep the lowest sequence of its copies, so the tables are the same
+// whatever order the copies arrive in. Upserts are INSERT … ON CONFLICT … DO UPDATE,
 // which SQLite and PostgreSQL both speak; placeholders are ?N, which a
 // PostgreSQL store rewrites as $N.
 const (
 	sqlApplied = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING`
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq, subject = excluded.subject
+WHERE excluded.seq < applied_events.seq`
 
 	// A lead's own facts; the CRM step's columns are the ContactSynced's.
 	sqlLead = `INSERT INTO leads (lead_id, source, status, reject_reason, received_at, inquiry_type,
@@ -38,18 +43,25 @@ RETURNING received_at, synced_at, source`
 
 	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
   changed_at, crm_source, lead_id, crm_event_id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (stream, seq) DO NOTHING`
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < stage_changes.seq`
 
 	sqlUpdate = `INSERT INTO contact_updates (stream, seq, event_id, crm, contact_id, changed_fields, stage, updated_at,
   crm_source, crm_event_id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (stream, seq) DO NOTHING`
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < contact_updates.seq`
 
-	// The spend in force is the last one set, by stream sequence.
-	sqlSpend = `INSERT INTO spend (source, month, amount_minor, currency, set_by, set_at, note, seq)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+	sqlSpendSet = `INSERT INTO spend_sets (event_id, source, month, amount_minor, currency, set_by, set_at, note, stream, seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < spend_sets.seq`
+
+	// The spend in force (?1 source, ?2 month) is the last one set, by
+	// stream sequence, derived from every one set.
+	sqlSpend = `INSERT INTO spend (source, month, amount_minor, currency, set_by, set_at, note, event_id, seq)
+SELECT source, month, amount_minor, currency, set_by, set_at, note, event_id, seq FROM spend_sets
+WHERE source = ?1 AND month = ?2 ORDER BY seq DESC LIMIT 1
 ON CONFLICT (source, month) DO UPDATE SET amount_minor = excluded.amount_minor, currency = excluded.currency,
-  set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, seq = excluded.seq
-WHERE excluded.seq > spend.seq`
+  set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, event_id = excluded.event_id, seq = excluded.seq`
 
 	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES (?1, ?2, ?3)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
@@ -160,7 +172,7 @@ const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subjec
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
 	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
-	leadFact, syncedFact, appliedMany, appliedOne                       *sql.Stmt
+	leadFact, syncedFact, appliedMany, appliedOne, spendSet             *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -172,7 +184,7 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
 		{&s.journey, sqlJourney}, {&s.leadFact, sqlLeadFact}, {&s.syncedFact, sqlSyncedFact},
-		{&s.appliedMany, sqlAppliedMany}, {&s.appliedOne, sqlAppliedOne},
+		{&s.appliedMany, sqlAppliedMany}, {&s.appliedOne, sqlAppliedOne}, {&s.spendSet, sqlSpendSet},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -197,12 +209,13 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
 		leadFact: tx.StmtContext(ctx, s.leadFact), syncedFact: tx.StmtContext(ctx, s.syncedFact),
 		appliedMany: tx.StmtContext(ctx, s.appliedMany), appliedOne: tx.StmtContext(ctx, s.appliedOne),
+		spendSet: tx.StmtContext(ctx, s.spendSet),
 	}
 }
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne} {
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne, s.spendSet} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

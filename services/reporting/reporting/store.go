@@ -40,6 +40,7 @@ var Tables = []Table{
 	{"contact_updates", []string{"stream", "seq"}},
 	{"transactions", []string{"transaction_id"}},
 	{"spend", []string{"source", "month"}},
+	{"spend_sets", []string{"source", "month", "seq"}},
 	{"applied_events", []string{"event_id"}},
 	{"stream_cursors", []string{"stream"}},
 }

@@ -89,7 +89,7 @@ CREATE TABLE stage_changes (
     crm_source    TEXT    NOT NULL,
     lead_id       TEXT    NOT NULL,
     crm_event_id  TEXT    NOT NULL,
-    PRIMARY KEY (stream, seq)
+    PRIMARY KEY (event_id)
 );
 CREATE INDEX stage_changes_by_contact ON stage_changes (crm, contact_id);
 
@@ -104,7 +104,7 @@ CREATE TABLE contact_updates (
     updated_at     TEXT   NOT NULL,
     crm_source     TEXT   NOT NULL,
     crm_event_id   TEXT   NOT NULL,
-    PRIMARY KEY (stream, seq)
+    PRIMARY KEY (event_id)
 );
 
 -- Filled by the TMS and LEDGER events once tms-sync and ledger-sync publish them; every
@@ -129,6 +129,20 @@ CREATE TABLE transactions (
 );
 CREATE INDEX transactions_by_contact ON transactions (crm, contact_id);
 
+CREATE TABLE spend_sets (
+    event_id     TEXT   NOT NULL PRIMARY KEY,
+    source       TEXT   NOT NULL,
+    month        TEXT   NOT NULL,
+    amount_minor BIGINT NOT NULL,
+    currency     TEXT   NOT NULL,
+    set_by       TEXT   NOT NULL,
+    set_at       TEXT   NOT NULL,
+    note         TEXT   NOT NULL,
+    stream       TEXT   NOT NULL,
+    seq          BIGINT NOT NULL
+);
+CREATE INDEX spend_sets_by_month ON spend_sets (source, month);
+
 CREATE TABLE spend (
     source       TEXT   NOT NULL,
     month        TEXT   NOT NULL,
@@ -137,12 +151,14 @@ CREATE TABLE spend (
     set_by       TEXT   NOT NULL,
     set_at       TEXT   NOT NULL,
     note         TEXT   NOT NULL,
+    event_id     TEXT   NOT NULL,
     seq          BIGINT NOT NULL,
     PRIMARY KEY (source, month)
 );
 
 -- +goose Down
 DROP TABLE spend;
+DROP TABLE spend_sets;
 DROP TABLE transactions;
 DROP TABLE contact_updates;
 DROP TABLE stage_changes;

@@ -55,6 +55,9 @@ var Services = []ServiceSpec{
 		},
 		Pauses: true,
 	},
+	// reporting only reads: it publishes nothing but its failure records
+	// (and the outcome of their redrive), which every consumer may.
+	{Name: ServiceReporting},
 }
 
 // Permissions are the subjects a user may publish to and subscribe to. The
@@ -135,11 +138,11 @@ func servicePermissions(s ServiceSpec) Permissions {
 }
 
 // operatorPermissions: every JetStream API call (the apply step, failures,
-// replay), redrive commands, and the inboxes of its tools (the nats CLI
-// uses _INBOX).
+// replay), redrive commands, the spend per source (brokerflow spend set),
+// and the inboxes of its tools (the nats CLI uses _INBOX).
 func operatorPermissions() Permissions {
 	return Permissions{
-		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "ops.redrive.*"},
+		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "ops.redrive.*", SpendSubjects},
 		SubscribeAllow: []string{InboxPrefix(UserOperator) + ".>", "_INBOX.>"},
 	}
 }

@@ -22,6 +22,9 @@ const (
 	StreamTMS      = "TMS"
 	StreamLedger   = "LEDGER"
 	StreamOps      = "OPS"
+	// StreamReporting holds the inputs of the reporting read model that no
+	// other stream carries: the spend per lead source and month.
+	StreamReporting = "REPORTING"
 )
 
 // Advisory subjects captured in OPS, the safety net for handlers that crash
@@ -46,6 +49,7 @@ var Streams = []StreamSpec{
 	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened, updated and closed"},
 	{Name: StreamLedger, Subjects: []string{"ledger.>"}, Description: "commission booked and paid"},
 	{Name: StreamOps, Subjects: []string{"ops.>", AdvisoryMaxDeliveries, AdvisoryTerminated}, Description: "failure records, redrive commands, alerts sent, dead-letter advisories"},
+	{Name: StreamReporting, Subjects: []string{"reporting.>"}, Description: "inputs of the reporting read model: spend per lead source and month"},
 }
 
 // ConsumerSpec declares one durable pull consumer of a service.
@@ -63,6 +67,7 @@ const (
 	ServiceGateway    = "ingest-gateway"
 	ServiceNormalizer = "normalizer"
 	ServiceCRMSync    = "crm-sync"
+	ServiceReporting  = "reporting"
 )
 
 // The declared consumers, one typed value each. A service binds its
@@ -79,10 +84,30 @@ var (
 	// CRMSyncChanges is every CRM webhook (a stage moved, a name changed):
 	// each costs a read of the contact.
 	CRMSyncChanges = ConsumerSpec{Service: ServiceCRMSync, Stream: StreamWebhooks, Durable: "crm-sync-changes", FilterSubjects: []string{"webhook.received.crm.>"}, MaxAckPending: 64}
+
+	// The reporting read model takes every event of the streams it
+	// projects; a local database keeps up with far more than 256 at once.
+	// TMS and LEDGER have no publisher yet: their consumers exist, empty,
+	// so that the projection takes their events from the first one on.
+	ReportingLeads  = ConsumerSpec{Service: ServiceReporting, Stream: StreamLeads, Durable: "reporting-leads", FilterSubjects: []string{"lead.>"}, MaxAckPending: 256}
+	ReportingCRM    = ConsumerSpec{Service: ServiceReporting, Stream: StreamCRM, Durable: "reporting-crm", FilterSubjects: []string{"crm.>"}, MaxAckPending: 256}
+	ReportingTMS    = ConsumerSpec{Service: ServiceReporting, Stream: StreamTMS, Durable: "reporting-tms", FilterSubjects: []string{"tms.>"}, MaxAckPending: 256}
+	ReportingLedger = ConsumerSpec{Service: ServiceReporting, Stream: StreamLedger, Durable: "reporting-ledger", FilterSubjects: []string{"ledger.>"}, MaxAckPending: 256}
+	ReportingSpend  = ConsumerSpec{Service: ServiceReporting, Stream: StreamReporting, Durable: "reporting-spend", FilterSubjects: []string{SpendSubjects}, MaxAckPending: 256}
 )
 
 // Consumers is every durable consumer of every service.
-var Consumers = []ConsumerSpec{NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges}
+var Consumers = []ConsumerSpec{
+	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
+	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
+}
+
+// SpendSubjects is every spend record: reporting.spend.<source>.<month>.
+const SpendSubjects = "reporting.spend.>"
+
+// SpendSubject is where the spend of source in month ("YYYY-MM") is set, so
+// that the stream's last message on it is the spend in force.
+func SpendSubject(source, month string) string { return "reporting.spend." + source + "." + month }
 
 // RedriveConsumer is the durable consumer on which service receives
 // ops.redrive.<service> commands.

@@ -124,8 +124,15 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			createStream("EVIL"), deleteStream("KV_identity"), kvPut("idempotency", "normalizer.x"),
 			redrive(bus.ServiceCRMSync), changeConsumer(bus.CRMSyncLeads), subscribe("_INBOX_normalizer.>"),
 		}},
+		{bus.ServiceReporting, []action{
+			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish(bus.SpendSubject("zillow", "2026-03")),
+			publish("ops.failure.crm-sync"), publish("tms.transaction.closed"), createStream("EVIL"), deleteStream(bus.StreamLeads),
+			kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "reporting.x"), redrive(bus.ServiceReporting),
+			changeConsumer(bus.ReportingLeads), publish("$JS.API.CONSUMER.MSG.NEXT.LEADS.crm-sync"), subscribe("_INBOX.>"),
+		}},
 		{bus.UserAnalyst, []action{
 			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), kvPut("identity", "followupboss.email.x"),
+			publish(bus.SpendSubject("zillow", "2026-03")),
 			createStream("EVIL"), deleteStream(bus.StreamWebhooks), redrive(bus.ServiceCRMSync),
 			changeConsumer(bus.CRMSyncLeads), publish("$JS.ACK.LEADS.crm-sync.1.1.1.1.1.0"),
 		}},
@@ -186,6 +193,25 @@ func TestPermissions_eachUserCanDoItsOwnWork(t *testing.T) {
 	}
 	if _, err := bus.RequestRedrive(ctx, bus.NewPublisher(ojs, "brokerflow-cli", nil), bus.ServiceCRMSync, bus.StreamLeads, 1, "test"); err != nil {
 		t.Fatalf("operator requests a redrive: %v", err)
+	}
+	if _, err := ojs.Publish(ctx, bus.SpendSubject("zillow", "2026-03"), []byte("spend")); err != nil {
+		t.Fatalf("operator sets a source's spend: %v", err)
+	}
+	// reporting pulls from its own consumer and reads a message by sequence (redrive, catch-up).
+	_, rjs := natstest.ConnectAs(t, srv, creds, bus.ServiceReporting)
+	rc, err := rjs.Consumer(ctx, bus.StreamReporting, bus.ReportingSpend.Durable)
+	if err != nil {
+		t.Fatalf("reporting binds its consumer: %v", err)
+	}
+	if m, err := rc.Next(jetstream.FetchMaxWait(natstest.Scale(5 * time.Second))); err != nil || string(m.Data()) != "spend" {
+		t.Fatalf("reporting pulls the spend: %v", err)
+	}
+	rs, err := rjs.Stream(ctx, bus.StreamReporting)
+	if err != nil {
+		t.Fatalf("reporting reads its stream's info: %v", err)
+	}
+	if _, err := rs.GetMsg(ctx, 1); err != nil {
+		t.Fatalf("reporting reads a message by sequence: %v", err)
 	}
 }
 

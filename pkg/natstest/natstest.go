@@ -177,3 +177,33 @@ func WaitSettled(tb testing.TB, js jetstream.JetStream, stream string, consumers
 		})
 	}
 }
+
+// WaitCaughtUp waits until each named consumer of stream has acknowledged
+// every message the stream holds now: for consumers that take every
+// subject of their stream. Unlike WaitSettled, it cannot pass in the moment
+// between a publish and the consumer's noticing it.
+func WaitCaughtUp(tb testing.TB, js jetstream.JetStream, stream string, consumers ...string) {
+	tb.Helper()
+	ctx := Context(tb, 10*time.Second)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		tb.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	last := info.State.LastSeq
+	for _, name := range consumers {
+		Eventually(tb, 30*time.Second, "consumer "+name+" to catch up", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			c, err := js.Consumer(ctx, stream, name)
+			if err != nil {
+				return false
+			}
+			ci, err := c.Info(ctx)
+			return err == nil && ci.AckFloor.Stream >= last && ci.NumAckPending == 0
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,6 +28,7 @@ import (
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
@@ -46,6 +48,10 @@ const DevGatewayAddr = "127.0.0.1:8080"
 // changed contacts when CRMSYNC_POLL_INTERVAL is not set: an agent's edit in
 // the sandbox shows within seconds, at 5 of its 60 calls per 10 s.
 const SandboxPollInterval = 2 * time.Second
+
+// ReportingAddr is where the all-in-one serves the reporting API when
+// REPORTING_ADDR is not set: loopback only, since the API has no login.
+const ReportingAddr = "127.0.0.1:8090"
 
 // Config is the all-in-one configuration, from BROKERFLOW_* variables. Each
 // service reads its own prefix too (GATEWAY_*, NORMALIZER_*).
@@ -93,6 +99,7 @@ type Config struct {
 	Gateway    gateway.Config    `env:"-"`
 	Normalizer normalizer.Config `env:"-"`
 	CRMSync    crmsync.Config    `env:"-"`
+	Reporting  reporting.Config  `env:"-"`
 	sync       SyncPolicy
 }
 
@@ -116,7 +123,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	for _, s := range []struct {
 		cfg    any
 		prefix string
-	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}} {
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}} {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
@@ -162,9 +169,16 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	if c.SourcesFile != "" {
 		c.Gateway.SourcesFile, c.Normalizer.SourcesFile = c.SourcesFile, c.SourcesFile
 	}
+	// The read model lives beside JetStream's data, and its API on loopback.
+	if !isSet(environ, reporting.Prefix+"DATA_DIR") {
+		c.Reporting.DataDir = filepath.Join(c.DataDir, "reporting")
+	}
+	if !isSet(environ, reporting.Prefix+"ADDR") {
+		c.Reporting.Addr = ReportingAddr
+	}
 	// One process, one retry schedule and one ops listener for every service.
-	c.Normalizer.Bus, c.CRMSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
-	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr = "", "", ""
+	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr = "", "", "", ""
 	err = c.Validate()
 	return c, err
 }
@@ -185,6 +199,9 @@ func (c *Config) Validate() error {
 	if err := c.Normalizer.Validate(); err != nil {
 		return err
 	}
+	if err := c.Reporting.Validate(); err != nil {
+		return err
+	}
 	return c.CRMSync.Resolve()
 }
 
@@ -203,6 +220,10 @@ type App struct {
 	SandboxURL string
 	// GRPCAddr serves the first-party SubmitLead API, when GATEWAY_GRPC_ADDR is set.
 	GRPCAddr string
+	// ReportingURL serves the reporting API and CSV exports.
+	ReportingURL string
+	// Reporting is the running reporting service.
+	Reporting *reporting.Reporter
 	// CredsDir holds each user's nkey seed (<user>.nk), when the users are on.
 	CredsDir string
 	// Sandbox is the running sandbox, when it runs.
@@ -299,6 +320,16 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	if err != nil {
 		return nil, err
 	}
+	if d, err = deps(bus.ServiceReporting); err != nil {
+		return nil, err
+	}
+	rcfg := cfg.Reporting
+	rcfg.Addr = "" // served below, on a listener opened here
+	rep, err := reporting.New(rcfg, d)
+	if err != nil {
+		return nil, err
+	}
+	a.Reporting = rep
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
@@ -317,6 +348,14 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		return nil, fmt.Errorf("listen BROKERFLOW_OPS_ADDR %s: %w", cfg.OpsAddr, err)
 	}
 	a.listeners = append(a.listeners, opsLn)
+	var repLn net.Listener
+	if cfg.Reporting.Addr != "" {
+		if repLn, err = lc.Listen(ctx, "tcp", cfg.Reporting.Addr); err != nil {
+			return nil, fmt.Errorf("listen REPORTING_ADDR %s: %w", cfg.Reporting.Addr, err)
+		}
+		a.listeners = append(a.listeners, repLn)
+		a.ReportingURL = "http://" + hostPort(repLn.Addr())
+	}
 	a.WebhookURL = "http://" + hostPort(webLn.Addr())
 	if a.Sandbox != nil {
 		// Follow Up Boss tells the gateway about every change, as an owner
@@ -340,13 +379,17 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 	eg.Go(func() error { return norm.Run(runCtx) })
 	eg.Go(func() error { return crm.Run(runCtx) })
+	eg.Go(func() error { return rep.Run(runCtx) })
+	if repLn != nil {
+		eg.Go(func() error { return opshttp.Serve(runCtx, repLn, rep.Handler(), cfg.Reporting.ShutdownTimeout) })
+	}
 	if sandboxLn != nil {
 		eg.Go(func() error {
 			return opshttp.Serve(runCtx, sandboxLn, a.Sandbox.Handler(), cfg.Gateway.ShutdownTimeout)
 		})
 	}
 	eg.Go(func() error {
-		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready}
+		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready}
 		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
 	})
 	return a, nil
@@ -430,6 +473,9 @@ func (a *App) PrintBanner(w io.Writer) {
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
+	}
+	if a.ReportingURL != "" {
+		fmt.Fprintf(w, "  reporting       %s/api/report  (journeys, CSV exports: docs/reporting.md; data in %s)\n", a.ReportingURL, a.cfg.Reporting.DataDir)
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
 	if a.CredsDir != "" {

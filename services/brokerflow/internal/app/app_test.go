@@ -44,7 +44,7 @@ func start(t *testing.T, extra ...string) *system {
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
 		"BROKERFLOW_BUS_ACK_WAIT=1s",
 		"BROKERFLOW_BUS_RETRY_SCHEDULE=20ms,40ms,80ms,160ms",
-		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
+		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0",
 	}, extra...)
 	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
 	if err != nil {

@@ -40,6 +40,10 @@ type Options struct {
 	LeadDuration time.Duration
 	// CRMLeads is the burst of the CRM quota measurement.
 	CRMLeads int
+	// ReplayEvents is how many events the reporting rebuild reads.
+	ReplayEvents int
+	// Only, when "replay", runs the replay measurement alone.
+	Only string
 }
 
 const benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci10aGUtYnJva2VyZmxvdy1nYXRld2F5"
@@ -56,6 +60,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "# machine: %s/%s, %d CPUs, %s; %d clients, %s per measurement\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
+	if o.Only == "replay" {
+		return Replay(ctx, o, w)
+	}
 
 	idx := schemes[0]
 	baseline, err := measure(ctx, o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +105,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if err := SpeedToLead(ctx, o, w); err != nil {
 		return err
 	}
-	return CRMQuota(ctx, o, w)
+	if err := CRMQuota(ctx, o, w); err != nil {
+		return err
+	}
+	return Replay(ctx, o, w)
 }
 
 // scheme is how the clients authenticate to a source of one auth scheme.

@@ -105,7 +105,7 @@ func startSystem(ctx context.Context, o Options) (*app.App, func(), error) {
 	}
 	cfg, err := app.ConfigFromEnv([]string{
 		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + dir, "BROKERFLOW_NATS_SYNC=" + o.Sync,
-		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
+		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
 		// The bursts are the point: no per-source rate limit at the door.
 		"GATEWAY_RATE_PER_SOURCE=0",
 	}, app.Mode{Sandbox: true})

@@ -31,7 +31,8 @@ func Execute(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(environ, stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout), usersCmd(environ, stdout))
+	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(environ, stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout), usersCmd(environ, stdout),
+		replayCmd(environ, stdout), spendCmd(environ, stdout))
 	return root.ExecuteContext(ctx)
 }
 
@@ -41,7 +42,7 @@ func runCmd(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "run",
 		Short: "Start an embedded JetStream server and every service in this process",
 		Long: `Start an embedded JetStream server on 127.0.0.1 and every service in one process.
-Settings come from BROKERFLOW_*, GATEWAY_*, NORMALIZER_* and CRMSYNC_* variables (see the README).
+Settings come from BROKERFLOW_*, GATEWAY_*, NORMALIZER_*, CRMSYNC_* and REPORTING_* variables (see the README).
 With --sandbox, the sandbox starts too, every adapter points at it, and a public development
 secret signs the IDX website source (as --dev does). Without them, GATEWAY_IDX_SECRETS and the
 vendors' credentials (CRMSYNC_FUB_API_KEY) are required.`,

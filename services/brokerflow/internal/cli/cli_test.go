@@ -38,7 +38,7 @@ func TestStreamsApply_declaresEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "applied 6 streams") {
+	if !strings.Contains(out, "applied 7 streams") {
 		t.Fatalf("output %q", out)
 	}
 }
@@ -48,7 +48,7 @@ func startSystem(t *testing.T) *app.App {
 	t.Helper()
 	cfg, err := app.ConfigFromEnv([]string{
 		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + t.TempDir(),
-		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0",
+		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0",
 	}, app.Mode{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,314 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natsauth"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/cli"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/gen"
+	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
+	"github.com/brokerflow/brokerflow/services/reporting/reporting"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+)
+
+// retryDelay is crm-sync's first retry delay in this test: a slow lead
+// (its first CRM call answered 500) reaches the CRM no sooner than this
+// after its webhook.
+const retryDelay = 1500 * time.Millisecond
+
+// startIn runs the all-in-one on dir, so that a second start finds the
+// first one's streams.
+func startIn(t *testing.T, dir string, extra ...string) *app.App {
+	t.Helper()
+	environ := append([]string{
+		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + dir, "BROKERFLOW_OPS_ADDR=127.0.0.1:0",
+		"BROKERFLOW_BUS_ACK_WAIT=5s", "BROKERFLOW_BUS_RETRY_SCHEDULE=" + retryDelay.String() + ",1500ms,1500ms",
+		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0",
+		"REPORTING_SWITCH_POLL=50ms", "CRMSYNC_ACTIVE_STAGES=Active Client",
+	}, extra...)
+	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Start(context.Background(), cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := do(t, req)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	return body
+}
+
+func exports(t *testing.T, a *app.App) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, tb := range reporting.Tables {
+		out[tb.Name] = get(t, a.ReportingURL+"/api/export/"+tb.Name+".csv")
+	}
+	return out
+}
+
+func reportingSettled(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	for _, c := range []bus.ConsumerSpec{bus.ReportingLeads, bus.ReportingCRM, bus.ReportingTMS, bus.ReportingLedger, bus.ReportingSpend} {
+		natstest.WaitCaughtUp(t, js, c.Stream, c.Durable)
+	}
+}
+
+// TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay drives a synthetic
+// day through the running system against the sandbox: signed leads from
+// three sources, returning people, rejected leads, slow leads, stage
+// changes in the CRM, and the spend set with brokerflow spend set. The
+// generator knows what the reports must say, and the API says it. Then the
+// reporting database is deleted, brokerflow replay rebuilds it, and every
+// table is what it was.
+func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sourcesPath := filepath.Join(dir, "sources.yaml")
+	if err := os.WriteFile(sourcesPath, []byte(gen.SourcesFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(gen.Env(app.DevIDXSecret), "BROKERFLOW_SOURCES_FILE="+sourcesPath)
+	a := startIn(t, dir, env...)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			a.Stop()
+			_ = a.Wait()
+		}
+	})
+	js := connect(t, a)
+	ctx := natstest.Context(t, 5*time.Minute)
+	client := &http.Client{Timeout: 30 * time.Second}
+	fub := a.Sandbox.FUB()
+	month := time.Now().UTC().Format("2006-01")
+	plan := gen.Day(month, strconv.FormatInt(time.Now().UnixNano(), 36))
+	truth := plan.Truth()
+
+	synced := func() int { return int(natstest.Count(t, js, bus.StreamCRM, "crm.contact.synced")) }
+	for _, l := range plan.Leads {
+		if l.Slow {
+			// Its first POST /v1/events fails: crm-sync retries after retryDelay.
+			natstest.Eventually(t, 30*time.Second, "the leads before it in the CRM", func() bool {
+				return countAll(t, js, bus.StreamLeads, "lead.normalized.>") == synced()
+			})
+			fub.InjectFault(sandbox.Fault{Method: http.MethodPost, Path: "/v1/events", Status: http.StatusInternalServerError, Count: 1})
+		}
+		before := synced()
+		if err := gen.Post(ctx, client, a.WebhookURL, app.DevIDXSecret, l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Slow {
+			natstest.Eventually(t, 30*time.Second, "the slow lead in the CRM", func() bool { return synced() == before+1 })
+		}
+	}
+	natstest.WaitSettled(t, js, bus.StreamWebhooks, "normalizer")
+	natstest.WaitSettled(t, js, bus.StreamLeads, "crm-sync")
+
+	// Agents move people in the CRM; Follow Up Boss tells the gateway.
+	people := map[string]int64{}
+	for _, p := range fub.People() {
+		people[p.Emails[0].Value] = p.ID
+	}
+	for stage, who := range map[string][]int{"Active Client": plan.Active, "Nurture": plan.Nurture} {
+		for _, i := range who {
+			if _, err := fub.SetStage(people[gen.Email(i)], stage); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	natstest.Eventually(t, 60*time.Second, "every stage change announced", func() bool {
+		return natstest.Count(t, js, bus.StreamCRM, "crm.contact.stage_changed") >= uint64(len(plan.Active)+len(plan.Nurture))
+	})
+
+	// The spend, as the operator sets it.
+	spendFile := filepath.Join(dir, "spend.csv")
+	if err := os.WriteFile(spendFile, []byte(plan.SpendCSV()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := cli.Execute(ctx, []string{"spend", "set", "--file", spendFile, "--server", a.NATSURL, "--nkey", natsauth.SeedFile(a.CredsDir, bus.UserOperator)},
+		nil, &out, &out); err != nil {
+		t.Fatalf("spend set: %v\n%s", err, out.String())
+	}
+	reportingSettled(t, js)
+
+	// What the API says is what the generator sent.
+	var rep reporting.Report
+	if err := json.Unmarshal([]byte(get(t, a.ReportingURL+"/api/report?period=month")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]*reporting.Row{}
+	for _, r := range rep.Rows {
+		if r.Period != month {
+			t.Fatalf("a row in %s, want only %s", r.Period, month)
+		}
+		rows[r.Source] = r
+	}
+	speeds := streamSpeeds(t, js)
+	for source, want := range truth {
+		r := rows[source]
+		if r == nil {
+			t.Fatalf("no row for %s", source)
+		}
+		if r.Leads != want.Leads || r.Rejected != want.Rejected || r.Contacts != want.Contacts || r.ActiveClients != want.ActiveClients ||
+			r.SpeedToLead.N != want.Synced || deref(r.SpendMinor) != want.SpendMinor || r.Transactions != 0 || r.Closings != 0 {
+			t.Errorf("%s: report %+v, generator %+v", source, r, want)
+		}
+		// ROI and costs from the spend; no commission exists before ledger-sync.
+		if r.ROI == nil || *r.ROI != -1 || deref(r.CostPerLeadMinor) != want.SpendMinor/int64(want.Leads) || deref(r.CostPerContactMinor) != want.SpendMinor/int64(want.Contacts) {
+			t.Errorf("%s: roi %v, cost per lead %v, per contact %v", source, r.ROI, r.CostPerLeadMinor, r.CostPerContactMinor)
+		}
+		// Speed to lead: the API's percentiles are those of the events on
+		// the bus, and the slow band is where the generator put it.
+		s := speeds[source]
+		slices.Sort(s)
+		if len(s) != want.Synced || *r.SpeedToLead.P50Ms != reporting.Percentile(s, 0.5) || *r.SpeedToLead.P90Ms != reporting.Percentile(s, 0.9) {
+			t.Errorf("%s: speed %+v, from the bus %v", source, r.SpeedToLead, s)
+		}
+		slow := 0
+		for _, ms := range s {
+			if ms >= retryDelay.Milliseconds() {
+				slow++
+			}
+		}
+		if slow < want.Slow {
+			t.Errorf("%s: %d leads in the slow band, the generator made %d", source, slow, want.Slow)
+		}
+		if 10*want.Slow > len(s) && *r.SpeedToLead.P90Ms < retryDelay.Milliseconds() {
+			t.Errorf("%s: p90 %d ms with %d of %d leads slower than %s", source, *r.SpeedToLead.P90Ms, want.Slow, len(s), retryDelay)
+		}
+	}
+	// One journey by lead id: a slow website lead, and by contact id.
+	slowLead := plan.Leads[slices.IndexFunc(plan.Leads, func(l gen.Lead) bool { return l.Slow })]
+	var j reporting.Journey
+	if err := json.Unmarshal([]byte(get(t, a.ReportingURL+"/api/journey?lead_id="+normalizer.LeadID("website", slowLead.DeliveryID, 0))), &j); err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Leads) != 1 || j.Leads[0]["speed_to_lead_ms"].(float64) < float64(retryDelay.Milliseconds()) || j.Journey["first_source"] != "website" {
+		t.Fatalf("journey of a slow lead: %+v", j)
+	}
+	returning := strconv.FormatInt(people[gen.Email(0)], 10)
+	if err := json.Unmarshal([]byte(get(t, a.ReportingURL+"/api/journey?contact_id="+returning)), &j); err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Leads) != 2 || j.Journey["first_source"] != "website" || j.Journey["last_source"] != "zillow" || j.Journey["stage"] != "Active Client" {
+		t.Fatalf("journey of a returning active client: %+v", j.Journey)
+	}
+
+	// The database is deleted; brokerflow replay rebuilds it.
+	live := exports(t, a)
+	a.Stop()
+	if err := a.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	if err := os.RemoveAll(filepath.Join(dir, "reporting")); err != nil {
+		t.Fatal(err)
+	}
+	b := startIn(t, dir, env...)
+	t.Cleanup(func() { b.Stop(); _ = b.Wait() })
+	if n := strings.Count(get(t, b.ReportingURL+"/api/export/leads.csv"), "\n"); n != 1 {
+		t.Fatalf("the new database holds %d lines of leads before the replay", n)
+	}
+	out.Reset()
+	args := []string{"replay", "--server", b.NATSURL, "--nkey", natsauth.SeedFile(b.CredsDir, bus.UserAnalyst), "--batch", "50"}
+	if err := cli.Execute(ctx, args, []string{"BROKERFLOW_DATA_DIR=" + dir}, &out, &out); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "switched to it") {
+		t.Fatalf("replay did not switch:\n%s", out.String())
+	}
+	sameExports(t, live, exports(t, b))
+}
+
+func sameExports(t *testing.T, a, b map[string]string) {
+	t.Helper()
+	for _, tb := range reporting.Tables {
+		if a[tb.Name] != b[tb.Name] {
+			t.Errorf("table %s differs after the replay:\n--- live\n%s--- replayed\n%s", tb.Name, a[tb.Name], b[tb.Name])
+		}
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// streamSpeeds reads each lead's speed to lead from the bus itself: its
+// Lead's received_at and its ContactSynced's synced_at, by source.
+func streamSpeeds(t *testing.T, js jetstream.JetStream) map[string][]int64 {
+	t.Helper()
+	received := map[string]time.Time{}
+	for _, m := range natstest.All(t, js, bus.StreamLeads, "lead.normalized.>") {
+		var l leadv1.Lead
+		must(t, proto.Unmarshal(m.Data(), &l))
+		received[l.GetLeadId()] = l.GetReceivedAt().AsTime().Truncate(time.Microsecond)
+	}
+	out := map[string][]int64{}
+	for _, m := range natstest.All(t, js, bus.StreamCRM, "crm.contact.synced") {
+		var s crmv1.ContactSynced
+		must(t, proto.Unmarshal(m.Data(), &s))
+		if r, ok := received[s.GetLeadId()]; ok && s.GetContactId() != "" {
+			out[s.GetLeadSource()] = append(out[s.GetLeadSource()], max(s.GetSyncedAt().AsTime().Truncate(time.Microsecond).Sub(r).Milliseconds(), 0))
+		}
+	}
+	return out
+}
+
+// countAll is how many messages stream holds on the subjects filter matches.
+func countAll(t *testing.T, js jetstream.JetStream, stream, filter string) int {
+	t.Helper()
+	ctx := natstest.Context(t, 10*time.Second)
+	st, err := js.Stream(ctx, stream)
+	must(t, err)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	must(t, err)
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,250 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/service"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/reporting/reporting"
+)
+
+// Replay measures the rebuild of the reporting read model from o.ReplayEvents
+// events in LEADS and CRM, against, in the same run, the raw rate of an
+// ordered consumer reading the same streams (the broker's pace, nothing
+// decoded or written) and a plain bulk insert of one row per event into
+// SQLite (the database's pace, nothing read or derived).
+func Replay(ctx context.Context, o Options, w io.Writer) error {
+	dir, err := os.MkdirTemp("", "brokerflow-bench-replay-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := app.StartEmbedded(app.EmbeddedOptions{Host: "127.0.0.1", Port: -1, StoreDir: filepath.Join(dir, "nats"), Sync: app.SyncPolicy{Interval: 2 * time.Minute}})
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	if err := bus.Apply(ctx, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: 30 * time.Second}.Topology()); err != nil {
+		return err
+	}
+	n, err := publishSynthetic(ctx, js, o.ReplayEvents)
+	if err != nil {
+		return err
+	}
+
+	raw, err := rawConsume(ctx, js, n)
+	if err != nil {
+		return fmt.Errorf("raw consume: %w", err)
+	}
+	res, err := reporting.Rebuild(ctx, js, filepath.Join(dir, "replay.db"), reporting.ReplayOptions{})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if res.Read != n {
+		return fmt.Errorf("replay read %d of %d events", res.Read, n)
+	}
+	bulk, err := bulkInsert(ctx, js, filepath.Join(dir, "bulk.db"), n)
+	if err != nil {
+		return fmt.Errorf("bulk insert: %w", err)
+	}
+	fmt.Fprintf(w, "bench: replay_events %d count\n", n)
+	fmt.Fprintf(w, "bench: replay_raw_consume_per_s %.0f events/s\n", raw)
+	fmt.Fprintf(w, "bench: replay_events_per_s %.0f events/s\n", res.Rate())
+	fmt.Fprintf(w, "bench: replay_ratio %.3f x\n", res.Rate()/raw)
+	fmt.Fprintf(w, "bench: replay_bulk_insert_per_s %.0f rows/s\n", bulk)
+	fmt.Fprintf(w, "bench: replay_vs_bulk_insert_ratio %.3f x\n", res.Rate()/bulk)
+	return nil
+}
+
+// publishSynthetic stores about n events as the services would: leads
+// (one in twenty rejected), a ContactSynced for each usable one, on 20,000
+// people, so most contacts come back, and a stage change for one lead in five.
+func publishSynthetic(ctx context.Context, js jetstream.JetStream, n int) (int, error) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	sent := 0
+	publish := func(subject, id string, m proto.Message) error {
+		data, err := proto.Marshal(m)
+		if err != nil {
+			return err
+		}
+		h := nats.Header{}
+		h.Set(bus.HeaderMsgID, id)
+		h[bus.HeaderID] = []string{id}
+		h[bus.HeaderType] = []string{string(m.ProtoReflect().Descriptor().FullName())}
+		h.Set(bus.HeaderContentType, bus.ContentTypeProtobuf)
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
+			return err
+		}
+		sent++
+		return nil
+	}
+	sources := []string{"idx", "zillow", "realtor", "facebook"}
+	for i := 0; sent < n; i++ {
+		id := fmt.Sprintf("ld_%024d", i)
+		source := sources[i%len(sources)]
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		contact := fmt.Sprintf("%d", 1+i%20000)
+		var err error
+		if i%20 == 19 {
+			err = publish("lead.rejected."+source, "lead.rejected:"+id, &leadv1.LeadRejected{LeadId: id, LeadSource: source, Reason: "no email or phone",
+				Partial: &leadv1.Lead{ReceivedAt: timestamppb.New(at)}})
+		} else {
+			err = publish("lead.normalized."+source, "lead.normalized:"+id, &leadv1.Lead{LeadId: id, LeadSource: source, ReceivedAt: timestamppb.New(at),
+				Inquiry: &leadv1.Inquiry{Type: leadv1.InquiryType_INQUIRY_TYPE_BUY}})
+			if err == nil && sent < n {
+				err = publish("crm.contact.synced", "crm.contact.synced:"+id, &crmv1.ContactSynced{LeadId: id, ContactId: contact, Crm: "followupboss",
+					LeadSource: source, Outcome: crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, SyncedAt: timestamppb.New(at.Add(time.Duration(1+i%90) * time.Second))})
+			}
+			if err == nil && i%5 == 0 && sent < n {
+				err = publish("crm.contact.stage_changed", fmt.Sprintf("crm.contact.stage_changed:followupboss:%s:%d", contact, i), &crmv1.ContactStageChanged{
+					ContactId: contact, Crm: "followupboss", OldStage: "Lead", NewStage: "Active Client", ActiveClient: true, ChangedAt: timestamppb.New(at.Add(time.Hour))})
+			}
+		}
+		if err != nil {
+			return sent, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return sent, ctx.Err()
+	case <-time.After(5 * time.Minute):
+		return sent, errors.New("publish: not acknowledged in 5 minutes")
+	}
+	return sent, nil
+}
+
+// rawConsume reads every message of LEADS and CRM with an ordered consumer
+// and does nothing with it: events per second.
+func rawConsume(ctx context.Context, js jetstream.JetStream, n int) (float64, error) {
+	start := time.Now()
+	got := 0
+	for _, stream := range []string{bus.StreamLeads, bus.StreamCRM} {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return 0, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return 0, err
+		}
+		it, err := c.Messages(jetstream.PullMaxMessages(10000))
+		if err != nil {
+			return 0, err
+		}
+		for range info.State.Msgs {
+			if _, err := it.Next(); err != nil {
+				it.Stop()
+				return 0, err
+			}
+			got++
+		}
+		it.Stop()
+	}
+	if got != n {
+		return 0, fmt.Errorf("read %d of %d", got, n)
+	}
+	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+// bulkInsert writes one plain row per event (its stream, sequence, subject,
+// id and body) into a fresh SQLite table, in transactions of 5,000, with the
+// rebuild's pragmas: rows per second. The rows are read first, so only
+// the inserts are timed.
+func bulkInsert(ctx context.Context, js jetstream.JetStream, path string, n int) (float64, error) {
+	type row struct {
+		stream, subject, id string
+		seq                 uint64
+		data                []byte
+	}
+	rows := make([]row, 0, n)
+	for _, stream := range []string{bus.StreamLeads, bus.StreamCRM} {
+		for _, m := range fetchAll(ctx, js, stream) {
+			meta, err := m.Metadata()
+			if err != nil {
+				return 0, err
+			}
+			rows = append(rows, row{stream, m.Subject(), m.Headers().Get(bus.HeaderMsgID), meta.Sequence.Stream, m.Data()})
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE events (stream TEXT NOT NULL, seq BIGINT NOT NULL, subject TEXT NOT NULL, event_id TEXT NOT NULL, data BLOB, PRIMARY KEY (stream, seq))`); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < len(rows); i += 5000 {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		st, err := tx.PrepareContext(ctx, `INSERT INTO events (stream, seq, subject, event_id, data) VALUES (?1, ?2, ?3, ?4, ?5)`)
+		if err != nil {
+			_ = tx.Rollback()
+			return 0, err
+		}
+		for _, r := range rows[i:min(i+5000, len(rows))] {
+			if _, err := st.ExecContext(ctx, r.stream, int64(r.seq), r.subject, r.id, r.data); err != nil {
+				_ = tx.Rollback()
+				return 0, err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(len(rows)) / time.Since(start).Seconds(), nil
+}
+
+func fetchAll(ctx context.Context, js jetstream.JetStream, stream string) []jetstream.Msg {
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil
+	}
+	var out []jetstream.Msg
+	for {
+		b, err := c.FetchNoWait(10000)
+		if err != nil {
+			return out
+		}
+		k := 0
+		for m := range b.Messages() {
+			k++
+			out = append(out, m)
+		}
+		if k == 0 {
+			return out
+		}
+	}
+}

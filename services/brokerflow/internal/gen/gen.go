@@ -1,0 +1,223 @@
+// Package gen makes a synthetic day of a brokerage's lead activity: leads
+// from several sources, returning people, rejected leads, stage changes and
+// spend, as real signed requests to the running system, and knows from what
+// it sends what the reports must say.
+package gen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+)
+
+// SourcesFile declares the day's sources, with the presets the system
+// ships; Env holds their secrets.
+const SourcesFile = `
+sources:
+  - {name: website, preset: idx}
+  - {name: zillow, preset: zillow}
+  - {name: realtor, preset: realtor}
+`
+
+// Secrets of the day's sources.
+const (
+	ZillowSecret  = "zillow-shared-secret-gen"
+	RealtorAPIKey = "realtor-api-key-gen"
+)
+
+// Env returns the settings that give the day's sources their secrets;
+// websiteSecret signs the website (Standard Webhooks).
+func Env(websiteSecret string) []string {
+	return []string{
+		"SOURCE_WEBSITE_SECRETS=" + websiteSecret,
+		"SOURCE_ZILLOW_SECRETS=" + ZillowSecret,
+		"SOURCE_REALTOR_SECRETS=" + RealtorAPIKey,
+	}
+}
+
+// Lead is one lead the day sends.
+type Lead struct {
+	Source string
+	// Person is who sends it; a person sending again is a returning one.
+	Person int
+	// Reject: the lead has neither an email nor a phone.
+	Reject bool
+	// Slow: the CRM answers its first attempt with a 500, so that it
+	// reaches the CRM only after crm-sync's first retry delay.
+	Slow bool
+	// DeliveryID is the webhook id (website) or the vendor's lead id (realtor).
+	DeliveryID string
+}
+
+// Plan is a day: the leads in the order they are sent, who becomes an
+// active client, who is moved to another stage, and each source's spend.
+type Plan struct {
+	Month   string
+	Leads   []Lead
+	Active  []int
+	Nurture []int
+	// Spend in minor units, per source.
+	Spend map[string]int64
+}
+
+// Day is the synthetic day: 22 people across three sources, four of them
+// coming back through another source, three leads rejected, three slow
+// website leads, four active clients and two nurtured contacts.
+func Day(month, run string) Plan {
+	p := Plan{Month: month, Spend: map[string]int64{"website": 30000, "zillow": 120000, "realtor": 45000}}
+	add := func(source string, person int, reject, slow bool) {
+		p.Leads = append(p.Leads, Lead{Source: source, Person: person, Reject: reject, Slow: slow,
+			DeliveryID: fmt.Sprintf("gen_%s_%s_%d", run, source, len(p.Leads))})
+	}
+	for i := range 10 { // website: 7, 8 and 9 are slow
+		add("website", i, false, i >= 7)
+	}
+	for i := 10; i < 18; i++ {
+		add("zillow", i, false, false)
+	}
+	for i := 18; i < 22; i++ {
+		add("realtor", i, false, false)
+	}
+	// Returning people, each through another source than their first.
+	add("zillow", 0, false, false)
+	add("website", 10, false, false)
+	add("zillow", 18, false, false)
+	add("realtor", 3, false, false)
+	// Leads that cannot be used.
+	add("website", 100, true, false)
+	add("website", 101, true, false)
+	add("zillow", 102, true, false)
+	p.Active = []int{0, 1, 10, 18}
+	p.Nurture = []int{2, 11}
+	return p
+}
+
+// Email is person i's email.
+func Email(i int) string { return fmt.Sprintf("person%03d@day.example", i) }
+
+// Counts are what the reports must say of one source, crediting each
+// contact to its first lead's source.
+type Counts struct {
+	Leads, Rejected, Contacts, ActiveClients int
+	// Synced are the leads that reached a contact (the speed-to-lead n).
+	Synced int
+	// Slow are the leads that could only reach the CRM after a retry.
+	Slow       int
+	SpendMinor int64
+}
+
+// Truth is what the day must yield per source.
+func (p Plan) Truth() map[string]*Counts {
+	out := map[string]*Counts{}
+	first := map[int]string{}
+	for _, l := range p.Leads {
+		c := out[l.Source]
+		if c == nil {
+			c = &Counts{}
+			out[l.Source] = c
+		}
+		c.Leads++
+		if l.Reject {
+			c.Rejected++
+			continue
+		}
+		c.Synced++
+		if l.Slow {
+			c.Slow++
+		}
+		if _, ok := first[l.Person]; !ok {
+			first[l.Person] = l.Source
+			c.Contacts++
+		}
+	}
+	for _, i := range p.Active {
+		out[first[i]].ActiveClients++
+	}
+	for s, v := range p.Spend {
+		out[s].SpendMinor = v
+	}
+	return out
+}
+
+// Request is the signed HTTP request of lead l to the gateway at baseURL,
+// as its source sends it; websiteSecret signs the website's.
+func Request(ctx context.Context, baseURL, websiteSecret string, l Lead) (*http.Request, error) {
+	name := fmt.Sprintf("Person%03d Day", l.Person)
+	email, phone := Email(l.Person), fmt.Sprintf("+1415555%04d", l.Person)
+	if l.Reject {
+		email, phone = "", ""
+	}
+	var body, contentType string
+	h := http.Header{}
+	switch l.Source {
+	case "website":
+		body = fmt.Sprintf(`{"type":"lead.created","data":{"name":%q,"email":%q,"phone":%q,"inquiry_type":"buy"}}`, name, email, phone)
+		sig, err := webhooksig.SignedHeaders(websiteSecret, l.DeliveryID, time.Now(), []byte(body))
+		if err != nil {
+			return nil, err
+		}
+		h, contentType = sig, "application/json"
+	case "zillow":
+		v := url.Values{"name": {name}, "listingId": {"ZL-" + l.DeliveryID}, "message": {"Is it still available?"}}
+		if email != "" {
+			v.Set("email", email)
+			v.Set("phone", phone)
+		}
+		body, contentType = v.Encode(), "application/x-www-form-urlencoded"
+		h.Set("X-Brokerflow-Secret", ZillowSecret)
+	case "realtor":
+		body = fmt.Sprintf(`{"lead_id":%q,"role":"buyer","contact":{"first_name":"Person%03d","last_name":"Day","email":%q,"phone":%q},"message":"Tour?"}`,
+			l.DeliveryID, l.Person, email, phone)
+		contentType = "application/json"
+		h.Set("X-Api-Key", RealtorAPIKey)
+	default:
+		return nil, fmt.Errorf("gen: no source %q", l.Source)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/webhooks/"+l.Source, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = h
+	req.Header.Set("Content-Type", contentType)
+	return req, nil
+}
+
+// Post sends lead l and fails unless the gateway accepts it.
+func Post(ctx context.Context, client *http.Client, baseURL, websiteSecret string, l Lead) error {
+	req, err := Request(ctx, baseURL, websiteSecret, l)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("gen: %s lead %s: HTTP %d %s", l.Source, l.DeliveryID, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// SpendCSV is the day's spend as a file for brokerflow spend set --file.
+func (p Plan) SpendCSV() string {
+	var b strings.Builder
+	b.WriteString("source,month,amount\n")
+	sources := make([]string, 0, len(p.Spend))
+	for s := range p.Spend {
+		sources = append(sources, s)
+	}
+	slices.Sort(sources)
+	for _, s := range sources {
+		fmt.Fprintf(&b, "%s,%s,%d.%02d\n", s, p.Month, p.Spend[s]/100, p.Spend[s]%100)
+	}
+	return b.String()
+}

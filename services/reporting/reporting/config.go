@@ -1,0 +1,84 @@
+package reporting
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/brokerflow/brokerflow/pkg/service"
+)
+
+// Prefix is the environment prefix of every reporting setting.
+const Prefix = "REPORTING_"
+
+// Config is the reporting service's configuration, from REPORTING_* variables.
+type Config struct {
+	// DataDir holds the SQLite databases and CURRENT, which names the one
+	// in use; a rebuild (brokerflow replay) writes a new one beside it.
+	DataDir string `env:"DATA_DIR" envDefault:".brokerflow/data/reporting"`
+	// Addr serves the JSON API, the CSV exports and /metrics; empty turns
+	// the listener off (the all-in-one serves the handler itself).
+	Addr string `env:"ADDR" envDefault:":8090"`
+	// Attribution credits a contact (and what it closes) to the source of
+	// its first lead ("first", the default) or of its last ("last").
+	Attribution string `env:"ATTRIBUTION" envDefault:"first"`
+	// SwitchPoll is how often CURRENT is read, to switch to a rebuilt database.
+	SwitchPoll time.Duration `env:"SWITCH_POLL" envDefault:"1s"`
+	// Concurrency is the number of events projected at once per stream;
+	// their transactions take turns on the one database.
+	Concurrency     int           `env:"CONCURRENCY" envDefault:"4"`
+	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9093"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+
+	NATS service.NATSConfig    `envPrefix:"NATS_"`
+	Bus  service.ConsumeConfig `envPrefix:"BUS_"`
+	Log  service.LogConfig     `envPrefix:"LOG_"`
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("reporting config")
+
+// ConfigFromEnv parses REPORTING_* from environ and validates it.
+func ConfigFromEnv(environ []string) (Config, error) {
+	var c Config
+	if err := service.ParseEnv(&c, Prefix, environ); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports the first invalid setting, naming the variable.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: REPORTING_DATA_DIR is required", ErrConfig)
+	}
+	if _, err := ParseAttribution(c.Attribution); err != nil {
+		return fmt.Errorf("%w: REPORTING_ATTRIBUTION: %w", ErrConfig, err)
+	}
+	if c.SwitchPoll <= 0 {
+		return fmt.Errorf("%w: REPORTING_SWITCH_POLL must be positive", ErrConfig)
+	}
+	if c.Concurrency < 1 {
+		return fmt.Errorf("%w: REPORTING_CONCURRENCY must be at least 1", ErrConfig)
+	}
+	return c.Bus.Validate()
+}
+
+// Attribution is which of a contact's leads a contact, its transactions and
+// its commissions are credited to.
+type Attribution string
+
+// The attribution rules.
+const (
+	FirstTouch Attribution = "first"
+	LastTouch  Attribution = "last"
+)
+
+// ParseAttribution reads "first" or "last".
+func ParseAttribution(s string) (Attribution, error) {
+	switch Attribution(s) {
+	case FirstTouch, LastTouch:
+		return Attribution(s), nil
+	}
+	return "", fmt.Errorf("attribution %q: want first or last", s)
+}

@@ -1,0 +1,215 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Store is one read-model database: a SQLite file, its prepared statements,
+// and the lock that makes its writers take turns.
+type Store struct {
+	DB    *sql.DB
+	Path  string
+	stmts *statements
+	mu    sync.Mutex
+	// noKey turns the idempotency key off (tests that show it matters).
+	noKey bool
+}
+
+// OpenStore opens or creates the database at path, migrated to the current
+// schema.
+func OpenStore(ctx context.Context, path string) (*Store, error) {
+	return openStore(ctx, path, openOptions{})
+}
+
+func openStore(ctx context.Context, path string, o openOptions) (*Store, error) {
+	db, err := openDB(ctx, path, o)
+	if err != nil {
+		return nil, err
+	}
+	st, err := prepare(ctx, db)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &Store{DB: db, Path: path, stmts: st}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.stmts.close(), s.DB.Close())
+}
+
+// Applied is what one Apply did.
+type Applied struct {
+	// Events is how many events were new (the others had been applied).
+	Events int
+	// Observed are the speeds to lead the events completed.
+	Observed []Observation
+}
+
+// Apply projects events in one transaction. An event whose id was applied
+// before changes nothing. An event that does not decode fails the whole
+// call with an error wrapping errUndecodable.
+func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
+	ds := make([]decoded, 0, len(events))
+	for _, e := range events {
+		d, err := decode(e)
+		if err != nil {
+			return Applied{}, err
+		}
+		ds = append(ds, d)
+	}
+	return s.apply(ctx, ds, nil)
+}
+
+// apply projects ds in one transaction. A rebuild's batch (rebuild, the
+// receipt of every lead it has read, not nil) writes the facts only, and
+// finishRebuild derives the rest once at the end.
+func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return Applied{}, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	b := &batch{
+		tx:       tx,
+		stmts:    s.stmts.in(ctx, tx),
+		journeys: map[journeyKey]bool{},
+		cursors:  map[string]cursor{},
+		noKey:    s.noKey,
+		rebuild:  rebuild != nil,
+	}
+	if rebuild != nil {
+		b.received, b.seen = rebuild.received, rebuild.seen
+	}
+	var out Applied
+	for _, d := range ds {
+		ok, err := b.apply(ctx, d)
+		if err != nil {
+			return Applied{}, err
+		}
+		if ok {
+			out.Events++
+		}
+	}
+	if err := b.finish(ctx); err != nil {
+		return Applied{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Applied{}, fmt.Errorf("commit: %w", err)
+	}
+	out.Observed = b.observed
+	return out, nil
+}
+
+// finishRebuild derives what a rebuild's batches left out, from the facts,
+// as the live projection does event by event: every lead's speed to lead,
+// then every journey.
+func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type speed struct {
+		lead string
+		ms   int64
+	}
+	var speeds []speed
+	err := each(ctx, s.DB, sqlAllSpeeds, nil, func(sc scanner) error {
+		var id, r, y string
+		if err := sc.Scan(&id, &r, &y); err != nil {
+			return err
+		}
+		rt, err1 := parseTime(r)
+		yt, err2 := parseTime(y)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		speeds = append(speeds, speed{id, speedMs(rt, yt)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(speeds); i += batchSize {
+		err := s.inTx(ctx, func(st *statements) error {
+			for _, sp := range speeds[i:min(i+batchSize, len(speeds))] {
+				if _, err := st.speed.ExecContext(ctx, sp.ms, sp.lead); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: speeds: %w", err)
+		}
+	}
+	var keys []journeyKey
+	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {
+		var k journeyKey
+		if err := sc.Scan(&k.crm, &k.contactID); err != nil {
+			return err
+		}
+		keys = append(keys, k)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(keys); i += batchSize {
+		err := s.inTx(ctx, func(st *statements) error {
+			for _, k := range keys[i:min(i+batchSize, len(keys))] {
+				if _, err := st.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: journeys: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(s.stmts.in(ctx, tx)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// rebuildMemo is what a rebuild remembers across its batches: each lead's
+// receipt (for its speed to lead) and each event id applied.
+type rebuildMemo struct {
+	received map[string]string
+	seen     map[string]struct{}
+}
+
+// Cursors returns the last sequence applied from each stream.
+func (s *Store) Cursors(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT stream, last_seq FROM stream_cursors`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var stream string
+		var seq int64
+		if err := rows.Scan(&stream, &seq); err != nil {
+			return nil, err
+		}
+		out[stream] = uint64(seq)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,184 @@
+package reporting_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
+	"github.com/brokerflow/brokerflow/services/reporting/reporting"
+)
+
+// t0 is the scenario's start: 2026-03-02 09:00 UTC.
+var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+// published is one event as a publisher sends it.
+type published struct {
+	subject, id string
+	msg         proto.Message
+}
+
+func lead(id, source string, at time.Duration) published {
+	return published{"lead.normalized." + source, "lead.normalized:" + id, &leadv1.Lead{
+		LeadId: id, LeadSource: source, ReceivedAt: timestamppb.New(t0.Add(at)),
+		Inquiry:  &leadv1.Inquiry{Type: leadv1.InquiryType_INQUIRY_TYPE_BUY},
+		Campaign: &leadv1.Campaign{UtmSource: source},
+	}}
+}
+
+func rejected(id, source string, at time.Duration) published {
+	return published{"lead.rejected." + source, "lead.rejected:" + id, &leadv1.LeadRejected{
+		LeadId: id, LeadSource: source, Reason: "no email or phone",
+		Partial: &leadv1.Lead{ReceivedAt: timestamppb.New(t0.Add(at))},
+	}}
+}
+
+func synced(leadID, source, contact string, outcome crmv1.SyncOutcome, at time.Duration) published {
+	return published{"crm.contact.synced", "crm.contact.synced:" + leadID, &crmv1.ContactSynced{
+		LeadId: leadID, ContactId: contact, Crm: "followupboss", Outcome: outcome, LeadSource: source,
+		SyncedAt: timestamppb.New(t0.Add(at)),
+	}}
+}
+
+func stage(contact, from, to string, active bool, rev int, at time.Duration) published {
+	return published{"crm.contact.stage_changed", "crm.contact.stage_changed:followupboss:" + contact + ":" + string(rune('0'+rev)), &crmv1.ContactStageChanged{
+		ContactId: contact, Crm: "followupboss", OldStage: from, NewStage: to, ActiveClient: active,
+		ChangedAt: timestamppb.New(t0.Add(at)), Correlation: &commonv1.Correlation{ContactId: contact, Source: "zillow"},
+	}}
+}
+
+func updated(contact string, rev int, at time.Duration) published {
+	return published{"crm.contact.updated", "crm.contact.updated:followupboss:" + contact + ":" + string(rune('0'+rev)), &crmv1.ContactUpdated{
+		ContactId: contact, Crm: "followupboss", ChangedFields: []crmv1.ContactField{crmv1.ContactField_CONTACT_FIELD_PHONES},
+		UpdatedAt: timestamppb.New(t0.Add(at)), Stage: "Nurture",
+	}}
+}
+
+func spend(source, month string, dollars int64, n int) published {
+	return published{bus.SpendSubject(source, month), "spend:" + source + ":" + month + ":" + string(rune('0'+n)), &reportingv1.SpendSet{
+		Source: source, Month: month, Amount: &commonv1.Money{AmountMinor: dollars * 100, CurrencyCode: "USD"}, SetBy: "test",
+		SetAt: timestamppb.New(t0),
+	}}
+}
+
+// scenario is a small brokerage morning. Ada comes from Zillow, then again
+// from the website, and becomes an active client; Ben comes from the
+// website; a Zillow lead is rejected; Zillow's spend is set twice.
+//
+//	zillow: leads L1, R1 (rejected); contact C1 (first touch); L1 2 s to lead
+//	idx:    leads L2 (C1 again, 5 s), L3 (C2, 1 s); contact C2 (first touch)
+func scenario() []published {
+	return []published{
+		lead("ld_1", "zillow", 0),
+		rejected("ld_r1", "zillow", 5*time.Minute),
+		synced("ld_1", "zillow", "101", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Second),
+		lead("ld_3", "idx", 10*time.Minute),
+		synced("ld_3", "idx", "102", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 10*time.Minute+time.Second),
+		stage("102", "", "Lead", false, 1, 11*time.Minute),
+		lead("ld_2", "idx", time.Hour),
+		synced("ld_2", "idx", "101", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, time.Hour+5*time.Second),
+		stage("101", "Lead", "Active Client", true, 2, 2*time.Hour),
+		updated("102", 3, 3*time.Hour),
+		stage("102", "Lead", "Nurture", false, 4, 3*time.Hour),
+		spend("zillow", "2026-03", 500, 1),
+		spend("idx", "2026-03", 300, 1),
+		spend("zillow", "2026-03", 600, 2),
+	}
+}
+
+// publishAll publishes events with the contract's headers, in order.
+func publishAll(t *testing.T, js jetstream.JetStream, events []published) {
+	t.Helper()
+	pub := bus.NewPublisher(js, "test", nil)
+	ctx := natstest.Context(t, 30*time.Second)
+	for _, e := range events {
+		if _, err := pub.Publish(ctx, e.subject, e.id, e.msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// asEvents turns published events into stream events without a server,
+// numbered per stream, for the projection's own tests.
+func asEvents(t *testing.T, events []published) []reporting.Event {
+	t.Helper()
+	seqs := map[string]uint64{}
+	out := make([]reporting.Event, 0, len(events))
+	for _, e := range events {
+		data, err := proto.Marshal(e.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream := streamOf(e.subject)
+		seqs[stream]++
+		h := nats.Header{}
+		h.Set(bus.HeaderID, e.id)
+		h.Set(bus.HeaderMsgID, e.id)
+		h.Set(bus.HeaderType, string(e.msg.ProtoReflect().Descriptor().FullName()))
+		out = append(out, reporting.Event{Stream: stream, Seq: seqs[stream], Subject: e.subject, Header: h, Data: data, Time: t0})
+	}
+	return out
+}
+
+func streamOf(subject string) string {
+	for _, s := range bus.Streams {
+		for _, f := range s.Subjects {
+			if len(f) > 1 && f[len(f)-1] == '>' && len(subject) >= len(f)-1 && subject[:len(f)-1] == f[:len(f)-1] {
+				return s.Name
+			}
+		}
+	}
+	return ""
+}
+
+// dump is every table of the read model as CSV.
+func dump(t *testing.T, st *reporting.Store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, tb := range reporting.Tables {
+		var b bytes.Buffer
+		if err := reporting.WriteCSV(context.Background(), st.DB, tb, &b); err != nil {
+			t.Fatal(err)
+		}
+		out[tb.Name] = b.String()
+	}
+	return out
+}
+
+// sameTables fails unless a and b hold the same rows in every table.
+func sameTables(t *testing.T, what string, a, b map[string]string) {
+	t.Helper()
+	for _, tb := range reporting.Tables {
+		if a[tb.Name] != b[tb.Name] {
+			t.Errorf("%s: table %s differs:\n--- first\n%s--- second\n%s", what, tb.Name, a[tb.Name], b[tb.Name])
+		}
+	}
+}
+
+func openStore(t *testing.T) *reporting.Store {
+	t.Helper()
+	st, err := reporting.OpenStore(context.Background(), t.TempDir()+"/reporting.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func apply(t *testing.T, st *reporting.Store, events ...reporting.Event) {
+	t.Helper()
+	if _, err := st.Apply(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,421 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
+)
+
+// Event is one stream message as the projection takes it, from a durable
+// consumer, a redrive or a replay's ordered consumer.
+type Event struct {
+	Stream  string
+	Seq     uint64
+	Subject string
+	Header  nats.Header
+	Data    []byte
+	// Time is when the stream stored the message.
+	Time time.Time
+}
+
+// ID is the event's id: its ce-id (the same as its Nats-Msg-Id), derived
+// from its cause, so that a copy stored again after the duplicate window
+// has the same id; a message without one is known by stream and sequence.
+func (e Event) ID() string {
+	if id := e.Header.Get(bus.HeaderID); id != "" {
+		return id
+	}
+	if id := e.Header.Get(bus.HeaderMsgID); id != "" {
+		return id
+	}
+	return fmt.Sprintf("%s:%d", e.Stream, e.Seq)
+}
+
+// Type is the event's ce-type, or the type its subject carries.
+func (e Event) Type() string {
+	if t := e.Header.Get(bus.HeaderType); t != "" {
+		return t
+	}
+	switch {
+	case strings.HasPrefix(e.Subject, "lead.normalized."):
+		return typeLead
+	case strings.HasPrefix(e.Subject, "lead.rejected."):
+		return typeLeadRejected
+	case e.Subject == "crm.contact.synced":
+		return typeContactSynced
+	case e.Subject == "crm.contact.stage_changed":
+		return typeStageChanged
+	case e.Subject == "crm.contact.updated":
+		return typeContactUpdated
+	case strings.HasPrefix(e.Subject, "reporting.spend."):
+		return typeSpendSet
+	}
+	return "unknown"
+}
+
+// The event types the projection knows.
+var (
+	typeLead           = string((&leadv1.Lead{}).ProtoReflect().Descriptor().FullName())
+	typeLeadRejected   = string((&leadv1.LeadRejected{}).ProtoReflect().Descriptor().FullName())
+	typeContactSynced  = string((&crmv1.ContactSynced{}).ProtoReflect().Descriptor().FullName())
+	typeStageChanged   = string((&crmv1.ContactStageChanged{}).ProtoReflect().Descriptor().FullName())
+	typeContactUpdated = string((&crmv1.ContactUpdated{}).ProtoReflect().Descriptor().FullName())
+	typeSpendSet       = string((&reportingv1.SpendSet{}).ProtoReflect().Descriptor().FullName())
+)
+
+// errUndecodable marks an event whose body is not its type.
+var errUndecodable = errors.New("reporting: undecodable event")
+
+// decoded is an event with its body decoded; msg is nil for a type the
+// projection does not know yet (TMS and LEDGER events, until their schemas
+// exist): it is recorded as applied but not projected.
+type decoded struct {
+	Event
+	id, typ string
+	msg     proto.Message
+}
+
+func decode(e Event) (decoded, error) {
+	d := decoded{Event: e, id: e.ID(), typ: e.Type()}
+	switch d.typ {
+	case typeLead:
+		d.msg = &leadv1.Lead{}
+	case typeLeadRejected:
+		d.msg = &leadv1.LeadRejected{}
+	case typeContactSynced:
+		d.msg = &crmv1.ContactSynced{}
+	case typeStageChanged:
+		d.msg = &crmv1.ContactStageChanged{}
+	case typeContactUpdated:
+		d.msg = &crmv1.ContactUpdated{}
+	case typeSpendSet:
+		d.msg = &reportingv1.SpendSet{}
+	default:
+		return d, nil
+	}
+	if err := proto.Unmarshal(e.Data, d.msg); err != nil {
+		return d, fmt.Errorf("%w: %s at %s/%d: %w", errUndecodable, d.typ, e.Stream, e.Seq, err)
+	}
+	return d, nil
+}
+
+// Observation is a lead's speed to lead, found while projecting live.
+type Observation struct {
+	Source string
+	Speed  time.Duration
+}
+
+// batch is one transaction of the projection: the facts of each event are
+// written as it comes, and what is derived from them (a journey) is
+// recomputed once at the end, from the facts alone. So the tables do not
+// depend on the order the events arrive in, across streams or within one:
+// a contact synced before its lead was projected is joined when the lead
+// comes, and a replay, which reads the streams one after another, makes
+// the same tables as the live consumers, which interleave them.
+type batch struct {
+	tx       *sql.Tx
+	stmts    *statements
+	journeys map[journeyKey]bool
+	cursors  map[string]cursor
+	observed []Observation
+	// noKey turns the idempotency key off, for the test that shows it is
+	// needed. Never set otherwise.
+	noKey bool
+	// rebuild writes the facts only; finishRebuild derives the rest once.
+	// It remembers each lead's receipt, to write a speed to lead with the
+	// contact that completes it (LEADS is read before CRM).
+	rebuild  bool
+	received map[string]string
+	// seen are the event ids a rebuild has applied, and pending those of
+	// this batch, written at its end in multi-row statements.
+	seen    map[string]struct{}
+	pending []decoded
+}
+
+type journeyKey struct{ crm, contactID string }
+
+type cursor struct {
+	seq  uint64
+	time time.Time
+}
+
+// apply projects one decoded event, unless its id was applied before.
+func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
+	if c := b.cursors[d.Stream]; d.Seq > c.seq {
+		b.cursors[d.Stream] = cursor{d.Seq, d.Time}
+	}
+	projected := 0
+	if d.msg != nil {
+		projected = 1
+	}
+	if b.rebuild {
+		// A fresh database: what it holds is what this rebuild applied.
+		if _, ok := b.seen[d.id]; ok && !b.noKey {
+			return false, nil
+		}
+		b.seen[d.id] = struct{}{}
+		b.pending = append(b.pending, d)
+	} else {
+		res, err := b.stmts.applied.ExecContext(ctx, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
+		if err != nil {
+			return false, fmt.Errorf("record event %s: %w", d.id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return false, err
+		} else if n == 0 && !b.noKey {
+			return false, nil
+		}
+	}
+	switch m := d.msg.(type) {
+	case *leadv1.Lead:
+		return true, b.lead(ctx, d, m)
+	case *leadv1.LeadRejected:
+		return true, b.rejected(ctx, d, m)
+	case *crmv1.ContactSynced:
+		return true, b.synced(ctx, d, m)
+	case *crmv1.ContactStageChanged:
+		return true, b.stageChanged(ctx, d, m)
+	case *crmv1.ContactUpdated:
+		return true, b.updated(ctx, d, m)
+	case *reportingv1.SpendSet:
+		return true, b.spend(ctx, d, m)
+	}
+	return true, nil
+}
+
+func tsOr(ts *timestamppb.Timestamp, fallback time.Time) string {
+	if ts == nil || !ts.IsValid() || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
+		return formatTime(fallback)
+	}
+	return formatTime(ts.AsTime())
+}
+
+// eventTime is when the event says it was made (ce-time), or else when the
+// stream stored it: both are fixed per message, so a replay agrees.
+func (d decoded) eventTime() time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, d.Header.Get(bus.HeaderTime)); err == nil {
+		return t
+	}
+	return d.Time
+}
+
+func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
+	inquiry := strings.TrimPrefix(l.GetInquiry().GetType().String(), "INQUIRY_TYPE_")
+	if inquiry == "UNSPECIFIED" {
+		inquiry = ""
+	}
+	args := []any{l.GetLeadId(), l.GetLeadSource(), "normalized", sql.NullString{},
+		tsOr(l.GetReceivedAt(), d.eventTime()), strings.ToLower(inquiry),
+		nullStr(l.GetCampaign().GetUtmSource()), nullStr(l.GetCampaign().GetUtmMedium()), nullStr(l.GetCampaign().GetUtmCampaign()),
+		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
+	if b.rebuild {
+		b.received[l.GetLeadId()] = args[4].(string)
+		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
+		return err
+	}
+	var received, synced sql.NullString
+	var crm, contact sql.NullString
+	err := b.stmts.lead.QueryRowContext(ctx, args...).Scan(&received, &synced, &crm, &contact)
+	if err != nil {
+		return fmt.Errorf("project lead %s: %w", l.GetLeadId(), err)
+	}
+	return b.speed(ctx, l.GetLeadId(), l.GetLeadSource(), received, synced, crm, contact)
+}
+
+func nullSeq(s uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(s), Valid: s != 0} }
+
+func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected) error {
+	p := r.GetPartial()
+	args := []any{r.GetLeadId(), r.GetLeadSource(), "rejected", nullStr(r.GetReason()),
+		tsOr(p.GetReceivedAt(), d.eventTime()), "",
+		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
+		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
+	if b.rebuild {
+		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
+		return err
+	}
+	var received, synced sql.NullString
+	var crm, contact sql.NullString
+	err := b.stmts.lead.QueryRowContext(ctx, args...).Scan(&received, &synced, &crm, &contact)
+	if err != nil {
+		return fmt.Errorf("project rejected lead %s: %w", r.GetLeadId(), err)
+	}
+	return nil
+}
+
+func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) error {
+	outcome := strings.ToLower(strings.TrimPrefix(s.GetOutcome().String(), "SYNC_OUTCOME_"))
+	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
+		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
+	if b.rebuild {
+		var speed sql.NullInt64
+		if r, ok := b.received[s.GetLeadId()]; ok && s.GetContactId() != "" {
+			rt, err1 := parseTime(r)
+			st, err2 := parseTime(args[6].(string))
+			if err := errors.Join(err1, err2); err != nil {
+				return err
+			}
+			speed = sql.NullInt64{Int64: speedMs(rt, st), Valid: true}
+		}
+		_, err := b.stmts.syncedFact.ExecContext(ctx, append(args, speed)...)
+		return err
+	}
+	var received, synced, source sql.NullString
+	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
+	if err != nil {
+		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
+	}
+	return b.speed(ctx, s.GetLeadId(), source.String, received, synced, nullStr(s.GetCrm()), nullStr(s.GetContactId()))
+}
+
+// speed fills a lead's speed to lead once both its receipt and its contact
+// are known, whichever came first, and marks its journey for recompute.
+func (b *batch) speed(ctx context.Context, leadID, source string, received, synced, crm, contact sql.NullString) error {
+	if crm.Valid && contact.Valid {
+		b.mark(crm.String, contact.String)
+	}
+	if !received.Valid || !synced.Valid || !contact.Valid {
+		return nil
+	}
+	r, err1 := parseTime(received.String)
+	s, err2 := parseTime(synced.String)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	if _, err := b.stmts.speed.ExecContext(ctx, speedMs(r, s), leadID); err != nil {
+		return fmt.Errorf("speed to lead of %s: %w", leadID, err)
+	}
+	b.observed = append(b.observed, Observation{Source: source, Speed: s.Sub(r)})
+	return nil
+}
+
+func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactStageChanged) error {
+	active := 0
+	if c.GetActiveClient() {
+		active = 1
+	}
+	_, err := b.stmts.stage.ExecContext(ctx, d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
+		active, tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId())
+	if err != nil {
+		return fmt.Errorf("project stage change of %s: %w", c.GetContactId(), err)
+	}
+	b.mark(c.GetCrm(), c.GetContactId())
+	return nil
+}
+
+// mark notes a journey to recompute at the end of the batch (or, in a
+// rebuild, at its end with every other).
+func (b *batch) mark(crm, contactID string) {
+	if !b.rebuild {
+		b.journeys[journeyKey{crm, contactID}] = true
+	}
+}
+
+func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated) error {
+	fields := make([]string, 0, len(u.GetChangedFields()))
+	for _, f := range u.GetChangedFields() {
+		fields = append(fields, strings.ToLower(strings.TrimPrefix(f.String(), "CONTACT_FIELD_")))
+	}
+	sort.Strings(fields)
+	_, err := b.stmts.update.ExecContext(ctx, d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
+		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId())
+	if err != nil {
+		return fmt.Errorf("project contact update of %s: %w", u.GetContactId(), err)
+	}
+	b.mark(u.GetCrm(), u.GetContactId())
+	return nil
+}
+
+func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) error {
+	currency := s.GetAmount().GetCurrencyCode()
+	if currency == "" {
+		currency = "USD"
+	}
+	_, err := b.stmts.spendSet.ExecContext(ctx, d.id, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
+		s.GetSetBy(), tsOr(s.GetSetAt(), d.eventTime()), s.GetNote(), d.Stream, int64(d.Seq))
+	if err == nil {
+		_, err = b.stmts.spend.ExecContext(ctx, s.GetSource(), s.GetMonth())
+	}
+	if err != nil {
+		return fmt.Errorf("project spend of %s %s: %w", s.GetSource(), s.GetMonth(), err)
+	}
+	return nil
+}
+
+// speedMs is a lead's speed to lead as stored.
+func speedMs(received, synced time.Time) int64 { return max(synced.Sub(received).Milliseconds(), 0) }
+
+// flushApplied writes a rebuild batch's applied_events rows, appliedRows
+// to a statement.
+func (b *batch) flushApplied(ctx context.Context) error {
+	args := make([]any, 0, 6*appliedRows)
+	for len(b.pending) > 0 {
+		n := min(len(b.pending), appliedRows)
+		st := b.stmts.appliedMany
+		if n < appliedRows {
+			n, st = 1, b.stmts.appliedOne
+		}
+		args = args[:0]
+		for _, d := range b.pending[:n] {
+			projected := 0
+			if d.msg != nil {
+				projected = 1
+			}
+			args = append(args, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("record events: %w", err)
+		}
+		b.pending = b.pending[n:]
+	}
+	return nil
+}
+
+// finish recomputes the journeys the batch touched and moves the cursors.
+func (b *batch) finish(ctx context.Context) error {
+	if err := b.flushApplied(ctx); err != nil {
+		return err
+	}
+	keys := make([]journeyKey, 0, len(b.journeys))
+	for k := range b.journeys {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].crm != keys[j].crm {
+			return keys[i].crm < keys[j].crm
+		}
+		return keys[i].contactID < keys[j].contactID
+	})
+	for _, k := range keys {
+		if _, err := b.stmts.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
+			return fmt.Errorf("recompute journey %s/%s: %w", k.crm, k.contactID, err)
+		}
+	}
+	streams := make([]string, 0, len(b.cursors))
+	for s := range b.cursors {
+		streams = append(streams, s)
+	}
+	sort.Strings(streams)
+	for _, s := range streams {
+		c := b.cursors[s]
+		if _, err := b.stmts.cursor.ExecContext(ctx, s, int64(c.seq), formatTime(c.time)); err != nil {
+			return fmt.Errorf("cursor of %s: %w", s, err)
+		}
+	}
+	return nil
+}

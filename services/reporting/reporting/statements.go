@@ -1,0 +1,224 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The projection's statements. An event stored twice (announced again
+// after the duplicate window) is one event: whichever copy comes first, the
+// rows keep the lowest sequence of its copies, so the tables are the same
+// whatever order the copies arrive in. Upserts are INSERT … ON CONFLICT … DO UPDATE,
+// which SQLite and PostgreSQL both speak; placeholders are ?N, which a
+// PostgreSQL store rewrites as $N.
+const (
+	sqlApplied = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq, subject = excluded.subject
+WHERE excluded.seq < applied_events.seq`
+
+	// A lead's own facts; the CRM step's columns are the ContactSynced's.
+	sqlLead = `INSERT INTO leads (lead_id, source, status, reject_reason, received_at, inquiry_type,
+  utm_source, utm_medium, utm_campaign, lead_stream, lead_seq, webhook_stream, webhook_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''), ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+ON CONFLICT (lead_id) DO UPDATE SET source = excluded.source, status = excluded.status,
+  reject_reason = excluded.reject_reason, received_at = excluded.received_at, inquiry_type = excluded.inquiry_type,
+  utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
+  lead_stream = excluded.lead_stream, lead_seq = excluded.lead_seq,
+  webhook_stream = excluded.webhook_stream, webhook_seq = excluded.webhook_seq
+RETURNING received_at, synced_at, crm, contact_id`
+
+	// The CRM step of a lead; the lead's source is the lead's own once known.
+	sqlSynced = `INSERT INTO leads (lead_id, source, crm, contact_id, sync_outcome, matched_by, synced_at, sync_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (lead_id) DO UPDATE SET source = COALESCE(leads.source, excluded.source), crm = excluded.crm,
+  contact_id = excluded.contact_id, sync_outcome = excluded.sync_outcome, matched_by = excluded.matched_by,
+  synced_at = excluded.synced_at, sync_seq = excluded.sync_seq
+RETURNING received_at, synced_at, source`
+
+	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = ?1 WHERE lead_id = ?2`
+
+	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
+  changed_at, crm_source, lead_id, crm_event_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < stage_changes.seq`
+
+	sqlUpdate = `INSERT INTO contact_updates (stream, seq, event_id, crm, contact_id, changed_fields, stage, updated_at,
+  crm_source, crm_event_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < contact_updates.seq`
+
+	sqlSpendSet = `INSERT INTO spend_sets (event_id, source, month, amount_minor, currency, set_by, set_at, note, stream, seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < spend_sets.seq`
+
+	// The spend in force (?1 source, ?2 month) is the last one set, by
+	// stream sequence, derived from every one set.
+	sqlSpend = `INSERT INTO spend (source, month, amount_minor, currency, set_by, set_at, note, event_id, seq)
+SELECT source, month, amount_minor, currency, set_by, set_at, note, event_id, seq FROM spend_sets
+WHERE source = ?1 AND month = ?2 ORDER BY seq DESC LIMIT 1
+ON CONFLICT (source, month) DO UPDATE SET amount_minor = excluded.amount_minor, currency = excluded.currency,
+  set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, event_id = excluded.event_id, seq = excluded.seq`
+
+	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES (?1, ?2, ?3)
+ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
+WHERE excluded.last_seq > stream_cursors.last_seq`
+)
+
+// sqlJourney recomputes one journey (?1 crm, ?2 contact id) from the facts:
+// its leads, stage changes and transactions. Every column is derived from
+// them alone, so the row is the same whatever order the facts came in. The
+// first and last lead, the latest stage change and the latest transaction
+// are each found once and joined.
+var sqlJourney = func() string {
+	const ofContact = ` WHERE crm = ?1 AND contact_id = ?2`
+	lead := func(order string) string {
+		return `(SELECT lead_id FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
+	}
+	latestStage := func(col string) string {
+		return `(SELECT ` + col + ` FROM stage_changes` + ofContact + ` ORDER BY changed_at DESC, seq DESC LIMIT 1)`
+	}
+	cols := []struct{ name, expr string }{
+		{"crm", "?1"},
+		{"contact_id", "?2"},
+		{"leads", `(SELECT COUNT(*) FROM leads` + ofContact + `)`},
+		{"first_lead_id", "f.lead_id"},
+		{"first_source", "f.source"},
+		{"first_lead_at", "f.received_at"},
+		{"last_lead_id", "l.lead_id"},
+		{"last_source", "l.source"},
+		{"last_lead_at", "l.received_at"},
+		{"contact_at", `(SELECT MIN(synced_at) FROM leads` + ofContact + `)`},
+		{"crm_source", `COALESCE(NULLIF(sc.crm_source, ''), (SELECT NULLIF(crm_source, '') FROM contact_updates` + ofContact + ` ORDER BY updated_at DESC, seq DESC LIMIT 1))`},
+		{"stage", "sc.new_stage"},
+		{"stage_at", "sc.changed_at"},
+		{"active_client_at", `(SELECT MIN(changed_at) FROM stage_changes` + ofContact + ` AND active_client = 1)`},
+		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
+	}
+	for _, c := range []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
+		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency"} {
+		name := c
+		if c == "opened_at" {
+			name = "transaction_opened_at"
+		}
+		cols = append(cols, struct{ name, expr string }{name, "t." + c})
+	}
+	names := make([]string, len(cols))
+	exprs := make([]string, len(cols))
+	var sets []string
+	for i, c := range cols {
+		names[i], exprs[i] = c.name, c.expr
+		if i >= 2 {
+			sets = append(sets, c.name+" = excluded."+c.name)
+		}
+	}
+	// "WHERE 1 = 1" tells SQLite's parser that ON CONFLICT is the upsert's,
+	// not the last join's.
+	return `INSERT INTO journeys (` + strings.Join(names, ", ") + `)
+SELECT ` + strings.Join(exprs, ",\n  ") + `
+FROM (SELECT 1 AS one) k
+LEFT JOIN leads f ON f.lead_id = ` + lead("ASC") + `
+LEFT JOIN leads l ON l.lead_id = ` + lead("DESC") + `
+LEFT JOIN stage_changes sc ON sc.stream = ` + latestStage("stream") + ` AND sc.seq = ` + latestStage("seq") + `
+LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)
+WHERE 1 = 1
+ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
+}()
+
+// A rebuild writes the facts without RETURNING and derives everything at
+// the end (finishRebuild).
+var (
+	sqlLeadFact, _, _   = strings.Cut(sqlLead, "\nRETURNING")
+	sqlSyncedFact, _, _ = strings.Cut(strings.NewReplacer(
+		"synced_at, sync_seq)", "synced_at, sync_seq, speed_to_lead_ms)",
+		"?7, ?8)", "?7, ?8, ?9)",
+		"sync_seq = excluded.sync_seq", "sync_seq = excluded.sync_seq, speed_to_lead_ms = excluded.speed_to_lead_ms",
+	).Replace(sqlSynced), "\nRETURNING")
+)
+
+// sqlAllJourneys is every contact any fact names, for a rebuild's end.
+const sqlAllJourneys = `SELECT crm, contact_id FROM leads WHERE crm IS NOT NULL AND contact_id IS NOT NULL
+UNION SELECT crm, contact_id FROM stage_changes
+UNION SELECT crm, contact_id FROM contact_updates
+UNION SELECT crm, contact_id FROM transactions WHERE crm IS NOT NULL AND contact_id IS NOT NULL
+ORDER BY 1, 2`
+
+// sqlAllSpeeds is every lead whose speed to lead a rebuild's end fills.
+const sqlAllSpeeds = `SELECT lead_id, received_at, synced_at FROM leads
+WHERE received_at IS NOT NULL AND synced_at IS NOT NULL AND contact_id IS NOT NULL AND speed_to_lead_ms IS NULL ORDER BY lead_id`
+
+// appliedRows is how many applied_events rows one statement of a rebuild
+// writes, and sqlAppliedMany that statement.
+const appliedRows = 100
+
+var sqlAppliedMany = func() string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES `)
+	for i := range appliedRows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", 6*i+1, 6*i+2, 6*i+3, 6*i+4, 6*i+5, 6*i+6)
+	}
+	return b.String()
+}()
+
+// sqlAppliedOne is one row of it, for the rest of a batch.
+const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`
+
+// statements are prepared once per database and bound to each transaction.
+type statements struct {
+	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
+	leadFact, syncedFact, appliedMany, appliedOne, spendSet             *sql.Stmt
+}
+
+func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
+	s := &statements{}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
+		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
+		{&s.journey, sqlJourney}, {&s.leadFact, sqlLeadFact}, {&s.syncedFact, sqlSyncedFact},
+		{&s.appliedMany, sqlAppliedMany}, {&s.appliedOne, sqlAppliedOne}, {&s.spendSet, sqlSpendSet},
+	} {
+		st, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			_ = s.close()
+			return nil, fmt.Errorf("prepare %q: %w", firstLine(p.sql), err)
+		}
+		*p.dst = st
+	}
+	return s, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// in returns the statements bound to tx.
+func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
+	return &statements{
+		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
+		speed: tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
+		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
+		leadFact: tx.StmtContext(ctx, s.leadFact), syncedFact: tx.StmtContext(ctx, s.syncedFact),
+		appliedMany: tx.StmtContext(ctx, s.appliedMany), appliedOne: tx.StmtContext(ctx, s.appliedOne),
+		spendSet: tx.StmtContext(ctx, s.spendSet),
+	}
+}
+
+func (s *statements) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne, s.spendSet} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,243 @@
+package reporting
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Table is one table of the read model and the columns that order its rows.
+type Table struct {
+	Name string
+	Key  []string
+}
+
+// Tables is every table of the read model, in the order the docs describe
+// them. The migration library's own version table is not one: it records
+// when each migration ran, which a replay cannot reproduce.
+var Tables = []Table{
+	{"leads", []string{"lead_id"}},
+	{"journeys", []string{"crm", "contact_id"}},
+	{"stage_changes", []string{"stream", "seq"}},
+	{"contact_updates", []string{"stream", "seq"}},
+	{"transactions", []string{"transaction_id"}},
+	{"spend", []string{"source", "month"}},
+	{"spend_sets", []string{"source", "month", "seq"}},
+	{"applied_events", []string{"event_id"}},
+	{"stream_cursors", []string{"stream"}},
+}
+
+// TableNamed returns the table called name.
+func TableNamed(name string) (Table, bool) {
+	i := slices.IndexFunc(Tables, func(t Table) bool { return t.Name == name })
+	if i < 0 {
+		return Table{}, false
+	}
+	return Tables[i], true
+}
+
+// timeLayout is how every time is stored: UTC, fixed width, so that text
+// order is time order, and PostgreSQL casts it to timestamptz.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) (time.Time, error) { return time.Parse(timeLayout, s) }
+
+// openOptions say how a database file is opened.
+type openOptions struct {
+	// bulk is for a rebuild into a fresh file: no fsync until the switch
+	// (a crash then only loses a rebuild that is run again).
+	bulk bool
+}
+
+// openDB opens (creating) the SQLite database at path and brings its
+// schema up to date with the versioned migrations.
+func openDB(ctx context.Context, path string, o openOptions) (*sql.DB, error) {
+	sync := "NORMAL"
+	if o.bulk {
+		sync = "OFF"
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + sync + ")", "busy_timeout(10000)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(path)+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// One writer at a time (the projector holds its own lock too); readers
+	// run beside it in WAL mode.
+	db.SetMaxOpenConns(4)
+	if err := migrate(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// migrate applies the pending migrations with goose.
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// WriteCSV writes table's rows as CSV, ordered by its key, with a header.
+// NULL is an empty field.
+func WriteCSV(ctx context.Context, db *sql.DB, t Table, w io.Writer) error {
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+t.Name+" ORDER BY "+strings.Join(t.Key, ", "))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.Name, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(cols); err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	rec := make([]string, len(cols))
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		for i, v := range vals {
+			rec[i] = csvField(v)
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func csvField(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case []byte:
+		return string(x)
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case time.Time:
+		return formatTime(x)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// The data directory holds the databases, CURRENT, which names the one in
+// use, and LIVE, which names the one the service last projected into. A
+// rebuild writes a new file beside them and switches by replacing CURRENT
+// (a rename, atomic on one file system); the service then catches the new
+// file up from the one LIVE names, and names it in LIVE.
+const (
+	currentFile = "CURRENT"
+	liveFile    = "LIVE"
+)
+
+// currentDB returns the file name CURRENT holds, or "" when there is none.
+func currentDB(dir string) (string, error) { return readName(dir, currentFile) }
+
+// setCurrent makes name the database in use.
+func setCurrent(dir, name string) error { return writeName(dir, currentFile, name) }
+
+// readName returns the database file name in dir/file, or "".
+func readName(dir, file string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || strings.ContainsAny(name, `/\`) {
+		return "", fmt.Errorf("%s in %s names %q, not a database file", file, dir, name)
+	}
+	return name, nil
+}
+
+// writeName replaces dir/file with name, atomically.
+func writeName(dir, file, name string) error {
+	tmp, err := os.CreateTemp(dir, "."+strings.ToLower(file)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(name + "\n"); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, file))
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// newDBName is the file name of a new database made at t.
+func newDBName(t time.Time) string {
+	return "reporting-" + t.UTC().Format("20060102T150405.000000000Z") + ".db"
+}
+
+// removeDB deletes a database file and its WAL companions.
+func removeDB(path string) error {
+	var errs []error
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

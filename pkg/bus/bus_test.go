@@ -147,6 +147,10 @@ func TestApply_isIdempotentAndUsesLimitsRetention(t *testing.T) {
 		if cfg.Duplicates != e.topo.DuplicateWindow {
 			t.Errorf("stream %s: duplicate window %s, want %s", spec.Name, cfg.Duplicates, e.topo.DuplicateWindow)
 		}
+		// The gateway group-commits webhooks as atomic batches.
+		if want := spec.Name == bus.StreamWebhooks; cfg.AllowAtomicPublish != want {
+			t.Errorf("stream %s: atomic publish %v, want %v", spec.Name, cfg.AllowAtomicPublish, want)
+		}
 	}
 	for _, c := range bus.AllConsumers() {
 		info, err := e.js.Consumer(ctx, c.Stream, c.Durable)

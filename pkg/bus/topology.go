@@ -36,11 +36,15 @@ type StreamSpec struct {
 	Name        string
 	Subjects    []string
 	Description string
+	// AtomicPublish allows JetStream atomic batch publishes into the stream
+	// (nats-server 2.12+): a batch is stored whole or not at all, and is
+	// written and synced once. The gateway group-commits webhooks with it.
+	AtomicPublish bool
 }
 
 // Streams is every stream Brokerflow uses.
 var Streams = []StreamSpec{
-	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it"},
+	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it", AtomicPublish: true},
 	{Name: StreamLeads, Subjects: []string{"lead.>"}, Description: "normalized and rejected leads"},
 	{Name: StreamCRM, Subjects: []string{"crm.>"}, Description: "what happened in the CRM"},
 	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened, updated and closed"},
@@ -189,6 +193,8 @@ func (t Topology) StreamConfig(spec StreamSpec) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  t.DuplicateWindow,
 		AllowDirect: true,
+
+		AllowAtomicPublish: spec.AtomicPublish,
 	}
 }
 

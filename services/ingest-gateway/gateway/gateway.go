@@ -41,10 +41,12 @@ type Deps = service.Deps
 
 // Gateway serves the webhook routes of its sources.
 type Gateway struct {
-	cfg      Config
-	deps     Deps
-	js       jetstream.JetStream
-	pub      *bus.Publisher
+	cfg  Config
+	deps Deps
+	js   jetstream.JetStream
+	pub  *bus.Publisher
+	// commits is the group commit, nil when GroupCommit is off.
+	commits  *committer
 	registry *Registry
 	limiters map[string]*rate.Limiter
 	tracer   trace.Tracer
@@ -100,9 +102,16 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 			g.limiters[s.Name] = l
 		}
 	}
+	collectors := []prometheus.Collector{g.requests}
+	if cfg.GroupCommit {
+		g.commits = newCommitter(js, cfg, g.log)
+		collectors = append(collectors, g.commits.metrics.collectors()...)
+	}
 	if deps.Registerer != nil {
-		if err := deps.Registerer.Register(g.requests); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
+		for _, c := range collectors {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
 		}
 	}
 	return g, nil

@@ -285,12 +285,19 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		writeError(w, http.StatusBadRequest, kind, err.Error())
 		return
 	}
-	if deliveryID == "" {
-		deliveryID = headerDeliveryID(r.Header, src.DeliveryIDHeader)
-	}
+	// Only an id the signature covers may tell deliveries apart. A
+	// provider's delivery id in a header of its own (DeliveryIDHeader) is
+	// not signed: whoever holds a signed body could replay it under a fresh
+	// id as a new lead. So without a signed id, the id is the body's hash:
+	// the same body twice is one delivery, and the header is kept among the
+	// stored headers, as metadata.
+	var logAttrs []any
 	if deliveryID == "" {
 		sum := sha256.Sum256(body)
 		deliveryID = "sha256:" + hex.EncodeToString(sum[:])
+		if id := headerDeliveryID(r.Header, src.DeliveryIDHeader); id != "" {
+			logAttrs = []any{"provider_delivery_id", id}
+		}
 	}
 	duplicate, err := g.accept(ctx, delivery{
 		src:         src,
@@ -301,6 +308,7 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		method:      r.Method,
 		path:        r.URL.Path,
 		contentType: r.Header.Get("Content-Type"),
+		logAttrs:    logAttrs,
 	})
 	if err != nil {
 		// The sender retries with the same delivery id: JetStream stores it once.
@@ -367,8 +375,9 @@ func (g *Gateway) allow(src Source, now time.Time) (time.Duration, bool) {
 }
 
 // headerDeliveryID is the provider's delivery id from the source's
-// DeliveryIDHeader: the value itself when it is safe in a Nats-Msg-Id, else
-// its hash, which is as stable across retries.
+// DeliveryIDHeader, for the logs: the value itself when it is short and
+// plain, else its hash, which is as stable across retries. It is never the
+// delivery's id: the signature does not cover it.
 func headerDeliveryID(h http.Header, name string) string {
 	if name == "" {
 		return ""

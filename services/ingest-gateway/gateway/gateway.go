@@ -102,7 +102,9 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 			g.limiters[s.Name] = l
 		}
 	}
-	collectors := []prometheus.Collector{g.requests}
+	// How full WEBHOOKS (which refuses webhooks when full) and LEADS are,
+	// for an alert before either fills.
+	collectors := []prometheus.Collector{g.requests, bus.NewStreamUsage(js, g.log, bus.StreamWebhooks, bus.StreamLeads)}
 	if cfg.GroupCommit {
 		g.commits = newCommitter(js, cfg, g.log)
 		collectors = append(collectors, g.commits.metrics.collectors()...)

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/brokerflow/brokerflow/pkg/bus"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
@@ -62,6 +63,10 @@ func (g *Gateway) accept(ctx context.Context, d delivery) (duplicate bool, err e
 			return false, ctx.Err()
 		}
 		attrs := append([]any{"source", d.src.Name, "delivery_id", d.id, "err", err}, d.logAttrs...)
+		if bus.IsStreamFull(err) {
+			g.log.ErrorContext(ctx, "WEBHOOKS is full and refuses the delivery; answering so that the sender retries (docs/operations.md, when a stream is full)", attrs...)
+			return false, errNotPersisted
+		}
 		g.log.ErrorContext(ctx, "cannot persist the delivery; answering so that the sender retries", attrs...)
 		return false, errNotPersisted
 	}

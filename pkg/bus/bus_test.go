@@ -3,13 +3,17 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
 
@@ -146,6 +150,10 @@ func TestApply_isIdempotentAndUsesLimitsRetention(t *testing.T) {
 		}
 		if cfg.Duplicates != e.topo.DuplicateWindow {
 			t.Errorf("stream %s: duplicate window %s, want %s", spec.Name, cfg.Duplicates, e.topo.DuplicateWindow)
+		}
+		// The gateway group-commits webhooks as atomic batches.
+		if want := spec.Name == bus.StreamWebhooks; cfg.AllowAtomicPublish != want {
+			t.Errorf("stream %s: atomic publish %v, want %v", spec.Name, cfg.AllowAtomicPublish, want)
 		}
 	}
 	for _, c := range bus.AllConsumers() {
@@ -516,5 +524,68 @@ func TestRunner_longHandlerIsKeptInProgress(t *testing.T) {
 	natstest.WaitSettled(t, e.js, bus.StreamLeads, testService)
 	if n := c.count(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
+
+// WEBHOOKS and LEADS hold work not yet done: at their size limit they refuse
+// new messages, and the publisher's error says the stream is full, rather
+// than dropping their oldest messages. Other streams keep discarding the
+// oldest.
+func TestStreams_withUnprocessedWorkRefuseNewMessagesWhenFull(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	_, js := natstest.Connect(t, s)
+	topo := testTopology()
+	topo.MaxBytes = 8 << 10
+	natstest.Apply(t, js, topo)
+	pub := bus.NewPublisher(js, "test-producer", nil)
+	ctx := natstest.Context(t, 30*time.Second)
+	fill := func(subject string) (published int, err error) {
+		for i := range 1000 {
+			id := fmt.Sprintf("%s-%04d", subject, i)
+			if _, err := pub.Publish(ctx, subject, id, &commonv1.Correlation{LeadId: id, Source: strings.Repeat("x", 200)}); err != nil {
+				return i, err
+			}
+		}
+		return 1000, nil
+	}
+	for stream, subject := range map[string]string{bus.StreamWebhooks: "webhook.received.lead.idx", bus.StreamLeads: "lead.normalized.idx"} {
+		n, err := fill(subject)
+		if err == nil || !bus.IsStreamFull(err) {
+			t.Fatalf("%s: %d published, then %v; want a full stream's refusal", stream, n, err)
+		}
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		if info.State.FirstSeq != 1 || info.State.Msgs != uint64(n) {
+			t.Fatalf("%s: first seq %d, %d messages for %d published: messages were dropped", stream, info.State.FirstSeq, info.State.Msgs, n)
+		}
+		if r := bus.FullRatio(info); r < 0.8 || r > 1 {
+			t.Fatalf("%s: full ratio %v", stream, r)
+		}
+	}
+	if n, err := fill("crm.contact.synced"); err != nil || n != 1000 {
+		t.Fatalf("CRM: %d published, %v; want it to make room", n, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(bus.NewStreamUsage(js, slog.New(slog.DiscardHandler), bus.StreamLeads, bus.StreamOps))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratios := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "brokerflow_bus_stream_full_ratio" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ratios[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	if ratios[bus.StreamLeads] < 0.8 || ratios[bus.StreamOps] != 0 || len(ratios) != 2 {
+		t.Fatalf("full ratios %v: want LEADS at least 0.8 and an empty OPS at 0", ratios)
 	}
 }

@@ -25,6 +25,9 @@ type ServiceSpec struct {
 	Publishes []string
 	// Streams it checks or reads besides its consumers' (the gateway's WEBHOOKS).
 	Streams []string
+	// Watches are streams of which it reads only the state (how full they
+	// are, for its metrics), never a message.
+	Watches []string
 	// KV is its access to buckets.
 	KV []KVAccess
 	// Pauses says its handlers may pause their consumers (PauseOnThrottle).
@@ -42,7 +45,8 @@ type KVAccess struct {
 // Services is every service's declaration. A new service adds its entry
 // here beside its consumers, and gets its NATS user from it.
 var Services = []ServiceSpec{
-	{Name: ServiceGateway, Publishes: []string{"webhook.received.>"}, Streams: []string{StreamWebhooks}},
+	// The gateway reports how full WEBHOOKS and LEADS are (StreamUsage).
+	{Name: ServiceGateway, Publishes: []string{"webhook.received.>"}, Streams: []string{StreamWebhooks}, Watches: []string{StreamLeads}},
 	{Name: ServiceNormalizer, Publishes: []string{"lead.normalized.>", "lead.rejected.>"}},
 	{
 		Name:      ServiceCRMSync,
@@ -122,6 +126,9 @@ func servicePermissions(s ServiceSpec) Permissions {
 	for _, st := range streams {
 		// Stream info, and a redrive's read of one message by sequence.
 		pub = append(pub, "$JS.API.STREAM.INFO."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.STREAM.MSG.GET."+st)
+	}
+	for _, st := range s.Watches {
+		pub = append(pub, "$JS.API.STREAM.INFO."+st)
 	}
 	for _, kv := range s.KV {
 		stream := "KV_" + kv.Bucket

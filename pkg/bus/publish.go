@@ -54,6 +54,33 @@ func NewPublisher(js jetstream.JetStream, service string, tp trace.TracerProvide
 // event, so that a retry publishes the same id and JetStream drops the
 // duplicate; the returned PubAck says Duplicate then.
 func (p *Publisher) Publish(ctx context.Context, subject, id string, event proto.Message) (*jetstream.PubAck, error) {
+	out, err := p.Prepare(ctx, subject, id, event)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := p.js.PublishMsg(ctx, out.Msg)
+	if err != nil {
+		err = fmt.Errorf("publish %s to %s: %w", id, subject, err)
+		out.Done(false, err)
+		return nil, err
+	}
+	out.Done(ack.Duplicate, nil)
+	return ack, nil
+}
+
+// Outgoing is an event made ready to store, inside its producer span.
+// Publish sends one at once; a caller that stores several together (the
+// gateway's group commit, as one atomic batch) sends Msg itself and reports
+// each one's outcome with Done.
+type Outgoing struct {
+	Msg  *nats.Msg
+	span trace.Span
+}
+
+// Prepare marshals event into a message on subject with exactly the
+// contract's headers, id as its Nats-Msg-Id, and starts its producer span,
+// whose context the traceparent header carries. The caller must call Done.
+func (p *Publisher) Prepare(ctx context.Context, subject, id string, event proto.Message) (*Outgoing, error) {
 	if id == "" {
 		return nil, ErrEmptyID
 	}
@@ -68,17 +95,19 @@ func (p *Publisher) Publish(ctx context.Context, subject, id string, event proto
 			attribute.String("messaging.destination.name", subject),
 			attribute.String("messaging.message.id", id),
 		))
-	defer span.End()
+	return &Outgoing{Msg: &nats.Msg{Subject: subject, Data: data, Header: p.headers(ctx, id, event)}, span: span}, nil
+}
 
-	msg := &nats.Msg{Subject: subject, Data: data, Header: p.headers(ctx, id, event)}
-	ack, err := p.js.PublishMsg(ctx, msg)
+// Done ends the message's span with its outcome: stored, already stored
+// (duplicate), or not stored (err).
+func (o *Outgoing) Done(duplicate bool, err error) {
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "publish failed")
-		return nil, fmt.Errorf("publish %s to %s: %w", id, subject, err)
+		o.span.RecordError(err)
+		o.span.SetStatus(codes.Error, "publish failed")
+	} else {
+		o.span.SetAttributes(attribute.Bool("messaging.nats.duplicate", duplicate))
 	}
-	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
-	return ack, nil
+	o.span.End()
 }
 
 // headers returns exactly the contract's headers: Nats-Msg-Id, Content-Type,

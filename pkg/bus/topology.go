@@ -39,12 +39,21 @@ type StreamSpec struct {
 	Name        string
 	Subjects    []string
 	Description string
+	// AtomicPublish allows JetStream atomic batch publishes into the stream
+	// (nats-server 2.12+): a batch is stored whole or not at all, and is
+	// written and synced once. The gateway group-commits webhooks with it.
+	AtomicPublish bool
+	// KeepUnprocessed holds work not yet done: once the stream is at its
+	// size limit (MaxBytes) it refuses new messages (DiscardNew), so the
+	// publisher fails and its sender retries, rather than dropping the
+	// oldest messages, which may not have been consumed yet.
+	KeepUnprocessed bool
 }
 
 // Streams is every stream Brokerflow uses.
 var Streams = []StreamSpec{
-	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it"},
-	{Name: StreamLeads, Subjects: []string{"lead.>"}, Description: "normalized and rejected leads"},
+	{Name: StreamWebhooks, Subjects: []string{"webhook.received.*.*"}, Description: "raw inbound webhooks; everything downstream can be rebuilt from it", AtomicPublish: true, KeepUnprocessed: true},
+	{Name: StreamLeads, Subjects: []string{"lead.>"}, Description: "normalized and rejected leads", KeepUnprocessed: true},
 	{Name: StreamCRM, Subjects: []string{"crm.>"}, Description: "what happened in the CRM"},
 	{Name: StreamTMS, Subjects: []string{"tms.>"}, Description: "transactions opened, updated and closed"},
 	{Name: StreamLedger, Subjects: []string{"ledger.>"}, Description: "commission booked and paid"},
@@ -201,6 +210,10 @@ func (t Topology) StreamConfig(spec StreamSpec) jetstream.StreamConfig {
 	if maxBytes == 0 {
 		maxBytes = -1
 	}
+	discard := jetstream.DiscardOld
+	if spec.KeepUnprocessed {
+		discard = jetstream.DiscardNew
+	}
 	return jetstream.StreamConfig{
 		Name:        spec.Name,
 		Description: spec.Description,
@@ -211,9 +224,11 @@ func (t Topology) StreamConfig(spec StreamSpec) jetstream.StreamConfig {
 		Replicas:    t.Replicas,
 		MaxAge:      t.MaxAge,
 		MaxBytes:    maxBytes,
-		Discard:     jetstream.DiscardOld,
+		Discard:     discard,
 		Duplicates:  t.DuplicateWindow,
 		AllowDirect: true,
+
+		AllowAtomicPublish: spec.AtomicPublish,
 	}
 }
 

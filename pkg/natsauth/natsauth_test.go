@@ -98,6 +98,22 @@ func changeConsumer(spec bus.ConsumerSpec) action {
 
 func redrive(service string) action { return publish(bus.RedriveSubject(service)) }
 
+func readMessage(stream string) action {
+	subject := "$JS.API.DIRECT.GET." + stream
+	return action{"read a message of " + stream, subject, func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		_, err := nc.RequestWithContext(ctx, subject, []byte(`{"seq":1}`))
+		return err
+	}}
+}
+
+func streamInfo(stream string) action {
+	subject := "$JS.API.STREAM.INFO." + stream
+	return action{"read the info of " + stream, subject, func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		_, err := nc.RequestWithContext(ctx, subject, nil)
+		return err
+	}}
+}
+
 func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 	t.Parallel()
 	srv, creds := natstest.StartSecured(t)
@@ -113,6 +129,8 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish("ops.failure.crm-sync"),
 			createStream("EVIL"), deleteStream(bus.StreamLeads), kvPut("identity", "followupboss.email.x"),
 			redrive(bus.ServiceCRMSync), subscribe("webhook.received.>"), changeConsumer(bus.NormalizerWebhooks),
+			// It watches how full LEADS is, and reads none of its messages.
+			readMessage(bus.StreamLeads), streamInfo(bus.StreamCRM),
 		}},
 		{bus.ServiceNormalizer, []action{
 			publish("webhook.received.lead.idx"), publish("crm.contact.synced"), publish("ops.failure.crm-sync"),
@@ -170,6 +188,11 @@ func TestPermissions_eachUserCanDoItsOwnWork(t *testing.T) {
 	_, gjs := natstest.ConnectAs(t, srv, creds, bus.ServiceGateway)
 	if _, err := gjs.Publish(ctx, "webhook.received.lead.idx", []byte("lead")); err != nil {
 		t.Fatalf("gateway publishes a webhook: %v", err)
+	}
+	for _, stream := range []string{bus.StreamWebhooks, bus.StreamLeads} {
+		if _, err := gjs.Stream(ctx, stream); err != nil {
+			t.Fatalf("gateway reads how full %s is: %v", stream, err)
+		}
 	}
 	_, cjs := natstest.ConnectAs(t, srv, creds, bus.ServiceCRMSync)
 	kv, err := cjs.KeyValue(ctx, "identity")

@@ -82,8 +82,9 @@ type Auth struct {
 	// VerifyTokenEnv names the variable with Facebook's hub.verify_token.
 	VerifyTokenEnv string `yaml:"verify_token_env,omitempty"`
 	// DeliveryIDHeader names a header holding the provider's delivery id,
-	// for schemes that do not define one. Without it, the delivery id is a
-	// hash of the body.
+	// for schemes that do not define one. It is metadata: the gateway logs it
+	// and stores it among the headers, but the delivery id of such a scheme
+	// is a hash of the body, since no signature covers the header.
 	DeliveryIDHeader string `yaml:"delivery_id_header,omitempty"`
 
 	// Secrets and VerifyToken are resolved by Resolve, never read from the file.

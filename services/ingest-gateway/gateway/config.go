@@ -40,8 +40,17 @@ type Config struct {
 	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	// PublishTimeout bounds the wait for JetStream's ack; past it the
 	// gateway answers 503 and the provider retries.
-	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
+	// GroupCommit stores the deliveries that arrive while a publish is in
+	// flight together, as one JetStream atomic batch synced once, instead of
+	// one publish (and one fsync) each. A delivery that finds nothing in
+	// flight is published at once. GroupCommitMaxMsgs (at most
+	// MaxGroupCommitMsgs, the server's cap) and GroupCommitMaxBytes bound a
+	// batch; 0 takes the default.
+	GroupCommit         bool          `env:"GROUP_COMMIT" envDefault:"true"`
+	GroupCommitMaxMsgs  int           `env:"GROUP_COMMIT_MAX_MSGS" envDefault:"1000"`
+	GroupCommitMaxBytes int           `env:"GROUP_COMMIT_MAX_BYTES" envDefault:"8388608"`
+	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// GRPCAddr serves the first-party SubmitLead API (docs/intake-grpc.md),
 	// in plaintext; empty disables it. GRPCTokens are its bearer tokens
 	// (several during a rotation), required when it is set; GRPCRate bounds
@@ -89,6 +98,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GATEWAY_PUBLISH_TIMEOUT must be positive", ErrConfig)
 	case c.RatePerSource < 0 || c.RateBurst < 0:
 		return fmt.Errorf("%w: GATEWAY_RATE_PER_SOURCE and GATEWAY_RATE_BURST must not be negative", ErrConfig)
+	case c.GroupCommitMaxMsgs < 0 || c.GroupCommitMaxMsgs > MaxGroupCommitMsgs:
+		return fmt.Errorf("%w: GATEWAY_GROUP_COMMIT_MAX_MSGS must be 1 to %d (the server's batch cap)", ErrConfig, MaxGroupCommitMsgs)
+	case c.GroupCommitMaxBytes < 0:
+		return fmt.Errorf("%w: GATEWAY_GROUP_COMMIT_MAX_BYTES must be positive", ErrConfig)
 	}
 	secrets, err := service.Secrets(c.IDXSecrets, c.IDXSecretsFile)
 	if err != nil {

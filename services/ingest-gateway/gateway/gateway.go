@@ -41,10 +41,12 @@ type Deps = service.Deps
 
 // Gateway serves the webhook routes of its sources.
 type Gateway struct {
-	cfg      Config
-	deps     Deps
-	js       jetstream.JetStream
-	pub      *bus.Publisher
+	cfg  Config
+	deps Deps
+	js   jetstream.JetStream
+	pub  *bus.Publisher
+	// commits is the group commit, nil when GroupCommit is off.
+	commits  *committer
 	registry *Registry
 	limiters map[string]*rate.Limiter
 	tracer   trace.Tracer
@@ -100,9 +102,18 @@ func NewWithSources(cfg Config, deps Deps, sources ...Source) (*Gateway, error) 
 			g.limiters[s.Name] = l
 		}
 	}
+	// How full WEBHOOKS (which refuses webhooks when full) and LEADS are,
+	// for an alert before either fills.
+	collectors := []prometheus.Collector{g.requests, bus.NewStreamUsage(js, g.log, bus.StreamWebhooks, bus.StreamLeads)}
+	if cfg.GroupCommit {
+		g.commits = newCommitter(js, cfg, g.log)
+		collectors = append(collectors, g.commits.metrics.collectors()...)
+	}
 	if deps.Registerer != nil {
-		if err := deps.Registerer.Register(g.requests); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
+		for _, c := range collectors {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
 		}
 	}
 	return g, nil
@@ -276,12 +287,19 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		writeError(w, http.StatusBadRequest, kind, err.Error())
 		return
 	}
-	if deliveryID == "" {
-		deliveryID = headerDeliveryID(r.Header, src.DeliveryIDHeader)
-	}
+	// Only an id the signature covers may tell deliveries apart. A
+	// provider's delivery id in a header of its own (DeliveryIDHeader) is
+	// not signed: whoever holds a signed body could replay it under a fresh
+	// id as a new lead. So without a signed id, the id is the body's hash:
+	// the same body twice is one delivery, and the header is kept among the
+	// stored headers, as metadata.
+	var logAttrs []any
 	if deliveryID == "" {
 		sum := sha256.Sum256(body)
 		deliveryID = "sha256:" + hex.EncodeToString(sum[:])
+		if id := headerDeliveryID(r.Header, src.DeliveryIDHeader); id != "" {
+			logAttrs = []any{"provider_delivery_id", id}
+		}
 	}
 	duplicate, err := g.accept(ctx, delivery{
 		src:         src,
@@ -292,6 +310,7 @@ func (g *Gateway) serveWebhook(ctx context.Context, w http.ResponseWriter, r *ht
 		method:      r.Method,
 		path:        r.URL.Path,
 		contentType: r.Header.Get("Content-Type"),
+		logAttrs:    logAttrs,
 	})
 	if err != nil {
 		// The sender retries with the same delivery id: JetStream stores it once.
@@ -358,8 +377,9 @@ func (g *Gateway) allow(src Source, now time.Time) (time.Duration, bool) {
 }
 
 // headerDeliveryID is the provider's delivery id from the source's
-// DeliveryIDHeader: the value itself when it is safe in a Nats-Msg-Id, else
-// its hash, which is as stable across retries.
+// DeliveryIDHeader, for the logs: the value itself when it is short and
+// plain, else its hash, which is as stable across retries. It is never the
+// delivery's id: the signature does not cover it.
 func headerDeliveryID(h http.Header, name string) string {
 	if name == "" {
 		return ""

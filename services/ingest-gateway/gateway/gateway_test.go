@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
@@ -36,6 +37,7 @@ func testConfig() gateway.Config {
 		MaxBodyBytes:       4096,
 		PublishTimeout:     2 * time.Second,
 		ShutdownTimeout:    5 * time.Second,
+		GroupCommit:        true,
 	}
 }
 
@@ -48,21 +50,30 @@ type env struct {
 	srv *natstest.Server
 	js  jetstream.JetStream
 	url string
+	g   *gateway.Gateway
+	reg *prometheus.Registry
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, testConfig(), testTopology())
+}
+
+// setupWith serves a gateway of cfg, with its metrics on its own registry,
+// on an embedded JetStream with topo applied.
+func setupWith(t *testing.T, cfg gateway.Config, topo bus.Topology) *env {
+	t.Helper()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	cfg := testConfig()
-	natstest.Apply(t, js, testTopology())
-	g, err := gateway.New(cfg, service.Deps{NATS: nc})
+	natstest.Apply(t, js, topo)
+	reg := prometheus.NewRegistry()
+	g, err := gateway.New(cfg, service.Deps{NATS: nc, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(g.Handler())
 	t.Cleanup(hs.Close)
-	return &env{srv: s, js: js, url: hs.URL}
+	return &env{srv: s, js: js, url: hs.URL, g: g, reg: reg}
 }
 
 func signed(t *testing.T, id string, ts time.Time, body string) http.Header {

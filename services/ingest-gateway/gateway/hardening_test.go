@@ -36,7 +36,7 @@ sources:
     auth: {scheme: hmac_sha256, header: X-Signature, prefix: "sha256=", encoding: hex, delivery_id_header: X-Delivery-Id}
     mapping: {email: body.email}
   - name: realtor
-    auth: {scheme: api_key, header: X-API-Key}
+    auth: {scheme: api_key, header: X-API-Key, delivery_id_header: X-Delivery-Id}
     mapping: {email: body.contact.email}
   - name: zillow
     route: /webhooks/zillow-rentals
@@ -48,7 +48,7 @@ sources:
     format: facebook_leadgen
     mapping: {email: fields.email}
   - name: vendor
-    auth: {scheme: basic}
+    auth: {scheme: basic, delivery_id_header: X-Delivery-Id}
     mapping: {email: body.email}
   - name: inbound
     auth: {scheme: shared_secret, header: X-Inbound-Secret}
@@ -352,9 +352,10 @@ func TestGateway_everySchemeAcceptsOnceAndDedupsItsRetries(t *testing.T) {
 	if n := e.stored(t); n != len(reqs) {
 		t.Fatalf("WEBHOOKS holds %d messages for %d deliveries", n, len(reqs))
 	}
-	// The delivery id: the scheme's, the configured header, or the body hash.
+	// The delivery id: the one the scheme signs, or else the body hash
+	// (never an unsigned header: TestGateway_replayUnderAFreshDeliveryIDHeaderIsNoSecondLead).
 	for subject, want := range map[string]string{
-		"lead.website": "webhook:website:msg_website_1", "lead.hooks": "webhook:hooks:dlv-42",
+		"lead.website": "webhook:website:msg_website_1", "lead.hooks": "webhook:hooks:sha256:",
 		"crm.fubcrm": "webhook:fubcrm:ev-1", "lead.realtor": "webhook:realtor:sha256:",
 	} {
 		got := natstest.Last(t, e.js, bus.StreamWebhooks, "webhook.received."+subject)
@@ -374,6 +375,98 @@ func TestGateway_standardWebhooksRetryWithANewSignatureIsOneEvent(t *testing.T) 
 	}
 	if n := e.stored(t); n != 1 {
 		t.Fatalf("WEBHOOKS holds %d messages, want 1", n)
+	}
+}
+
+// Schemes whose signature (or key) covers no delivery id: a request replayed
+// under a fresh delivery-id header, by whoever read it from WEBHOOKS, is the
+// same delivery, and the same lead. The header is kept as metadata.
+func TestGateway_replayUnderAFreshDeliveryIDHeaderIsNoSecondLead(t *testing.T) {
+	t.Parallel()
+	e := startFromEnv(t, writeSources(t, schemesFile, schemesEnv))
+	for _, r := range signedRequests(t, time.Now()) {
+		if r.source != "hooks" && r.source != "realtor" && r.source != "vendor" {
+			continue
+		}
+		t.Run(r.source, func(t *testing.T) {
+			first := r.header.Clone()
+			first.Set("X-Delivery-Id", "dlv-"+r.source+"-1")
+			a := send(t, http.MethodPost, e.url+r.path, first, r.body)
+			if a.code != http.StatusAccepted || !strings.HasPrefix(a.resp.DeliveryID, "sha256:") {
+				t.Fatalf("first = %d %q, want 202 with the body's hash as the delivery id", a.code, a.body)
+			}
+			replay := r.header.Clone()
+			replay.Set("X-Delivery-Id", "dlv-"+r.source+"-replayed")
+			b := send(t, http.MethodPost, e.url+r.path, replay, r.body)
+			if b.code != http.StatusOK || !b.resp.Duplicate || b.resp.DeliveryID != a.resp.DeliveryID {
+				t.Fatalf("replay = %d %q, want 200 duplicate of %s", b.code, b.body, a.resp.DeliveryID)
+			}
+			stored := natstest.All(t, e.js, bus.StreamWebhooks, "webhook.received.lead."+r.source)
+			if len(stored) != 1 {
+				t.Fatalf("WEBHOOKS holds %d messages for %s, want 1", len(stored), r.source)
+			}
+			var got webhookv1.WebhookReceived
+			if err := proto.Unmarshal(stored[0].Data(), &got); err != nil {
+				t.Fatal(err)
+			}
+			// The lead id derives from the delivery id: one delivery id, one lead.
+			kept := false
+			for _, h := range got.GetHeaders() {
+				kept = kept || (h.GetName() == "x-delivery-id" && len(h.GetValues()) == 1 && h.GetValues()[0] == "dlv-"+r.source+"-1")
+			}
+			if got.GetDeliveryId() != a.resp.DeliveryID || !kept {
+				t.Fatalf("stored delivery id %q, headers %v: want %s, and the header kept", got.GetDeliveryId(), got.GetHeaders(), a.resp.DeliveryID)
+			}
+		})
+	}
+}
+
+// Past the duplicate window, a replay is stored again, but as the same
+// delivery: the normalizer derives the same lead id, and crm-sync's
+// idempotency record makes it no second lead in the CRM.
+func TestGateway_replayPastTheDuplicateWindowIsTheSameDelivery(t *testing.T) {
+	t.Parallel()
+	cfg, err := gateway.ConfigFromEnv(writeSources(t, schemesFile, schemesEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := testTopology()
+	topo.DuplicateWindow = 200 * time.Millisecond
+	s := natstest.Start(t)
+	nc, js := natstest.Connect(t, s)
+	natstest.Apply(t, js, topo)
+	g, err := gateway.New(cfg, service.Deps{NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(g.Handler())
+	t.Cleanup(hs.Close)
+	body := `{"email":"replay@example.com"}`
+	h := hdr("Content-Type", "application/json", "X-Signature", webhooksig.SignHMACSHA256(hooksSecret, webhooksig.Hex, "sha256=", []byte(body)))
+	h.Set("X-Delivery-Id", "dlv-1")
+	if a := send(t, http.MethodPost, hs.URL+"/webhooks/hooks", h, body); a.code != http.StatusAccepted {
+		t.Fatalf("first = %d %q", a.code, a.body)
+	}
+	i := 0
+	natstest.Eventually(t, 30*time.Second, "the replay stored past the window", func() bool {
+		i++
+		h.Set("X-Delivery-Id", "dlv-replay-"+strconv.Itoa(i))
+		return send(t, http.MethodPost, hs.URL+"/webhooks/hooks", h, body).code == http.StatusAccepted
+	})
+	stored := natstest.All(t, js, bus.StreamWebhooks, "webhook.received.lead.hooks")
+	if len(stored) != 2 {
+		t.Fatalf("WEBHOOKS holds %d messages, want 2", len(stored))
+	}
+	var ids []string
+	for _, m := range stored {
+		var got webhookv1.WebhookReceived
+		if err := proto.Unmarshal(m.Data(), &got); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, got.GetDeliveryId())
+	}
+	if ids[0] != ids[1] || !strings.HasPrefix(ids[0], "sha256:") {
+		t.Fatalf("delivery ids %v: want one, the body's hash", ids)
 	}
 }
 

@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/brokerflow/brokerflow/pkg/bus"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
@@ -53,7 +55,7 @@ func (g *Gateway) accept(ctx context.Context, d delivery) (duplicate bool, err e
 	}
 	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
 	defer cancel()
-	ack, err := g.pub.Publish(pctx, d.src.Subject(), MsgID(d.src.Name, d.id), event)
+	duplicate, err = g.store(pctx, d.src.Subject(), MsgID(d.src.Name, d.id), event)
 	if err != nil {
 		if ctx.Err() != nil {
 			g.log.WarnContext(ctx, "the sender went away before JetStream's ack; a retry with the same delivery id is stored once",
@@ -61,8 +63,34 @@ func (g *Gateway) accept(ctx context.Context, d delivery) (duplicate bool, err e
 			return false, ctx.Err()
 		}
 		attrs := append([]any{"source", d.src.Name, "delivery_id", d.id, "err", err}, d.logAttrs...)
+		if bus.IsStreamFull(err) {
+			g.log.ErrorContext(ctx, "WEBHOOKS is full and refuses the delivery; answering so that the sender retries (docs/operations.md, when a stream is full)", attrs...)
+			return false, errNotPersisted
+		}
 		g.log.ErrorContext(ctx, "cannot persist the delivery; answering so that the sender retries", attrs...)
 		return false, errNotPersisted
 	}
-	return ack.Duplicate, nil
+	return duplicate, nil
+}
+
+// store publishes event with id: through the group commit when it is on,
+// else alone. It returns after JetStream's ack whether it was a duplicate.
+func (g *Gateway) store(ctx context.Context, subject, id string, event *webhookv1.WebhookReceived) (bool, error) {
+	if g.commits == nil {
+		ack, err := g.pub.Publish(ctx, subject, id, event)
+		if err != nil {
+			return false, err
+		}
+		return ack.Duplicate, nil
+	}
+	out, err := g.pub.Prepare(ctx, subject, id, event)
+	if err != nil {
+		return false, err
+	}
+	duplicate, err := g.commits.store(ctx, out.Msg)
+	if err != nil {
+		err = fmt.Errorf("publish %s to %s: %w", id, subject, err)
+	}
+	out.Done(duplicate, err)
+	return duplicate, err
 }

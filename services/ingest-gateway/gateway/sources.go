@@ -61,7 +61,9 @@ type Source struct {
 	// route answers the hub.challenge handshake.
 	VerifyToken string
 	// DeliveryIDHeader names a header with the provider's delivery id, for
-	// schemes that carry none; without it the id is the body's hash.
+	// schemes whose signature covers none. It is metadata only (logged, and
+	// stored among the headers): the delivery id of such a scheme is the
+	// body's hash, since an unsigned header could be changed in a replay.
 	DeliveryIDHeader string
 	// RatePerSecond and RateBurst bound the authenticated requests accepted
 	// from the source (429 beyond); zero takes the gateway's defaults.

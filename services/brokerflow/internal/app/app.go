@@ -128,6 +128,14 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			return c, err
 		}
 	}
+	// Group commit pays only where every write is synced: an atomic batch
+	// costs JetStream a staging store of its own, which a plain publish
+	// without an fsync does not (docs/operations.md#group-commit). So the
+	// embedded server's sync policy decides, unless the gateway's setting is
+	// given.
+	if p, err := ParseSyncPolicy(c.NATSSync); err == nil && c.NATSURL == "" && !isSet(environ, gateway.Prefix+"GROUP_COMMIT") {
+		c.Gateway.GroupCommit = p.Always
+	}
 	if c.Dev && !isSet(environ, gateway.Prefix+"ADDR") {
 		c.Gateway.Addr = DevGatewayAddr
 	}

@@ -70,3 +70,32 @@ func TestConfig_devModesServeTheGatewayOnLoopback(t *testing.T) {
 		t.Fatalf("DevGatewayAddr %q is not a loopback address", app.DevGatewayAddr)
 	}
 }
+
+// Group commit follows the embedded server's sync policy: on when every
+// write is synced, off with a periodic fsync, where a plain publish is
+// cheaper than an atomic batch; an explicit setting wins.
+func TestConfig_groupCommitFollowsTheSyncPolicy(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		environ []string
+		want    bool
+	}{
+		"sync_always_by_default":  {nil, true},
+		"sync_interval":           {[]string{"BROKERFLOW_NATS_SYNC=2m"}, false},
+		"sync_interval_but_set":   {[]string{"BROKERFLOW_NATS_SYNC=10s", "GATEWAY_GROUP_COMMIT=true"}, true},
+		"sync_always_but_set_off": {[]string{"GATEWAY_GROUP_COMMIT=false"}, false},
+		"external_nats":           {[]string{"BROKERFLOW_NATS_URL=nats://10.0.0.9:4222", "BROKERFLOW_NATS_SYNC=2m"}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			environ := append([]string{"CRMSYNC_FUB_API_KEY=key", "GATEWAY_IDX_SECRETS=" + app.DevIDXSecret}, tc.environ...)
+			cfg, err := app.ConfigFromEnv(environ, app.Mode{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Gateway.GroupCommit != tc.want {
+				t.Fatalf("group commit %v, want %v", cfg.Gateway.GroupCommit, tc.want)
+			}
+		})
+	}
+}

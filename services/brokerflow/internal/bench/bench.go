@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
@@ -72,36 +73,61 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
-
-	gw, cleanup, err := startGateway(ctx, policy, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
-		cfg.IDXSecrets = []string{benchSecret}
-		return gateway.New(cfg, deps)
-	})
+	rawSync, err := measureSyncPublish(ctx, o, policy)
 	if err != nil {
-		return err
+		return fmt.Errorf("raw sync publish: %w", err)
 	}
-	accepted, err := measure(ctx, o, gw, "/webhooks/idx", idx.auth)
-	cleanup()
+	rawBatch, err := measureAtomicBatch(ctx, o, policy)
 	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("raw atomic batch: %w", err)
+	}
+	// The gateway, with group commit off and on, from o.Concurrency clients
+	// and from one.
+	one := o
+	one.Concurrency = 1
+	var runs [2][2]gatewayRun // [clients: o.Concurrency, 1][group commit: off, on]
+	for i, opts := range []Options{o, one} {
+		for j, groupCommit := range []bool{false, true} {
+			if runs[i][j], err = measureGateway(ctx, opts, policy, groupCommit); err != nil {
+				return err
+			}
+		}
 	}
 	perScheme, err := measureSchemes(ctx, o, policy)
 	if err != nil {
 		return err
 	}
 
+	off, on := runs[0][0], runs[0][1]
+	fmt.Fprintf(w, "bench: jetstream_sync_publish_rate %.0f msg/s\n", rawSync.rate())
+	fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate %.0f msg/s\n", rawBatch.rate())
+	fmt.Fprintf(w, "bench: jetstream_atomic_batch_size %d msgs\n", o.Concurrency)
 	fmt.Fprintf(w, "bench: gateway_baseline_rate %.0f req/s\n", baseline.rate())
-	fmt.Fprintf(w, "bench: gateway_accept_rate %.0f req/s\n", accepted.rate())
-	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", accepted.rate()/baseline.rate())
-	fmt.Fprintf(w, "bench: gateway_accept_p50_ms %.2f ms\n", accepted.percentile(0.50))
-	fmt.Fprintf(w, "bench: gateway_accept_p99_ms %.2f ms\n", accepted.percentile(0.99))
-	errs := accepted.errors + baseline.errors
+	fmt.Fprintf(w, "bench: gateway_accept_rate_group_commit_off %.0f req/s\n", off.rate())
+	fmt.Fprintf(w, "bench: gateway_accept_ratio_group_commit_off %.3f x\n", off.rate()/baseline.rate())
+	fmt.Fprintf(w, "bench: gateway_accept_rate %.0f req/s\n", on.rate())
+	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", on.rate()/baseline.rate())
+	fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch %.3f x\n", on.rate()/rawBatch.rate())
+	fmt.Fprintf(w, "bench: gateway_commit_batch_mean %.1f msgs\n", on.batchMean)
+	for i, clients := range []string{"", "_1client"} {
+		for j, mode := range []string{"_group_commit_off", ""} {
+			r := runs[i][j]
+			fmt.Fprintf(w, "bench: gateway_accept%s_p50_ms%s %.2f ms\n", clients, mode, r.percentile(0.50))
+			fmt.Fprintf(w, "bench: gateway_accept%s_p99_ms%s %.2f ms\n", clients, mode, r.percentile(0.99))
+		}
+	}
+	fmt.Fprintf(w, "bench: gateway_accept_1client_rate_group_commit_off %.0f req/s\n", runs[1][0].rate())
+	fmt.Fprintf(w, "bench: gateway_accept_1client_rate %.0f req/s\n", runs[1][1].rate())
+	errs := baseline.errors
+	for _, r := range []gatewayRun{runs[0][0], runs[0][1], runs[1][0], runs[1][1]} {
+		errs += r.errors
+	}
 	for i, r := range perScheme {
 		fmt.Fprintf(w, "bench: gateway_accept_rate_%s %.0f req/s\n", schemes[i].name, r.rate())
 		fmt.Fprintf(w, "bench: gateway_accept_ratio_%s %.3f x\n", schemes[i].name, r.rate()/baseline.rate())
 		errs += r.errors
 	}
-	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs)
+	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
 	if err := SpeedToLead(ctx, o, w); err != nil {
 		return err
 	}
@@ -109,6 +135,33 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 	return Replay(ctx, o, w)
+}
+
+// gatewayRun is a measurement of the IDX gateway, with the mean size of
+// its group commit's publishes.
+type gatewayRun struct {
+	result
+	batchMean float64
+}
+
+// measureGateway measures a gateway serving the IDX source, with group
+// commit on or off.
+func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, groupCommit bool) (gatewayRun, error) {
+	reg := prometheus.NewRegistry()
+	gw, cleanup, err := startGateway(ctx, policy, reg, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
+		cfg.IDXSecrets = []string{benchSecret}
+		cfg.GroupCommit = groupCommit
+		return gateway.New(cfg, deps)
+	})
+	if err != nil {
+		return gatewayRun{}, err
+	}
+	r, err := measure(ctx, o, gw, "/webhooks/idx", schemes[0].auth)
+	cleanup()
+	if err != nil {
+		return gatewayRun{}, fmt.Errorf("gateway (group commit %v, %d clients): %w", groupCommit, o.Concurrency, err)
+	}
+	return gatewayRun{result: r, batchMean: batchMean(reg)}, nil
 }
 
 // scheme is how the clients authenticate to a source of one auth scheme.
@@ -166,7 +219,7 @@ func measureSchemes(ctx context.Context, o Options, sync app.SyncPolicy) ([]resu
 		if err != nil {
 			return nil, err
 		}
-		gw, cleanup, err := startGateway(ctx, sync, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
+		gw, cleanup, err := startGateway(ctx, sync, nil, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
 			return gateway.NewWithSources(cfg, deps, src)
 		})
 		if err != nil {
@@ -183,15 +236,42 @@ func measureSchemes(ctx context.Context, o Options, sync app.SyncPolicy) ([]resu
 }
 
 // startGateway runs a real gateway, made by build, on an embedded JetStream
-// server with file storage in a temporary directory.
-func startGateway(ctx context.Context, sync app.SyncPolicy, build func(gateway.Config, service.Deps) (*gateway.Gateway, error)) (http.Handler, func(), error) {
-	dir, err := os.MkdirTemp("", "brokerflow-bench-")
+// server with file storage in a temporary directory. Its metrics are on reg.
+func startGateway(ctx context.Context, sync app.SyncPolicy, reg *prometheus.Registry, build func(gateway.Config, service.Deps) (*gateway.Gateway, error)) (http.Handler, func(), error) {
+	nc, _, cleanup, err := startJetStream(ctx, sync)
 	if err != nil {
 		return nil, nil, err
 	}
+	// No rate limit: the figure is what the gateway can accept.
+	cfg := gateway.Config{
+		TimestampTolerance: 5 * time.Minute,
+		MaxBodyBytes:       1 << 20,
+		PublishTimeout:     10 * time.Second,
+		// As brokerflow run decides it (internal/app), unless build does.
+		GroupCommit: sync.Always,
+	}
+	deps := service.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)}
+	if reg != nil {
+		deps.Registerer, deps.Gatherer = reg, reg
+	}
+	g, err := build(cfg, deps)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return g.Handler(), cleanup, nil
+}
+
+// startJetStream runs an embedded JetStream server with file storage in a
+// temporary directory, under sync, with the streams applied, and connects.
+func startJetStream(ctx context.Context, sync app.SyncPolicy) (*nats.Conn, jetstream.JetStream, func(), error) {
+	dir, err := os.MkdirTemp("", "brokerflow-bench-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	ns, err := app.StartEmbedded(app.EmbeddedOptions{Host: "127.0.0.1", Port: -1, StoreDir: dir, Sync: sync})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
 	cleanup := func() {
@@ -204,13 +284,7 @@ func startGateway(ctx context.Context, sync app.SyncPolicy, build func(gateway.C
 	}
 	if err != nil {
 		cleanup()
-		return nil, nil, err
-	}
-	// No rate limit: the figure is what the gateway can accept.
-	cfg := gateway.Config{
-		TimestampTolerance: 5 * time.Minute,
-		MaxBodyBytes:       1 << 20,
-		PublishTimeout:     10 * time.Second,
+		return nil, nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
@@ -218,14 +292,9 @@ func startGateway(ctx context.Context, sync app.SyncPolicy, build func(gateway.C
 	}
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	g, err := build(cfg, service.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return g.Handler(), cleanup, nil
+	return nc, js, cleanup, nil
 }
 
 type result struct {

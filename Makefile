@@ -42,6 +42,9 @@ RUN_FLAGS   ?= --sandbox
 BENCH_FLAGS ?=
 FUZZTIME    ?= 30s
 TEST_FLAGS  ?= -race -count=1 -timeout 15m
+# `make images`: each service's image is $(IMAGE_PREFIX)/<service>:$(IMAGE_TAG).
+IMAGE_PREFIX ?= brokerflow
+IMAGE_TAG    ?= dev
 
 # Scales the deadlines of tests that wait for work to settle; passed through only when set.
 ifdef BROKERFLOW_TEST_TIMEOUT_SCALE
@@ -71,6 +74,19 @@ run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --s
 .PHONY: test
 test: ## Run every test in the workspace, with -race; fuzz targets run over their seed corpora
 	go test $(TEST_FLAGS) work
+
+.PHONY: binaries
+binaries: ## Build every service's static binary into bin/ (scripts/build-service)
+	@for svc in $$(scripts/build-service --list); do \
+		echo ">> scripts/build-service $$svc bin"; scripts/build-service "$$svc" bin; \
+	done
+
+.PHONY: images
+images: ## Build every service's image, $(IMAGE_PREFIX)/<service>:$(IMAGE_TAG) (needs docker or CONTAINER_TOOL)
+	@for svc in $$(scripts/build-service --list); do \
+		echo ">> scripts/build-service --image $$svc $(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG)"; \
+		scripts/build-service --image "$$svc" "$(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG)"; \
+	done
 
 .PHONY: proto
 proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Lint the .proto files and regenerate Go code with buf (stale generated files removed)
@@ -161,7 +177,7 @@ tidy: ## Run go mod tidy in every module
 
 .PHONY: clean
 clean: ## Remove the installed tools (.bin/) and test and bench output
-	rm -rf '$(BIN)'
+	rm -rf '$(BIN)' bin
 	rm -f bench.out
 	find . -path ./.git -prune -o -type f \( -name '*.test' -o -name '*.out' \) -print -exec rm -f {} +
 

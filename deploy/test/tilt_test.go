@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,7 +226,8 @@ func evalTiltfile(t *testing.T) *tiltCalls {
 		t.Fatal(err)
 	}
 	if _, err := starlark.ExecFileOptions(opts, &starlark.Thread{Name: "Tiltfile", Load: load}, "Tiltfile", src, predeclared); err != nil {
-		if ee, ok := err.(*starlark.EvalError); ok {
+		var ee *starlark.EvalError
+		if errors.As(err, &ee) {
 			t.Fatalf("Tiltfile: %s", ee.Backtrace())
 		}
 		t.Fatalf("Tiltfile: %v", err)

@@ -42,6 +42,14 @@ RUN_FLAGS   ?= --sandbox
 BENCH_FLAGS ?=
 FUZZTIME    ?= 30s
 TEST_FLAGS  ?= -race -count=1 -timeout 15m
+# The deploy tests (deploy/test) are a module outside the workspace, run with GOWORK=off so that
+# the Kubernetes, kustomize and Prometheus modules they need never move the workspace's versions.
+# No -race: they run no goroutines of their own, and race-building Kubernetes's types is slow.
+DEPLOY_TEST_DIR   := deploy/test
+DEPLOY_TEST_FLAGS ?= -count=1 -timeout 20m
+# `make images`: each service's image is $(IMAGE_PREFIX)/<service>:$(IMAGE_TAG).
+IMAGE_PREFIX ?= brokerflow
+IMAGE_TAG    ?= dev
 
 # Scales the deadlines of tests that wait for work to settle; passed through only when set.
 ifdef BROKERFLOW_TEST_TIMEOUT_SCALE
@@ -51,6 +59,8 @@ endif
 # Directories of the workspace modules (proto, pkg, services/*), from go.work.
 # Recursively expanded, so `go list` only runs when a recipe needs it.
 MODULE_DIRS = $(shell go list -m -f '{{.Dir}}')
+# Every Go module the linters cover: the workspace's, and the deploy tests outside it.
+LINT_DIRS = $(MODULE_DIRS) $(CURDIR)/$(DEPLOY_TEST_DIR)
 
 # ---------------------------------------------------------------------------------------------
 
@@ -69,8 +79,26 @@ run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --s
 	go run ./services/brokerflow run $(RUN_FLAGS)
 
 .PHONY: test
-test: ## Run every test in the workspace, with -race; fuzz targets run over their seed corpora
+test: ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
 	go test $(TEST_FLAGS) work
+	cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...
+
+.PHONY: test-deploy
+test-deploy: ## Run only the deploy tests (deploy/test: manifests, NATS values, image binaries)
+	cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...
+
+.PHONY: binaries
+binaries: ## Build every service's static binary into bin/ (scripts/build-service)
+	@for svc in $$(scripts/build-service --list); do \
+		echo ">> scripts/build-service $$svc bin"; scripts/build-service "$$svc" bin; \
+	done
+
+.PHONY: images
+images: ## Build every service's image, $(IMAGE_PREFIX)/<service>:$(IMAGE_TAG) (needs docker or CONTAINER_TOOL)
+	@for svc in $$(scripts/build-service --list); do \
+		echo ">> scripts/build-service --image $$svc $(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG)"; \
+		scripts/build-service --image "$$svc" "$(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG)"; \
+	done
 
 .PHONY: proto
 proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Lint the .proto files and regenerate Go code with buf (stale generated files removed)
@@ -111,21 +139,24 @@ proto-baseline: $(BUF) ## Record the schemas as the new breaking-change baseline
 	cd proto && $(BUF) build --exclude-source-info -o '$(CURDIR)/$(PROTO_BASELINE)'
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) $(BUF) ## gofmt, go vet, golangci-lint in every module, buf lint
+lint: $(GOLANGCI_LINT) $(BUF) ## gofmt, go vet, golangci-lint in every module (and deploy/test), buf lint
 	@echo '>> gofmt -l'
-	@unformatted="$$(gofmt -l $(MODULE_DIRS))"; \
+	@unformatted="$$(gofmt -l $(LINT_DIRS))"; \
 	if [[ -n "$$unformatted" ]]; then \
 		echo 'gofmt: these files need `gofmt -w`:' >&2; echo "$$unformatted" >&2; exit 1; \
 	fi
 	@echo '>> go vet work'
 	@go vet work
+	@echo '>> go vet ./... ($(DEPLOY_TEST_DIR), GOWORK=off)'
+	@cd $(DEPLOY_TEST_DIR) && GOWORK=off go vet ./...
 	@failed=(); \
-	for dir in $(MODULE_DIRS); do \
+	for dir in $(LINT_DIRS); do \
 		if [[ -z "$$(find "$$dir" -name '*.go' -not -path '*/testdata/*' -print -quit)" ]]; then \
 			echo ">> golangci-lint: skipping $${dir#$(CURDIR)/} (no Go files yet)"; continue; \
 		fi; \
 		echo ">> golangci-lint run ./... ($${dir#$(CURDIR)/})"; \
-		(cd "$$dir" && $(GOLANGCI_LINT) run --config '$(CURDIR)/.golangci.yml' ./...) \
+		gowork=; [[ "$$dir" == '$(CURDIR)/$(DEPLOY_TEST_DIR)' ]] && gowork=off; \
+		(cd "$$dir" && GOWORK=$$gowork $(GOLANGCI_LINT) run --config '$(CURDIR)/.golangci.yml' ./...) \
 			|| failed+=("$${dir#$(CURDIR)/}"); \
 	done; \
 	if (( $${#failed[@]} )); then echo "golangci-lint failed in: $${failed[*]}" >&2; exit 1; fi
@@ -153,15 +184,17 @@ bench: ## Run the brokerflow benchmark program (BENCH_FLAGS)
 tools: $(TOOLS) ## Install the pinned tools into .bin/
 
 .PHONY: tidy
-tidy: ## Run go mod tidy in every module
+tidy: ## Run go mod tidy in every module (deploy/test with GOWORK=off)
 	@for dir in $(MODULE_DIRS); do \
 		echo ">> go mod tidy ($${dir#$(CURDIR)/})"; \
 		(cd "$$dir" && go mod tidy); \
 	done
+	@echo '>> go mod tidy ($(DEPLOY_TEST_DIR), GOWORK=off)'
+	@cd $(DEPLOY_TEST_DIR) && GOWORK=off go mod tidy
 
 .PHONY: clean
 clean: ## Remove the installed tools (.bin/) and test and bench output
-	rm -rf '$(BIN)'
+	rm -rf '$(BIN)' bin
 	rm -f bench.out
 	find . -path ./.git -prune -o -type f \( -name '*.test' -o -name '*.out' \) -print -exec rm -f {} +
 

@@ -146,10 +146,13 @@ func servicePermissions(s ServiceSpec) Permissions {
 
 // operatorPermissions: every JetStream API call (the apply step, failures,
 // replay), redrive commands, the spend per source (brokerflow spend set),
-// and the inboxes of its tools (the nats CLI uses _INBOX).
+// the inboxes of its tools (the nats CLI uses _INBOX), and stream backups
+// and restores (`nats backup`: it acks each snapshot chunk on
+// $JS.SNAPSHOT.ACK and sends restore chunks to $JS.SNAPSHOT.RESTORE;
+// docs/deploy.md).
 func operatorPermissions() Permissions {
 	return Permissions{
-		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "ops.redrive.*", SpendSubjects},
+		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.SNAPSHOT.>", "ops.redrive.*", SpendSubjects},
 		SubscribeAllow: []string{InboxPrefix(UserOperator) + ".>", "_INBOX.>"},
 	}
 }

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,11 @@ import (
 )
 
 func main() {
+	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: crm-sync\n\nPuts normalized leads into the brokerage's CRM.\nEvery setting is a CRMSYNC_* environment variable (see the README); there are no flags.\n")
+	}
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Environ(), os.Stderr)
 	stop()

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,11 @@ import (
 )
 
 func main() {
+	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: ingest-gateway\n\nVerifies lead, CRM and TMS webhooks and persists them to JetStream before answering.\nEvery setting is a GATEWAY_* environment variable (see the README); there are no flags.\n")
+	}
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Environ(), os.Stderr)
 	stop()

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,11 @@ import (
 )
 
 func main() {
+	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: sandbox\n\nServes the vendor emulations (Follow Up Boss, LionDesk, the Facebook Graph lead read).\nEvery setting is a SANDBOX_* environment variable (see the README); there are no flags.\n")
+	}
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Getenv, os.Stderr)
 	stop()

@@ -596,7 +596,8 @@ var prefixTagRE = regexp.MustCompile("`[^`]*envPrefix:\"([A-Z0-9_]+)\"[^`]*`")
 func configVars(t *testing.T, svc, prefix string) map[string]bool {
 	t.Helper()
 	var leaves, nested []string
-	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service")} {
+	// The CRM adapters own their settings (pkg/crm/<vendor>), read under crm-sync's prefix.
+	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service"), filepath.Join(repoRoot, "pkg", "crm")} {
 		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,11 @@ import (
 )
 
 func main() {
+	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: reporting\n\nKeeps the reporting read model of every lead's journey.\nEvery setting is a REPORTING_* environment variable (see docs/reporting.md); there are no flags.\n")
+	}
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Environ(), os.Stderr)
 	stop()

@@ -4,12 +4,8 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/service"
@@ -17,18 +13,7 @@ import (
 )
 
 func main() {
-	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
-	flag.Usage = func() {
-		fmt.Fprint(flag.CommandLine.Output(), "Usage: reporting\n\nKeeps the reporting read model of every lead's journey.\nEvery setting is a REPORTING_* environment variable (see docs/reporting.md); there are no flags.\n")
-	}
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Environ(), os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reporting:", err)
-		os.Exit(1)
-	}
+	os.Exit(service.Main("reporting", "Keeps the reporting read model of every lead's journey.\nEvery setting is a REPORTING_* environment variable (see docs/reporting.md); there are no flags.", run))
 }
 
 func run(ctx context.Context, environ []string, stderr io.Writer) error {

@@ -59,6 +59,14 @@ func (h *TestHooks) arm(k hookKey, n int) {
 	h.armed[k] += n
 }
 
+// Armed returns how many more times point will crash a handler of the
+// durable consumer: a test checks that the crashes it armed happened.
+func (h *TestHooks) Armed(consumer string, point CrashPoint) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.armed[hookKey{consumer, point}]
+}
+
 // take reports whether point is armed for consumer, and disarms it once.
 func (h *TestHooks) take(consumer string, point CrashPoint) bool {
 	if h == nil {

@@ -11,6 +11,7 @@ package crm
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/vendorapi"
@@ -97,6 +98,24 @@ var ErrUnreachable = vendorapi.ErrUnreachable
 // ErrContactNotFound is a contact the CRM does not show. It is transient:
 // Follow Up Boss hides a new person until agent assignment completes.
 var ErrContactNotFound = errors.New("contact not found in the CRM")
+
+// ErrPartlyDone is wrapped by an adapter's error when part of the call's
+// effect happened before it failed: LionDesk's contact was created, its
+// note was not.
+var ErrPartlyDone = errors.New("partly done")
+
+// NotDone reports whether err certainly means that the call had no effect:
+// the CRM refused the request with a 4xx (a 429 included: the request was
+// not processed), and the adapter did not mark the error partly done. A
+// timeout, a reset or a 5xx may have had its effect: the caller must find
+// out before calling again.
+func NotDone(err error) bool {
+	if err == nil || errors.Is(err, ErrPartlyDone) {
+		return false
+	}
+	var e *APIError
+	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout
+}
 
 // FindByEmailThenPhone is every adapter's search: by email first, then by
 // phone. search returns the id of the first contact found, or "".

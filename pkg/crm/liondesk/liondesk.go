@@ -175,7 +175,7 @@ func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID stri
 		return crm.Recorded{}, fmt.Errorf("liondesk: create contact: HTTP %d without a contact id", status)
 	}
 	if err := l.addNote(ctx, created.ID, lead); err != nil {
-		return crm.Recorded{}, fmt.Errorf("contact %d created, its note not: %w", created.ID, err)
+		return crm.Recorded{}, fmt.Errorf("contact %d created, its note not: %w: %w", created.ID, crm.ErrPartlyDone, err)
 	}
 	return crm.Recorded{ContactID: strconv.FormatInt(created.ID, 10), Created: true}, nil
 }

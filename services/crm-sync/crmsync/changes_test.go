@@ -83,7 +83,8 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 	t.Cleanup(sb.Close) // registered last: deliveries stop before the servers close
 
 	cfg := crmsync.Config{
-		CRM: "followupboss",
+		IdentityPeppers: testPeppers,
+		CRM:             "followupboss",
 		FUB: followupboss.Config{
 			BaseURL: e.base, APIKey: sandbox.DefaultFUBAPIKey, System: sandbox.DefaultFUBSystem,
 			SystemKey: sandbox.DefaultFUBSystemKey, Timeout: 10 * time.Second,
@@ -394,11 +395,11 @@ func TestChanges_firstSightOfAnActiveClient(t *testing.T) {
 
 func TestConfigFromEnv_activeStages(t *testing.T) {
 	t.Parallel()
-	cfg, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k"})
+	cfg, err := crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_FUB_API_KEY=k"})
 	if err != nil || !slices.Equal(cfg.ActiveStages, []string{"Active Client", "Under Contract"}) {
 		t.Fatalf("default = %q, %v", cfg.ActiveStages, err)
 	}
-	cfg, err = crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k", "CRMSYNC_ACTIVE_STAGES=Hot Prospect,Pending"})
+	cfg, err = crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_FUB_API_KEY=k", "CRMSYNC_ACTIVE_STAGES=Hot Prospect,Pending"})
 	if err != nil || !slices.Equal(cfg.ActiveStages, []string{"Hot Prospect", "Pending"}) {
 		t.Fatalf("set = %q, %v", cfg.ActiveStages, err)
 	}

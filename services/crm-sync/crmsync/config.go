@@ -27,6 +27,18 @@ type Config struct {
 	// PollInterval is how often a CRM without webhooks (LionDesk) is asked
 	// for changed contacts; 0 turns polling off.
 	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"30s"`
+	// IdentityPeppers key the identity records' key names (an HMAC of each
+	// email and phone): the current pepper first, then previous ones still
+	// read during a rotation. From CRMSYNC_IDENTITY_PEPPER (comma-separated)
+	// and the lines of CRMSYNC_IDENTITY_PEPPER_FILE. Required: `brokerflow
+	// run` generates one into its data directory.
+	IdentityPeppers    []string `env:"IDENTITY_PEPPER"`
+	IdentityPepperFile string   `env:"IDENTITY_PEPPER_FILE"`
+	// IdentityVisibleAfter is how long a person the CRM just created may
+	// stay hidden from its search (Follow Up Boss shows a new person once
+	// agent assignment completes). A lead whose creation was interrupted is
+	// retried for that long before it is created again.
+	IdentityVisibleAfter time.Duration `env:"IDENTITY_VISIBLE_AFTER" envDefault:"2m"`
 	// Concurrency is the number of leads synced at once.
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"4"`
 	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9092"`
@@ -35,6 +47,34 @@ type Config struct {
 	NATS service.NATSConfig    `envPrefix:"NATS_"`
 	Bus  service.ConsumeConfig `envPrefix:"BUS_"`
 	Log  service.LogConfig     `envPrefix:"LOG_"`
+}
+
+// minPepper is the shortest identity pepper accepted.
+const minPepper = 16
+
+// callWindow is how long one CRM call may take, its pacing and timeout
+// included, before a later delivery of its lead may ask whether it landed.
+func (c Config) callWindow() time.Duration {
+	timeout := c.FUB.Timeout
+	if c.CRM == liondesk.Name {
+		timeout = c.LionDesk.Timeout
+	}
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	return 2*timeout + 5*time.Second
+}
+
+func (c Config) keyer(crmName string) keyer {
+	k := keyer{crm: crmName}
+	for i, p := range c.IdentityPeppers {
+		if i == 0 {
+			k.pepper = []byte(p)
+		} else {
+			k.previous = append(k.previous, []byte(p))
+		}
+	}
+	return k
 }
 
 // ErrConfig is wrapped by every configuration error.
@@ -61,6 +101,11 @@ func (c *Config) Resolve() error {
 	if err := readSecret(&c.LionDesk.AccessToken, c.LionDesk.AccessTokenFile, "CRMSYNC_LIONDESK_ACCESS_TOKEN_FILE"); err != nil {
 		return err
 	}
+	peppers, err := service.Secrets(c.IdentityPeppers, c.IdentityPepperFile)
+	if err != nil {
+		return fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER_FILE: %w", ErrConfig, err)
+	}
+	c.IdentityPeppers, c.IdentityPepperFile = peppers, ""
 	return c.Validate()
 }
 
@@ -92,6 +137,15 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: CRMSYNC_CRM %q is not supported (followupboss, liondesk)", ErrConfig, c.CRM)
+	}
+	if len(c.IdentityPeppers) == 0 {
+		return fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER or CRMSYNC_IDENTITY_PEPPER_FILE is required: "+
+			"a secret of at least %d characters that keys the identity records (e.g. `openssl rand -hex 32`)", ErrConfig, minPepper)
+	}
+	for _, p := range c.IdentityPeppers {
+		if len(p) < minPepper {
+			return fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER: a pepper must have at least %d characters", ErrConfig, minPepper)
+		}
 	}
 	if c.Concurrency < 1 {
 		return fmt.Errorf("%w: CRMSYNC_CONCURRENCY must be at least 1", ErrConfig)

@@ -20,6 +20,14 @@ type CRM interface {
 	// Record puts the lead into the CRM: as activity on contactID when the
 	// person is known, otherwise creating the person.
 	Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error)
+	// HasLead reports whether the lead's activity is on the contact: after
+	// a crash it tells whether the CRM call landed.
+	HasLead(ctx context.Context, contactID, leadID string) (bool, error)
+	// AddDetails adds to the contact the email and phone of id that it
+	// lacks, never removing one; it reports whether it added any.
+	AddDetails(ctx context.Context, contactID string, id crm.Identity) (bool, error)
+	// AddNote adds a note for the agents to the contact.
+	AddNote(ctx context.Context, contactID, body string) error
 }
 
 var (

@@ -39,6 +39,14 @@ type Syncer struct {
 	w       *service.Worker
 	crm     CRM
 	changes *changes
+	keyer   keyer
+	// inFlight is how long a CRM call may take, pacing included: a later
+	// delivery of the same lead waits that long before asking the CRM
+	// whether the call landed.
+	inFlight time.Duration
+	// visibleAfter is how long a person the CRM created may stay hidden
+	// from its search (Follow Up Boss shows a new person once assigned).
+	visibleAfter time.Duration
 
 	mu    sync.Mutex
 	bound *buckets
@@ -75,7 +83,13 @@ func NewWithCRM(cfg Config, deps Deps, adapter CRM) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{w: w, crm: adapter}
+	if len(cfg.IdentityPeppers) == 0 || len(cfg.IdentityPeppers[0]) < minPepper {
+		return nil, fmt.Errorf("%w: an identity pepper of at least %d characters is required (CRMSYNC_IDENTITY_PEPPER)", ErrConfig, minPepper)
+	}
+	s := &Syncer{
+		w: w, crm: adapter, keyer: cfg.keyer(adapter.Name()),
+		inFlight: cfg.callWindow(), visibleAfter: cfg.IdentityVisibleAfter,
+	}
 	s.changes = &changes{crm: adapter, js: w.JetStream(), pub: w.Publisher(), active: cfg.activeStages(), now: time.Now}
 	// One CRM account serves every message of both consumers: its 429
 	// stops them, not just the message.
@@ -117,8 +131,11 @@ func (s *Syncer) state(ctx context.Context) (*buckets, error) {
 		return nil, err
 	}
 	s.bound = &buckets{
-		outcomes:   outcomes,
-		identities: &identities{kv: ikv, crm: s.crm.Name(), staleAfter: 5 * sc.AckWait, poll: 50 * time.Millisecond, now: time.Now},
+		outcomes: outcomes,
+		identities: &identities{
+			kv: ikv, keyer: s.keyer,
+			staleAfter: 5 * sc.AckWait, poll: 50 * time.Millisecond, now: time.Now,
+		},
 	}
 	return s.bound, nil
 }
@@ -126,8 +143,22 @@ func (s *Syncer) state(ctx context.Context) (*buckets, error) {
 // outcomeKey is the KV key of a lead's outcome. Lead ids are [a-z0-9_].
 func outcomeKey(leadID string) string { return "crm-sync.lead." + leadID }
 
-// HandleLead searches the CRM, records the lead there, keeps the outcome,
-// and announces it. A lead whose outcome is kept is only announced again.
+// HandleLead records the lead in the CRM once, on the person's one contact,
+// keeps the outcome, and announces it. A lead whose outcome is kept is only
+// announced again.
+//
+// The order, and what each step guards against (docs/crm.md, "One contact
+// per person"):
+//  1. the lead's pending record, fenced by delivery: two deliveries of one
+//     lead never call the CRM at once;
+//  2. every identity key of the person, claimed in order with
+//     create-if-absent: two leads for one person never both create;
+//  3. when an earlier delivery's call may have landed, the CRM is asked
+//     whether the lead is on the contact before anything is sent again;
+//  4. the pending record says "calling", the claims are re-read (a
+//     superseded or disconnected delivery stops here), and the CRM is called;
+//  5. the claims become the contact (compare-and-swap), missing details are
+//     added to the contact, the outcome is kept, and the lead announced.
 func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	var l leadv1.Lead
 	if err := proto.Unmarshal(m.Data, &l); err != nil {
@@ -152,24 +183,46 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		return fmt.Errorf("read outcome of %s: %w", l.GetLeadId(), err)
 	}
 
-	rec, match, found, err := s.record(ctx, st.identities, &l)
+	f := fenceOf(l.GetLeadId(), m)
+	p, err := beginPending(ctx, st.outcomes, f, s.inFlight, time.Now)
 	if err != nil {
 		return err
+	}
+	id := crm.IdentityOf(&l)
+	held, err := st.identities.acquire(ctx, f, id)
+	if err != nil {
+		return fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
+	}
+	pl, err := s.plan(ctx, held)
+	if err != nil {
+		return fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
+	}
+	rec, err := s.recordOnce(ctx, st.identities, p, held, pl, &l)
+	if err != nil {
+		return err
+	}
+	if rec.Ignored {
+		st.identities.release(ctx, held)
+	} else {
+		if err := st.identities.settle(ctx, f, held, pl.contactOf(rec)); err != nil {
+			return err
+		}
+		if err := s.followUp(ctx, st.outcomes, held, pl, rec); err != nil {
+			return err
+		}
 	}
 	done := &crmv1.ContactSynced{
 		LeadId:     l.GetLeadId(),
 		ContactId:  rec.ContactID,
 		Crm:        s.crm.Name(),
-		Outcome:    outcome(found, rec),
+		Outcome:    outcome(pl.target != "", rec),
 		LeadSource: l.GetLeadSource(),
 		SyncedAt:   timestamppb.Now(),
 		Correlation: &commonv1.Correlation{
 			LeadId: l.GetLeadId(), ContactId: rec.ContactID, Source: l.GetLeadSource(),
 		},
-		Lead: &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
-	}
-	if found {
-		done.MatchedBy = match.By
+		Lead:      &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
+		MatchedBy: pl.matchedBy,
 	}
 	b, err := proto.Marshal(done)
 	if err != nil {
@@ -178,43 +231,183 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	if _, err := st.outcomes.Put(ctx, key, b); err != nil {
 		return fmt.Errorf("keep outcome of %s: %w", l.GetLeadId(), err)
 	}
+	p.done(ctx)
 	logging.FromContext(ctx).Info("lead synced", "lead_id", l.GetLeadId(), "crm", s.crm.Name(),
 		"contact_id", rec.ContactID, "outcome", done.GetOutcome().String())
 	return s.announce(ctx, done)
 }
 
-// record puts the lead into the CRM without making a second contact for a
-// person: a contact known in the identity bucket is used as is; otherwise
-// this lead claims the person's identity (create-if-absent), searches the
-// CRM, records the lead, and keeps the contact under the identity.
-func (s *Syncer) record(ctx context.Context, ids *identities, l *leadv1.Lead) (crm.Recorded, crm.Match, bool, error) {
-	id := crm.IdentityOf(l)
-	match, claim, err := ids.resolve(ctx, l.GetLeadId(), id)
-	if err != nil {
-		return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
-	}
-	found := match.ContactID != ""
-	if !found {
-		match, found, err = s.crm.Find(ctx, id)
-		if err != nil {
-			ids.release(ctx, claim)
-			return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("find person for lead %s: %w", l.GetLeadId(), err)
+// plan is where a lead goes: the contact that holds its email, the one that
+// holds its phone (known from the identity records, or found in the CRM for
+// a key the records did not know), and the target among them.
+type plan struct {
+	email, phone string
+	// target is the contact the lead is recorded on: the email's contact
+	// before the phone's; empty when the person is new.
+	target    string
+	matchedBy string
+}
+
+// plan searches the CRM only for the keys the identity records did not
+// know: a returning person known under every key costs no search.
+func (s *Syncer) plan(ctx context.Context, held []heldKey) (plan, error) {
+	var pl plan
+	var unknown crm.Identity
+	for _, h := range held {
+		switch {
+		case !h.claimed() && h.kind == "email":
+			pl.email = h.contactID
+		case !h.claimed():
+			pl.phone = h.contactID
+		case h.kind == "email":
+			unknown.Email = h.value
+		default:
+			unknown.Phone = h.value
 		}
 	}
-	rec, err := s.crm.Record(ctx, l, match.ContactID)
+	if unknown != (crm.Identity{}) {
+		match, found, err := s.crm.Find(ctx, unknown)
+		if err != nil {
+			return plan{}, err
+		}
+		switch {
+		case found && match.By == "email":
+			pl.email = match.ContactID
+		case found:
+			pl.phone = match.ContactID
+		}
+	}
+	switch {
+	case pl.email != "":
+		pl.target, pl.matchedBy = pl.email, "email"
+	case pl.phone != "":
+		pl.target, pl.matchedBy = pl.phone, "phone"
+	}
+	return pl, nil
+}
+
+// contactOf maps each claimed key to the contact that holds its value in
+// the CRM, or else to the contact the lead was recorded on.
+func (pl plan) contactOf(rec crm.Recorded) func(heldKey) string {
+	return func(h heldKey) string {
+		switch {
+		case h.kind == "email" && pl.email != "":
+			return pl.email
+		case h.kind == "phone" && pl.phone != "":
+			return pl.phone
+		}
+		return rec.ContactID
+	}
+}
+
+// linked reports whether the lead's email and phone belong to two contacts.
+func (pl plan) linked() bool { return pl.email != "" && pl.phone != "" && pl.email != pl.phone }
+
+// recordOnce records the lead in the CRM unless an earlier delivery
+// already did. The claims are kept when the call's effect is in doubt, and
+// released only when it certainly did not happen.
+func (s *Syncer) recordOnce(ctx context.Context, ids *identities, p *pendingLead, held []heldKey, pl plan, l *leadv1.Lead) (crm.Recorded, error) {
+	if p.prev.inDoubt() {
+		rec, done, err := s.confirm(ctx, p, &pl, l)
+		if err != nil || done {
+			return rec, err
+		}
+	}
+	if err := p.calling(ctx, pl.target); err != nil {
+		return crm.Recorded{}, err
+	}
+	if err := ids.stillHeld(ctx, p.f, held); err != nil {
+		return crm.Recorded{}, err
+	}
+	rec, err := s.crm.Record(ctx, l, pl.target)
 	if err != nil {
-		ids.release(ctx, claim)
-		return crm.Recorded{}, crm.Match{}, false, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
+		notDone := crm.NotDone(err)
+		p.ended(ctx, !notDone)
+		if notDone {
+			ids.release(ctx, held)
+		}
+		return crm.Recorded{}, fmt.Errorf("record lead %s in %s: %w", l.GetLeadId(), s.crm.Name(), err)
 	}
 	bus.Crash(ctx, CrashAfterCRMCall)
-	if rec.ContactID != "" {
-		if err := ids.settle(ctx, id, rec.ContactID); err != nil {
-			return crm.Recorded{}, crm.Match{}, false, err
-		}
-	} else {
-		ids.release(ctx, claim)
+	return rec, nil
+}
+
+// confirm asks the CRM whether an earlier delivery's call recorded the
+// lead: on the contact it was sent to, or, when that call created the
+// person, on the contact a search finds now. Follow Up Boss shows a new
+// person only once it is assigned, so a creation that cannot be found yet
+// is retried until visibleAfter has passed since the call.
+func (s *Syncer) confirm(ctx context.Context, p *pendingLead, pl *plan, l *leadv1.Lead) (crm.Recorded, bool, error) {
+	log := logging.FromContext(ctx)
+	contactID, created := p.prev.ContactID, p.prev.ContactID == ""
+	if contactID == "" {
+		contactID = pl.target
 	}
-	return rec, match, found, nil
+	if contactID == "" {
+		if wait := s.visibleAfter - time.Since(p.prev.Calling); wait > 0 {
+			return crm.Recorded{}, false, bus.RetryAfter(bus.WithCode("crm.unconfirmed", fmt.Errorf(
+				"lead %s: an earlier delivery may have created the person, and the CRM does not show them yet", l.GetLeadId())), wait)
+		}
+		log.Warn("an earlier delivery's creation is not in the CRM; creating", "lead_id", l.GetLeadId())
+		return crm.Recorded{}, false, nil
+	}
+	has, err := s.crm.HasLead(ctx, contactID, l.GetLeadId())
+	if err != nil {
+		return crm.Recorded{}, false, fmt.Errorf("ask the CRM whether lead %s is on contact %s: %w", l.GetLeadId(), contactID, err)
+	}
+	if has {
+		log.Info("an earlier delivery recorded the lead; not sending it again", "lead_id", l.GetLeadId(), "contact_id", contactID)
+		return crm.Recorded{ContactID: contactID, Created: created && pl.target == ""}, true, nil
+	}
+	pl.target = contactID
+	return crm.Recorded{}, false, nil
+}
+
+// followUp brings the contact up to date with what the lead told: an email
+// or phone the contact lacks is added, and when the lead's email and phone
+// belong to two contacts, each gets a note naming the other, once, for an
+// agent to merge them.
+func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, held []heldKey, pl plan, rec crm.Recorded) error {
+	if pl.target != "" && !rec.Created {
+		var add crm.Identity
+		for _, h := range held {
+			if h.claimed() && h.kind == "email" && pl.email == "" {
+				add.Email = h.value
+			}
+			if h.claimed() && h.kind == "phone" && pl.phone == "" {
+				add.Phone = h.value
+			}
+		}
+		if add != (crm.Identity{}) {
+			if _, err := s.crm.AddDetails(ctx, rec.ContactID, add); err != nil {
+				return fmt.Errorf("add the lead's details to contact %s: %w", rec.ContactID, err)
+			}
+		}
+	}
+	if !pl.linked() {
+		return nil
+	}
+	a, b := pl.email, pl.phone
+	if b < a {
+		a, b = b, a
+	}
+	key := "crm-sync.linked." + a + "." + b
+	if _, err := kv.Get(ctx, key); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("read linked contacts: %w", err)
+	}
+	body := fmt.Sprintf("Brokerflow: one lead brought the email address of contact %s and the phone number of contact %s. "+
+		"They may be one person: please check, and merge them. The lead was recorded on contact %s.", pl.email, pl.phone, pl.email)
+	for _, on := range []string{pl.email, pl.phone} {
+		if err := s.crm.AddNote(ctx, on, body); err != nil {
+			return fmt.Errorf("note linked contacts %s and %s: %w", pl.email, pl.phone, err)
+		}
+	}
+	if _, err := kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("keep linked contacts: %w", err)
+	}
+	return nil
 }
 
 func outcome(found bool, rec crm.Recorded) crmv1.SyncOutcome {

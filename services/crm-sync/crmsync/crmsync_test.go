@@ -2,6 +2,10 @@ package crmsync_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +22,11 @@ import (
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
+// testPeppers key the identity records in tests.
+var testPeppers = []string{"test-pepper-0123456789abcdef"}
+
+const testPepperEnv = "CRMSYNC_IDENTITY_PEPPER=test-pepper-0123456789abcdef"
+
 type env struct {
 	js    jetstream.JetStream
 	fub   *sandbox.FUB
@@ -31,6 +40,7 @@ func setup(t *testing.T) *env {
 	nc, js := natstest.Connect(t, s)
 	fub, fcfg := crmtest.FollowUpBoss(t)
 	cfg := crmsync.Config{
+		IdentityPeppers: testPeppers,
 		CRM:             "followupboss",
 		FUB:             fcfg,
 		Concurrency:     2,
@@ -185,12 +195,26 @@ func TestConfigFromEnv(t *testing.T) {
 	if _, err := crmsync.ConfigFromEnv(nil); err == nil {
 		t.Fatal("a missing API key must be an error")
 	}
-	cfg, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k"})
+	cfg, err := crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_FUB_API_KEY=k"})
 	if err != nil || cfg.FUB.BaseURL != "https://api.followupboss.com" || cfg.FUB.System != "brokerflow" {
 		t.Fatalf("defaults = %+v, %v", cfg, err)
 	}
-	if _, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k", "CRMSYNC_CRM=salesforce"}); err == nil {
+	if _, err := crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_FUB_API_KEY=k", "CRMSYNC_CRM=salesforce"}); err == nil {
 		t.Fatal("an unknown CRM must be an error")
+	}
+	if _, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k"}); err == nil || !strings.Contains(err.Error(), "CRMSYNC_IDENTITY_PEPPER") {
+		t.Fatalf("a missing pepper must be an error naming its setting, got %v", err)
+	}
+	if _, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k", "CRMSYNC_IDENTITY_PEPPER=short"}); err == nil {
+		t.Fatal("a short pepper must be an error")
+	}
+	file := filepath.Join(t.TempDir(), "pepper")
+	if err := os.WriteFile(file, []byte("new-pepper-0123456789abcdef\nold-pepper-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = crmsync.ConfigFromEnv([]string{"CRMSYNC_FUB_API_KEY=k", "CRMSYNC_IDENTITY_PEPPER_FILE=" + file})
+	if err != nil || !slices.Equal(cfg.IdentityPeppers, []string{"new-pepper-0123456789abcdef", "old-pepper-0123456789abcdef"}) {
+		t.Fatalf("peppers from a file (current, then previous) = %q, %v", cfg.IdentityPeppers, err)
 	}
 }
 
@@ -214,37 +238,13 @@ func TestSyncer_personNotYetReachableStillGetsTheSecondLead(t *testing.T) {
 	}
 }
 
-// A process killed between the CRM call and the records that say it
-// happened: the redelivery must find the person, not create a second one.
-func TestSyncer_crashAfterTheCRMCallLeavesOnePerson(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
-	e.hooks.CrashAtOf(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall, 1)
-	e.lead(t, "ld_killed", "ada@example.com")
-	natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool {
-		c, err := e.js.Consumer(context.Background(), bus.StreamLeads, bus.CRMSyncLeads.Durable)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.Delivered.Consumer >= 2 && info.NumAckPending == 0
-	})
-	e.settle(t)
-	if p := len(e.fub.People()); p != 1 {
-		t.Fatalf("%d people after a crash after the CRM call, want 1", p)
-	}
-	if s := e.synced(t); len(s) != 1 || s[0].GetLeadId() != "ld_killed" {
-		t.Fatalf("synced = %v", s)
-	}
-}
-
 func TestSyncer_handlerWorksBeforeRun(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
 	fub, fcfg := crmtest.FollowUpBoss(t)
 	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second}.Topology())
-	syncer, err := crmsync.New(crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 1}, service.Deps{NATS: nc})
+	syncer, err := crmsync.New(crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 1, IdentityPeppers: testPeppers}, service.Deps{NATS: nc})
 	if err != nil {
 		t.Fatal(err)
 	}

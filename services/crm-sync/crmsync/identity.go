@@ -2,152 +2,286 @@ package crmsync
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 )
 
-// identityBucket maps a person's identity to their CRM contact. Keys are
-// hashes of the normalized email and the E.164 phone, so no personal data
-// sits in key names.
+// identityBucket maps a person's identity keys (an email, a phone) to their
+// CRM contact. Key names are keyed hashes of the normalized email and the
+// E.164 phone (see keyer), so no personal data sits in them.
 const identityBucket = "identity"
 
-// identityRecord is the value of an identity key: either the contact, or a
-// claim by the lead that is creating the person right now.
+// identityRecord is the value of an identity key: either the contact that
+// holds the email or phone, or a claim by the delivery of a lead that is
+// finding or creating that contact right now.
 type identityRecord struct {
-	CRM       string    `json:"crm"`
-	ContactID string    `json:"contact_id,omitempty"`
-	ClaimedBy string    `json:"claimed_by,omitempty"`
+	CRM       string `json:"crm"`
+	ContactID string `json:"contact_id,omitempty"`
+	ClaimedBy string `json:"claimed_by,omitempty"`
+	// Fence is the claiming delivery: "<stream sequence>.<delivery count>".
+	// The holder re-reads it right before the CRM call; a delivery that
+	// finds another fence there has been superseded and calls nothing.
+	Fence     string    `json:"fence,omitempty"`
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 }
 
-// identities is the first line of "never two contacts for one person":
-// before a lead may create a person, it takes that person's identity key
-// with create-if-absent. Every other lead for the same person, on any
-// replica, either finds the contact there or waits for the creator.
-type identities struct {
-	kv  jetstream.KeyValue
-	crm string
-	// staleAfter is how long a claim holds without becoming a contact;
-	// after that the creator is presumed dead and the claim is taken over.
-	staleAfter time.Duration
-	poll       time.Duration
-	now        func() time.Time
+// fence identifies one delivery of one lead.
+type fence struct {
+	lead     string
+	sequence uint64
+	delivery int
+}
+
+func fenceOf(leadID string, m *bus.Message) fence {
+	return fence{lead: leadID, sequence: m.Sequence, delivery: m.Attempt}
+}
+
+func (f fence) String() string {
+	return strconv.FormatUint(f.sequence, 10) + "." + strconv.Itoa(f.delivery)
+}
+
+// keyer names a person's keys: an HMAC-SHA256 of the value under a secret
+// pepper, so that the bucket's key names cannot be reversed by hashing
+// every phone number. Keys made with a previous pepper, and the unsalted
+// SHA-256 keys of earlier versions, are still read (and rewritten under
+// the current pepper when found); see docs/crm.md for the rotation.
+type keyer struct {
+	crm      string
+	pepper   []byte
+	previous [][]byte
 }
 
 // identityKey is one key of a person in the bucket.
 type identityKey struct {
-	kind string // "email" or "phone"
-	key  string
+	kind  string // "email" or "phone"
+	value string
+	key   string
 }
 
-// identityKeys are the keys of id in the bucket, email first.
-func identityKeys(crmName string, id crm.Identity) []identityKey {
+// keys are the keys of id under the current pepper, in the one order in
+// which every lead claims them: email, then phone. A fixed order means two
+// leads never wait for each other's keys in a cycle.
+func (k keyer) keys(id crm.Identity) []identityKey {
 	var keys []identityKey
 	for _, p := range []struct{ kind, value string }{{"email", id.Email}, {"phone", id.Phone}} {
 		if p.value == "" {
 			continue
 		}
-		sum := sha256.Sum256([]byte(p.value))
-		keys = append(keys, identityKey{kind: p.kind, key: crmName + "." + p.kind + "." + hex.EncodeToString(sum[:16])})
+		keys = append(keys, identityKey{kind: p.kind, value: p.value, key: k.name(p.kind, hmacSum(k.pepper, p.value))})
 	}
 	return keys
 }
 
-// claim is a lead's hold on a person's identity.
-type claim struct {
-	key string
-	rev uint64
+// older are the names the key had under previous peppers, newest first,
+// then its unsalted name.
+func (k keyer) older(ik identityKey) []string {
+	var names []string
+	for _, p := range k.previous {
+		names = append(names, k.name(ik.kind, hmacSum(p, ik.value)))
+	}
+	sum := sha256.Sum256([]byte(ik.value))
+	return append(names, k.name(ik.kind, sum[:16]))
 }
 
-// resolve returns the person's contact, and the kind of key it was known
-// by, when one is known. Otherwise it returns a claim: the lead now owns the
-// person's creation. A lead for a person someone else is creating waits (the
-// runner keeps its message in progress meanwhile) until the contact is known
-// or the claim goes stale.
-func (ids *identities) resolve(ctx context.Context, leadID string, id crm.Identity) (known crm.Match, c *claim, err error) {
-	keys := identityKeys(ids.crm, id)
+func (k keyer) name(kind string, sum []byte) string {
+	return k.crm + "." + kind + "." + hex.EncodeToString(sum)
+}
+
+func hmacSum(pepper []byte, value string) []byte {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(value))
+	return m.Sum(nil)[:16]
+}
+
+// identities keeps "one contact per person" across leads, replicas and
+// crashes. A lead claims every key of its person, in order, with
+// create-if-absent; every other lead for the same person, on any replica,
+// either finds the contact under a key or waits for the claim's holder.
+type identities struct {
+	kv    jetstream.KeyValue
+	keyer keyer
+	// staleAfter is how long a claim holds without becoming a contact;
+	// after that its holder is presumed dead and another lead takes it
+	// over (the old holder, if alive, is fenced out).
+	staleAfter time.Duration
+	poll       time.Duration
+	now        func() time.Time
+}
+
+// heldKey is one key of the person as a lead holds it: the contact known
+// under it, or the lead's own claim at revision rev.
+type heldKey struct {
+	identityKey
+	contactID string
+	rev       uint64
+}
+
+func (h heldKey) claimed() bool { return h.contactID == "" }
+
+// acquire reads or claims every key of id for the delivery f. It waits
+// while another live lead holds a key: the runner keeps the message in
+// progress meanwhile.
+func (ids *identities) acquire(ctx context.Context, f fence, id crm.Identity) ([]heldKey, error) {
+	keys := ids.keyer.keys(id)
 	if len(keys) == 0 {
-		return crm.Match{}, nil, errors.New("lead has neither email nor phone")
+		return nil, bus.WithCode("lead.no_identity", bus.Permanentf("lead %s has neither email nor phone", f.lead))
 	}
-	// A known contact under any of the keys wins.
-	for _, k := range keys[1:] {
-		if rec, _, err := ids.get(ctx, k.key); err != nil {
-			return crm.Match{}, nil, err
-		} else if rec != nil && rec.ContactID != "" {
-			return crm.Match{ContactID: rec.ContactID, By: k.kind}, nil, nil
+	held := make([]heldKey, 0, len(keys))
+	for _, k := range keys {
+		h, err := ids.acquireKey(ctx, f, k)
+		if err != nil {
+			return nil, err
 		}
+		held = append(held, h)
 	}
-	key, kind := keys[0].key, keys[0].kind
+	return held, nil
+}
+
+func (ids *identities) acquireKey(ctx context.Context, f fence, k identityKey) (heldKey, error) {
+	log := logging.FromContext(ctx)
+	mine := ids.encode(identityRecord{CRM: ids.keyer.crm, ClaimedBy: f.lead, Fence: f.String(), ClaimedAt: ids.now()})
 	waited := false
 	for {
-		rec, rev, err := ids.get(ctx, key)
+		rec, rev, err := ids.get(ctx, k.key)
 		if err != nil {
-			return crm.Match{}, nil, err
+			return heldKey{}, err
 		}
 		switch {
 		case rec == nil:
-			rev, err := ids.kv.Create(ctx, key, ids.encode(identityRecord{CRM: ids.crm, ClaimedBy: leadID, ClaimedAt: ids.now()}))
+			if contactID, err := ids.migrate(ctx, k); err != nil {
+				return heldKey{}, err
+			} else if contactID != "" {
+				continue // now under the current name: read it there
+			}
+			rev, err := ids.kv.Create(ctx, k.key, mine)
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue // someone was faster: read what they wrote
 			}
 			if err != nil {
-				return crm.Match{}, nil, fmt.Errorf("claim identity: %w", err)
+				return heldKey{}, fmt.Errorf("claim identity: %w", err)
 			}
-			return crm.Match{}, &claim{key: key, rev: rev}, nil
+			return heldKey{identityKey: k, rev: rev}, nil
 		case rec.ContactID != "":
-			return crm.Match{ContactID: rec.ContactID, By: kind}, nil, nil
-		case rec.ClaimedBy == leadID:
-			// This lead claimed before and did not finish (a crash): it
-			// owns the creation still, and searches the CRM first.
-			return crm.Match{}, &claim{key: key, rev: rev}, nil
-		case ids.now().Sub(rec.ClaimedAt) > ids.staleAfter:
-			rev, err := ids.kv.Update(ctx, key, ids.encode(identityRecord{CRM: ids.crm, ClaimedBy: leadID, ClaimedAt: ids.now()}), rev)
+			return heldKey{identityKey: k, contactID: rec.ContactID}, nil
+		case rec.ClaimedBy == f.lead && rec.Fence == f.String():
+			return heldKey{identityKey: k, rev: rev}, nil
+		case rec.ClaimedBy == f.lead, ids.now().Sub(rec.ClaimedAt) > ids.staleAfter:
+			// A later delivery of the same lead supersedes the earlier
+			// one at once: JetStream redelivers only a message whose
+			// holder stopped reporting progress. Another lead's claim is
+			// taken over only once stale. Either way the old holder's
+			// fence no longer matches, and it calls nothing.
+			rev, err := ids.kv.Update(ctx, k.key, mine, rev)
 			if err != nil {
-				continue // another lead took it over first, or it resolved
+				continue // another delivery took it first, or it resolved
 			}
-			logging.FromContext(ctx).Warn("took over a stale identity claim", "lead_id", leadID, "stale_claim_by", rec.ClaimedBy)
-			return crm.Match{}, &claim{key: key, rev: rev}, nil
+			if rec.ClaimedBy != f.lead {
+				log.Warn("took over a stale identity claim", "lead_id", f.lead, "stale_claim_by", rec.ClaimedBy)
+			}
+			return heldKey{identityKey: k, rev: rev}, nil
 		default:
 			if !waited {
-				logging.FromContext(ctx).Info("person is being created by another lead; waiting", "lead_id", leadID, "creator", rec.ClaimedBy)
+				log.Info("person is being resolved by another lead; waiting", "lead_id", f.lead, "holder", rec.ClaimedBy)
 				waited = true
 			}
 			select {
 			case <-ctx.Done():
-				return crm.Match{}, nil, ctx.Err()
+				return heldKey{}, ctx.Err()
 			case <-time.After(ids.poll):
 			}
 		}
 	}
 }
 
-// settle records contactID under every key of id, releasing the claim.
-func (ids *identities) settle(ctx context.Context, id crm.Identity, contactID string) error {
-	for _, k := range identityKeys(ids.crm, id) {
-		if _, err := ids.kv.Put(ctx, k.key, ids.encode(identityRecord{CRM: ids.crm, ContactID: contactID})); err != nil {
+// migrate looks for k under its older names. A contact found there is
+// written under the current name (create-if-absent) and returned.
+func (ids *identities) migrate(ctx context.Context, k identityKey) (string, error) {
+	for _, old := range ids.keyer.older(k) {
+		rec, _, err := ids.get(ctx, old)
+		if err != nil {
+			return "", err
+		}
+		if rec == nil || rec.ContactID == "" {
+			continue
+		}
+		_, err = ids.kv.Create(ctx, k.key, ids.encode(identityRecord{CRM: ids.keyer.crm, ContactID: rec.ContactID}))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("rewrite identity under the current pepper: %w", err)
+		}
+		return rec.ContactID, nil
+	}
+	return "", nil
+}
+
+// stillHeld re-reads the lead's claims right before the CRM call. A claim
+// that moved on (a later delivery of the lead, or a takeover after this
+// holder looked dead) fences this delivery out; so does losing NATS.
+func (ids *identities) stillHeld(ctx context.Context, f fence, held []heldKey) error {
+	for _, h := range held {
+		if !h.claimed() {
+			continue
+		}
+		rec, rev, err := ids.get(ctx, h.key)
+		if err != nil {
+			return err
+		}
+		if rec == nil || rev != h.rev {
+			holder := "nobody"
+			if rec != nil {
+				holder = rec.ClaimedBy + "@" + rec.Fence
+			}
+			return bus.WithCode("crm.fenced", fmt.Errorf("delivery %s of lead %s lost its claim on the person's %s (now %s): not calling the CRM", f, f.lead, h.kind, holder))
+		}
+	}
+	return nil
+}
+
+// settle maps each claimed key to its contact, with compare-and-swap on
+// the claim: a key whose claim was taken over meanwhile is left to its new
+// holder. A key known under a contact is never rewritten: the first
+// contact that held an email or a phone keeps it.
+func (ids *identities) settle(ctx context.Context, f fence, held []heldKey, contactOf func(heldKey) string) error {
+	for _, h := range held {
+		if !h.claimed() {
+			continue
+		}
+		contactID := contactOf(h)
+		_, err := ids.kv.Update(ctx, h.key, ids.encode(identityRecord{CRM: ids.keyer.crm, ContactID: contactID}), h.rev)
+		if err != nil {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				logging.FromContext(ctx).Warn("identity claim moved on before it was settled; left to its new holder",
+					"lead_id", f.lead, "kind", h.kind, "contact_id", contactID)
+				continue
+			}
 			return fmt.Errorf("record identity: %w", err)
 		}
 	}
 	return nil
 }
 
-// release gives a claim back after a failure, if it is still ours, so the
-// next lead for the person does not wait for it to go stale.
-func (ids *identities) release(ctx context.Context, c *claim) {
-	if c == nil {
-		return
-	}
-	if err := ids.kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		logging.FromContext(ctx).Debug("identity claim not released", "err", err)
+// release gives the lead's claims back when its CRM call certainly did
+// not happen, so that the next lead for the person does not wait for them
+// to go stale. A claim that moved on is not ours to delete.
+func (ids *identities) release(ctx context.Context, held []heldKey) {
+	for _, h := range held {
+		if !h.claimed() {
+			continue
+		}
+		if err := ids.kv.Delete(ctx, h.key, jetstream.LastRevision(h.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			logging.FromContext(ctx).Debug("identity claim not released", "err", err)
+		}
 	}
 }
 

@@ -58,6 +58,7 @@ func TestSyncer_unreachableCRMLeavesNoPersonalDataBehind(t *testing.T) {
 
 	logs := &logBuffer{}
 	cfg := crmsync.Config{
+		IdentityPeppers: testPeppers,
 		CRM:             "followupboss",
 		FUB:             followupboss.Config{BaseURL: closed, APIKey: "key", Timeout: 5 * time.Second},
 		Concurrency:     2,

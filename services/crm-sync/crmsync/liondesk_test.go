@@ -24,7 +24,7 @@ func TestLionDesk_config(t *testing.T) {
 	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_CRM=liondesk", "CRMSYNC_LIONDESK_ACCESS_TOKEN_FILE=" + file})
+	cfg, err := crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_CRM=liondesk", "CRMSYNC_LIONDESK_ACCESS_TOKEN_FILE=" + file})
 	if err != nil || cfg.LionDesk.AccessToken != "from-file" || cfg.LionDesk.BaseURL != "https://api-v2.liondesk.com" || cfg.LionDesk.Timeout != 15*time.Second {
 		t.Fatalf("config = %+v, %v", cfg.LionDesk, err)
 	}
@@ -32,7 +32,7 @@ func TestLionDesk_config(t *testing.T) {
 	if err != nil || crm.Name() != "liondesk" {
 		t.Fatalf("NewCRM = %v, %v", crm, err)
 	}
-	if _, err := crmsync.ConfigFromEnv([]string{"CRMSYNC_CRM=liondesk", "CRMSYNC_LIONDESK_ACCESS_TOKEN=t", "CRMSYNC_LIONDESK_BASE_URL=/relative"}); err == nil {
+	if _, err := crmsync.ConfigFromEnv([]string{testPepperEnv, "CRMSYNC_CRM=liondesk", "CRMSYNC_LIONDESK_ACCESS_TOKEN=t", "CRMSYNC_LIONDESK_BASE_URL=/relative"}); err == nil {
 		t.Fatal("a relative base URL must be an error")
 	}
 }
@@ -46,7 +46,8 @@ func TestLionDesk_syncerKeepsOneContactPerPerson(t *testing.T) {
 	nc, js := natstest.Connect(t, s)
 	ld, lcfg := crmtest.LionDesk(t)
 	cfg := crmsync.Config{
-		CRM: "liondesk", LionDesk: lcfg, Concurrency: 1, ShutdownTimeout: 5 * time.Second,
+		IdentityPeppers: testPeppers,
+		CRM:             "liondesk", LionDesk: lcfg, Concurrency: 1, ShutdownTimeout: 5 * time.Second,
 		Bus: service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}},
 	}
 	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())

@@ -49,6 +49,7 @@ func TestSyncer_pollsACRMWithoutWebhooksForChanges(t *testing.T) {
 	t.Cleanup(hs.Close)
 	base := hs.URL + "/liondesk"
 	cfg := crmsync.Config{
+		IdentityPeppers: testPeppers,
 		CRM:             "liondesk",
 		LionDesk:        liondesk.Config{BaseURL: base, AccessToken: sandbox.DefaultLionDeskToken, Timeout: 10 * time.Second},
 		PollInterval:    50 * time.Millisecond,

@@ -166,6 +166,12 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
 	}
+	if len(c.CRMSync.IdentityPeppers) == 0 && c.CRMSync.IdentityPepperFile == "" {
+		c.CRMSync.IdentityPepperFile = c.pepperFile()
+		if err := ensurePepper(c.CRMSync.IdentityPepperFile); err != nil {
+			return c, err
+		}
+	}
 	tracing, err := telemetry.ExportConfigFrom(service.EnvMap(environ))
 	if err != nil {
 		return c, err
@@ -430,6 +436,10 @@ func (a *App) Wait() error {
 
 // Stop asks the app to shut down; Wait returns when it has.
 func (a *App) Stop() { a.cancel() }
+
+// Config is the configuration the system runs with, generated settings
+// (the identity pepper's file) included.
+func (a *App) Config() Config { return a.cfg }
 
 func (a *App) close() {
 	if a.cancel != nil {

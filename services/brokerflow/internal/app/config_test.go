@@ -22,7 +22,7 @@ func TestConfig_sandboxPointsLionDeskAtTheSandbox(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			environ := append([]string{
-				"CRMSYNC_CRM=liondesk", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999",
+				"BROKERFLOW_DATA_DIR=" + t.TempDir(), "CRMSYNC_CRM=liondesk", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999",
 				"CRMSYNC_LIONDESK_BASE_URL=https://api-v2.liondesk.com", "CRMSYNC_LIONDESK_ACCESS_TOKEN=a-real-token",
 			}, tc.environ...)
 			cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})
@@ -57,7 +57,7 @@ func TestConfig_devModesServeTheGatewayOnLoopback(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := app.ConfigFromEnv(append([]string{"CRMSYNC_FUB_API_KEY=key"}, tc.environ...), tc.mode)
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir(), "CRMSYNC_FUB_API_KEY=key"}, tc.environ...), tc.mode)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestConfig_groupCommitFollowsTheSyncPolicy(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			environ := append([]string{"CRMSYNC_FUB_API_KEY=key", "GATEWAY_IDX_SECRETS=" + app.DevIDXSecret}, tc.environ...)
+			environ := append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir(), "CRMSYNC_FUB_API_KEY=key", "GATEWAY_IDX_SECRETS=" + app.DevIDXSecret}, tc.environ...)
 			cfg, err := app.ConfigFromEnv(environ, app.Mode{})
 			if err != nil {
 				t.Fatal(err)

@@ -108,7 +108,7 @@ func TestConfig_tracingIsOffWithoutAnEndpoint(t *testing.T) {
 			}
 		})
 	}
-	if _, err := app.ConfigFromEnv([]string{"OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318"}, app.Mode{Sandbox: true}); err == nil {
+	if _, err := app.ConfigFromEnv([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir(), "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318"}, app.Mode{Sandbox: true}); err == nil {
 		t.Fatal("an endpoint without a scheme must be an error")
 	}
 }

@@ -22,9 +22,23 @@ type CRM interface {
 	Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error)
 }
 
+// ContactKeeper is what crm-sync needs from a CRM to keep one contact per
+// person: add a later lead's email or phone to the known contact (never
+// removing one), tell whether a lead's activity is already on a contact (after
+// a crash between the CRM call and the outcome record), and note on a
+// contact that another one is the same person. Both adapters implement it and
+// pass its part of the contract suite.
+type ContactKeeper interface {
+	AddDetails(ctx context.Context, contactID string, id crm.Identity) (added bool, err error)
+	HasLead(ctx context.Context, contactID, leadID string) (bool, error)
+	AddNote(ctx context.Context, contactID, body string) error
+}
+
 var (
-	_ CRM          = (*followupboss.FollowUpBoss)(nil)
-	_ ChangeSource = (*followupboss.FollowUpBoss)(nil)
-	_ CRM          = (*liondesk.LionDesk)(nil)
-	_ ChangePoller = (*liondesk.LionDesk)(nil)
+	_ ContactKeeper = (*followupboss.FollowUpBoss)(nil)
+	_ ContactKeeper = (*liondesk.LionDesk)(nil)
+	_ CRM           = (*followupboss.FollowUpBoss)(nil)
+	_ ChangeSource  = (*followupboss.FollowUpBoss)(nil)
+	_ CRM           = (*liondesk.LionDesk)(nil)
+	_ ChangePoller  = (*liondesk.LionDesk)(nil)
 )

@@ -12,8 +12,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/vendorapi"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
@@ -133,4 +137,58 @@ func FindByEmailThenPhone(ctx context.Context, id Identity, search func(ctx cont
 		}
 	}
 	return Match{}, false, nil
+}
+
+// LeadMarker is the text an adapter writes into the activity that carries a
+// lead (a Follow Up Boss event, a LionDesk note), so that HasLead can find it
+// later: "(Brokerflow lead <id>)". The closing parenthesis keeps lead ld_7
+// from matching ld_77.
+func LeadMarker(leadID string) string { return "(Brokerflow lead " + leadID + ")" }
+
+// Missing returns the email and phone of id that p does not hold yet: ""
+// for each that p already has or that id lacks. Emails compare
+// case-insensitively; phones by SamePhone, since a CRM may hold them as typed.
+func Missing(p Person, id Identity) (email, phone string) {
+	if e := strings.TrimSpace(id.Email); e != "" && !slices.ContainsFunc(p.Emails, func(have string) bool { return strings.EqualFold(strings.TrimSpace(have), e) }) {
+		email = e
+	}
+	if ph := strings.TrimSpace(id.Phone); ph != "" && !slices.ContainsFunc(p.Phones, func(have string) bool { return SamePhone(have, ph) }) {
+		phone = ph
+	}
+	return email, phone
+}
+
+// SamePhone reports whether a and b are one number written two ways: their
+// digits agree, on the last ten when both have at least ten (so that
+// "+1 (415) 555-0134" is "415-555-0134", and "+44 20 7946 0958" is
+// "020 7946 0958").
+func SamePhone(a, b string) bool {
+	da, db := digits(a), digits(b)
+	if da == "" || db == "" {
+		return false
+	}
+	if len(da) >= 10 && len(db) >= 10 {
+		return da[len(da)-10:] == db[len(db)-10:]
+	}
+	return da == db
+}
+
+func digits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// ContactNumber reads a contact id that the vendor (named in the error)
+// numbers with positive integers. Anything else is a permanent error.
+func ContactNumber(vendor, id string) (int64, error) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, bus.Permanentf("%s: %q is not a contact id", vendor, id)
+	}
+	return n, nil
 }

@@ -6,6 +6,7 @@ package crmtest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,6 +25,13 @@ type Adapter interface {
 	// Record puts the lead into the CRM: as activity on contactID when the
 	// person is known, otherwise creating the person.
 	Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error)
+	// AddDetails adds id's email and phone to the contact when it lacks
+	// them, never removing one; added reports whether anything changed.
+	AddDetails(ctx context.Context, contactID string, id crm.Identity) (added bool, err error)
+	// HasLead reports whether Record's activity for leadID is on the contact.
+	HasLead(ctx context.Context, contactID, leadID string) (bool, error)
+	// AddNote adds a note to the contact.
+	AddNote(ctx context.Context, contactID, body string) error
 }
 
 // Backend is the CRM account behind an adapter, as a test sees it.
@@ -36,6 +44,12 @@ type Backend interface {
 	// FailNext makes the next n calls answer status; retryAfter > 0 sets
 	// Retry-After (seconds).
 	FailNext(t *testing.T, status, n, retryAfter int)
+	// Details are the emails and phones the contact holds, as the CRM holds
+	// them.
+	Details(t *testing.T, contactID string) (emails, phones []string)
+	// Notes are the texts of the notes on the contact (LionDesk's include
+	// the leads' notes).
+	Notes(t *testing.T, contactID string) []string
 }
 
 // Factory returns an adapter on a fresh, empty account and its backend.
@@ -147,6 +161,8 @@ func Run(t *testing.T, newCRM Factory) {
 		}
 	})
 
+	runContactTests(t, newCRM, ctx)
+
 	errorCases := []struct {
 		name       string
 		status     int
@@ -194,4 +210,117 @@ func Run(t *testing.T, newCRM Factory) {
 			}
 		})
 	}
+}
+
+// runContactTests is the contract of AddDetails, HasLead and AddNote.
+func runContactTests(t *testing.T, newCRM Factory, ctx func(*testing.T) context.Context) {
+	t.Helper()
+	t.Run("add_details_adds_what_is_missing_and_removes_nothing", func(t *testing.T) {
+		t.Parallel()
+		a, be := newCRM(t)
+		rec, err := a.Record(ctx(t), Lead("ld_d1", "Pat", "Phone", "", "+14155550150"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A later lead of the same person brings her email.
+		added, err := a.AddDetails(ctx(t), rec.ContactID, crm.Identity{Email: "pat@example.com", Phone: "+14155550150"})
+		if err != nil || !added {
+			t.Fatalf("AddDetails = %v, %v; want added", added, err)
+		}
+		emails, phones := be.Details(t, rec.ContactID)
+		if !slices.Equal(emails, []string{"pat@example.com"}) || !hasPhone(phones, "+14155550150") || len(phones) != 1 {
+			t.Fatalf("after adding the email: emails %q, phones %q; want the email added and the one phone kept", emails, phones)
+		}
+		// The same details again change nothing.
+		if added, err := a.AddDetails(ctx(t), rec.ContactID, crm.Identity{Email: "PAT@example.com", Phone: "+14155550150"}); err != nil || added {
+			t.Fatalf("AddDetails of details the contact has = %v, %v; want nothing added", added, err)
+		}
+		// A second phone is added beside the first; the email stays.
+		if added, err := a.AddDetails(ctx(t), rec.ContactID, crm.Identity{Phone: "+14155550151"}); err != nil || !added {
+			t.Fatalf("AddDetails of a second phone = %v, %v; want added", added, err)
+		}
+		emails, phones = be.Details(t, rec.ContactID)
+		if !slices.Equal(emails, []string{"pat@example.com"}) || !hasPhone(phones, "+14155550150") || !hasPhone(phones, "+14155550151") {
+			t.Fatalf("after adding a second phone: emails %q, phones %q; want the email and both phones", emails, phones)
+		}
+		if n := be.Contacts(t); n != 1 {
+			t.Fatalf("%d contacts, want 1", n)
+		}
+	})
+
+	t.Run("has_lead_finds_the_leads_activity_on_its_contact_only", func(t *testing.T) {
+		t.Parallel()
+		a, _ := newCRM(t)
+		first, err := a.Record(ctx(t), Lead("ld_h77", "Hedy", "Lamarr", "hedy@example.com", ""), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := a.Record(ctx(t), Lead("ld_h2", "Mary", "Jackson", "mary@example.com", ""), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			contact, lead string
+			want          bool
+		}{
+			{first.ContactID, "ld_h77", true},
+			{first.ContactID, "ld_h7", false}, // a prefix of a recorded id is another lead
+			{first.ContactID, "ld_h2", false}, // on another contact
+			{other.ContactID, "ld_h2", true},
+			{other.ContactID, "ld_h77", false},
+		} {
+			got, err := a.HasLead(ctx(t), tc.contact, tc.lead)
+			if err != nil || got != tc.want {
+				t.Errorf("HasLead(%s, %s) = %v, %v; want %v", tc.contact, tc.lead, got, err, tc.want)
+			}
+		}
+		// A lead recorded later on a known contact is found there too.
+		if _, err := a.Record(ctx(t), Lead("ld_h3", "Hedy", "Lamarr", "hedy@example.com", ""), first.ContactID); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.HasLead(ctx(t), first.ContactID, "ld_h3"); err != nil || !got {
+			t.Fatalf("HasLead of a lead on a known contact = %v, %v; want true", got, err)
+		}
+	})
+
+	t.Run("add_note_puts_the_text_on_the_contact", func(t *testing.T) {
+		t.Parallel()
+		a, be := newCRM(t)
+		rec, err := a.Record(ctx(t), Lead("ld_n1", "Dorothy", "Vaughan", "dorothy@example.com", ""), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const body = "Possibly the same person as contact 42 (same phone): an agent may merge them."
+		if err := a.AddNote(ctx(t), rec.ContactID, body); err != nil {
+			t.Fatal(err)
+		}
+		if notes := be.Notes(t, rec.ContactID); !slices.Contains(notes, body) {
+			t.Fatalf("notes %q, want %q among them", notes, body)
+		}
+		if n := be.Contacts(t); n != 1 {
+			t.Fatalf("%d contacts, want 1", n)
+		}
+	})
+
+	t.Run("add_details_server_error_is_transient", func(t *testing.T) {
+		t.Parallel()
+		a, be := newCRM(t)
+		rec, err := a.Record(ctx(t), Lead("ld_d5", "Eve", "Error", "", "+14155550160"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		be.FailNext(t, 503, 1, 0)
+		_, err = a.AddDetails(ctx(t), rec.ContactID, crm.Identity{Email: "eve@example.com"})
+		if err == nil || bus.DefaultPolicy().Classify(err) != bus.Transient {
+			t.Fatalf("AddDetails on a 503 = %v, want a transient error", err)
+		}
+		if added, err := a.AddDetails(ctx(t), rec.ContactID, crm.Identity{Email: "eve@example.com"}); err != nil || !added {
+			t.Fatalf("AddDetails after the fault = %v, %v; want added", added, err)
+		}
+	})
+}
+
+// hasPhone reports whether phones holds want, however the CRM wrote it.
+func hasPhone(phones []string, want string) bool {
+	return slices.ContainsFunc(phones, func(p string) bool { return crm.SamePhone(p, want) })
 }

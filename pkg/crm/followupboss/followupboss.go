@@ -39,6 +39,10 @@ type Config struct {
 	// means the documented default.
 	RateLimit  int           `env:"RATE_LIMIT" envDefault:"250"`
 	RateWindow time.Duration `env:"RATE_WINDOW" envDefault:"10s"`
+	// EventsRateLimit per RateWindow is the tighter quota of GET /v1/events
+	// (HasLead): 20 per 10 s for a registered system, 10 without. Zero
+	// means 20.
+	EventsRateLimit int `env:"EVENTS_RATE_LIMIT" envDefault:"20"`
 }
 
 // Validate reports the first invalid setting, naming it as the variable
@@ -47,8 +51,8 @@ func (c Config) Validate(prefix string) error {
 	if c.APIKey == "" {
 		return fmt.Errorf("%sAPI_KEY is required for Follow Up Boss", prefix)
 	}
-	if c.RateLimit < 0 || c.RateWindow < 0 {
-		return fmt.Errorf("%sRATE_LIMIT and %sRATE_WINDOW must not be negative", prefix, prefix)
+	if c.RateLimit < 0 || c.RateWindow < 0 || c.EventsRateLimit < 0 {
+		return fmt.Errorf("%sRATE_LIMIT, %sEVENTS_RATE_LIMIT and %sRATE_WINDOW must not be negative", prefix, prefix, prefix)
 	}
 	return vendorapi.CheckEndpoint(prefix, c.BaseURL, c.Timeout)
 }
@@ -58,7 +62,11 @@ func (c Config) Validate(prefix string) error {
 // person.id when the person is known), so that Follow Up Boss's own lead
 // routing and action plans run. POST /v1/people is never used for leads.
 type FollowUpBoss struct {
-	api    *vendorapi.Client
+	api *vendorapi.Client
+	// events lists events (GET /v1/events), which Follow Up Boss limits
+	// apart from, and more tightly than, the global quota: its own pacer
+	// learns that limit from its own answers' headers.
+	events *vendorapi.Client
 	system string
 }
 
@@ -70,8 +78,8 @@ func New(cfg Config) *FollowUpBoss {
 		header.Set("X-System", cfg.System)
 		header.Set("X-System-Key", cfg.SystemKey)
 	}
-	return &FollowUpBoss{
-		api: vendorapi.New(vendorapi.Config{
+	client := func(p *vendorapi.Pacer) *vendorapi.Client {
+		return vendorapi.New(vendorapi.Config{
 			Vendor:   Name,
 			Area:     crm.Area,
 			BaseURL:  cfg.BaseURL,
@@ -79,16 +87,27 @@ func New(cfg Config) *FollowUpBoss {
 			Auth:     vendorapi.Basic(cfg.APIKey, ""),
 			Header:   header,
 			Classify: vendorapi.DefaultClassifier("errorMessage"),
-			Pacer:    vendorapi.NewPacer(vendorapi.PacerConfig{Limit: cmp.Or(cfg.RateLimit, 250), Window: cmp.Or(cfg.RateWindow, 10*time.Second), Exempt: Unmetered}),
-		}),
+			Pacer:    p,
+		})
+	}
+	window := cmp.Or(cfg.RateWindow, 10*time.Second)
+	return &FollowUpBoss{
+		api: client(vendorapi.NewPacer(vendorapi.PacerConfig{Limit: cmp.Or(cfg.RateLimit, 250), Window: window, Exempt: Unmetered})),
+		events: client(vendorapi.NewPacer(vendorapi.PacerConfig{Limit: cmp.Or(cfg.EventsRateLimit, 20), Window: window,
+			Exempt: func(req *http.Request) bool { return !listsEvents(req) }})),
 		system: cfg.System,
 	}
 }
 
-// Unmetered names the calls Follow Up Boss does not count against the
-// account's quota: POST /v1/events is unlimited.
+// Unmetered names the calls that the global pacer does not count: POST
+// /v1/events, which Follow Up Boss does not limit, and GET /v1/events, which
+// it limits apart ("events") and which the adapter paces on its own.
 func Unmetered(req *http.Request) bool {
-	return req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/v1/events")
+	return strings.HasSuffix(req.URL.Path, "/v1/events") && (req.Method == http.MethodPost || req.Method == http.MethodGet)
+}
+
+func listsEvents(req *http.Request) bool {
+	return req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/v1/events")
 }
 
 // Name is "followupboss".
@@ -119,12 +138,14 @@ type fubProperty struct {
 }
 
 type fubEvent struct {
-	Source   string       `json:"source"`
-	System   string       `json:"system,omitempty"`
-	Type     string       `json:"type"`
-	Message  string       `json:"message,omitempty"`
-	Person   fubPerson    `json:"person"`
-	Property *fubProperty `json:"property,omitempty"`
+	Source  string `json:"source"`
+	System  string `json:"system,omitempty"`
+	Type    string `json:"type"`
+	Message string `json:"message,omitempty"`
+	// Description carries crm.LeadMarker, for HasLead.
+	Description string       `json:"description,omitempty"`
+	Person      fubPerson    `json:"person"`
+	Property    *fubProperty `json:"property,omitempty"`
 }
 
 // Find searches GET /v1/people by email, then by phone.
@@ -175,11 +196,12 @@ func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID str
 func (f *FollowUpBoss) event(l *leadv1.Lead) fubEvent {
 	c := l.GetContact()
 	ev := fubEvent{
-		Source:  l.GetLeadSource(),
-		System:  f.system,
-		Type:    fubEventType(l),
-		Message: l.GetInquiry().GetMessage(),
-		Person:  fubPerson{FirstName: c.GetFirstName(), LastName: c.GetLastName()},
+		Source:      l.GetLeadSource(),
+		System:      f.system,
+		Type:        fubEventType(l),
+		Message:     eventMessage(l),
+		Description: crm.LeadMarker(l.GetLeadId()),
+		Person:      fubPerson{FirstName: c.GetFirstName(), LastName: c.GetLastName()},
 	}
 	if c.GetEmail() != "" {
 		ev.Person.Emails = []fubValue{{Value: c.GetEmail()}}
@@ -200,6 +222,18 @@ func (f *FollowUpBoss) event(l *leadv1.Lead) fubEvent {
 		}
 	}
 	return ev
+}
+
+// eventMessage is the lead's message, followed by its crm.LeadMarker on a
+// line of its own: the marker is in the message as well as in the
+// description because the message is the field Follow Up Boss surely keeps
+// and shows, and HasLead looks in both.
+func eventMessage(l *leadv1.Lead) string {
+	marker := crm.LeadMarker(l.GetLeadId())
+	if m := strings.TrimSpace(l.GetInquiry().GetMessage()); m != "" {
+		return m + "\n\n" + marker
+	}
+	return marker
 }
 
 // fubEventType picks the event type that triggers Follow Up Boss's action

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,35 @@ func (b fubBackend) FailNext(_ *testing.T, status, n, retryAfter int) {
 	b.fub.InjectFault(sandbox.Fault{Status: status, Count: n, RetryAfter: retryAfter})
 }
 
+func (b fubBackend) Details(t *testing.T, contactID string) (emails, phones []string) {
+	t.Helper()
+	for _, p := range b.fub.People() {
+		if strconv.FormatInt(p.ID, 10) == contactID {
+			return values(p.Emails), values(p.Phones)
+		}
+	}
+	t.Fatalf("no person %s", contactID)
+	return nil, nil
+}
+
+func (b fubBackend) Notes(_ *testing.T, contactID string) []string {
+	var out []string
+	for _, n := range b.fub.Notes() {
+		if strconv.FormatInt(n.PersonID, 10) == contactID {
+			out = append(out, n.Body)
+		}
+	}
+	return out
+}
+
+func values(vs []sandbox.FUBValue) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Value
+	}
+	return out
+}
+
 func TestFollowUpBoss_contract(t *testing.T) {
 	t.Parallel()
 	crmtest.Run(t, func(t *testing.T) (crmtest.Adapter, crmtest.Backend) {
@@ -46,7 +76,8 @@ func TestFollowUpBoss_sendsTheLeadAsAnEvent(t *testing.T) {
 		t.Fatalf("%d events, want 1", len(events))
 	}
 	ev := events[0]
-	if ev.Type != "Property Inquiry" || ev.Source != "idx" || ev.System != sandbox.DefaultFUBSystem || ev.Message != "Is 12 Main St still available?" {
+	if ev.Type != "Property Inquiry" || ev.Source != "idx" || ev.System != sandbox.DefaultFUBSystem || ev.Message != "Is 12 Main St still available?\n\n(Brokerflow lead ld_ev)" ||
+		ev.Description != "(Brokerflow lead ld_ev)" {
 		t.Fatalf("event = %+v", ev)
 	}
 	p := fub.People()[0]

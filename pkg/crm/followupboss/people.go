@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/crm"
 	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
 )
@@ -31,9 +30,9 @@ type fubPersonView struct {
 // is transient: FUB hides a person created through events until agent
 // assignment completes.
 func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error) {
-	n, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || n <= 0 {
-		return crm.Person{}, bus.Permanentf("followupboss: %q is not a person id", id)
+	n, err := personID(id)
+	if err != nil {
+		return crm.Person{}, err
 	}
 	id = strconv.FormatInt(n, 10)
 	var v fubPersonView

@@ -181,8 +181,12 @@ func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID stri
 }
 
 func (l *LionDesk) addNote(ctx context.Context, contactID int64, lead *leadv1.Lead) error {
+	return l.postNote(ctx, contactID, NoteText(lead))
+}
+
+func (l *LionDesk) postNote(ctx context.Context, contactID int64, content string) error {
 	path := "/contacts/" + strconv.FormatInt(contactID, 10) + "/notes"
-	_, err := l.api.Do(ctx, "add note", http.MethodPost, path, liondeskNote{Content: NoteText(lead)}, nil)
+	_, err := l.api.Do(ctx, "add note", http.MethodPost, path, liondeskNote{Content: content}, nil)
 	return err
 }
 
@@ -238,7 +242,7 @@ func NoteText(l *leadv1.Lead) string {
 			fmt.Fprintf(&b, "%s: %s\n", label, value)
 		}
 	}
-	fmt.Fprintf(&b, "New lead from %s (Brokerflow lead %s)\n", orUnknown(l.GetLeadSource()), l.GetLeadId())
+	fmt.Fprintf(&b, "New lead from %s %s\n", orUnknown(l.GetLeadSource()), crm.LeadMarker(l.GetLeadId()))
 	in := l.GetInquiry()
 	line("Inquiry", inquiryName(in.GetType()))
 	line("Message", in.GetMessage())

@@ -2,6 +2,7 @@ package liondesk_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,37 @@ func (b liondeskBackend) Activities(*testing.T) int { return len(b.ld.Notes()) }
 
 func (b liondeskBackend) FailNext(_ *testing.T, status, n, retryAfter int) {
 	b.ld.InjectFault(sandbox.Fault{Status: status, Count: n, RetryAfter: retryAfter})
+}
+
+func (b liondeskBackend) Details(t *testing.T, contactID string) (emails, phones []string) {
+	t.Helper()
+	for _, c := range b.ld.Contacts() {
+		if strconv.FormatInt(c.ID, 10) == contactID {
+			return nonEmpty(c.Email), nonEmpty(c.MobilePhone, c.HomePhone, c.OfficePhone)
+		}
+	}
+	t.Fatalf("no contact %s", contactID)
+	return nil, nil
+}
+
+func (b liondeskBackend) Notes(_ *testing.T, contactID string) []string {
+	var out []string
+	for _, n := range b.ld.Notes() {
+		if strconv.FormatInt(n.ContactID, 10) == contactID {
+			out = append(out, n.Content)
+		}
+	}
+	return out
+}
+
+func nonEmpty(vs ...string) []string {
+	var out []string
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func TestLionDesk_contract(t *testing.T) {

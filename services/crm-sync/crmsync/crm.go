@@ -20,13 +20,18 @@ type CRM interface {
 	// Record puts the lead into the CRM: as activity on contactID when the
 	// person is known, otherwise creating the person.
 	Record(ctx context.Context, lead *leadv1.Lead, contactID string) (crm.Recorded, error)
-	// HasLead reports whether the lead's activity is on the contact: after
-	// a crash it tells whether the CRM call landed.
+	ContactKeeper
+}
+
+// ContactKeeper is what crm-sync needs from a CRM to keep one contact per
+// person: add a later lead's email or phone to the known contact (never
+// removing one), tell whether a lead's activity is already on a contact
+// (after a crash between the CRM call and the outcome record), and note on
+// a contact that another one is the same person. Both adapters implement
+// it and pass its part of the contract suite.
+type ContactKeeper interface {
+	AddDetails(ctx context.Context, contactID string, id crm.Identity) (added bool, err error)
 	HasLead(ctx context.Context, contactID, leadID string) (bool, error)
-	// AddDetails adds to the contact the email and phone of id that it
-	// lacks, never removing one; it reports whether it added any.
-	AddDetails(ctx context.Context, contactID string, id crm.Identity) (bool, error)
-	// AddNote adds a note for the agents to the contact.
 	AddNote(ctx context.Context, contactID, body string) error
 }
 

@@ -39,6 +39,9 @@ type FUBOptions struct {
 	Window time.Duration
 	// GlobalLimit is the "global" limit per window of a registered system. Default 250.
 	GlobalLimit int
+	// EventsLimit is the "events" limit per window of GET /v1/events for a registered system
+	// (FUB documents 20, and 10 without a valid X-System-Key). Default 20.
+	EventsLimit int
 	// UnregisteredLimit is the "global" limit per window without a valid X-System-Key.
 	// Default 125.
 	UnregisteredLimit int
@@ -67,6 +70,9 @@ func (o *FUBOptions) setDefaults() {
 	}
 	if o.UnregisteredLimit <= 0 {
 		o.UnregisteredLimit = 125
+	}
+	if o.EventsLimit <= 0 {
+		o.EventsLimit = 20
 	}
 }
 
@@ -97,13 +103,15 @@ type FUBPerson struct {
 
 // FUBEvent is one event recorded by POST /v1/events.
 type FUBEvent struct {
-	ID       int64     `json:"id"`
-	PersonID int64     `json:"personId"`
-	Type     string    `json:"type"`
-	Source   string    `json:"source"`
-	System   string    `json:"system"`
-	Message  string    `json:"message"`
-	Created  time.Time `json:"created"`
+	ID       int64  `json:"id"`
+	PersonID int64  `json:"personId"`
+	Type     string `json:"type"`
+	Source   string `json:"source"`
+	System   string `json:"system"`
+	Message  string `json:"message"`
+	// Description is the event's description as sent.
+	Description string    `json:"description"`
+	Created     time.Time `json:"created"`
 	// Property is the event's property object as sent, or nil.
 	Property json.RawMessage `json:"property,omitempty"`
 }

@@ -30,13 +30,14 @@ var fubEventTypes = map[string]bool{
 
 // fubEventRequest is the body of POST /v1/events.
 type fubEventRequest struct {
-	Source    string          `json:"source"`
-	System    string          `json:"system"`
-	Type      string          `json:"type"`
-	Message   string          `json:"message"`
-	SourceURL string          `json:"sourceUrl"`
-	Person    *fubEventPerson `json:"person"`
-	Property  json.RawMessage `json:"property"`
+	Source      string          `json:"source"`
+	System      string          `json:"system"`
+	Type        string          `json:"type"`
+	Message     string          `json:"message"`
+	Description string          `json:"description"`
+	SourceURL   string          `json:"sourceUrl"`
+	Person      *fubEventPerson `json:"person"`
+	Property    json.RawMessage `json:"property"`
 }
 
 type fubEventPerson struct {
@@ -80,6 +81,7 @@ func (f *FUB) routes() {
 	f.HandleFunc("GET /v1/people", f.listPeople)
 	f.HandleFunc("GET /v1/people/{id}", f.getPerson)
 	f.HandleFunc("POST /v1/events", f.postEvent)
+	f.HandleFunc("GET /v1/events", f.listEvents)
 	f.HandleFunc("POST /v1/notes", f.postNote)
 	f.webhookRoutes()
 	f.HandleKnob("PUT /assignment-delay", f.putAssignmentDelay)
@@ -96,13 +98,21 @@ func (f *FUB) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return user, true
 }
 
-// bucket is FUB's rate-limit context of a call: POST /v1/events is unlimited; every other call
+// bucket is FUB's rate-limit context of a call: POST /v1/events is unlimited; GET /v1/events
+// counts in "events" (20 per window for a registered system, half without); every other call
 // counts in "global", whose limit is higher for a registered system (X-System, X-System-Key).
 func (f *FUB) bucket(r *http.Request, _ string) Bucket {
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/events" {
 		return Bucket{Name: "POST.events", Limit: fubUnlimited, Unlimited: true}
 	}
-	if r.Header.Get("X-System") == f.opts.SystemName && r.Header.Get("X-System-Key") == f.opts.SystemKey {
+	registered := r.Header.Get("X-System") == f.opts.SystemName && r.Header.Get("X-System-Key") == f.opts.SystemKey
+	if r.Method == http.MethodGet && r.URL.Path == "/v1/events" {
+		if registered {
+			return Bucket{Name: "events", Limit: f.opts.EventsLimit}
+		}
+		return Bucket{Name: "events", Limit: max(1, f.opts.EventsLimit/2)}
+	}
+	if registered {
 		return Bucket{Name: "global", Limit: f.opts.GlobalLimit}
 	}
 	return Bucket{Name: "global", Limit: f.opts.UnregisteredLimit}
@@ -174,7 +184,7 @@ func (f *FUB) postEvent(w http.ResponseWriter, r *http.Request) {
 	f.lastID.event++
 	f.events = append(f.events, FUBEvent{
 		ID: f.lastID.event, PersonID: p.ID, Type: typ, Source: req.Source, System: system,
-		Message: req.Message, Created: stamp(now), Property: property,
+		Message: req.Message, Description: req.Description, Created: stamp(now), Property: property,
 	})
 	person := p.clone()
 	var hooks []func(FUBPerson)
@@ -239,30 +249,10 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit, offset := 10, 0
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeFUBError(w, http.StatusBadRequest, "Invalid limit %q", v)
-			return
-		}
-		limit = min(n, 100)
-	}
-	if v := q.Get("offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeFUBError(w, http.StatusBadRequest, "Invalid offset %q", v)
-			return
-		}
-		offset = n
-	}
-	if v := q.Get("next"); v != "" {
-		n, ok := decodeFUBCursor(v)
-		if !ok {
-			writeFUBError(w, http.StatusBadRequest, "Invalid next %q", v)
-			return
-		}
-		offset = n
+	limit, offset, err := fubPageParams(q)
+	if err != nil {
+		writeFUBError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 	match, err := fubPeopleFilter(q)
 	if err != nil {
@@ -280,15 +270,48 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 
-	page := fubPeoplePage{
-		Metadata: fubMetadata{Collection: "people", Offset: offset, Limit: limit, Total: len(hits)},
-		People:   []FUBPerson{},
-	}
+	page := fubPeoplePage{Metadata: fubPageMetadata(r, "people", limit, offset, len(hits)), People: []FUBPerson{}}
 	if offset < len(hits) {
 		page.People = hits[offset:min(offset+limit, len(hits))]
 	}
-	if offset+limit < len(hits) {
+	writeJSON(w, http.StatusOK, page)
+}
+
+// fubPageParams reads FUB's paging: limit (default 10, at most 100), and offset or the next
+// cursor.
+func fubPageParams(q url.Values) (limit, offset int, err error) {
+	limit = 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, 0, fmt.Errorf("invalid limit %q", v)
+		}
+		limit = min(n, 100)
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, 0, fmt.Errorf("invalid offset %q", v)
+		}
+		offset = n
+	}
+	if v := q.Get("next"); v != "" {
+		n, ok := decodeFUBCursor(v)
+		if !ok {
+			return 0, 0, fmt.Errorf("invalid next %q", v)
+		}
+		offset = n
+	}
+	return limit, offset, nil
+}
+
+// fubPageMetadata is the _metadata of a page of total items of collection, with the next
+// cursor and link when more follow.
+func fubPageMetadata(r *http.Request, collection string, limit, offset, total int) fubMetadata {
+	md := fubMetadata{Collection: collection, Offset: offset, Limit: limit, Total: total}
+	if offset+limit < total {
 		next := encodeFUBCursor(offset + limit)
+		q := r.URL.Query()
 		nq := url.Values{}
 		for k, vs := range q {
 			if k != "offset" && k != "next" {
@@ -300,8 +323,40 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		link := (&url.URL{Scheme: scheme, Host: r.Host, Path: fubPrefix + "/v1/people", RawQuery: nq.Encode()}).String()
-		page.Metadata.Next, page.Metadata.NextLink = &next, &link
+		link := (&url.URL{Scheme: scheme, Host: r.Host, Path: fubPrefix + "/v1/" + collection, RawQuery: nq.Encode()}).String()
+		md.Next, md.NextLink = &next, &link
+	}
+	return md
+}
+
+// listEvents answers GET /v1/events, newest first, filtered by personId and type when given.
+func (f *FUB) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, offset, err := fubPageParams(q)
+	if err != nil {
+		writeFUBError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	var personID int64
+	if v := q.Get("personId"); v != "" {
+		if personID, err = strconv.ParseInt(v, 10, 64); err != nil || personID <= 0 {
+			writeFUBError(w, http.StatusBadRequest, "Invalid personId %q", v)
+			return
+		}
+	}
+	typ := q.Get("type")
+	var hits []FUBEvent
+	for _, e := range slices.Backward(f.Events()) {
+		if (personID == 0 || e.PersonID == personID) && (typ == "" || e.Type == typ) {
+			hits = append(hits, e)
+		}
+	}
+	page := struct {
+		Metadata fubMetadata `json:"_metadata"`
+		Events   []FUBEvent  `json:"events"`
+	}{Metadata: fubPageMetadata(r, "events", limit, offset, len(hits)), Events: []FUBEvent{}}
+	if offset < len(hits) {
+		page.Events = hits[offset:min(offset+limit, len(hits))]
 	}
 	writeJSON(w, http.StatusOK, page)
 }

@@ -305,7 +305,7 @@ func TestSystem_leadArrivesInTheCRMAsOneContact(t *testing.T) {
 	s.post(t, "msg_crm_2", strings.Replace(lead, "What is my house worth?", "Ready to list next month.", 1))
 	s.settle(t)
 	people, events := fub.People(), fub.Events()
-	if len(people) != 1 || len(events) != 2 || events[1].PersonID != people[0].ID || events[1].Message != "Ready to list next month." {
+	if len(people) != 1 || len(events) != 2 || events[1].PersonID != people[0].ID || !strings.HasPrefix(events[1].Message, "Ready to list next month.\n\n(Brokerflow lead ") {
 		t.Fatalf("people %+v, events %+v", people, events)
 	}
 }

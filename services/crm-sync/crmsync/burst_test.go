@@ -21,7 +21,16 @@ import (
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-type testLead = crmtest.TestLead
+// testLead is one lead of a test person.
+type testLead struct{ id, first, last, email, phone string }
+
+func crmLeads(leads []testLead) []crmtest.TestLead {
+	out := make([]crmtest.TestLead, len(leads))
+	for i, l := range leads {
+		out[i] = crmtest.TestLead{ID: l.id, First: l.first, Last: l.last, Email: l.email, Phone: l.phone}
+	}
+	return out
+}
 
 // burst is 500 leads: 400 people who write once, and 20 people who write
 // five times each. Each repeat person's five leads sit together in the
@@ -128,8 +137,8 @@ func (c *cluster) publish(t *testing.T, leads []testLead) {
 	pub := bus.NewPublisher(c.js, "normalizer", nil)
 	ctx := natstest.Context(t, time.Minute)
 	for _, l := range leads {
-		lead := crmtest.Lead(l.ID, l.First, l.Last, l.Email, l.Phone)
-		if _, err := pub.Publish(ctx, "lead.normalized.idx", "lead.normalized:"+l.ID, lead); err != nil {
+		lead := crmtest.Lead(l.id, l.first, l.last, l.email, l.phone)
+		if _, err := pub.Publish(ctx, "lead.normalized.idx", "lead.normalized:"+l.id, lead); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,7 +160,7 @@ func (c *cluster) activities() int {
 // that every lead was announced once, and that no call was refused.
 func (c *cluster) assertOnePerPerson(t *testing.T, leads []testLead, linked bool) {
 	t.Helper()
-	crmtest.AssertOnePerPerson(t, c.contacts(), leads, linked)
+	crmtest.AssertOnePerPerson(t, c.contacts(), crmLeads(leads), linked)
 	if n := natstest.Count(t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced); n != uint64(len(leads)) {
 		t.Errorf("%d crm.contact.synced, want %d: a lead was lost or announced twice", n, len(leads))
 	}

@@ -207,7 +207,7 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		if err := st.identities.settle(ctx, f, held, pl.contactOf(rec)); err != nil {
 			return err
 		}
-		if err := s.followUp(ctx, st.outcomes, held, pl, rec); err != nil {
+		if err := s.followUp(ctx, st.outcomes, l.GetLeadId(), held, pl, rec); err != nil {
 			return err
 		}
 	}
@@ -367,7 +367,7 @@ func (s *Syncer) confirm(ctx context.Context, p *pendingLead, pl *plan, l *leadv
 // or phone the contact lacks is added, and when the lead's email and phone
 // belong to two contacts, each gets a note naming the other, once, for an
 // agent to merge them.
-func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, held []heldKey, pl plan, rec crm.Recorded) error {
+func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, leadID string, held []heldKey, pl plan, rec crm.Recorded) error {
 	if pl.target != "" && !rec.Created {
 		var add crm.Identity
 		for _, h := range held {
@@ -387,15 +387,29 @@ func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, held []hel
 	if !pl.linked() {
 		return nil
 	}
+	return s.noteLinked(ctx, kv, pl, leadID)
+}
+
+// noteLinked adds the note to both contacts of a linked pair, once per
+// pair: the first lead to show the link takes the pair's record with
+// create-if-absent and notes both; a redelivery of that lead (after a crash
+// mid-way) notes again, so a note may repeat, never go missing.
+func (s *Syncer) noteLinked(ctx context.Context, kv jetstream.KeyValue, pl plan, leadID string) error {
 	a, b := pl.email, pl.phone
 	if b < a {
 		a, b = b, a
 	}
 	key := "crm-sync.linked." + a + "." + b
-	if _, err := kv.Get(ctx, key); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("read linked contacts: %w", err)
+	if _, err := kv.Create(ctx, key, []byte(leadID)); errors.Is(err, jetstream.ErrKeyExists) {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("read linked contacts: %w", err)
+		}
+		if string(e.Value()) != leadID {
+			return nil // noted by another lead, or done
+		}
+	} else if err != nil {
+		return fmt.Errorf("keep linked contacts: %w", err)
 	}
 	body := fmt.Sprintf("Brokerflow: one lead brought the email address of contact %s and the phone number of contact %s. "+
 		"They may be one person: please check, and merge them. The lead was recorded on contact %s.", pl.email, pl.phone, pl.email)
@@ -404,7 +418,7 @@ func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, held []hel
 			return fmt.Errorf("note linked contacts %s and %s: %w", pl.email, pl.phone, err)
 		}
 	}
-	if _, err := kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+	if _, err := kv.Put(ctx, key, []byte("noted")); err != nil {
 		return fmt.Errorf("keep linked contacts: %w", err)
 	}
 	return nil

@@ -38,7 +38,7 @@ type Config struct {
 	// stay hidden from its search (Follow Up Boss shows a new person once
 	// agent assignment completes). A lead whose creation was interrupted is
 	// retried for that long before it is created again.
-	IdentityVisibleAfter time.Duration `env:"IDENTITY_VISIBLE_AFTER" envDefault:"2m"`
+	IdentityVisibleAfter time.Duration `env:"IDENTITY_VISIBLE_AFTER" envDefault:"30s"`
 	// Concurrency is the number of leads synced at once.
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"4"`
 	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9092"`

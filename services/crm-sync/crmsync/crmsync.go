@@ -338,26 +338,45 @@ func (s *Syncer) recordOnce(ctx context.Context, ids *identities, p *pendingLead
 // person only once it is assigned, so a creation that cannot be found yet
 // is retried until visibleAfter has passed since the call.
 func (s *Syncer) confirm(ctx context.Context, p *pendingLead, pl *plan, l *leadv1.Lead) (crm.Recorded, bool, error) {
-	log := logging.FromContext(ctx)
 	contactID, created := p.prev.ContactID, p.prev.ContactID == ""
 	if contactID == "" {
 		contactID = pl.target
 	}
 	if contactID == "" {
-		if wait := s.visibleAfter - time.Since(p.prev.Calling); wait > 0 {
+		if wait := s.visibleAfter - time.Since(p.prev.Calling); wait > time.Second {
 			return crm.Recorded{}, false, bus.RetryAfter(bus.WithCode("crm.unconfirmed", fmt.Errorf(
 				"lead %s: an earlier delivery may have created the person, and the CRM does not show them yet", l.GetLeadId())), wait)
+		} else if wait > 0 {
+			// Not worth another delivery: wait here, then search once more.
+			select {
+			case <-ctx.Done():
+				return crm.Recorded{}, false, ctx.Err()
+			case <-time.After(wait):
+			}
+			match, found, err := s.crm.Find(ctx, crm.IdentityOf(l))
+			if err != nil {
+				return crm.Recorded{}, false, err
+			}
+			if found {
+				return s.confirmOn(ctx, match.ContactID, true, pl, l)
+			}
 		}
-		log.Warn("an earlier delivery's creation is not in the CRM; creating", "lead_id", l.GetLeadId())
+		logging.FromContext(ctx).Warn("an earlier delivery's creation is not in the CRM; creating", "lead_id", l.GetLeadId())
 		return crm.Recorded{}, false, nil
 	}
+	return s.confirmOn(ctx, contactID, created && pl.target == "", pl, l)
+}
+
+// confirmOn asks the CRM whether the lead is on contactID; when it is not,
+// the lead is recorded there.
+func (s *Syncer) confirmOn(ctx context.Context, contactID string, created bool, pl *plan, l *leadv1.Lead) (crm.Recorded, bool, error) {
 	has, err := s.crm.HasLead(ctx, contactID, l.GetLeadId())
 	if err != nil {
 		return crm.Recorded{}, false, fmt.Errorf("ask the CRM whether lead %s is on contact %s: %w", l.GetLeadId(), contactID, err)
 	}
 	if has {
-		log.Info("an earlier delivery recorded the lead; not sending it again", "lead_id", l.GetLeadId(), "contact_id", contactID)
-		return crm.Recorded{ContactID: contactID, Created: created && pl.target == ""}, true, nil
+		logging.FromContext(ctx).Info("an earlier delivery recorded the lead; not sending it again", "lead_id", l.GetLeadId(), "contact_id", contactID)
+		return crm.Recorded{ContactID: contactID, Created: created}, true, nil
 	}
 	pl.target = contactID
 	return crm.Recorded{}, false, nil

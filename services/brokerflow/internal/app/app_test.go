@@ -44,6 +44,9 @@ func start(t *testing.T, extra ...string) *system {
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0",
 		"BROKERFLOW_BUS_ACK_WAIT=1s",
 		"BROKERFLOW_BUS_RETRY_SCHEDULE=20ms,40ms,80ms,160ms",
+		// The sandbox shows a new person at once (no assignment delay): a
+		// creation in doubt after a 5xx need not wait for it.
+		"CRMSYNC_IDENTITY_VISIBLE_AFTER=100ms",
 		"GATEWAY_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0",
 	}, extra...)
 	cfg, err := app.ConfigFromEnv(environ, app.Mode{Sandbox: true})

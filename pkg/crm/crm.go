@@ -38,6 +38,16 @@ func IdentityOf(l *leadv1.Lead) Identity {
 	return Identity{Email: l.GetContact().GetEmail(), Phone: l.GetContact().GetMobilePhone()}
 }
 
+// SourceOf is the lead source name the CRM records for a lead: its
+// crm_source, or its lead_source for a lead published before crm_source
+// existed.
+func SourceOf(l *leadv1.Lead) string {
+	if s := strings.TrimSpace(l.GetCrmSource()); s != "" {
+		return s
+	}
+	return l.GetLeadSource()
+}
+
 // Match is a person found in the CRM.
 type Match struct {
 	ContactID string

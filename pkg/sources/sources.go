@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -54,6 +55,11 @@ type Spec struct {
 	Mapping map[string]string `yaml:"mapping,omitempty"`
 	// Templates read lead-notification e-mails (format email).
 	Templates []EmailTemplate `yaml:"templates,omitempty"`
+	// CRMSource, when set, is the lead source name the CRM records for
+	// every lead of this source (Follow Up Boss's event source, LionDesk's
+	// contact source). Unset, the mapping's crm_source is used when it
+	// yields a value, and else the source's Name.
+	CRMSource string `yaml:"crm_source,omitempty"`
 	// Notes says what is known of the vendor's contract, for people.
 	Notes string `yaml:"notes,omitempty"`
 }
@@ -198,7 +204,23 @@ var CanonicalFields = []string{
 	"property.mls_number", "property.price", "property.url",
 	"agent.name", "agent.email", "agent.id",
 	"utm.source", "utm.medium", "utm.campaign", "utm.term", "utm.content", "page_url",
-	"delivery_id",
+	"delivery_id", "crm_source",
+}
+
+// MaxCRMSource bounds the length, in characters, of the lead source name
+// sent to the CRM.
+const MaxCRMSource = 100
+
+// CleanCRMSource is s as a lead source name for the CRM: control characters
+// dropped, white space trimmed and collapsed to single spaces, and cut to
+// MaxCRMSource characters. A payload's source is cleaned so; a fixed
+// crm_source must already be clean.
+func CleanCRMSource(s string) string {
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
+	if r := []rune(s); len(r) > MaxCRMSource {
+		s = strings.TrimSpace(string(r[:MaxCRMSource]))
+	}
+	return s
 }
 
 // RateLimit bounds the requests the gateway accepts from a source; zero
@@ -342,6 +364,9 @@ func (s Spec) over(p Spec) Spec {
 	if len(s.Templates) > 0 {
 		out.Templates = s.Templates
 	}
+	if s.CRMSource != "" {
+		out.CRMSource = s.CRMSource
+	}
 	// Mapping entries override one by one: fixing one renamed field keeps
 	// the rest of the preset's mapping.
 	out.Mapping = map[string]string{}
@@ -459,6 +484,8 @@ func (s Spec) Validate() error {
 		return bad("format", "%q is not one of json, form, email, facebook_leadgen", s.Format)
 	case s.RateLimit.PerSecond < 0 || s.RateLimit.Burst < 0:
 		return bad("rate_limit", "must not be negative")
+	case CleanCRMSource(s.CRMSource) != s.CRMSource:
+		return bad("crm_source", "must be one line of at most %d characters, without control characters or extra spaces", MaxCRMSource)
 	}
 	for field := range s.Mapping {
 		if !slices.Contains(CanonicalFields, field) {

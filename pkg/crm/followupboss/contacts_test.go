@@ -114,3 +114,18 @@ func mustID(t *testing.T, s string) int64 {
 	}
 	return id
 }
+
+// The CRM source, not the sources file's name, is the event's and the new
+// person's source.
+func TestFollowUpBoss_sendsTheCRMSource(t *testing.T) {
+	t.Parallel()
+	fub, cfg := crmtest.FollowUpBoss(t)
+	l := crmtest.Lead("ld_src", "John", "Smith", "john.smith@example.com", "")
+	l.LeadSource, l.CrmSource = "idx-vendor", "MyAwesomeWebsite.com"
+	if _, err := followupboss.New(cfg).Record(t.Context(), l, ""); err != nil {
+		t.Fatal(err)
+	}
+	if ev, p := fub.Events()[0], fub.People()[0]; ev.Source != "MyAwesomeWebsite.com" || p.Source != "MyAwesomeWebsite.com" {
+		t.Fatalf("event source %q, person source %q; want MyAwesomeWebsite.com", ev.Source, p.Source)
+	}
+}

@@ -196,7 +196,7 @@ func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID str
 func (f *FollowUpBoss) event(l *leadv1.Lead) fubEvent {
 	c := l.GetContact()
 	ev := fubEvent{
-		Source:      l.GetLeadSource(),
+		Source:      crm.SourceOf(l),
 		System:      f.system,
 		Type:        fubEventType(l),
 		Message:     eventMessage(l),

@@ -2,6 +2,7 @@ package liondesk_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/brokerflow/brokerflow/pkg/crm"
@@ -44,5 +45,24 @@ func TestLionDesk_AddDetailsKeepsWhatDoesNotFitInANote(t *testing.T) {
 	}
 	if n := len(ld.Notes()); n != notesBefore+2 {
 		t.Fatalf("%d notes after the same details again, want %d", n, notesBefore+2)
+	}
+}
+
+// The CRM source, not the sources file's name, is the contact's source and
+// heads the note.
+func TestLionDesk_usesTheCRMSource(t *testing.T) {
+	t.Parallel()
+	ld, cfg := crmtest.LionDesk(t)
+	l := crmtest.Lead("ld_src", "John", "Smith", "john.smith@example.com", "")
+	l.LeadSource, l.CrmSource = "idx-vendor", "MyAwesomeWebsite.com"
+	if _, err := liondesk.New(cfg).Record(t.Context(), l, ""); err != nil {
+		t.Fatal(err)
+	}
+	srcs, c, notes := ld.Sources(), ld.Contacts()[0], ld.Notes()
+	if len(srcs) != 1 || srcs[0].Name != "MyAwesomeWebsite.com" || c.SourceID == nil || *c.SourceID != srcs[0].ID {
+		t.Fatalf("sources %+v, contact source %v; want the contact's source MyAwesomeWebsite.com", srcs, c.SourceID)
+	}
+	if want := "New lead from MyAwesomeWebsite.com (Brokerflow lead ld_src)"; len(notes) != 1 || !strings.HasPrefix(notes[0].Content, want) {
+		t.Fatalf("notes %+v, want one starting %q", notes, want)
 	}
 }

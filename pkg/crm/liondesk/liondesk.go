@@ -159,7 +159,7 @@ func (l *LionDesk) Record(ctx context.Context, lead *leadv1.Lead, contactID stri
 	if body.FirstName == "" && body.LastName == "" {
 		body.FirstName = c.GetFullName()
 	}
-	if src := strings.TrimSpace(lead.GetLeadSource()); src != "" {
+	if src := crm.SourceOf(lead); src != "" {
 		id, err := l.sourceID(ctx, src)
 		if err != nil {
 			return crm.Recorded{}, err
@@ -242,7 +242,7 @@ func NoteText(l *leadv1.Lead) string {
 			fmt.Fprintf(&b, "%s: %s\n", label, value)
 		}
 	}
-	fmt.Fprintf(&b, "New lead from %s %s\n", orUnknown(l.GetLeadSource()), crm.LeadMarker(l.GetLeadId()))
+	fmt.Fprintf(&b, "New lead from %s %s\n", orUnknown(crm.SourceOf(l)), crm.LeadMarker(l.GetLeadId()))
 	in := l.GetInquiry()
 	line("Inquiry", inquiryName(in.GetType()))
 	line("Message", in.GetMessage())

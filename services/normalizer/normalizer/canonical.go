@@ -14,6 +14,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/brokerflow/brokerflow/pkg/sources"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 )
 
@@ -216,4 +217,18 @@ func regionLabel(region string) string {
 		return "(none)"
 	}
 	return strings.ToUpper(region)
+}
+
+// CRMSource is the lead source name the CRM records for a lead: the
+// source's fixed crm_source when the sources file sets one, else the one
+// its mapping read from the payload (cleaned by sources.CleanCRMSource),
+// else the source's name.
+func CRMSource(fixed, mapped, name string) string {
+	if fixed != "" {
+		return fixed
+	}
+	if m := sources.CleanCRMSource(mapped); m != "" {
+		return m
+	}
+	return name
 }

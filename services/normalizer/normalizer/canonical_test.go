@@ -326,3 +326,19 @@ func FuzzCanonicalize(f *testing.F) {
 		}
 	})
 }
+
+func TestCRMSource_fixedThenMappedThenName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ fixed, mapped, want string }{
+		{"", "", "website"},
+		{"", "MyAwesomeWebsite.com", "MyAwesomeWebsite.com"},
+		{"", "  My \n Site  ", "My Site"},
+		{"", " \t ", "website"},
+		{"Our IDX", "MyAwesomeWebsite.com", "Our IDX"},
+		{"Our IDX", "", "Our IDX"},
+	} {
+		if got := CRMSource(tc.fixed, tc.mapped, "website"); got != tc.want {
+			t.Errorf("CRMSource(%q, %q, website) = %q, want %q", tc.fixed, tc.mapped, got, tc.want)
+		}
+	}
+}

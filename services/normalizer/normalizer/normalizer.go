@@ -134,6 +134,7 @@ func (n *Normalizer) Handle(ctx context.Context, m *bus.Message) error {
 		}
 		l.LeadId = LeadID(source, delivery, i)
 		l.LeadSource = source
+		l.CrmSource = CRMSource(mapper.Spec().CRMSource, l.GetCrmSource(), source)
 		l.DeliveryId = delivery
 		l.ItemIndex = uint32(i)
 		l.ReceivedAt = wh.GetReceivedAt()

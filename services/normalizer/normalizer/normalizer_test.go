@@ -257,8 +257,12 @@ func TestNormalizer_presetsFromTheSourcesFile(t *testing.T) {
 	var f leadv1.Lead
 	e.last(t, bus.StreamLeads, "lead.normalized.fub_events", &f)
 	if f.GetContact().GetEmail() != "john.smith@example.com" || f.GetContact().GetMobilePhone() != "+12065550100" ||
-		f.GetInquiry().GetType() != leadv1.InquiryType_INQUIRY_TYPE_BUY || f.GetCampaign().GetUtmSource() != "MyAwesomeWebsite.com" {
+		f.GetInquiry().GetType() != leadv1.InquiryType_INQUIRY_TYPE_BUY || f.GetCampaign().GetUtmSource() != "MyAwesomeWebsite.com" ||
+		f.GetLeadSource() != "fub_events" || f.GetCrmSource() != "MyAwesomeWebsite.com" {
 		t.Errorf("fub_events lead = %v", &f)
+	}
+	if z.GetCrmSource() != "zillow" {
+		t.Errorf("zillow lead's crm_source %q, want the source's name", z.GetCrmSource())
 	}
 	var m leadv1.Lead
 	e.last(t, bus.StreamLeads, "lead.normalized.email", &m)

@@ -201,6 +201,7 @@ func leadFromFields(f sources.Fields) (*leadv1.Lead, error) {
 	}
 	get := func(k string) string { return strings.TrimSpace(f[k]) }
 	lead := &leadv1.Lead{
+		CrmSource: get("crm_source"),
 		Contact: &leadv1.Contact{
 			FirstName:   get("first_name"),
 			LastName:    get("last_name"),

@@ -157,7 +157,8 @@ func TestPresets_mapRealisticPayloads(t *testing.T) {
 				Inquiry: &leadv1.Inquiry{Type: leadv1.InquiryType_INQUIRY_TYPE_BUY, Message: "I'd like to see this one",
 					Property: &leadv1.Property{UnparsedAddress: "1234 High Oak St", City: "Rochester", StateOrProvince: "WA", PostalCode: "98579", ListingId: "1234567",
 						ListPrice: usd(44900000), Url: "http://example.com/listing/1234567"}},
-				Campaign: &leadv1.Campaign{UtmSource: "MyAwesomeWebsite.com"},
+				Campaign:  &leadv1.Campaign{UtmSource: "MyAwesomeWebsite.com"},
+				CrmSource: "MyAwesomeWebsite.com",
 			},
 		},
 		{
@@ -173,18 +174,20 @@ func TestPresets_mapRealisticPayloads(t *testing.T) {
 			name: "fub_event_for_rent", preset: "fub_events", contentType: "application/json",
 			body: `{"source":"Site","type":"Property Inquiry","person":{"emails":[{"value":"r@example.com"}]},"property":{"forRent":true,"price":"2400"}}`,
 			want: &leadv1.Lead{
-				Contact:  &leadv1.Contact{Email: "r@example.com"},
-				Inquiry:  &leadv1.Inquiry{Type: leadv1.InquiryType_INQUIRY_TYPE_RENT, Property: &leadv1.Property{ListPrice: usd(240000)}},
-				Campaign: &leadv1.Campaign{UtmSource: "Site"},
+				Contact:   &leadv1.Contact{Email: "r@example.com"},
+				Inquiry:   &leadv1.Inquiry{Type: leadv1.InquiryType_INQUIRY_TYPE_RENT, Property: &leadv1.Property{ListPrice: usd(240000)}},
+				Campaign:  &leadv1.Campaign{UtmSource: "Site"},
+				CrmSource: "Site",
 			},
 		},
 		{
 			name: "fub_event_general_inquiry", preset: "fub_events", contentType: "application/json",
 			body: `{"source":"Site","type":"General Inquiry","message":"Call me","person":{"phones":[{"value":"(415) 555-0134"}]}}`,
 			want: &leadv1.Lead{
-				Contact:  &leadv1.Contact{MobilePhone: "+14155550134"},
-				Inquiry:  &leadv1.Inquiry{Message: "Call me"},
-				Campaign: &leadv1.Campaign{UtmSource: "Site"},
+				Contact:   &leadv1.Contact{MobilePhone: "+14155550134"},
+				Inquiry:   &leadv1.Inquiry{Message: "Call me"},
+				Campaign:  &leadv1.Campaign{UtmSource: "Site"},
+				CrmSource: "Site",
 			},
 		},
 		{

@@ -487,7 +487,12 @@ type Lead struct {
 	Agent       *Agent                 `protobuf:"bytes,9,opt,name=agent,proto3" json:"agent,omitempty"`
 	Correlation *v1.Correlation        `protobuf:"bytes,10,opt,name=correlation,proto3" json:"correlation,omitempty"`
 	// The WEBHOOKS message the lead was mapped from.
-	Webhook       *v1.MessageRef `protobuf:"bytes,11,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	Webhook *v1.MessageRef `protobuf:"bytes,11,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The lead source as the CRM records it (Follow Up Boss's event source,
+	// LionDesk's contact source): mapped from the payload or fixed by the
+	// sources file (crm_source), else lead_source. Empty in leads published
+	// before the field existed: read it as lead_source then.
+	CrmSource     string `protobuf:"bytes,12,opt,name=crm_source,json=crmSource,proto3" json:"crm_source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +602,13 @@ func (x *Lead) GetWebhook() *v1.MessageRef {
 		return x.Webhook
 	}
 	return nil
+}
+
+func (x *Lead) GetCrmSource() string {
+	if x != nil {
+		return x.CrmSource
+	}
+	return ""
 }
 
 // LeadRejected is published on lead.rejected.<source> when an authentic
@@ -746,7 +758,7 @@ const file_brokerflow_lead_v1_lead_proto_rawDesc = "" +
 	"\aInquiry\x123\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1f.brokerflow.lead.v1.InquiryTypeR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x128\n" +
-	"\bproperty\x18\x03 \x01(\v2\x1c.brokerflow.lead.v1.PropertyR\bproperty\"\x97\x04\n" +
+	"\bproperty\x18\x03 \x01(\v2\x1c.brokerflow.lead.v1.PropertyR\bproperty\"\xb6\x04\n" +
 	"\x04Lead\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x1f\n" +
 	"\vlead_source\x18\x02 \x01(\tR\n" +
@@ -763,7 +775,9 @@ const file_brokerflow_lead_v1_lead_proto_rawDesc = "" +
 	"\x05agent\x18\t \x01(\v2\x19.brokerflow.lead.v1.AgentR\x05agent\x12C\n" +
 	"\vcorrelation\x18\n" +
 	" \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x12:\n" +
-	"\awebhook\x18\v \x01(\v2 .brokerflow.common.v1.MessageRefR\awebhook\"\xd5\x02\n" +
+	"\awebhook\x18\v \x01(\v2 .brokerflow.common.v1.MessageRefR\awebhook\x12\x1d\n" +
+	"\n" +
+	"crm_source\x18\f \x01(\tR\tcrmSource\"\xd5\x02\n" +
 	"\fLeadRejected\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x1f\n" +
 	"\vlead_source\x18\x02 \x01(\tR\n" +

@@ -151,17 +151,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Normalizer.Graph.AccessToken = sandbox.DefaultGraphAccessToken
 	}
 	if c.Sandbox {
-		// Every CRM adapter talks to the sandbox with its default credentials;
 		// Start points the base URLs at the sandbox's bound address.
-		c.CRMSync.FUB = followupboss.Config{
-			BaseURL:   "http://" + c.SandboxAddr + "/fub",
-			APIKey:    sandbox.DefaultFUBAPIKey,
-			System:    sandbox.DefaultFUBSystem,
-			SystemKey: sandbox.DefaultFUBSystemKey,
-			Timeout:   c.CRMSync.FUB.Timeout,
-		}
-		c.CRMSync.LionDesk.BaseURL = "http://" + c.SandboxAddr + "/liondesk"
-		c.CRMSync.LionDesk.AccessToken, c.CRMSync.LionDesk.AccessTokenFile = sandbox.DefaultLionDeskToken, ""
+		SandboxCRM(&c.CRMSync, c.SandboxAddr)
 		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
@@ -195,6 +186,20 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr = "", "", "", ""
 	err = c.Validate()
 	return c, err
+}
+
+// SandboxCRM points every CRM adapter of c at the sandbox at addr
+// (host:port), with the sandbox's default credentials.
+func SandboxCRM(c *crmsync.Config, addr string) {
+	c.FUB = followupboss.Config{
+		BaseURL:   "http://" + addr + "/fub",
+		APIKey:    sandbox.DefaultFUBAPIKey,
+		System:    sandbox.DefaultFUBSystem,
+		SystemKey: sandbox.DefaultFUBSystemKey,
+		Timeout:   c.FUB.Timeout,
+	}
+	c.LionDesk.BaseURL = "http://" + addr + "/liondesk"
+	c.LionDesk.AccessToken, c.LionDesk.AccessTokenFile = sandbox.DefaultLionDeskToken, ""
 }
 
 // Validate reports the first invalid setting, naming the variable.
@@ -372,14 +377,7 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	}
 	a.WebhookURL = "http://" + hostPort(webLn.Addr())
 	if a.Sandbox != nil {
-		// Follow Up Boss tells the gateway about every change, as an owner
-		// registers it with POST /v1/webhooks.
 		a.Sandbox.FUB().SetWebhookBaseURL(a.SandboxURL + "/fub")
-		for _, event := range []string{sandbox.FUBPeopleCreated, sandbox.FUBPeopleUpdated, sandbox.FUBPeopleStageUpdated} {
-			if _, err := a.Sandbox.FUB().RegisterWebhook(event, a.WebhookURL+"/webhooks/followupboss"); err != nil {
-				return nil, fmt.Errorf("sandbox: register %s webhook: %w", event, err)
-			}
-		}
 	}
 	a.OpsURL = "http://" + hostPort(opsLn.Addr())
 
@@ -401,6 +399,14 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		eg.Go(func() error {
 			return opshttp.Serve(runCtx, sandboxLn, a.Sandbox.Handler(), cfg.Gateway.ShutdownTimeout)
 		})
+	}
+	if a.Sandbox != nil {
+		// Follow Up Boss tells the gateway about every change once its owner
+		// registers the gateway's URL: the same calls as `brokerflow crm
+		// webhooks register` (POST /v1/webhooks), made here for the sandbox.
+		if _, _, err := followupboss.New(cfg.CRMSync.FUB).EnsureWebhooks(ctx, a.WebhookURL+gateway.FUBRoute, followupboss.WebhookEvents()); err != nil {
+			return nil, fmt.Errorf("sandbox: register the Follow Up Boss webhooks: %w", err)
+		}
 	}
 	eg.Go(func() error {
 		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready}

@@ -29,12 +29,32 @@ import (
 const sourcesFile = `
 sources:
   - {name: website, preset: idx}
-  - {name: zillow, preset: zillow}
+  - {name: zillow, preset: zillow, crm_source: Zillow Premier Agent}
   - {name: realtor, preset: realtor}
   - {name: idx-vendor, preset: fub_events}
   - {name: facebook, preset: facebook}
   - {name: lead-mail, preset: email}
 `
+
+// fubSourceOf is the source of the event recorded for the person with email
+// in the sandbox's Follow Up Boss, and the person's own source when they
+// agree; "" until there is one event, "mismatch" when they differ.
+func fubSourceOf(fub *sandbox.FUB, email string) string {
+	for _, p := range fub.People() {
+		if len(p.Emails) == 0 || p.Emails[0].Value != email {
+			continue
+		}
+		for _, e := range fub.Events() {
+			if e.PersonID == p.ID {
+				if e.Source != p.Source {
+					return "mismatch: event " + e.Source + ", person " + p.Source
+				}
+				return e.Source
+			}
+		}
+	}
+	return ""
+}
 
 // TestSystem_everyPresetEndToEnd sends a real, authenticated HTTP request
 // for each preset to the running system and finds the canonical lead on
@@ -117,21 +137,24 @@ func TestSystem_everyPresetEndToEnd(t *testing.T) {
 		body                      []byte
 		headers                   http.Header
 		email, phone              string
+		// crmSource is the source Follow Up Boss records: the source's name,
+		// its fixed crm_source (zillow), or the payload's (idx-vendor).
+		crmSource string
 	}{
-		{"website", "/webhooks/website", "application/json", idxBody, idxHeaders, "ada@example.com", "+14155550134"},
+		{"website", "/webhooks/website", "application/json", idxBody, idxHeaders, "ada@example.com", "+14155550134", "website"},
 		{"zillow", "/webhooks/zillow", "application/x-www-form-urlencoded",
 			[]byte(url.Values{"name": {"Katherine Johnson"}, "email": {"KJ@example.org"}, "phone": {"757-555-0199"}, "listingId": {"ZL-42"}, "message": {"Is it pet friendly?"}}.Encode()),
-			http.Header{"X-Brokerflow-Secret": {"zillow-shared-secret-2026"}}, "kj@example.org", "+17575550199"},
+			http.Header{"X-Brokerflow-Secret": {"zillow-shared-secret-2026"}}, "kj@example.org", "+17575550199", "Zillow Premier Agent"},
 		{"realtor", "/webhooks/realtor", "application/json",
 			[]byte(`{"lead_id":"rdc-9001","role":"seller","contact":{"first_name":"Annie","last_name":"Easley","email":"annie@example.com","phone":"216-555-0123"},"property":{"address":"1 Lake Rd","city":"Cleveland","state":"OH","postal_code":"44101"},"message":"Thinking of selling"}`),
-			http.Header{"X-Api-Key": {"realtor-api-key-2026"}}, "annie@example.com", "+12165550123"},
+			http.Header{"X-Api-Key": {"realtor-api-key-2026"}}, "annie@example.com", "+12165550123", "realtor"},
 		{"idx-vendor", "/webhooks/idx-vendor", "application/json",
 			[]byte(`{"source":"MyIDX.example","type":"Property Inquiry","message":"Schedule a showing","person":{"firstName":"Evelyn","lastName":"Boyd","emails":[{"value":"evelyn@example.com"}],"phones":[{"value":"555-555-5555"}]},"property":{"street":"1234 High Oak St","city":"Rochester","state":"WA","code":"98579","mlsNumber":"1234567","price":449000}}`),
-			basic("vendor:vendor-password"), "evelyn@example.com", ""},
+			basic("vendor:vendor-password"), "evelyn@example.com", "", "MyIDX.example"},
 		{"facebook", "/webhooks/facebook", "application/json", fbBody,
-			http.Header{"X-Hub-Signature-256": {sandbox.SignFacebook(sandbox.DefaultGraphAppSecret, fbBody)}}, "dorothy@example.com", "+17575550142"},
+			http.Header{"X-Hub-Signature-256": {sandbox.SignFacebook(sandbox.DefaultGraphAppSecret, fbBody)}}, "dorothy@example.com", "+17575550142", "facebook"},
 		{"lead-mail", "/webhooks/lead-mail", mw.FormDataContentType(), mail.Bytes(),
-			basic("sendgrid:inbound-password"), "mary.jackson@example.net", "+17575550177"},
+			basic("sendgrid:inbound-password"), "mary.jackson@example.net", "+17575550177", "lead-mail"},
 	}
 	for _, c := range cases {
 		t.Run(c.source, func(t *testing.T) {
@@ -143,8 +166,14 @@ func TestSystem_everyPresetEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			ct := l.GetContact()
-			if l.GetLeadSource() != c.source || ct.GetEmail() != c.email || (c.phone != "" && ct.GetMobilePhone() != c.phone) {
+			if l.GetLeadSource() != c.source || l.GetCrmSource() != c.crmSource || ct.GetEmail() != c.email || (c.phone != "" && ct.GetMobilePhone() != c.phone) {
 				t.Fatalf("lead = %v", &l)
+			}
+			// crm-sync sends it on: Follow Up Boss records the event, and the
+			// new person, under the CRM source.
+			natstest.Eventually(t, 30*time.Second, "the lead's event in Follow Up Boss", func() bool { return fubSourceOf(a.Sandbox.FUB(), c.email) != "" })
+			if got := fubSourceOf(a.Sandbox.FUB(), c.email); got != c.crmSource {
+				t.Fatalf("Follow Up Boss recorded source %q, want %q", got, c.crmSource)
 			}
 		})
 	}

@@ -144,6 +144,16 @@ func (c *cluster) publish(t *testing.T, leads []testLead) {
 	}
 }
 
+// waitSynced waits until every lead is announced, however loaded the
+// machine, then for the consumer to settle.
+func (c *cluster) waitSynced(t *testing.T, leads []testLead) {
+	t.Helper()
+	natstest.Eventually(t, 3*time.Minute, "every lead synced", func() bool {
+		return natstest.Count(t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced) >= uint64(len(leads))
+	})
+	natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+}
+
 // contacts returns the CRM's contacts, with their activities.
 func (c *cluster) contacts() []crmtest.Contact { return crmtest.Contacts(c.sb, c.cfg.CRM) }
 
@@ -180,7 +190,7 @@ func TestSyncer_burstAcrossTwoReplicasMakesOneContactPerPerson(t *testing.T) {
 			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
 			leads, people := burst()
 			c.publish(t, leads)
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			c.waitSynced(t, leads)
 			if n := len(c.contacts()); n != people {
 				t.Errorf("%d contacts for %d people", n, people)
 			}
@@ -208,7 +218,7 @@ func TestSyncer_burstSurvivesAReplicaKilledMidway(t *testing.T) {
 			})
 			kill()
 			c.replica(t) // the killed replica restarts
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			c.waitSynced(t, leads)
 			c.assertOnePerPerson(t, leads, false)
 		})
 	}

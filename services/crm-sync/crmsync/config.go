@@ -86,8 +86,16 @@ func ConfigFromEnv(environ []string) (Config, error) {
 	if err := service.ParseEnv(&c, Prefix, environ); err != nil {
 		return c, err
 	}
-	err := c.Resolve()
-	return c, err
+	if err := c.Resolve(); err != nil {
+		return c, err
+	}
+	// Only the service itself needs the pepper: a command that reads
+	// crm-sync's settings to call the CRM does not.
+	if len(c.IdentityPeppers) == 0 {
+		return c, fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER or CRMSYNC_IDENTITY_PEPPER_FILE is required: "+
+			"a secret of at least %d characters that keys the identity records (e.g. `openssl rand -hex 32`)", ErrConfig, minPepper)
+	}
+	return c, nil
 }
 
 // Resolve reads the secrets from their files, then validates.
@@ -137,10 +145,6 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: CRMSYNC_CRM %q is not supported (followupboss, liondesk)", ErrConfig, c.CRM)
-	}
-	if len(c.IdentityPeppers) == 0 {
-		return fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER or CRMSYNC_IDENTITY_PEPPER_FILE is required: "+
-			"a secret of at least %d characters that keys the identity records (e.g. `openssl rand -hex 32`)", ErrConfig, minPepper)
 	}
 	for _, p := range c.IdentityPeppers {
 		if len(p) < minPepper {

@@ -73,7 +73,9 @@ func (e *env) lead(t *testing.T, id, email string) uint64 {
 	return ack.Sequence
 }
 
-func (e *env) settle(t *testing.T) { natstest.WaitSettled(t, e.js, bus.StreamLeads, "crm-sync") }
+// settle waits until crm-sync has acknowledged every lead published so far
+// (only leads are published to LEADS here).
+func (e *env) settle(t *testing.T) { natstest.WaitCaughtUp(t, e.js, bus.StreamLeads, "crm-sync") }
 
 func (e *env) synced(t *testing.T) []*crmv1.ContactSynced {
 	t.Helper()

@@ -50,7 +50,7 @@ func TestSyncer_samePersonWithDifferentKeysAtOnce(t *testing.T) {
 				leads = append(leads, append(group[r:], group[:r]...)...)
 			}
 			c.publish(t, leads)
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			c.waitSynced(t, leads)
 			c.assertOnePerPerson(t, leads, true)
 		})
 	}
@@ -77,7 +77,7 @@ func TestSyncer_phoneOnlyBurstWithDifferingNames(t *testing.T) {
 		leads = append(leads[:at], append(group, leads[at:]...)...)
 	}
 	c.publish(t, leads)
-	natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+	c.waitSynced(t, leads)
 	if n := len(c.contacts()); n != 220 {
 		t.Errorf("%d contacts for 220 people", n)
 	}

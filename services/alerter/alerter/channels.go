@@ -77,8 +77,8 @@ type slack struct {
 	c     *vendorapi.Client
 }
 
-func (s *slack) Name() string          { return ChannelSlack }
-func (s *slack) Takes(a *Alert) bool   { return s.route.Matches(a) }
+func (s *slack) Name() string        { return ChannelSlack }
+func (s *slack) Takes(a *Alert) bool { return s.route.Matches(a) }
 func (s *slack) Send(ctx context.Context, a *Alert) error {
 	_, err := s.c.Do(ctx, "post message", http.MethodPost, "", slackMessage(a), nil)
 	return err

@@ -235,7 +235,7 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 	}
 	tr := e.triggers()[0]
 	if tr.DedupKey != "brokerflow/failure/crm-sync/crm.http_400" || !strings.Contains(string(tr.Details), redrive) || !strings.Contains(string(tr.Details), `"[redacted]"`) {
-		t.Errorf("trigger = %+v", tr)
+		t.Errorf("trigger %s: %s", tr.DedupKey, tr.Details)
 	}
 	e.recv.mu.Lock()
 	if len(e.recv.ids) != 1 || e.recv.bad != 0 || !strings.Contains(e.recv.bodies[0], redrive) || e.recv.ids[0] != alerter.WebhookID("failure/crm-sync/crm.http_400/msg.LEADS.1") {

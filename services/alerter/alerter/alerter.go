@@ -31,10 +31,12 @@ import (
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 )
 
-// CrashAfterSend is the alerter's crash point: an alert reached a channel,
-// and the alerts bucket does not say so yet. A redelivery sends it again,
-// with the same id.
-const CrashAfterSend bus.CrashPoint = "alerter.after_send"
+// CrashAfterSend is the alerter's crash point, one per channel: an alert
+// reached the channel, and the alerts bucket does not say so yet. A
+// redelivery sends it to that channel again, with the same id.
+func CrashAfterSend(channel string) bus.CrashPoint {
+	return bus.CrashPoint("alerter.after_send." + channel)
+}
 
 // Reason codes the alerter gives the failures it learns of from advisories.
 const (
@@ -172,23 +174,8 @@ func (a *Alerter) HandleAdvisory(ctx context.Context, m *bus.Message) error {
 		logging.FromContext(ctx).Error("the alerter gave up on a message of its own", "consumer", adv.Consumer, "target_stream", adv.Stream, "target_seq", adv.StreamSeq)
 		return nil
 	}
-	kv, err := a.bucket(ctx)
-	if err != nil {
+	if done, err := a.awaitRecord(ctx, m, msgKey(adv.Stream, adv.StreamSeq)); err != nil || done {
 		return err
-	}
-	key := msgKey(adv.Stream, adv.StreamSeq)
-	if e, err := readJSON[msgEntry](ctx, kv, key); err != nil {
-		return err
-	} else if e != nil {
-		return nil
-	}
-	if !m.LastAttempt {
-		if wait := a.cfg.AdvisoryGrace - a.now().Sub(m.Time); wait > 0 {
-			return bus.RetryAfter(errWaitForRecord, wait)
-		}
-		if behind, err := a.failuresBehind(ctx); err != nil || behind {
-			return bus.RetryAfter(errWaitForRecord, max(a.cfg.AdvisoryGrace, time.Second))
-		}
 	}
 	svc := adv.Consumer
 	for _, c := range bus.AllConsumers() {
@@ -211,6 +198,48 @@ func (a *Alerter) HandleAdvisory(ctx context.Context, m *bus.Message) error {
 	return a.failed(ctx, al)
 }
 
+// maxAwait bounds one delivery's wait for a failure record; past it the
+// advisory is retried later (a delivery of its own), and on its last
+// delivery it alerts whatever it found.
+const maxAwait = time.Minute
+
+// awaitRecord waits, inside the delivery (the consume loop keeps it alive),
+// until the grace period since the advisory has passed and the failure
+// consumer has nothing left to handle. done says a record of the message
+// was alerted on or counted: the advisory adds nothing.
+func (a *Alerter) awaitRecord(ctx context.Context, m *bus.Message, key string) (done bool, err error) {
+	kv, err := a.bucket(ctx)
+	if err != nil {
+		return false, err
+	}
+	start := a.now()
+	for {
+		if e, err := readJSON[msgEntry](ctx, kv, key); err != nil || e != nil {
+			return e != nil, err
+		}
+		if m.LastAttempt {
+			return false, nil
+		}
+		if a.now().Sub(m.Time) >= a.cfg.AdvisoryGrace {
+			behind, err := a.failuresBehind(ctx)
+			if err != nil {
+				return false, err
+			}
+			if !behind {
+				return false, nil
+			}
+		}
+		if a.now().Sub(start) > maxAwait {
+			return false, bus.RetryAfter(errWaitForRecord, time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // failuresBehind reports whether the failure consumer has records still to handle.
 func (a *Alerter) failuresBehind(ctx context.Context) (bool, error) {
 	c, err := a.w.JetStream().Consumer(ctx, bus.AlerterFailures.Stream, bus.AlerterFailures.Durable)
@@ -221,7 +250,8 @@ func (a *Alerter) failuresBehind(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return info.NumPending > 0 || info.NumAckPending > 0, nil
+	// NumRedelivered: a record whose delivery crashed, waiting for its redelivery.
+	return info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0, nil
 }
 
 // HandleRejected alerts on rejected leads, grouped per source.
@@ -372,7 +402,7 @@ func (a *Alerter) deliver(ctx context.Context, kv jetstream.KeyValue, al *Alert)
 			errs = append(errs, fmt.Errorf("alert %s to %s: %w", al.ID, ch.Name(), err))
 			continue
 		}
-		bus.Crash(ctx, CrashAfterSend)
+		bus.Crash(ctx, CrashAfterSend(ch.Name()))
 		if _, err := kv.Put(ctx, mark, []byte(a.now().UTC().Format(time.RFC3339Nano))); err != nil {
 			return nil, fmt.Errorf("record %s: %w", mark, err)
 		}

@@ -244,3 +244,35 @@ func (s standardWebhooks) Authorize(req *http.Request, body []byte) error {
 	}
 	return nil
 }
+
+// TestResult is what one channel answered to a test alert.
+type TestResult struct {
+	Channel string
+	Err     error
+}
+
+// SendTest sends a test alert to every channel cfg configures, whatever its
+// route; PagerDuty's test incident is resolved right after.
+func SendTest(ctx context.Context, cfg Config, now time.Time) ([]TestResult, error) {
+	channels, err := Channels(cfg)
+	if err != nil {
+		return nil, err
+	}
+	id := "test/" + now.UTC().Format("20060102T150405Z")
+	al := &Alert{
+		ID: id, Kind: opsv1.AlertKind_ALERT_KIND_TEST, Group: "test", Service: "alerter",
+		Title: "Brokerflow test alert: this channel receives Brokerflow's alerts", At: now,
+		Reason: "Sent by `brokerflow alerts test`. Nothing failed.",
+	}
+	var out []TestResult
+	for _, ch := range channels {
+		err := ch.Send(ctx, al)
+		if err == nil && ch.Name() == ChannelPagerDuty {
+			r := *al
+			r.Kind = opsv1.AlertKind_ALERT_KIND_RESOLVED
+			err = ch.Send(ctx, &r)
+		}
+		out = append(out, TestResult{Channel: ch.Name(), Err: err})
+	}
+	return out, nil
+}

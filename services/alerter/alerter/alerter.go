@@ -291,8 +291,17 @@ type group struct {
 	Open []string `json:"open,omitempty"`
 	// Incident says a trigger went to PagerDuty and no resolve since.
 	Incident bool `json:"incident,omitempty"`
-	// Template is the first alert, for the summaries and the resolve.
-	Template Alert `json:"template"`
+	// Template is the first alert, for the summaries and the resolve;
+	// Kind is its kind, which its JSON leaves out.
+	Template Alert           `json:"template"`
+	Kind     opsv1.AlertKind `json:"kind"`
+}
+
+// template is the group's first alert, its kind restored.
+func (g *group) template() Alert {
+	t := g.Template
+	t.Kind = g.Kind
+	return t
 }
 
 // failed admits one failed message into its group: the first of a burst is
@@ -338,7 +347,7 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 		first := g.First == key && !g.FirstSent
 		if !first && g.First != key && len(g.Pending) == 0 && (g.LastSeen.IsZero() || now.Sub(g.LastSeen) >= a.cfg.QuietPeriod) {
 			// A new burst: this failure is its first alert.
-			g.First, g.FirstSent, g.Template = key, false, *al
+			g.First, g.FirstSent, g.Template, g.Kind = key, false, *al, al.Kind
 			first = true
 		}
 		if !first && !slices.Contains(g.Pending, key) && g.First != key {
@@ -354,7 +363,8 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 			return err
 		}
 		if first {
-			return a.sendFirst(ctx, kv, gkey, key, &g.Template)
+			t := g.template()
+			return a.sendFirst(ctx, kv, gkey, key, &t)
 		}
 		return putJSON(ctx, kv, key, msgEntry{Group: al.Group})
 	}
@@ -448,7 +458,7 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 		g.Open = slices.DeleteFunc(g.Open, func(k string) bool { return k == key })
 		resolve = nil
 		if len(g.Open) == 0 && g.Incident {
-			r := g.Template
+			r := g.template()
 			r.Kind, r.ID, r.At = opsv1.AlertKind_ALERT_KIND_RESOLVED, g.Group+"/resolved/"+key, a.now()
 			r.Title = "Resolved: " + g.Template.Title + " (every failure redriven)"
 			r.Reason, r.Data, r.Redrive, r.Stream, r.Sequence, r.Subject = "", nil, "", "", 0, ""
@@ -497,17 +507,20 @@ func (a *Alerter) summarize(ctx context.Context) error {
 			}
 			continue
 		}
-		s := g.Template
+		s := g.template()
 		s.Kind, s.Count, s.At = opsv1.AlertKind_ALERT_KIND_SUMMARY, len(g.Pending), a.now()
 		s.ID = g.Group + "/summary/" + g.Pending[0]
 		s.Title = fmt.Sprintf("%d more: %s, since the last alert", len(g.Pending), g.Template.Title)
-		if g.Template.Kind == opsv1.AlertKind_ALERT_KIND_REJECTED {
+		if g.Kind == opsv1.AlertKind_ALERT_KIND_REJECTED {
 			s.Title = fmt.Sprintf("%d more leads rejected from source %s since the last alert", len(g.Pending), s.Source)
 		}
 		s.Reason = "The first alert of this group told the details; these failed the same way. `brokerflow failures ls --service " + s.Service + "` lists them."
+		if g.Kind == opsv1.AlertKind_ALERT_KIND_REJECTED {
+			s.Reason = "The first alert of this source told why; these were rejected too. A source whose fields changed makes every lead a rejection."
+		}
 		s.Data, s.Redrive, s.Stream, s.Sequence, s.Subject, s.LeadID, s.ContactID, s.TransactionID, s.Attempts = nil, "", "", 0, "", "", "", "", 0
 		s.Redrives = nil
-		if g.Template.Kind == opsv1.AlertKind_ALERT_KIND_FAILURE {
+		if g.Kind == opsv1.AlertKind_ALERT_KIND_FAILURE {
 			for _, k := range g.Pending[:min(len(g.Pending), 5)] {
 				if stream, seq, ok := parseMsgKey(k); ok {
 					s.Redrives = append(s.Redrives, RedriveCommand(s.Service, stream, seq))

@@ -19,6 +19,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 	"github.com/brokerflow/brokerflow/services/alerter/alerter"
@@ -309,8 +310,12 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 			t.Errorf("alerts %d and %d of the group %s apart, closer than the window %s", i-1, i, gap, window)
 		}
 	}
-	if slack := len(e.sb.Slack().Messages()); slack != len(sent) {
-		t.Errorf("%d Slack messages for %d alerts", slack, len(sent))
+	msgs := e.sb.Slack().Messages()
+	if len(msgs) != len(sent) || len(msgs) < 2 {
+		t.Fatalf("%d Slack messages for %d alerts", len(msgs), len(sent))
+	}
+	if !strings.Contains(string(msgs[1].Blocks), "brokerflow failures redrive crm-sync LEADS ") {
+		t.Errorf("the summary names no redrive command:\n%s", msgs[1].Blocks)
 	}
 	if tr := len(e.triggers()); tr != 1 {
 		t.Errorf("%d PagerDuty triggers, want 1 (one incident for the group)", tr)
@@ -396,4 +401,51 @@ func TestAlerter_silentSourceAlertsOnce(t *testing.T) {
 		a := e.sb.PagerDuty().Alerts()
 		return len(a) == 1 && a[0].Status == "resolved"
 	})
+}
+
+// Slack answers 429 with Retry-After: the alert waits and is delivered,
+// and the channels that had it are not sent it again.
+func TestAlerter_slackThrottleIsWaitedOutAndNothingIsLost(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	e.sb.Slack().InjectFault(sandbox.Fault{Method: "POST", Status: 429, RetryAfter: 1, Body: "rate_limited"})
+	e.fub.InjectFault(sandbox.Fault{Method: "POST", Path: "/v1/events", Status: 400, Count: 1})
+	e.lead(t, "ld_throttled")
+	natstest.Eventually(t, 30*time.Second, "the alert in Slack", func() bool { return len(e.sb.Slack().Messages()) == 1 })
+	e.handled(t, bus.AlerterFailures, 1)
+	if tr := len(e.triggers()); tr != 1 {
+		t.Errorf("%d PagerDuty triggers, want 1", tr)
+	}
+	e.recv.mu.Lock()
+	defer e.recv.mu.Unlock()
+	if len(e.recv.ids) != 1 {
+		t.Errorf("the webhook had the alert %d times, want 1", len(e.recv.ids))
+	}
+}
+
+// Rejected leads are one alert per source, then a summary with the count.
+func TestAlerter_rejectedLeadsAreSummarizedPerSource(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{window: 300 * time.Millisecond})
+	norm := bus.NewPublisher(e.js, bus.ServiceNormalizer, nil)
+	ctx := natstest.Context(t, 10*time.Second)
+	for i, source := range []string{"zillow", "zillow", "zillow", "realtor"} {
+		r := &leadv1.LeadRejected{LeadId: fmt.Sprintf("ld_rej_%d", i), LeadSource: source, Reason: "no email or phone for " + email,
+			Partial: crmtest.Lead(fmt.Sprintf("ld_rej_%d", i), first, last, "", "")}
+		if _, err := norm.Publish(ctx, "lead.rejected."+source, fmt.Sprintf("lead.rejected:%d", i), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 30*time.Second, "the alerts and the summary", func() bool { return len(e.sb.Slack().Messages()) == 3 })
+	var texts []string
+	for _, m := range e.sb.Slack().Messages() {
+		texts = append(texts, m.Text)
+	}
+	all := strings.Join(texts, "\n")
+	for _, want := range []string{"Lead rejected from source zillow", "Lead rejected from source realtor", "2 more leads rejected from source zillow"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("Slack lacks %q:\n%s", want, all)
+		}
+	}
+	assertNoPII(t, e.everything(t))
 }

@@ -96,8 +96,11 @@ func (c *Config) Resolve() error {
 			continue
 		}
 		v, err := service.Secrets(nil, s.file)
-		if err != nil || len(v) == 0 {
-			return fmt.Errorf("%w: %s%s: no secret in the file (%v)", ErrConfig, Prefix, s.name, err)
+		if err != nil {
+			return fmt.Errorf("%w: %s%s: %w", ErrConfig, Prefix, s.name, err)
+		}
+		if len(v) == 0 {
+			return fmt.Errorf("%w: %s%s: the file holds no secret", ErrConfig, Prefix, s.name)
 		}
 		*s.dst = v[0]
 	}

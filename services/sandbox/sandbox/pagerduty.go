@@ -144,10 +144,9 @@ func (p *PagerDuty) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	switch ev.EventAction {
 	case "trigger":
-		switch {
-		case ev.Payload == nil:
+		if ev.Payload == nil {
 			errs = append(errs, "'payload' is missing or blank")
-		default:
+		} else {
 			if strings.TrimSpace(ev.Payload.Summary) == "" || len(ev.Payload.Summary) > 1024 {
 				errs = append(errs, "'payload.summary' is missing, blank or longer than 1024 characters")
 			}

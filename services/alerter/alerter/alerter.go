@@ -380,7 +380,7 @@ func (a *Alerter) sendFirst(ctx context.Context, kv jetstream.KeyValue, gkey, ke
 		if g.First == key {
 			g.FirstSent = true
 		}
-		g.LastSentAt = a.now()
+		g.LastSentAt = al.At
 		g.Incident = g.Incident || slices.Contains(reached, ChannelPagerDuty)
 	}); err != nil {
 		return err
@@ -426,7 +426,7 @@ func (a *Alerter) announce(ctx context.Context, al *Alert, reached []string) err
 	ev := &opsv1.AlertSent{
 		AlertId: al.ID, Kind: al.Kind, Group: al.Group, Service: al.Service, Consumer: al.Consumer,
 		ReasonCode: al.ReasonCode, Count: uint32(max(al.Count, 1)), Channels: reached,
-		SentAt: timestamppb.New(a.now()), Summary: al.Title,
+		SentAt: timestamppb.New(al.At), Summary: al.Title,
 		Correlation: &commonv1.Correlation{LeadId: al.LeadID, ContactId: al.ContactID, TransactionId: al.TransactionID, Source: al.Source},
 	}
 	if al.Stream != "" {
@@ -535,7 +535,8 @@ func (a *Alerter) summarize(ctx context.Context) error {
 		summarized := slices.Clone(g.Pending)
 		if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
 			g.Pending = slices.DeleteFunc(g.Pending, func(k string) bool { return slices.Contains(summarized, k) })
-			g.LastSentAt = a.now()
+			// When this summary was due and went out: the next is a window later.
+			g.LastSentAt = s.At
 		}); err != nil {
 			errs = append(errs, err)
 			continue

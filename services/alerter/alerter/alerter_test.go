@@ -296,7 +296,7 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 		}
 		return firsts, summarized
 	}
-	natstest.Eventually(t, 60*time.Second, "every failure alerted or summarized", func() bool {
+	natstest.Eventually(t, 120*time.Second, "every failure alerted or summarized", func() bool {
 		f, n := count()
 		return f+n >= leads
 	})

@@ -275,6 +275,9 @@ func (a *Alerter) HandleRejected(ctx context.Context, m *bus.Message) error {
 type msgEntry struct {
 	Group    string `json:"group"`
 	Resolved bool   `json:"resolved,omitempty"`
+	// Round counts the times the message was redriven successfully; a
+	// failure after one is a new alert.
+	Round int `json:"round,omitempty"`
 }
 
 // group is one alert group's state: its burst's first alert, the failures
@@ -313,10 +316,19 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 		return err
 	}
 	key := msgKey(al.Stream, al.Sequence)
-	if e, err := readJSON[msgEntry](ctx, kv, key); err != nil {
+	e, err := readJSON[msgEntry](ctx, kv, key)
+	if err != nil {
 		return err
-	} else if e != nil && !e.Resolved {
+	}
+	if e != nil && !e.Resolved {
 		return nil // alerted or counted already
+	}
+	// A message redriven successfully that fails again is a new failure:
+	// its round tells its alert from the first one's.
+	round, tag := 0, key
+	if e != nil {
+		round = e.Round
+		tag = fmt.Sprintf("%s-r%d", key, round)
 	}
 	switch al.Kind {
 	case opsv1.AlertKind_ALERT_KIND_REJECTED:
@@ -326,7 +338,7 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 		al.Group = "failure/" + keySafe(al.Service) + "/" + keySafe(al.ReasonCode)
 		al.Title = fmt.Sprintf("%s failed: %s", al.Service, al.ReasonCode)
 	}
-	al.ID = al.Group + "/" + key
+	al.ID = al.Group + "/" + tag
 	al.At = a.now()
 	if err := describe(ctx, a.w.JetStream(), al, a.cfg.PII); err != nil {
 		return err
@@ -344,14 +356,15 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 				return err
 			}
 		}
-		first := g.First == key && !g.FirstSent
-		if !first && g.First != key && len(g.Pending) == 0 && (g.LastSeen.IsZero() || now.Sub(g.LastSeen) >= a.cfg.QuietPeriod) {
+		first := g.First == tag && !g.FirstSent
+		resolved := len(g.Open) == 0 && !g.Incident // every failure of it redriven
+		if !first && g.First != tag && len(g.Pending) == 0 && (resolved || g.LastSeen.IsZero() || now.Sub(g.LastSeen) >= a.cfg.QuietPeriod) {
 			// A new burst: this failure is its first alert.
-			g.First, g.FirstSent, g.Template, g.Kind = key, false, *al, al.Kind
+			g.First, g.FirstSent, g.Template, g.Kind = tag, false, *al, al.Kind
 			first = true
 		}
-		if !first && !slices.Contains(g.Pending, key) && g.First != key {
-			g.Pending = append(g.Pending, key)
+		if !first && !slices.Contains(g.Pending, tag) && g.First != tag {
+			g.Pending = append(g.Pending, tag)
 		}
 		if !slices.Contains(g.Open, key) {
 			g.Open = append(g.Open, key)
@@ -364,20 +377,20 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 		}
 		if first {
 			t := g.template()
-			return a.sendFirst(ctx, kv, gkey, key, &t)
+			return a.sendFirst(ctx, kv, gkey, tag, key, round, &t)
 		}
-		return putJSON(ctx, kv, key, msgEntry{Group: al.Group})
+		return putJSON(ctx, kv, key, msgEntry{Group: al.Group, Round: round})
 	}
 }
 
 // sendFirst delivers a group's first alert, then records it.
-func (a *Alerter) sendFirst(ctx context.Context, kv jetstream.KeyValue, gkey, key string, al *Alert) error {
+func (a *Alerter) sendFirst(ctx context.Context, kv jetstream.KeyValue, gkey, tag, key string, round int, al *Alert) error {
 	reached, err := a.deliver(ctx, kv, al)
 	if err != nil {
 		return err
 	}
 	if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
-		if g.First == key {
+		if g.First == tag {
 			g.FirstSent = true
 		}
 		g.LastSentAt = al.At
@@ -385,7 +398,7 @@ func (a *Alerter) sendFirst(ctx context.Context, kv jetstream.KeyValue, gkey, ke
 	}); err != nil {
 		return err
 	}
-	if err := putJSON(ctx, kv, key, msgEntry{Group: al.Group}); err != nil {
+	if err := putJSON(ctx, kv, key, msgEntry{Group: al.Group, Round: round}); err != nil {
 		return err
 	}
 	return a.announce(ctx, al, reached)
@@ -449,8 +462,8 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 	}
 	key := msgKey(done.GetMessage().GetStream(), done.GetMessage().GetSequence())
 	e, err := readJSON[msgEntry](ctx, kv, key)
-	if err != nil || e == nil {
-		return err // never alerted on: nothing to resolve
+	if err != nil || e == nil || e.Resolved {
+		return err // never alerted on, or resolved already: nothing to resolve
 	}
 	gkey := "group." + e.Group
 	var resolve *Alert
@@ -483,7 +496,7 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 	}
-	e.Resolved = true
+	e.Resolved, e.Round = true, e.Round+1
 	return putJSON(ctx, kv, key, e)
 }
 
@@ -501,7 +514,10 @@ func (a *Alerter) summarize(ctx context.Context) error {
 	var errs []error
 	for _, gkey := range *idx {
 		g, _, err := readJSONRev[group](ctx, kv, gkey)
-		if err != nil || g == nil || len(g.Pending) == 0 || !g.FirstSent || a.now().Sub(g.LastSentAt) < a.cfg.GroupWindow {
+		// A first alert that cannot be delivered holds its summary back
+		// for a window at most.
+		if err != nil || g == nil || len(g.Pending) == 0 || a.now().Sub(g.LastSentAt) < a.cfg.GroupWindow ||
+			(!g.FirstSent && a.now().Sub(g.Template.At) < a.cfg.GroupWindow) {
 			if err != nil {
 				errs = append(errs, err)
 			}

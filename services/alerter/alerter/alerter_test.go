@@ -19,6 +19,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
@@ -260,6 +261,18 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 		t.Fatalf("%d triggers after the resolve, want 1", len(tr))
 	}
 	assertNoPII(t, e.everything(t))
+
+	// Redriven again later, it fails again (as crm-sync would record it): a
+	// new failure, a new alert, a new incident.
+	again := &opsv1.Failure{Service: "crm-sync", Consumer: "crm-sync", Message: &commonv1.MessageRef{Stream: "LEADS", Sequence: seq, Subject: "lead.normalized.idx"},
+		Class: opsv1.ErrorClass_ERROR_CLASS_PERMANENT, ReasonCode: "crm.http_400", Reason: "again", Attempts: 1, Redrive: true}
+	if _, err := bus.NewPublisher(e.js, "crm-sync", nil).Publish(natstest.Context(t, 10*time.Second), bus.FailureSubject("crm-sync"), "failure:again", again); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the second alert", func() bool {
+		a := e.sb.PagerDuty().Alerts()
+		return len(e.sb.Slack().Messages()) == 3 && len(a) == 1 && a[0].Status == "triggered"
+	})
 }
 
 func TestAlerter_piiOnShowsThePerson(t *testing.T) {

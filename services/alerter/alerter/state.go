@@ -14,7 +14,8 @@ import (
 
 // Keys of the alerts bucket:
 //
-//	msg.<stream>.<seq>          a failed message alerted on or counted (msgEntry)
+//	msg.<stream>.<seq>          a failed message alerted on or counted (msgEntry);
+//	                            in a group, "-r<n>" follows it after its nth good redrive
 //	group.<group>               an alert group (group)
 //	sent.<alert id>.<channel>   a channel that has an alert
 //	check.<check>               a check that is firing (checkState)
@@ -27,7 +28,11 @@ func msgKey(stream string, seq uint64) string {
 	return "msg." + keySafe(stream) + "." + strconv.FormatUint(seq, 10)
 }
 
+// parseMsgKey reads a key msgKey made, with or without a round ("-r1").
 func parseMsgKey(k string) (string, uint64, bool) {
+	if i := strings.LastIndex(k, "-r"); i > 0 {
+		k = k[:i]
+	}
 	rest, ok := strings.CutPrefix(k, "msg.")
 	if !ok {
 		return "", 0, false

@@ -84,6 +84,10 @@ type options struct {
 	window, quiet time.Duration
 	pii           bool
 	silent        []string
+	// stuck and full turn the checks on; maxBytes limits every stream.
+	stuck    time.Duration
+	full     float64
+	maxBytes int64
 }
 
 func setup(t *testing.T, o options) *env {
@@ -93,7 +97,7 @@ func setup(t *testing.T, o options) *env {
 	fub, fcfg := crmtest.FollowUpBoss(t)
 	sb, base := crmtest.Sandbox(t, sandbox.Options{Slack: sandbox.SlackOptions{PerSecond: 1000}})
 	consume := service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond}}
-	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: consume}.Topology())
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, MaxBytes: o.maxBytes, ConsumeConfig: consume}.Topology())
 	hooks := &bus.TestHooks{}
 
 	ccfg := crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Bus: consume}
@@ -123,6 +127,8 @@ func setup(t *testing.T, o options) *env {
 		AdvisoryGrace:       200 * time.Millisecond,
 		Tick:                50 * time.Millisecond,
 		SilentSources:       o.silent,
+		StuckAfter:          o.stuck,
+		StreamFullRatio:     o.full,
 		ShutdownTimeout:     5 * time.Second,
 		Bus:                 consume,
 	}
@@ -461,4 +467,68 @@ func TestAlerter_rejectedLeadsAreSummarizedPerSource(t *testing.T) {
 		}
 	}
 	assertNoPII(t, e.everything(t))
+}
+
+// A consumer whose oldest message waits too long is one alert: here
+// reporting's, which no reporting service takes.
+func TestAlerter_stuckConsumerAlertsOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{stuck: 300 * time.Millisecond})
+	e.lead(t, "ld_unread")
+	natstest.Eventually(t, 30*time.Second, "the stuck alert", func() bool { return len(e.sb.Slack().Messages()) >= 1 })
+	firing := time.Now()
+	natstest.Eventually(t, 30*time.Second, "ten more ticks", func() bool { return time.Since(firing) > 10*e.cfg.Tick })
+	// crm-sync took the lead; reporting's consumers of LEADS and CRM hold it and its outcome.
+	var texts []string
+	per := map[string]int{}
+	for _, m := range e.sb.Slack().Messages() {
+		texts = append(texts, m.Text)
+		var consumer string
+		if _, err := fmt.Sscanf(m.Text, "Consumer %s is stuck", &consumer); err == nil {
+			per[consumer]++
+		}
+	}
+	if len(texts) != 2 || per["reporting-leads"] != 1 || per["reporting-crm"] != 1 {
+		t.Fatalf("Slack had %q, want one alert each for reporting-leads and reporting-crm", texts)
+	}
+}
+
+// A stream at 80% of its limit is one alert.
+func TestAlerter_streamNearlyFullAlertsOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{full: 0.8, maxBytes: 16 << 10})
+	ctx := natstest.Context(t, 30*time.Second)
+	s, err := e.js.Stream(ctx, bus.StreamLeads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bus.FullRatio(info) >= 0.85 {
+			break
+		}
+		e.lead(t, fmt.Sprintf("ld_fill_%d", i))
+	}
+	natstest.Eventually(t, 30*time.Second, "the stream-full alert", func() bool {
+		for _, m := range e.sb.Slack().Messages() {
+			if strings.HasPrefix(m.Text, "Stream LEADS is ") {
+				return true
+			}
+		}
+		return false
+	})
+	firing := time.Now()
+	natstest.Eventually(t, 30*time.Second, "ten more ticks", func() bool { return time.Since(firing) > 10*e.cfg.Tick })
+	n := 0
+	for _, m := range e.sb.Slack().Messages() {
+		if strings.HasPrefix(m.Text, "Stream LEADS is ") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d alerts for LEADS, want 1", n)
+	}
 }

@@ -136,9 +136,9 @@ func (a *Alerter) checkStuck(ctx context.Context) ([]finding, error) {
 			}
 			if age := a.now().Sub(oldest); !oldest.IsZero() && age > a.cfg.StuckAfter {
 				f.firing = true
-				f.title = fmt.Sprintf("Consumer %s is stuck: its oldest unprocessed message is %s old", spec.Durable, age.Round(time.Second))
+				f.title = fmt.Sprintf("Consumer %s is stuck: its oldest unprocessed message is %s old", spec.Durable, roughly(age))
 				f.reason = fmt.Sprintf("%s of %s has %d messages waiting and %d in flight; the oldest arrived %s ago (threshold %s).",
-					spec.Durable, spec.Stream, info.NumPending, info.NumAckPending, age.Round(time.Second), a.cfg.StuckAfter)
+					spec.Durable, spec.Stream, info.NumPending, info.NumAckPending, roughly(age), a.cfg.StuckAfter)
 			}
 		}
 		out = append(out, f)
@@ -217,10 +217,18 @@ func (a *Alerter) checkSilent(ctx context.Context) ([]finding, error) {
 		f := finding{check: CheckSilent, subject: source, source: source, service: bus.ServiceGateway}
 		if silence := a.now().Sub(last); silence >= after {
 			f.firing = true
-			f.title = fmt.Sprintf("No lead from source %s for %s", source, silence.Round(time.Second))
-			f.reason = fmt.Sprintf("The last lead webhook from %s arrived %s ago (threshold %s). A vendor whose webhook broke is silent.", source, silence.Round(time.Second), after)
+			f.title = fmt.Sprintf("No lead from source %s for %s", source, roughly(silence))
+			f.reason = fmt.Sprintf("The last lead webhook from %s arrived %s ago (threshold %s). A vendor whose webhook broke is silent.", source, roughly(silence), after)
 		}
 		out = append(out, f)
 	}
 	return out, errors.Join(errs...)
+}
+
+// roughly is d for a person: to the second, or to 100 ms under a minute.
+func roughly(d time.Duration) time.Duration {
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }

@@ -455,16 +455,29 @@ func TestAlerter_rejectedLeadsAreSummarizedPerSource(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	natstest.Eventually(t, 30*time.Second, "the alerts and the summary", func() bool { return len(e.sb.Slack().Messages()) == 3 })
-	var texts []string
-	for _, m := range e.sb.Slack().Messages() {
-		texts = append(texts, m.Text)
-	}
-	all := strings.Join(texts, "\n")
-	for _, want := range []string{"Lead rejected from source zillow", "Lead rejected from source realtor", "2 more leads rejected from source zillow"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("Slack lacks %q:\n%s", want, all)
+	// Per source: its first rejection at once, the others summarized (in
+	// one or more summaries, one per window, however the machine paces it).
+	tally := func() (firsts map[string]int, summarized int) {
+		firsts = map[string]int{}
+		for _, m := range e.sb.Slack().Messages() {
+			var n int
+			var source string
+			if _, err := fmt.Sscanf(m.Text, "%d more leads rejected from source %s", &n, &source); err == nil && source == "zillow" {
+				summarized += n
+			} else if _, err := fmt.Sscanf(m.Text, "Lead rejected from source %s", &source); err == nil {
+				firsts[source]++
+			} else {
+				t.Errorf("unexpected message %q", m.Text)
+			}
 		}
+		return firsts, summarized
+	}
+	natstest.Eventually(t, 30*time.Second, "the alerts and the summaries", func() bool {
+		f, n := tally()
+		return f["zillow"]+f["realtor"]+n >= 4
+	})
+	if f, n := tally(); f["zillow"] != 1 || f["realtor"] != 1 || n != 2 {
+		t.Fatalf("first alerts %v and %d zillow rejections summarized, want one per source and 2", f, n)
 	}
 	assertNoPII(t, e.everything(t))
 }
@@ -473,9 +486,15 @@ func TestAlerter_rejectedLeadsAreSummarizedPerSource(t *testing.T) {
 // reporting's, which no reporting service takes.
 func TestAlerter_stuckConsumerAlertsOnce(t *testing.T) {
 	t.Parallel()
-	e := setup(t, options{stuck: 300 * time.Millisecond})
+	e := setup(t, options{stuck: time.Second})
 	e.lead(t, "ld_unread")
-	natstest.Eventually(t, 30*time.Second, "the stuck alert", func() bool { return len(e.sb.Slack().Messages()) >= 1 })
+	natstest.Eventually(t, 30*time.Second, "the stuck alerts", func() bool {
+		var all strings.Builder
+		for _, m := range e.sb.Slack().Messages() {
+			all.WriteString(m.Text + "\n")
+		}
+		return strings.Contains(all.String(), "Consumer reporting-leads is stuck") && strings.Contains(all.String(), "Consumer reporting-crm is stuck")
+	})
 	firing := time.Now()
 	natstest.Eventually(t, 30*time.Second, "ten more ticks", func() bool { return time.Since(firing) > 10*e.cfg.Tick })
 	// crm-sync took the lead; reporting's consumers of LEADS and CRM hold it and its outcome.
@@ -488,7 +507,13 @@ func TestAlerter_stuckConsumerAlertsOnce(t *testing.T) {
 			per[consumer]++
 		}
 	}
-	if len(texts) != 2 || per["reporting-leads"] != 1 || per["reporting-crm"] != 1 {
+	// (A loaded machine may make another consumer late for a moment: once each at most.)
+	for consumer, n := range per {
+		if n != 1 {
+			t.Errorf("%d alerts for %s, want 1", n, consumer)
+		}
+	}
+	if per["reporting-leads"] != 1 || per["reporting-crm"] != 1 {
 		t.Fatalf("Slack had %q, want one alert each for reporting-leads and reporting-crm", texts)
 	}
 }

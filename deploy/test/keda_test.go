@@ -52,8 +52,9 @@ func TestScaledObjectsNameTheDeclaredConsumers(t *testing.T) {
 		consuming[c.Service] = true
 	}
 	for svc := range consuming {
-		if svc == bus.ServiceReporting {
-			// One writer to its SQLite read model: one replica, never scaled (deploy/base/reporting).
+		if svc == bus.ServiceReporting || svc == bus.ServiceAlerter {
+			// One writer to its SQLite read model, one decider of a group's first alert: one
+			// replica, never scaled (deploy/base/reporting, deploy/base/alerter).
 			continue
 		}
 		i := slices.IndexFunc(sos, func(so scaledObject) bool { return so.Spec.ScaleTargetRef.Name == svc })

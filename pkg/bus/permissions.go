@@ -32,6 +32,10 @@ type ServiceSpec struct {
 	KV []KVAccess
 	// Pauses says its handlers may pause their consumers (PauseOnThrottle).
 	Pauses bool
+	// InspectsConsumers lets it read every consumer's state (its info) and
+	// the last message of any subject: the alerter's checks for a stuck
+	// consumer and a silent source.
+	InspectsConsumers bool
 }
 
 // KVAccess is a service's access to the keys of one bucket.
@@ -62,6 +66,15 @@ var Services = []ServiceSpec{
 	// reporting only reads: it publishes nothing but its failure records
 	// (and the outcome of their redrive), which every consumer may.
 	{Name: ServiceReporting},
+	// The alerter reads the message a failure names, in whatever stream,
+	// and how full every stream and how far behind every consumer is.
+	{
+		Name:              ServiceAlerter,
+		Publishes:         []string{AlertSentSubject},
+		Streams:           []string{StreamWebhooks, StreamLeads, StreamCRM, StreamTMS, StreamLedger, StreamOps, StreamReporting},
+		KV:                []KVAccess{{Bucket: AlertsBucket, Keys: ">", Write: true}},
+		InspectsConsumers: true,
+	},
 }
 
 // Permissions are the subjects a user may publish to and subscribe to. The
@@ -129,6 +142,9 @@ func servicePermissions(s ServiceSpec) Permissions {
 	}
 	for _, st := range s.Watches {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st)
+	}
+	if s.InspectsConsumers {
+		pub = append(pub, "$JS.API.CONSUMER.INFO.*.*", "$JS.API.DIRECT.GET.*.>")
 	}
 	for _, kv := range s.KV {
 		stream := "KV_" + kv.Bucket

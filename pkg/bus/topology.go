@@ -77,6 +77,7 @@ const (
 	ServiceNormalizer = "normalizer"
 	ServiceCRMSync    = "crm-sync"
 	ServiceReporting  = "reporting"
+	ServiceAlerter    = "alerter"
 )
 
 // The declared consumers, one typed value each. A service binds its
@@ -105,11 +106,27 @@ var (
 	ReportingSpend  = ConsumerSpec{Service: ServiceReporting, Stream: StreamReporting, Durable: "reporting-spend", FilterSubjects: []string{SpendSubjects}, MaxAckPending: 256}
 )
 
+// The alerter's consumers: what failed, what the server saw fail (the
+// captured dead-letter advisories, for a handler that crashed before it
+// could write a failure record), what was redriven, and rejected leads.
+// Each is a trickle unless something is wrong, and the alerter handles them
+// one at a time.
+var (
+	AlerterFailures   = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-failures", FilterSubjects: []string{"ops.failure.>"}, MaxAckPending: 64}
+	AlerterAdvisories = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-advisories", FilterSubjects: []string{AdvisoryMaxDeliveries, AdvisoryTerminated}, MaxAckPending: 64}
+	AlerterRedrives   = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-redrives", FilterSubjects: []string{"ops.redrive.done.>"}, MaxAckPending: 64}
+	AlerterRejected   = ConsumerSpec{Service: ServiceAlerter, Stream: StreamLeads, Durable: "alerter-rejected", FilterSubjects: []string{"lead.rejected.>"}, MaxAckPending: 64}
+)
+
 // Consumers is every durable consumer of every service.
 var Consumers = []ConsumerSpec{
 	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
 	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
+	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected,
 }
+
+// AlertSentSubject is where the alerter announces each alert it delivered.
+const AlertSentSubject = "ops.alert.sent"
 
 // SpendSubjects is every spend record: reporting.spend.<source>.<month>.
 const SpendSubjects = "reporting.spend.>"
@@ -155,7 +172,11 @@ var Buckets = []BucketSpec{
 	{Name: "oauth_tokens", Description: "rotating OAuth refresh tokens (QuickBooks, Dotloop)", History: 5},
 	{Name: "cursors", Description: "poll cursors for systems without webhooks", History: 1},
 	{Name: "crm_contacts", Description: "last known stage, name, emails and phones of each CRM contact, to tell what a CRM webhook changed", History: 1},
+	{Name: AlertsBucket, Description: "the alerter's state: each failed message alerted on, each alert group, each channel an alert reached", History: 1},
 }
+
+// AlertsBucket is the alerter's KV bucket.
+const AlertsBucket = "alerts"
 
 // Topology holds the deployment-dependent settings applied to the declarations.
 type Topology struct {

@@ -47,6 +47,11 @@ func New(w io.Writer, opts Options) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, ho))
 }
 
+// IsPIIKey reports whether a field or attribute named key holds personal
+// data whatever its value (email, phone, names, address), as the logger
+// redacts it. The alerter redacts the data of a failed message with it.
+func IsPIIKey(key string) bool { return piiKeys[strings.ToLower(key)] }
+
 // RedactString removes emails and phone numbers from free text.
 func RedactString(s string) string {
 	s = emailRe.ReplaceAllString(s, Redacted)

@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/brokerflow/brokerflow/pkg => ../../pkg
 	github.com/brokerflow/brokerflow/proto => ../../proto
+	github.com/brokerflow/brokerflow/services/alerter => ../alerter
 	github.com/brokerflow/brokerflow/services/crm-sync => ../crm-sync
 	github.com/brokerflow/brokerflow/services/ingest-gateway => ../ingest-gateway
 	github.com/brokerflow/brokerflow/services/normalizer => ../normalizer
@@ -15,6 +16,7 @@ replace (
 require (
 	github.com/brokerflow/brokerflow/pkg v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/proto v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/alerter v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/crm-sync v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/ingest-gateway v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/normalizer v0.0.0-00010101000000-000000000000

@@ -3,7 +3,8 @@
 // speak HTTP to it exactly as they would to the vendor, under a per-vendor path prefix.
 //
 // Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
-// for the Facebook Graph lead read and Lead Ads notifications) built on a Kit (kit.go): the kit
+// for the Facebook Graph lead read and Lead Ads notifications, slack.go for Slack's incoming
+// webhooks, pagerduty.go for PagerDuty's Events API v2) built on a Kit (kit.go): the kit
 // mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
 // fault queue, the rate limit with the vendor's headers), serves its knobs and JSON state under
 // /_sandbox/<vendor>/, sends its signed webhooks (webhook.go) and shows its section of the page.
@@ -17,9 +18,11 @@ import (
 
 // Options configures a Sandbox. The zero value is usable: every vendor gets its defaults.
 type Options struct {
-	FUB      FUBOptions
-	LionDesk LionDeskOptions
-	Graph    GraphOptions
+	FUB       FUBOptions
+	LionDesk  LionDeskOptions
+	Graph     GraphOptions
+	Slack     SlackOptions
+	PagerDuty PagerDutyOptions
 	// Vendors are more emulations, each built with NewKit (a test's own vendor, say): they are
 	// served beside the built-in ones, shown on the page and closed by Close. Each has its own
 	// clock (KitOptions.Now). Two vendors of one name panic.
@@ -34,6 +37,8 @@ type Sandbox struct {
 	fub      *FUB
 	liondesk *LionDesk
 	graph    *Graph
+	slack    *Slack
+	pd       *PagerDuty
 	vendors  []*Kit
 	handler  http.Handler
 }
@@ -44,8 +49,9 @@ func New(o Options) *Sandbox {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now)}
-	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit}, o.Vendors...)
+	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now),
+		slack: newSlack(o.Slack, now), pd: newPagerDuty(o.PagerDuty, now)}
+	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.slack.Kit, s.pd.Kit}, o.Vendors...)
 
 	mux := http.NewServeMux()
 	for _, v := range s.vendors {
@@ -68,6 +74,13 @@ func (s *Sandbox) LionDesk() *LionDesk { return s.liondesk }
 // Graph returns the Facebook Graph emulation (the lead read and Lead Ads notifications), for
 // tests to add leads, inspect its state and turn its knobs.
 func (s *Sandbox) Graph() *Graph { return s.graph }
+
+// Slack returns the Slack incoming-webhook emulation, for tests to read the messages it took.
+func (s *Sandbox) Slack() *Slack { return s.slack }
+
+// PagerDuty returns the PagerDuty Events API v2 emulation, for tests to read its events and
+// alerts.
+func (s *Sandbox) PagerDuty() *PagerDuty { return s.pd }
 
 // Close stops every vendor's background work (webhook deliveries) and waits for it.
 func (s *Sandbox) Close() {

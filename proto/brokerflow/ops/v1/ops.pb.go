@@ -76,6 +76,75 @@ func (ErrorClass) EnumDescriptor() ([]byte, []int) {
 	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{0}
 }
 
+// AlertKind is what an alert says.
+type AlertKind int32
+
+const (
+	AlertKind_ALERT_KIND_UNSPECIFIED AlertKind = 0
+	// The first failure of a group (service and reason code), sent at once.
+	AlertKind_ALERT_KIND_FAILURE AlertKind = 1
+	// How many more failures a group had since its last alert.
+	AlertKind_ALERT_KIND_SUMMARY AlertKind = 2
+	// Every failure of the group was redriven successfully.
+	AlertKind_ALERT_KIND_RESOLVED AlertKind = 3
+	// Rejected leads of one source.
+	AlertKind_ALERT_KIND_REJECTED AlertKind = 4
+	// A check of the bus found a problem: a stuck consumer, a stream nearly
+	// full, a silent source.
+	AlertKind_ALERT_KIND_CHECK AlertKind = 5
+	// A test alert (brokerflow alerts test).
+	AlertKind_ALERT_KIND_TEST AlertKind = 6
+)
+
+// Enum value maps for AlertKind.
+var (
+	AlertKind_name = map[int32]string{
+		0: "ALERT_KIND_UNSPECIFIED",
+		1: "ALERT_KIND_FAILURE",
+		2: "ALERT_KIND_SUMMARY",
+		3: "ALERT_KIND_RESOLVED",
+		4: "ALERT_KIND_REJECTED",
+		5: "ALERT_KIND_CHECK",
+		6: "ALERT_KIND_TEST",
+	}
+	AlertKind_value = map[string]int32{
+		"ALERT_KIND_UNSPECIFIED": 0,
+		"ALERT_KIND_FAILURE":     1,
+		"ALERT_KIND_SUMMARY":     2,
+		"ALERT_KIND_RESOLVED":    3,
+		"ALERT_KIND_REJECTED":    4,
+		"ALERT_KIND_CHECK":       5,
+		"ALERT_KIND_TEST":        6,
+	}
+)
+
+func (x AlertKind) Enum() *AlertKind {
+	p := new(AlertKind)
+	*p = x
+	return p
+}
+
+func (x AlertKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlertKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_brokerflow_ops_v1_ops_proto_enumTypes[1].Descriptor()
+}
+
+func (AlertKind) Type() protoreflect.EnumType {
+	return &file_brokerflow_ops_v1_ops_proto_enumTypes[1]
+}
+
+func (x AlertKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlertKind.Descriptor instead.
+func (AlertKind) EnumDescriptor() ([]byte, []int) {
+	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{1}
+}
+
 // Failure is the record a service publishes on ops.failure.<service> when a
 // message fails permanently or reaches its last delivery. The message itself
 // stays in its stream, so it can be redriven.
@@ -378,6 +447,147 @@ func (x *RedriveDone) GetCommandSequence() uint64 {
 	return 0
 }
 
+// AlertSent is published on ops.alert.sent when the alerter delivered an
+// alert to every channel its routes name.
+type AlertSent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert's id: PagerDuty's dedup_key is the group's, the generic
+	// webhook's webhook-id is this.
+	AlertId string    `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	Kind    AlertKind `protobuf:"varint,2,opt,name=kind,proto3,enum=brokerflow.ops.v1.AlertKind" json:"kind,omitempty"`
+	// The group: "failure/<service>/<reason_code>", "rejected/<source>",
+	// "check/<check>/<subject>".
+	Group      string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	Service    string `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	Consumer   string `protobuf:"bytes,5,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	ReasonCode string `protobuf:"bytes,6,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// The failed message, for a failure.
+	Message     *v1.MessageRef  `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Correlation *v1.Correlation `protobuf:"bytes,8,opt,name=correlation,proto3" json:"correlation,omitempty"`
+	// How many failures the alert stands for (a summary's count).
+	Count uint32 `protobuf:"varint,9,opt,name=count,proto3" json:"count,omitempty"`
+	// The channels it reached: "slack", "pagerduty", "webhook".
+	Channels      []string               `protobuf:"bytes,10,rep,name=channels,proto3" json:"channels,omitempty"`
+	SentAt        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	Summary       string                 `protobuf:"bytes,12,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertSent) Reset() {
+	*x = AlertSent{}
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertSent) ProtoMessage() {}
+
+func (x *AlertSent) ProtoReflect() protoreflect.Message {
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertSent.ProtoReflect.Descriptor instead.
+func (*AlertSent) Descriptor() ([]byte, []int) {
+	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AlertSent) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *AlertSent) GetKind() AlertKind {
+	if x != nil {
+		return x.Kind
+	}
+	return AlertKind_ALERT_KIND_UNSPECIFIED
+}
+
+func (x *AlertSent) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *AlertSent) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AlertSent) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *AlertSent) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
+func (x *AlertSent) GetMessage() *v1.MessageRef {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *AlertSent) GetCorrelation() *v1.Correlation {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *AlertSent) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AlertSent) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *AlertSent) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *AlertSent) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 var File_brokerflow_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_brokerflow_ops_v1_ops_proto_rawDesc = "" +
@@ -410,12 +620,35 @@ const file_brokerflow_ops_v1_ops_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\v2 .brokerflow.common.v1.MessageRefR\amessage\x12!\n" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x123\n" +
 	"\adone_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06doneAt\x12)\n" +
-	"\x10command_sequence\x18\x06 \x01(\x04R\x0fcommandSequence*_\n" +
+	"\x10command_sequence\x18\x06 \x01(\x04R\x0fcommandSequence\"\xc7\x03\n" +
+	"\tAlertSent\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x120\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1c.brokerflow.ops.v1.AlertKindR\x04kind\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\x12\x1a\n" +
+	"\bconsumer\x18\x05 \x01(\tR\bconsumer\x12\x1f\n" +
+	"\vreason_code\x18\x06 \x01(\tR\n" +
+	"reasonCode\x12:\n" +
+	"\amessage\x18\a \x01(\v2 .brokerflow.common.v1.MessageRefR\amessage\x12C\n" +
+	"\vcorrelation\x18\b \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x12\x14\n" +
+	"\x05count\x18\t \x01(\rR\x05count\x12\x1a\n" +
+	"\bchannels\x18\n" +
+	" \x03(\tR\bchannels\x123\n" +
+	"\asent_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\x18\n" +
+	"\asummary\x18\f \x01(\tR\asummary*_\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CLASS_TRANSIENT\x10\x01\x12\x19\n" +
-	"\x15ERROR_CLASS_PERMANENT\x10\x02B\xc7\x01\n" +
+	"\x15ERROR_CLASS_PERMANENT\x10\x02*\xb4\x01\n" +
+	"\tAlertKind\x12\x1a\n" +
+	"\x16ALERT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALERT_KIND_FAILURE\x10\x01\x12\x16\n" +
+	"\x12ALERT_KIND_SUMMARY\x10\x02\x12\x17\n" +
+	"\x13ALERT_KIND_RESOLVED\x10\x03\x12\x17\n" +
+	"\x13ALERT_KIND_REJECTED\x10\x04\x12\x14\n" +
+	"\x10ALERT_KIND_CHECK\x10\x05\x12\x13\n" +
+	"\x0fALERT_KIND_TEST\x10\x06B\xc7\x01\n" +
 	"\x15com.brokerflow.ops.v1B\bOpsProtoP\x01Z>github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1;opsv1\xa2\x02\x03BOX\xaa\x02\x11Brokerflow.Ops.V1\xca\x02\x11Brokerflow\\Ops\\V1\xe2\x02\x1dBrokerflow\\Ops\\V1\\GPBMetadata\xea\x02\x13Brokerflow::Ops::V1b\x06proto3"
 
 var (
@@ -430,30 +663,36 @@ func file_brokerflow_ops_v1_ops_proto_rawDescGZIP() []byte {
 	return file_brokerflow_ops_v1_ops_proto_rawDescData
 }
 
-var file_brokerflow_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_brokerflow_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_brokerflow_ops_v1_ops_proto_goTypes = []any{
 	(ErrorClass)(0),               // 0: brokerflow.ops.v1.ErrorClass
-	(*Failure)(nil),               // 1: brokerflow.ops.v1.Failure
-	(*Redrive)(nil),               // 2: brokerflow.ops.v1.Redrive
-	(*RedriveDone)(nil),           // 3: brokerflow.ops.v1.RedriveDone
-	(*v1.MessageRef)(nil),         // 4: brokerflow.common.v1.MessageRef
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*v1.Correlation)(nil),        // 6: brokerflow.common.v1.Correlation
+	(AlertKind)(0),                // 1: brokerflow.ops.v1.AlertKind
+	(*Failure)(nil),               // 2: brokerflow.ops.v1.Failure
+	(*Redrive)(nil),               // 3: brokerflow.ops.v1.Redrive
+	(*RedriveDone)(nil),           // 4: brokerflow.ops.v1.RedriveDone
+	(*AlertSent)(nil),             // 5: brokerflow.ops.v1.AlertSent
+	(*v1.MessageRef)(nil),         // 6: brokerflow.common.v1.MessageRef
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*v1.Correlation)(nil),        // 8: brokerflow.common.v1.Correlation
 }
 var file_brokerflow_ops_v1_ops_proto_depIdxs = []int32{
-	4, // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
-	0, // 1: brokerflow.ops.v1.Failure.class:type_name -> brokerflow.ops.v1.ErrorClass
-	5, // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
-	6, // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
-	5, // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
-	4, // 5: brokerflow.ops.v1.RedriveDone.message:type_name -> brokerflow.common.v1.MessageRef
-	5, // 6: brokerflow.ops.v1.RedriveDone.done_at:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6,  // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
+	0,  // 1: brokerflow.ops.v1.Failure.class:type_name -> brokerflow.ops.v1.ErrorClass
+	7,  // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
+	8,  // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
+	7,  // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: brokerflow.ops.v1.RedriveDone.message:type_name -> brokerflow.common.v1.MessageRef
+	7,  // 6: brokerflow.ops.v1.RedriveDone.done_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: brokerflow.ops.v1.AlertSent.kind:type_name -> brokerflow.ops.v1.AlertKind
+	6,  // 8: brokerflow.ops.v1.AlertSent.message:type_name -> brokerflow.common.v1.MessageRef
+	8,  // 9: brokerflow.ops.v1.AlertSent.correlation:type_name -> brokerflow.common.v1.Correlation
+	7,  // 10: brokerflow.ops.v1.AlertSent.sent_at:type_name -> google.protobuf.Timestamp
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_brokerflow_ops_v1_ops_proto_init() }
@@ -466,8 +705,8 @@ func file_brokerflow_ops_v1_ops_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brokerflow_ops_v1_ops_proto_rawDesc), len(file_brokerflow_ops_v1_ops_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

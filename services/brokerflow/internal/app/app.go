@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,6 +26,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/opshttp"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/telemetry"
+	"github.com/brokerflow/brokerflow/services/alerter/alerter"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
@@ -100,6 +102,7 @@ type Config struct {
 	Normalizer normalizer.Config `env:"-"`
 	CRMSync    crmsync.Config    `env:"-"`
 	Reporting  reporting.Config  `env:"-"`
+	Alerter    alerter.Config    `env:"-"`
 	sync       SyncPolicy
 }
 
@@ -123,7 +126,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	for _, s := range []struct {
 		cfg    any
 		prefix string
-	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}} {
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.Alerter, alerter.Prefix}} {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
@@ -156,6 +159,15 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
+		// The alerter tells the sandbox's Slack and PagerDuty, unless a
+		// channel is set; Start points them at the sandbox's bound address.
+		if c.Alerter.SlackWebhookURL == "" && c.Alerter.SlackWebhookURLFile == "" {
+			c.Alerter.SlackWebhookURL = "http://" + c.SandboxAddr + "/slack" + sandbox.DefaultSlackHookPath
+		}
+		if c.Alerter.PagerDutyRoutingKey == "" && c.Alerter.PagerDutyRoutingKeyFile == "" {
+			c.Alerter.PagerDutyRoutingKey = sandbox.DefaultPagerDutyRoutingKey
+			c.Alerter.PagerDutyURL = "http://" + c.SandboxAddr + "/pagerduty/v2/enqueue"
+		}
 	}
 	if len(c.CRMSync.IdentityPeppers) == 0 && c.CRMSync.IdentityPepperFile == "" {
 		c.CRMSync.IdentityPepperFile = c.pepperFile()
@@ -182,8 +194,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Reporting.Addr = ReportingAddr
 	}
 	// One process, one retry schedule and one ops listener for every service.
-	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
-	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr = "", "", "", ""
+	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus, c.Alerter.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr, c.Alerter.OpsAddr = "", "", "", "", ""
 	err = c.Validate()
 	return c, err
 }
@@ -219,6 +231,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Reporting.Validate(); err != nil {
+		return err
+	}
+	if err := c.Alerter.Resolve(); err != nil {
 		return err
 	}
 	return c.CRMSync.Resolve()
@@ -301,6 +316,12 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
 		cfg.CRMSync.LionDesk.BaseURL = a.SandboxURL + "/liondesk"
 		cfg.Normalizer.Graph.BaseURL = a.SandboxURL + "/graph/v19.0"
+		if cfg.Alerter.SlackWebhookURL == "http://"+cfg.SandboxAddr+"/slack"+sandbox.DefaultSlackHookPath {
+			cfg.Alerter.SlackWebhookURL = a.SandboxURL + "/slack" + sandbox.DefaultSlackHookPath
+		}
+		if cfg.Alerter.PagerDutyURL == "http://"+cfg.SandboxAddr+"/pagerduty/v2/enqueue" {
+			cfg.Alerter.PagerDutyURL = a.SandboxURL + "/pagerduty/v2/enqueue"
+		}
 		a.cfg = cfg
 	}
 
@@ -349,6 +370,13 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		return nil, err
 	}
 	a.Reporting = rep
+	if d, err = deps(bus.ServiceAlerter); err != nil {
+		return nil, err
+	}
+	alert, err := alerter.New(cfg.Alerter, d)
+	if err != nil {
+		return nil, err
+	}
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
@@ -392,6 +420,7 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	eg.Go(func() error { return norm.Run(runCtx) })
 	eg.Go(func() error { return crm.Run(runCtx) })
 	eg.Go(func() error { return rep.Run(runCtx) })
+	eg.Go(func() error { return alert.Run(runCtx) })
 	if repLn != nil {
 		eg.Go(func() error { return opshttp.Serve(runCtx, repLn, rep.Handler(), cfg.Reporting.ShutdownTimeout) })
 	}
@@ -409,7 +438,7 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		}
 	}
 	eg.Go(func() error {
-		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready}
+		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready, "alerter": alert.Ready}
 		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
 	})
 	return a, nil
@@ -495,6 +524,7 @@ func (a *App) PrintBanner(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
 	}
+	fmt.Fprintf(w, "  alerts          %s\n", a.alertChannels())
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}
@@ -510,6 +540,25 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  inspect         nats --server %s stream get LEADS --last-for lead.normalized.idx\n", a.NATSURL)
 	}
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+// alertChannels names where the alerter sends its alerts.
+func (a *App) alertChannels() string {
+	var out []string
+	c := a.cfg.Alerter
+	if c.SlackWebhookURL != "" {
+		out = append(out, "Slack")
+	}
+	if c.PagerDutyRoutingKey != "" {
+		out = append(out, "PagerDuty at "+c.PagerDutyURL)
+	}
+	if c.WebhookURL != "" {
+		out = append(out, "a signed webhook")
+	}
+	if len(out) == 0 {
+		return "none configured: failures are only logged and kept (ALERTER_*: docs/alerts.md)"
+	}
+	return strings.Join(out, ", ") + "  (docs/alerts.md)"
 }
 
 // isSet reports whether environ sets key to a value that is not empty.

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -370,6 +371,14 @@ func TestSystem_crmRejectionIsOneFailureThenRedriveDeliversIt(t *testing.T) {
 	if f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT || !strings.Contains(f.GetReason(), "Invalid email") {
 		t.Fatalf("failure = %v", &f)
 	}
+	// The alerter, on its own NATS user, tells the sandbox's Slack and PagerDuty.
+	natstest.Eventually(t, 30*time.Second, "the alert", func() bool {
+		return len(s.Sandbox.Slack().Messages()) == 1 && len(s.Sandbox.PagerDuty().Alerts()) == 1
+	})
+	redrive := fmt.Sprintf("brokerflow failures redrive crm-sync %s %d", f.GetMessage().GetStream(), f.GetMessage().GetSequence())
+	if blocks := string(s.Sandbox.Slack().Messages()[0].Blocks); !strings.Contains(blocks, redrive) {
+		t.Fatalf("the Slack alert lacks %q:\n%s", redrive, blocks)
+	}
 	// The cause is fixed (the fault is spent); the operator redrives.
 	pub := bus.NewPublisher(s.js, "test", nil)
 	if _, err := bus.RequestRedrive(natstest.Context(t, 10*time.Second), pub, bus.ServiceCRMSync, f.GetMessage().GetStream(), f.GetMessage().GetSequence(), "test"); err != nil {
@@ -379,4 +388,8 @@ func TestSystem_crmRejectionIsOneFailureThenRedriveDeliversIt(t *testing.T) {
 	if n := natstest.Count(t, s.js, bus.StreamOps, failures); n != 1 {
 		t.Fatalf("%d failure records after a good redrive, want 1", n)
 	}
+	natstest.Eventually(t, 30*time.Second, "PagerDuty's resolve", func() bool {
+		a := s.Sandbox.PagerDuty().Alerts()
+		return len(a) == 1 && a[0].Status == "resolved"
+	})
 }

@@ -43,7 +43,9 @@ type Options struct {
 	CRMLeads int
 	// ReplayEvents is how many events the reporting rebuild reads.
 	ReplayEvents int
-	// Only, when "replay", runs the replay measurement alone.
+	// AlertLeads is the burst of leads the CRM outage fails (the alerter's measurement).
+	AlertLeads int
+	// Only, when "replay" or "alerter", runs that measurement alone.
 	Only string
 }
 
@@ -61,8 +63,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "# machine: %s/%s, %d CPUs, %s; %d clients, %s per measurement\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
-	if o.Only == "replay" {
+	switch o.Only {
+	case "replay":
 		return Replay(ctx, o, w)
+	case "alerter":
+		return AlerterOutage(ctx, o, w)
 	}
 
 	idx := schemes[0]
@@ -132,6 +137,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 	if err := CRMQuota(ctx, o, w); err != nil {
+		return err
+	}
+	if err := AlerterOutage(ctx, o, w); err != nil {
 		return err
 	}
 	return Replay(ctx, o, w)

@@ -98,17 +98,17 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 
 // startSystem runs the whole system against the sandbox, on random ports
 // and a temporary directory, with the sync policy of o.
-func startSystem(ctx context.Context, o Options) (*app.App, func(), error) {
+func startSystem(ctx context.Context, o Options, extra ...string) (*app.App, func(), error) {
 	dir, err := os.MkdirTemp("", "brokerflow-bench-")
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := app.ConfigFromEnv([]string{
+	cfg, err := app.ConfigFromEnv(append([]string{
 		"BROKERFLOW_NATS_PORT=-1", "BROKERFLOW_DATA_DIR=" + dir, "BROKERFLOW_NATS_SYNC=" + o.Sync,
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
 		// The bursts are the point: no per-source rate limit at the door.
 		"GATEWAY_RATE_PER_SOURCE=0",
-	}, app.Mode{Sandbox: true})
+	}, extra...), app.Mode{Sandbox: true})
 	if err == nil {
 		var a *app.App
 		if a, err = app.Start(ctx, cfg, io.Discard, nil); err == nil {

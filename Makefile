@@ -79,9 +79,13 @@ run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --s
 	go run ./services/brokerflow run $(RUN_FLAGS)
 
 .PHONY: test
-test: ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
+test: test-deps ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
 	go test $(TEST_FLAGS) work
 	cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...
+
+.PHONY: test-deps
+test-deps: ## Install PostgreSQL and Chromium for the tests when missing (apt-get, as root; scripts/test-deps)
+	@scripts/test-deps
 
 .PHONY: test-deploy
 test-deploy: ## Run only the deploy tests (deploy/test: manifests, NATS values, image binaries)

@@ -144,7 +144,7 @@ func (r *Reporter) getStatus(w http.ResponseWriter, req *http.Request) {
 	var out map[string]any
 	err := r.withStore(func(s *Store) error {
 		cur, err := s.Cursors(req.Context())
-		out = map[string]any{"database": s.Path, "cursors": cur, "attribution": r.attribution}
+		out = map[string]any{"database": s.Where, "cursors": cur, "attribution": r.attribution}
 		return err
 	})
 	if err != nil {

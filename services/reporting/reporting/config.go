@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/brokerflow/brokerflow/pkg/service"
 )
 
@@ -16,6 +18,9 @@ type Config struct {
 	// DataDir holds the SQLite databases and CURRENT, which names the one
 	// in use; a rebuild (brokerflow replay) writes a new one beside it.
 	DataDir string `env:"DATA_DIR" envDefault:".brokerflow/data/reporting"`
+	// DatabaseURL, when set, keeps the read model in this PostgreSQL
+	// database instead (one schema per read model; DataDir is not used).
+	DatabaseURL string `env:"DATABASE_URL"`
 	// Addr serves the JSON API, the CSV exports and /metrics; empty turns
 	// the listener off (the all-in-one serves the handler itself).
 	Addr string `env:"ADDR" envDefault:":8090"`
@@ -49,8 +54,13 @@ func ConfigFromEnv(environ []string) (Config, error) {
 
 // Validate reports the first invalid setting, naming the variable.
 func (c Config) Validate() error {
-	if c.DataDir == "" {
-		return fmt.Errorf("%w: REPORTING_DATA_DIR is required", ErrConfig)
+	if c.DataDir == "" && c.DatabaseURL == "" {
+		return fmt.Errorf("%w: REPORTING_DATA_DIR is required (or REPORTING_DATABASE_URL)", ErrConfig)
+	}
+	if c.DatabaseURL != "" {
+		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
+			return fmt.Errorf("%w: REPORTING_DATABASE_URL does not parse: want postgres://user:password@host:5432/database or key=value pairs", ErrConfig)
+		}
 	}
 	if _, err := ParseAttribution(c.Attribution); err != nil {
 		return fmt.Errorf("%w: REPORTING_ATTRIBUTION: %w", ErrConfig, err)

@@ -5,37 +5,67 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 )
 
-// Store is one read-model database: a SQLite file, its prepared statements,
-// and the lock that makes its writers take turns.
+// Store is one read-model database (a SQLite file, or a schema of a
+// PostgreSQL database), its prepared statements, and the lock that makes
+// its writers take turns.
 type Store struct {
-	DB    *sql.DB
-	Path  string
-	stmts *statements
-	mu    sync.Mutex
+	DB *sql.DB
+	// Name is the database's name in its place: a file name, or a schema.
+	Name string
+	// Where says where it is, for people: the file's path, or the schema.
+	Where   string
+	stmts   *statements
+	dialect dialect
+	mu      sync.Mutex
 	// noKey turns the idempotency key off (tests that show it matters).
 	noKey bool
 }
 
-// OpenStore opens or creates the database at path, migrated to the current
-// schema.
+type dialect int
+
+const (
+	dialectSQLite dialect = iota
+	dialectPostgres
+)
+
+// writersLock is the PostgreSQL advisory lock every writing transaction
+// takes first, so that the writers of every replica take turns, as one
+// process's writers do on SQLite: a journey is recomputed from the facts,
+// which a concurrent transaction's uncommitted facts would miss.
+const writersLock = 0x62666c6f77 // "bflow"
+
+// OpenStore opens or creates the SQLite database at path, migrated to the
+// current schema.
 func OpenStore(ctx context.Context, path string) (*Store, error) {
-	return openStore(ctx, path, openOptions{})
+	return SQLiteDir(filepath.Dir(path)).Open(ctx, filepath.Base(path))
 }
 
-func openStore(ctx context.Context, path string, o openOptions) (*Store, error) {
-	db, err := openDB(ctx, path, o)
-	if err != nil {
-		return nil, err
-	}
+func newStore(ctx context.Context, db *sql.DB, name, where string, d dialect) (*Store, error) {
 	st, err := prepare(ctx, db)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{DB: db, Path: path, stmts: st}, nil
+	return &Store{DB: db, Name: name, Where: where, stmts: st, dialect: d}, nil
+}
+
+// begin starts a writing transaction.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if s.dialect == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(writersLock)); err != nil {
+			_ = tx.Rollback()
+			return nil, fmt.Errorf("take the writers' lock: %w", err)
+		}
+	}
+	return tx, nil
 }
 
 // Close closes the database.
@@ -72,9 +102,9 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tx, err := s.DB.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
-		return Applied{}, fmt.Errorf("begin: %w", err)
+		return Applied{}, err
 	}
 	defer func() { _ = tx.Rollback() }()
 	b := &batch{
@@ -177,7 +207,7 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
-	tx, err := s.DB.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/pgtest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -26,8 +28,10 @@ import (
 // Replay measures the rebuild of the reporting read model from o.ReplayEvents
 // events in LEADS and CRM, against, in the same run, the raw rate of an
 // ordered consumer reading the same streams (the broker's pace, nothing
-// decoded or written) and a plain bulk insert of one row per event into
-// SQLite (the database's pace, nothing read or derived).
+// decoded or written) and a plain bulk insert of one row per event (the
+// database's pace, nothing read or derived): into SQLite, then into a
+// PostgreSQL that it starts from the operating system's package (pgtest;
+// fsync on, as in production).
 func Replay(ctx context.Context, o Options, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "brokerflow-bench-replay-")
 	if err != nil {
@@ -60,23 +64,65 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("raw consume: %w", err)
 	}
-	res, err := reporting.Rebuild(ctx, js, filepath.Join(dir, "replay.db"), reporting.ReplayOptions{})
+	rows, err := eventRows(ctx, js)
 	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if res.Read != n {
-		return fmt.Errorf("replay read %d of %d events", res.Read, n)
-	}
-	bulk, err := bulkInsert(ctx, js, filepath.Join(dir, "bulk.db"), n)
-	if err != nil {
-		return fmt.Errorf("bulk insert: %w", err)
+		return err
 	}
 	fmt.Fprintf(w, "bench: replay_events %d count\n", n)
 	fmt.Fprintf(w, "bench: replay_raw_consume_per_s %.0f events/s\n", raw)
-	fmt.Fprintf(w, "bench: replay_events_per_s %.0f events/s\n", res.Rate())
-	fmt.Fprintf(w, "bench: replay_ratio %.3f x\n", res.Rate()/raw)
-	fmt.Fprintf(w, "bench: replay_bulk_insert_per_s %.0f rows/s\n", bulk)
-	fmt.Fprintf(w, "bench: replay_vs_bulk_insert_ratio %.3f x\n", res.Rate()/bulk)
+
+	sqlite := reporting.SQLiteDir(dir)
+	bulkDB, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "bulk.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
+	if err != nil {
+		return err
+	}
+	defer bulkDB.Close()
+	if err := replayInto(ctx, js, w, "replay", sqlite, "replay.db", bulkDB, "BLOB", rows, raw); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+
+	pg, err := pgtest.Start(ctx, pgtest.Options{Durable: true})
+	if err != nil {
+		fmt.Fprintf(w, "# replay_postgres_*: not measured: %v\n", err)
+		return nil
+	}
+	defer pg.Stop()
+	place, err := reporting.PostgreSQL(ctx, pg.DSN(""))
+	if err != nil {
+		return err
+	}
+	defer place.Close()
+	pgDB, err := sql.Open("pgx", pg.DSN(""))
+	if err != nil {
+		return err
+	}
+	defer pgDB.Close()
+	if err := replayInto(ctx, js, w, "replay_postgres", place, "replay", pgDB, "BYTEA", rows, raw); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// replayInto rebuilds the read model as name in p, then bulk-inserts rows
+// into db, and prints the figures under prefix.
+func replayInto(ctx context.Context, js jetstream.JetStream, w io.Writer, prefix string, p reporting.Place, name string,
+	db *sql.DB, blob string, rows []eventRow, raw float64,
+) error {
+	res, err := reporting.Rebuild(ctx, js, p, name, reporting.ReplayOptions{})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if res.Read != len(rows) {
+		return fmt.Errorf("replay read %d of %d events", res.Read, len(rows))
+	}
+	bulk, err := bulkInsert(ctx, db, blob, rows)
+	if err != nil {
+		return fmt.Errorf("bulk insert: %w", err)
+	}
+	fmt.Fprintf(w, "bench: %s_events_per_s %.0f events/s\n", prefix, res.Rate())
+	fmt.Fprintf(w, "bench: %s_ratio %.3f x\n", prefix, res.Rate()/raw)
+	fmt.Fprintf(w, "bench: %s_bulk_insert_per_s %.0f rows/s\n", prefix, bulk)
+	fmt.Fprintf(w, "bench: %s_vs_bulk_insert_ratio %.3f x\n", prefix, res.Rate()/bulk)
 	return nil
 }
 
@@ -175,32 +221,33 @@ func rawConsume(ctx context.Context, js jetstream.JetStream, n int) (float64, er
 	return float64(got) / time.Since(start).Seconds(), nil
 }
 
-// bulkInsert writes one plain row per event (its stream, sequence, subject,
-// id and body) into a fresh SQLite table, in transactions of 5,000, with the
-// rebuild's pragmas: rows per second. The rows are read first, so only
-// the inserts are timed.
-func bulkInsert(ctx context.Context, js jetstream.JetStream, path string, n int) (float64, error) {
-	type row struct {
-		stream, subject, id string
-		seq                 uint64
-		data                []byte
-	}
-	rows := make([]row, 0, n)
+// eventRow is one stored event, as the bulk insert writes it.
+type eventRow struct {
+	stream, subject, id string
+	seq                 uint64
+	data                []byte
+}
+
+// eventRows reads every event of LEADS and CRM.
+func eventRows(ctx context.Context, js jetstream.JetStream) ([]eventRow, error) {
+	var rows []eventRow
 	for _, stream := range []string{bus.StreamLeads, bus.StreamCRM} {
 		for _, m := range fetchAll(ctx, js, stream) {
 			meta, err := m.Metadata()
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
-			rows = append(rows, row{stream, m.Subject(), m.Headers().Get(bus.HeaderMsgID), meta.Sequence.Stream, m.Data()})
+			rows = append(rows, eventRow{stream, m.Subject(), m.Headers().Get(bus.HeaderMsgID), meta.Sequence.Stream, m.Data()})
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE events (stream TEXT NOT NULL, seq BIGINT NOT NULL, subject TEXT NOT NULL, event_id TEXT NOT NULL, data BLOB, PRIMARY KEY (stream, seq))`); err != nil {
+	return rows, nil
+}
+
+// bulkInsert writes one plain row per event (its stream, sequence, subject,
+// id and body) into a fresh table of db, in transactions of 5,000: rows per
+// second. The rows were read before, so only the inserts are timed.
+func bulkInsert(ctx context.Context, db *sql.DB, blob string, rows []eventRow) (float64, error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE events (stream TEXT NOT NULL, seq BIGINT NOT NULL, subject TEXT NOT NULL, event_id TEXT NOT NULL, data `+blob+`, PRIMARY KEY (stream, seq))`); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -209,7 +256,7 @@ func bulkInsert(ctx context.Context, js jetstream.JetStream, path string, n int)
 		if err != nil {
 			return 0, err
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO events (stream, seq, subject, event_id, data) VALUES (?1, ?2, ?3, ?4, ?5)`)
+		st, err := tx.PrepareContext(ctx, `INSERT INTO events (stream, seq, subject, event_id, data) VALUES ($1, $2, $3, $4, $5)`)
 		if err != nil {
 			_ = tx.Rollback()
 			return 0, err

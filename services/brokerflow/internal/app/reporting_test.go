@@ -89,7 +89,8 @@ func reportingSettled(t *testing.T, js jetstream.JetStream) {
 // day through the running system against the sandbox: signed leads from
 // three sources, returning people, rejected leads, slow leads, stage
 // changes in the CRM, and the spend set with brokerflow spend set. The
-// generator knows what the reports must say, and the API says it. Then the
+// generator knows what the reports must say, and the API and the dashboard
+// (in Chromium) say it. Then the
 // reporting database is deleted, brokerflow replay rebuilds it, and every
 // table is what it was.
 func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
@@ -226,6 +227,9 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 	if len(j.Leads) != 2 || j.Journey["first_source"] != "website" || j.Journey["last_source"] != "zillow" || j.Journey["stage"] != "Active Client" {
 		t.Fatalf("journey of a returning active client: %+v", j.Journey)
 	}
+
+	// The dashboard shows the same, in a real browser.
+	checkDashboard(t, a.ReportingURL, truth, speeds, &j)
 
 	// The database is deleted; brokerflow replay rebuilds it.
 	live := exports(t, a)

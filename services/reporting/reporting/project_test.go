@@ -2,10 +2,14 @@ package reporting_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 )
 
@@ -148,4 +152,53 @@ func TestReport_funnelSpeedAndAttribution(t *testing.T) {
 			t.Fatalf("last touch: zillow %+v idx %+v", z, i)
 		}
 	})
+}
+
+// Several replicas write one PostgreSQL read model at once. Each journey is
+// recomputed from the facts, so a writer must see the other's committed
+// facts: the writers take turns on an advisory lock. Here two stores (two
+// replicas' pools) project the two leads of each contact at the same time;
+// every journey must count both.
+func TestProjection_concurrentWritersOnPostgresJoinEveryFact(t *testing.T) {
+	t.Parallel()
+	dir, dsn := newPlace(t, onPostgres)
+	p := openPlace(t, dir, dsn)
+	const contacts = 40
+	var replicas [2]*reporting.Store
+	var events [2][]reporting.Event
+	for r := range replicas {
+		st, err := p.Open(context.Background(), "shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		replicas[r] = st
+		var pub []published
+		for c := range contacts {
+			id := fmt.Sprintf("ld_%d_%d", c, r)
+			pub = append(pub, lead(id, []string{"zillow", "idx"}[r], time.Duration(r)*time.Minute),
+				synced(id, "zillow", strconv.Itoa(1000+c), crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, time.Duration(r)*time.Minute+time.Second))
+		}
+		events[r] = asEvents(t, pub)
+	}
+	// Contact by contact, both replicas at once: one lead and its contact
+	// per transaction, as the live handlers apply them.
+	for i := 0; i < len(events[0]); i += 2 {
+		var wg sync.WaitGroup
+		for r := range replicas {
+			wg.Go(func() {
+				if _, err := replicas[r].Apply(context.Background(), events[r][i:i+2]); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var wrong int
+	if err := replicas[0].DB.QueryRowContext(context.Background(), `SELECT count(*) FROM journeys WHERE leads <> 2`).Scan(&wrong); err != nil {
+		t.Fatal(err)
+	}
+	if wrong != 0 {
+		t.Fatalf("%d of %d journeys miss a lead another replica projected at the same time", wrong, contacts)
+	}
 }

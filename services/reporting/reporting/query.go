@@ -479,11 +479,8 @@ func queryMaps(ctx context.Context, db *sql.DB, query string, args ...any) ([]ma
 		}
 		m := make(map[string]any, len(cols))
 		for i, c := range cols {
-			switch v := vals[i].(type) {
-			case []byte:
-				vals[i] = string(v)
-			case int32: // PostgreSQL's INTEGER, as SQLite's
-				vals[i] = int64(v)
+			if b, ok := vals[i].([]byte); ok {
+				vals[i] = string(b)
 			}
 			m[c] = vals[i]
 		}

@@ -158,8 +158,6 @@ func csvField(v any) string {
 		return x
 	case int64:
 		return strconv.FormatInt(x, 10)
-	case int32: // PostgreSQL's INTEGER
-		return strconv.FormatInt(int64(x), 10)
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	case time.Time:

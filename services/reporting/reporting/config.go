@@ -21,6 +21,9 @@ type Config struct {
 	// DatabaseURL, when set, keeps the read model in this PostgreSQL
 	// database instead (one schema per read model; DataDir is not used).
 	DatabaseURL string `env:"DATABASE_URL"`
+	// DatabaseURLFile is a file whose first line is DatabaseURL (a mounted
+	// Secret: the DSN holds a password).
+	DatabaseURLFile string `env:"DATABASE_URL_FILE"`
 	// Addr serves the JSON API, the CSV exports and /metrics; empty turns
 	// the listener off (the all-in-one serves the handler itself).
 	Addr string `env:"ADDR" envDefault:":8090"`
@@ -54,7 +57,10 @@ func ConfigFromEnv(environ []string) (Config, error) {
 
 // Validate reports the first invalid setting, naming the variable.
 func (c Config) Validate() error {
-	if c.DataDir == "" && c.DatabaseURL == "" {
+	if c.DatabaseURL != "" && c.DatabaseURLFile != "" {
+		return fmt.Errorf("%w: set REPORTING_DATABASE_URL or REPORTING_DATABASE_URL_FILE, not both", ErrConfig)
+	}
+	if c.DataDir == "" && c.DatabaseURL == "" && c.DatabaseURLFile == "" {
 		return fmt.Errorf("%w: REPORTING_DATA_DIR is required (or REPORTING_DATABASE_URL)", ErrConfig)
 	}
 	if c.DatabaseURL != "" {
@@ -72,6 +78,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: REPORTING_CONCURRENCY must be at least 1", ErrConfig)
 	}
 	return c.Bus.Validate()
+}
+
+// DSN is the PostgreSQL database's DSN, from REPORTING_DATABASE_URL or the
+// first line of REPORTING_DATABASE_URL_FILE; "" keeps the read model in
+// SQLite.
+func (c Config) DSN() (string, error) {
+	if c.DatabaseURLFile == "" {
+		return c.DatabaseURL, nil
+	}
+	lines, err := service.Secrets(nil, c.DatabaseURLFile)
+	if err != nil {
+		return "", fmt.Errorf("%w: REPORTING_DATABASE_URL_FILE: %w", ErrConfig, err)
+	}
+	if len(lines) == 0 {
+		return "", fmt.Errorf("%w: REPORTING_DATABASE_URL_FILE %s is empty", ErrConfig, c.DatabaseURLFile)
+	}
+	return lines[0], nil
 }
 
 // Attribution is which of a contact's leads a contact, its transactions and

@@ -71,7 +71,11 @@ func New(cfg Config, deps Deps) (*Reporter, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if r.place, err = OpenPlace(ctx, cfg.DataDir, cfg.DatabaseURL); err != nil {
+	dsn, err := cfg.DSN()
+	if err != nil {
+		return nil, err
+	}
+	if r.place, err = OpenPlace(ctx, cfg.DataDir, dsn); err != nil {
 		return nil, err
 	}
 	if err := r.open(ctx); err != nil {

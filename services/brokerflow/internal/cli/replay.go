@@ -39,7 +39,10 @@ Runs as the analyst by default, on the machine that holds the data directory. Se
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m := service.EnvMap(environ)
 			if dsn == "" {
-				dsn = m[reporting.Prefix+"DATABASE_URL"]
+				var err error
+				if dsn, err = (reporting.Config{DatabaseURL: m[reporting.Prefix+"DATABASE_URL"], DatabaseURLFile: m[reporting.Prefix+"DATABASE_URL_FILE"]}).DSN(); err != nil {
+					return err
+				}
 			}
 			if dir == "" {
 				dir = m[reporting.Prefix+"DATA_DIR"]
@@ -94,7 +97,7 @@ Runs as the analyst by default, on the machine that holds the data directory. Se
 	nf.register(cmd, bus.UserAnalyst)
 	f := cmd.Flags()
 	f.StringVar(&dir, "data-dir", "", "the reporting data directory (default $REPORTING_DATA_DIR, or reporting/ in $BROKERFLOW_DATA_DIR)")
-	f.StringVar(&dsn, "dsn", "", "rebuild into this PostgreSQL database instead, as a new schema (default $REPORTING_DATABASE_URL)")
+	f.StringVar(&dsn, "dsn", "", "rebuild into this PostgreSQL database instead, as a new schema (default $REPORTING_DATABASE_URL, or the first line of $REPORTING_DATABASE_URL_FILE)")
 	f.StringVar(&from, "from-time", "", "start every stream at this RFC 3339 time")
 	f.StringArrayVar(&fromSeq, "from-seq", nil, "start at a sequence: N for every stream, or STREAM=N (repeatable)")
 	f.StringVar(&until, "until", "", "stop every stream after this RFC 3339 time")

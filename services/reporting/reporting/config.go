@@ -3,6 +3,7 @@ package reporting
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,7 +65,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: REPORTING_DATA_DIR is required (or REPORTING_DATABASE_URL)", ErrConfig)
 	}
 	if c.DatabaseURL != "" {
-		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
+		if _, err := pgx.ParseConfig(strings.TrimSpace(c.DatabaseURL)); err != nil {
 			return fmt.Errorf("%w: REPORTING_DATABASE_URL does not parse: want postgres://user:password@host:5432/database or key=value pairs", ErrConfig)
 		}
 	}
@@ -85,7 +86,8 @@ func (c Config) Validate() error {
 // SQLite.
 func (c Config) DSN() (string, error) {
 	if c.DatabaseURLFile == "" {
-		return c.DatabaseURL, nil
+		// A Secret's value, as Kubernetes gives it, may end in a newline.
+		return strings.TrimSpace(c.DatabaseURL), nil
 	}
 	lines, err := service.Secrets(nil, c.DatabaseURLFile)
 	if err != nil {

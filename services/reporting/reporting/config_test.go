@@ -24,7 +24,7 @@ func TestConfig_databaseURLFromTheEnvironmentOrAFile(t *testing.T) {
 		err     string
 	}{
 		{"sqlite by default", nil, "", ""},
-		{"from the variable", []string{"REPORTING_DATABASE_URL=postgres://u@db/x"}, "postgres://u@db/x", ""},
+		{"from the variable", []string{"REPORTING_DATABASE_URL=postgres://u@db/x\n"}, "postgres://u@db/x", ""},
 		{"from a file", []string{"REPORTING_DATABASE_URL_FILE=" + file}, "postgres://reporting:s3cret@db:5432/brokerflow", ""},
 		{"both", []string{"REPORTING_DATABASE_URL=postgres://u@db/x", "REPORTING_DATABASE_URL_FILE=" + file}, "", "not both"},
 		{"not a DSN", []string{"REPORTING_DATABASE_URL=postgres://u:pw@db:notaport/x"}, "", "REPORTING_DATABASE_URL does not parse"},

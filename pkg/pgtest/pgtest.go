@@ -57,8 +57,8 @@ type Options struct {
 // such as /usr/local/bin/initdb), or the newest /usr/lib/postgresql/*/bin.
 func FindBinDir() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
+		if target, err := filepath.EvalSymlinks(p); err == nil {
+			p = target
 		}
 		return filepath.Dir(p), nil
 	}
@@ -76,7 +76,7 @@ func version(path string) int {
 	return v
 }
 
-// Start initialises a cluster in a new temporary directory and starts it
+// Start initializes a cluster in a new temporary directory and starts it
 // on a free loopback port. Stop it with Stop.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	bin, err := FindBinDir()
@@ -106,7 +106,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	// A free port can be taken by someone else before the server binds it:
 	// try again on another.
 	for attempt := 0; ; attempt++ {
-		if s.Port, err = freePort(); err == nil {
+		if s.Port, err = freePort(ctx); err == nil {
 			err = s.start(ctx, o)
 		}
 		if err == nil || attempt == 2 || ctx.Err() != nil {
@@ -205,8 +205,9 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	return s.DSN(name), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(ctx context.Context) (int, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}

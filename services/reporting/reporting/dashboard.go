@@ -27,7 +27,7 @@ var dashboardTmpl = template.Must(template.New("dashboard.html").Funcs(template.
 	"money":   money,
 	"seconds": seconds,
 	"percent": percent,
-	"int":     func(p *int64) int64 { return deref(p) },
+	"int":     deref,
 	"when":    formatStepTime,
 	"text":    str,
 }).ParseFS(dashboardFiles, "dashboard/dashboard.html"))

@@ -86,7 +86,7 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 		fmt.Fprintf(w, "# replay_postgres_*: not measured: %v\n", err)
 		return nil
 	}
-	defer pg.Stop()
+	defer func() { _ = pg.Stop() }()
 	place, err := reporting.PostgreSQL(ctx, pg.DSN(""))
 	if err != nil {
 		return err

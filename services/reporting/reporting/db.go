@@ -225,6 +225,40 @@ type rebuildMemo struct {
 	seen     map[string]struct{}
 }
 
+// rebuiltTo returns where the rebuild that made the database stopped in
+// each stream, or nil when no rebuild made it.
+func (s *Store) rebuiltTo(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := each(ctx, s.DB, `SELECT stream, last_seq FROM rebuilt_to`, nil, func(sc scanner) error {
+		var stream string
+		var seq int64
+		if err := sc.Scan(&stream, &seq); err != nil {
+			return err
+		}
+		out[stream] = uint64(seq)
+		return nil
+	})
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	return out, nil
+}
+
+// setRebuiltTo records where a rebuild stopped in each stream it read.
+func (s *Store) setRebuiltTo(ctx context.Context, streams []string, last map[string]uint64) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, stream := range streams {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rebuilt_to (stream, last_seq) VALUES ($1, $2)`, stream, int64(last[stream])); err != nil {
+			return fmt.Errorf("record where the rebuild stopped: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
 // Cursors returns the last sequence applied from each stream.
 func (s *Store) Cursors(ctx context.Context) (map[string]uint64, error) {
 	rows, err := s.DB.QueryContext(ctx, `SELECT stream, last_seq FROM stream_cursors`)

@@ -216,7 +216,7 @@ func (p *postgres) String() string {
 func (p *postgres) Close() error { return p.base.Close() }
 
 // schemaName is what a read model's name must be: a plain lower-case
-// identifier, which needs no quoting.
+// identifier (quoted all the same, as it may be a keyword).
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 func checkSchema(name string) error {
@@ -234,11 +234,11 @@ func (p *postgres) open(ctx context.Context, name string, o openOptions) (*Store
 	if err := checkSchema(name); err != nil {
 		return nil, err
 	}
-	if _, err := p.base.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+name); err != nil {
+	if _, err := p.base.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{name}.Sanitize()); err != nil {
 		return nil, fmt.Errorf("create schema %s: %w", name, err)
 	}
 	cfg := p.cfg.Copy()
-	cfg.RuntimeParams["search_path"] = name
+	cfg.RuntimeParams["search_path"] = pgx.Identifier{name}.Sanitize()
 	if o.bulk {
 		// A rebuild into a fresh schema: no wait for the WAL's flush until
 		// the switch, which commits synchronously (and so flushes it all).
@@ -267,7 +267,7 @@ func (p *postgres) Remove(ctx context.Context, name string) error {
 	if err := checkSchema(name); err != nil {
 		return err
 	}
-	_, err := p.base.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+name+` CASCADE`)
+	_, err := p.base.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{name}.Sanitize()+` CASCADE`)
 	return err
 }
 

@@ -101,6 +101,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, p Place, name string, 
 		err = st.finishRebuild(ctx, o.BatchSize)
 	}
 	if err == nil {
+		err = st.setRebuiltTo(ctx, ReplayStreams, res.Cursors)
+	}
+	if err == nil {
 		// Durable before anyone switches to it.
 		err = p.finishBulk(ctx, st)
 	}

@@ -225,12 +225,15 @@ func (r *Reporter) watch(ctx context.Context) error {
 }
 
 // switchTo makes the rebuilt database name the one in use. The rebuild
-// stopped at the streams' ends as it saw them; the live projection may have
-// applied later events to the old database since. With every handler held
-// off, those are read by sequence and applied to the new database, so it
-// holds everything the old one did; then the live projection goes on in
-// it, from the last sequence applied per stream (an event delivered again
-// that it already holds changes nothing).
+// stopped at the streams' ends as it saw them (rebuilt_to); the live
+// projection may have applied later events to the old database since, here
+// or in another replica. With every handler held off, every message from
+// there to each stream's end now is read by sequence and applied to the new
+// database, so it holds everything the old one did, whoever wrote it, and
+// the old one is not read (another replica may have dropped it already).
+// Then the live projection goes on in it, from the last sequence applied
+// per stream (an event delivered again that it already holds changes
+// nothing).
 func (r *Reporter) switchTo(ctx context.Context, name string) error {
 	next, err := r.place.open(ctx, name, openOptions{})
 	if err != nil {
@@ -238,7 +241,7 @@ func (r *Reporter) switchTo(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	old := r.store
-	err = r.catchUp(ctx, old, next)
+	err = r.catchUp(ctx, next)
 	if err != nil {
 		r.mu.Unlock()
 		return errors.Join(err, next.Close())
@@ -254,24 +257,34 @@ func (r *Reporter) switchTo(ctx context.Context, name string) error {
 	return errors.Join(old.Close(), r.place.Remove(ctx, old.Name))
 }
 
-// catchUp applies to next every message that old's cursors are past next's.
-func (r *Reporter) catchUp(ctx context.Context, old, next *Store) error {
-	have, err := old.Cursors(ctx)
+// catchUp applies to next every message of the streams past where its
+// rebuild stopped (or, for a database no rebuild made, past its cursors).
+func (r *Reporter) catchUp(ctx context.Context, next *Store) error {
+	from, err := next.rebuiltTo(ctx)
 	if err != nil {
 		return err
 	}
-	from, err := next.Cursors(ctx)
-	if err != nil {
-		return err
+	if from == nil {
+		if from, err = next.Cursors(ctx); err != nil {
+			return err
+		}
 	}
 	js := r.w.JetStream()
-	for stream, last := range have {
-		if last <= from[stream] {
+	for _, stream := range ReplayStreams {
+		st, err := js.Stream(ctx, stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
-		st, err := js.Stream(ctx, stream)
 		if err != nil {
 			return fmt.Errorf("catch up %s: %w", stream, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("catch up %s: %w", stream, err)
+		}
+		last := info.State.LastSeq
+		if last <= from[stream] {
+			continue
 		}
 		var evs []Event
 		for seq := from[stream] + 1; seq <= last; seq++ {

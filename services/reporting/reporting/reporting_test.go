@@ -50,15 +50,17 @@ func startSystem(t *testing.T, db string) *system {
 	topo := bus.DefaultTopology()
 	topo.AckWait = time.Second
 	natstest.Apply(t, s.js[bus.UserOperator], topo)
-	s.startReporting(t)
+	s.startReporting(t, 20*time.Millisecond)
 	return s
 }
 
-func (s *system) startReporting(t *testing.T) {
+// startReporting starts a replica of reporting that looks for a rebuilt
+// database every poll.
+func (s *system) startReporting(t *testing.T, poll time.Duration) {
 	t.Helper()
 	nc, _ := natstest.ConnectAs(t, s.srv, s.creds, bus.ServiceReporting)
 	cfg := reporting.Config{
-		DataDir: s.dir, DatabaseURL: s.dsn, Attribution: "first", SwitchPoll: 20 * time.Millisecond, Concurrency: 4,
+		DataDir: s.dir, DatabaseURL: s.dsn, Attribution: "first", SwitchPoll: poll, Concurrency: 4,
 		ShutdownTimeout: 5 * time.Second, Bus: service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond}},
 	}
 	r, err := reporting.New(cfg, service.Deps{NATS: nc, Registerer: service.NewRegistry()})
@@ -289,4 +291,43 @@ func TestService_undecodableEventIsAFailureAndLeftOutOfAReplay(t *testing.T) {
 		}
 		sameTables(t, "live and replayed", live, s.exports(t))
 	})
+}
+
+// Several replicas on one PostgreSQL database each switch to a rebuilt
+// schema on their own poll; the first to switch drops the old one, and the
+// others catch up from the streams, not from it. Afterwards the read model
+// is what a fresh rebuild makes.
+func TestService_replicasOnPostgresEachSwitchToTheRebuild(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, onPostgres)
+	first := s.r
+	// A second replica, on the same consumers and database, that looks for
+	// a rebuild later than the first: the first has dropped the old schema
+	// by then.
+	s.startReporting(t, time.Second)
+	second := s.r
+	events := scenario()
+	s.publish(t, events[:8])
+	s.settled(t)
+
+	ctx := natstest.Context(t, time.Minute)
+	res, switched, err := reporting.Replay(ctx, s.js[bus.UserAnalyst], s.place, reporting.ReplayOptions{}, false)
+	if err != nil || !switched {
+		t.Fatalf("replay: switched %v, %v", switched, err)
+	}
+	natstest.Eventually(t, 30*time.Second, "both replicas on the rebuilt schema", func() bool {
+		return first.Database() == res.Name && second.Database() == res.Name
+	})
+	s.publish(t, events[8:])
+	s.settled(t)
+
+	if _, err := reporting.Rebuild(ctx, s.js[bus.UserAnalyst], s.place, "check", reporting.ReplayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check, err := s.place.Open(ctx, "check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = check.Close() })
+	sameTables(t, "two replicas and a fresh rebuild", dump(t, check), s.exports(t))
 }

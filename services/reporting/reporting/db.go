@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Store is one read-model database (a SQLite file, or a schema of a
@@ -102,6 +105,9 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if rebuild != nil && s.dialect == dialectPostgres {
+		return s.applyPipelined(ctx, ds, rebuild)
+	}
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return Applied{}, err
@@ -138,6 +144,40 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 	return out, nil
 }
 
+// applyPipelined is a rebuild's batch into PostgreSQL: its statements go
+// in one pipeline (pgx's Batch), in one round trip rather than one per
+// statement. A rebuild writes a fresh schema, which a failed rebuild
+// leaves behind to be removed, so a batch need not be all or nothing.
+func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
+	b := &batch{
+		stmts:    &statements{}, // not used: every statement goes in the pipeline
+		journeys: map[journeyKey]bool{},
+		cursors:  map[string]cursor{},
+		noKey:    s.noKey,
+		rebuild:  true,
+		received: rebuild.received,
+		seen:     rebuild.seen,
+		pipe:     &pgx.Batch{},
+	}
+	var out Applied
+	for _, d := range ds {
+		ok, err := b.apply(ctx, d)
+		if err != nil {
+			return Applied{}, err
+		}
+		if ok {
+			out.Events++
+		}
+	}
+	if err := b.finish(ctx); err != nil {
+		return Applied{}, err
+	}
+	if err := s.sendPipeline(ctx, b.pipe); err != nil {
+		return Applied{}, fmt.Errorf("write a batch: %w", err)
+	}
+	return out, nil
+}
+
 // finishRebuild derives what a rebuild's batches left out, from the facts,
 // as the live projection does event by event: every lead's speed to lead,
 // then every journey.
@@ -165,18 +205,12 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < len(speeds); i += batchSize {
-		err := s.inTx(ctx, func(st *statements) error {
-			for _, sp := range speeds[i:min(i+batchSize, len(speeds))] {
-				if _, err := st.speed.ExecContext(ctx, sp.ms, sp.lead); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("finish the rebuild: speeds: %w", err)
-		}
+	rows := make([][]any, len(speeds))
+	for i, sp := range speeds {
+		rows[i] = []any{sp.ms, sp.lead}
+	}
+	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.speed }, sqlSpeed, rows, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: speeds: %w", err)
 	}
 	var keys []journeyKey
 	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {
@@ -190,20 +224,61 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < len(keys); i += batchSize {
-		err := s.inTx(ctx, func(st *statements) error {
-			for _, k := range keys[i:min(i+batchSize, len(keys))] {
-				if _, err := st.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
-					return err
-				}
+	rows = make([][]any, len(keys))
+	for i, k := range keys {
+		rows[i] = []any{k.crm, k.contactID}
+	}
+	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.journey }, sqlJourney, rows, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: journeys: %w", err)
+	}
+	return nil
+}
+
+// execMany runs one statement (query, prepared as stmt's) once per row,
+// batchSize rows to a transaction; on PostgreSQL (a rebuild's end) each
+// batchSize rows go in one pipeline instead.
+func (s *Store) execMany(ctx context.Context, stmt func(*statements) *sql.Stmt, query string, rows [][]any, batchSize int) error {
+	for i := 0; i < len(rows); i += batchSize {
+		chunk := rows[i:min(i+batchSize, len(rows))]
+		var err error
+		if s.dialect == dialectPostgres {
+			pipe := &pgx.Batch{}
+			for _, args := range chunk {
+				pipe.Queue(query, args...)
 			}
-			return nil
-		})
+			err = s.sendPipeline(ctx, pipe)
+		} else {
+			err = s.inTx(ctx, func(st *statements) error {
+				for _, args := range chunk {
+					if _, err := stmt(st).ExecContext(ctx, args...); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
 		if err != nil {
-			return fmt.Errorf("finish the rebuild: journeys: %w", err)
+			return err
 		}
 	}
 	return nil
+}
+
+// sendPipeline sends the statements of pipe to PostgreSQL at once and
+// returns the first error.
+func (s *Store) sendPipeline(ctx context.Context, pipe *pgx.Batch) error {
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("not a pgx connection: %T", dc)
+		}
+		return c.Conn().SendBatch(ctx, pipe).Close()
+	})
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {

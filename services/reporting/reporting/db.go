@@ -124,6 +124,19 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 	if rebuild != nil {
 		b.received, b.seen = rebuild.received, rebuild.seen
 	}
+	out, err := b.run(ctx, ds)
+	if err != nil {
+		return Applied{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Applied{}, fmt.Errorf("commit: %w", err)
+	}
+	out.Observed = b.observed
+	return out, nil
+}
+
+// run applies ds and finishes the batch.
+func (b *batch) run(ctx context.Context, ds []decoded) (Applied, error) {
 	var out Applied
 	for _, d := range ds {
 		ok, err := b.apply(ctx, d)
@@ -137,10 +150,6 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 	if err := b.finish(ctx); err != nil {
 		return Applied{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Applied{}, fmt.Errorf("commit: %w", err)
-	}
-	out.Observed = b.observed
 	return out, nil
 }
 
@@ -159,17 +168,8 @@ func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebui
 		seen:     rebuild.seen,
 		pipe:     &pgx.Batch{},
 	}
-	var out Applied
-	for _, d := range ds {
-		ok, err := b.apply(ctx, d)
-		if err != nil {
-			return Applied{}, err
-		}
-		if ok {
-			out.Events++
-		}
-	}
-	if err := b.finish(ctx); err != nil {
+	out, err := b.run(ctx, ds)
+	if err != nil {
 		return Applied{}, err
 	}
 	if err := s.sendPipeline(ctx, b.pipe); err != nil {

@@ -42,6 +42,10 @@ RUN_FLAGS   ?= --sandbox
 BENCH_FLAGS ?=
 FUZZTIME    ?= 30s
 TEST_FLAGS  ?= -race -count=1 -timeout 15m
+# Tests save what a person should look at (the dashboard's screenshot, dashboard.png) with
+# t.ArtifactDir: `make test` keeps them under TEST_OUTPUT/_artifacts/ (one directory per test, its
+# name chosen by go test), and `make clean` removes them.
+TEST_OUTPUT := $(CURDIR)/test-output
 # The deploy tests (deploy/test) are a module outside the workspace, run with GOWORK=off so that
 # the Kubernetes, kustomize and Prometheus modules they need never move the workspace's versions.
 # No -race: they run no goroutines of their own, and race-building Kubernetes's types is slow.
@@ -79,9 +83,14 @@ run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --s
 	go run ./services/brokerflow run $(RUN_FLAGS)
 
 .PHONY: test
-test: ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
-	go test $(TEST_FLAGS) work
+test: test-deps ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
+	@mkdir -p '$(TEST_OUTPUT)'
+	go test $(TEST_FLAGS) -artifacts -outputdir '$(TEST_OUTPUT)' work
 	cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...
+
+.PHONY: test-deps
+test-deps: ## Install PostgreSQL and Chromium for the tests when missing (apt-get, as root; scripts/test-deps)
+	@scripts/test-deps
 
 .PHONY: test-deploy
 test-deploy: ## Run only the deploy tests (deploy/test: manifests, NATS values, image binaries)
@@ -194,7 +203,7 @@ tidy: ## Run go mod tidy in every module (deploy/test with GOWORK=off)
 
 .PHONY: clean
 clean: ## Remove the installed tools (.bin/) and test and bench output
-	rm -rf '$(BIN)' bin
+	rm -rf '$(BIN)' bin '$(TEST_OUTPUT)'
 	rm -f bench.out
 	find . -path ./.git -prune -o -type f \( -name '*.test' -o -name '*.out' \) -print -exec rm -f {} +
 

@@ -11,12 +11,15 @@ import (
 
 // api serves:
 //
+//	GET /  the dashboard (?from=&to=&attribution=&lead_id=|contact_id=), GET /assets/…
 //	GET /api/report?from=&to=&period=day|month|all&attribution=first|last&source=
 //	GET /api/journey?lead_id=…  or  ?contact_id=…[&crm=…]
 //	GET /api/tables, GET /api/export/<table>.csv
 //	GET /api/status
 func (r *Reporter) api() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", r.getDashboard)
+	mux.Handle("GET /assets/", r.dashboardAssets())
 	mux.HandleFunc("GET /api/report", r.getReport)
 	mux.HandleFunc("GET /api/journey", r.getJourney)
 	mux.HandleFunc("GET /api/tables", func(w http.ResponseWriter, _ *http.Request) {
@@ -144,7 +147,7 @@ func (r *Reporter) getStatus(w http.ResponseWriter, req *http.Request) {
 	var out map[string]any
 	err := r.withStore(func(s *Store) error {
 		cur, err := s.Cursors(req.Context())
-		out = map[string]any{"database": s.Path, "cursors": cur, "attribution": r.attribution}
+		out = map[string]any{"database": s.Where, "cursors": cur, "attribution": r.attribution}
 		return err
 	})
 	if err != nil {

@@ -3,7 +3,10 @@ package reporting
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/brokerflow/brokerflow/pkg/service"
 )
@@ -16,6 +19,12 @@ type Config struct {
 	// DataDir holds the SQLite databases and CURRENT, which names the one
 	// in use; a rebuild (brokerflow replay) writes a new one beside it.
 	DataDir string `env:"DATA_DIR" envDefault:".brokerflow/data/reporting"`
+	// DatabaseURL, when set, keeps the read model in this PostgreSQL
+	// database instead (one schema per read model; DataDir is not used).
+	DatabaseURL string `env:"DATABASE_URL"`
+	// DatabaseURLFile is a file whose first line is DatabaseURL (a mounted
+	// Secret: the DSN holds a password).
+	DatabaseURLFile string `env:"DATABASE_URL_FILE"`
 	// Addr serves the JSON API, the CSV exports and /metrics; empty turns
 	// the listener off (the all-in-one serves the handler itself).
 	Addr string `env:"ADDR" envDefault:":8090"`
@@ -49,8 +58,16 @@ func ConfigFromEnv(environ []string) (Config, error) {
 
 // Validate reports the first invalid setting, naming the variable.
 func (c Config) Validate() error {
-	if c.DataDir == "" {
-		return fmt.Errorf("%w: REPORTING_DATA_DIR is required", ErrConfig)
+	if c.DatabaseURL != "" && c.DatabaseURLFile != "" {
+		return fmt.Errorf("%w: set REPORTING_DATABASE_URL or REPORTING_DATABASE_URL_FILE, not both", ErrConfig)
+	}
+	if c.DataDir == "" && c.DatabaseURL == "" && c.DatabaseURLFile == "" {
+		return fmt.Errorf("%w: REPORTING_DATA_DIR is required (or REPORTING_DATABASE_URL)", ErrConfig)
+	}
+	if c.DatabaseURL != "" {
+		if _, err := pgx.ParseConfig(strings.TrimSpace(c.DatabaseURL)); err != nil {
+			return fmt.Errorf("%w: REPORTING_DATABASE_URL does not parse: want postgres://user:password@host:5432/database or key=value pairs", ErrConfig)
+		}
 	}
 	if _, err := ParseAttribution(c.Attribution); err != nil {
 		return fmt.Errorf("%w: REPORTING_ATTRIBUTION: %w", ErrConfig, err)
@@ -62,6 +79,24 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: REPORTING_CONCURRENCY must be at least 1", ErrConfig)
 	}
 	return c.Bus.Validate()
+}
+
+// DSN is the PostgreSQL database's DSN, from REPORTING_DATABASE_URL or the
+// first line of REPORTING_DATABASE_URL_FILE; "" keeps the read model in
+// SQLite.
+func (c Config) DSN() (string, error) {
+	if c.DatabaseURLFile == "" {
+		// A Secret's value, as Kubernetes gives it, may end in a newline.
+		return strings.TrimSpace(c.DatabaseURL), nil
+	}
+	lines, err := service.Secrets(nil, c.DatabaseURLFile)
+	if err != nil {
+		return "", fmt.Errorf("%w: REPORTING_DATABASE_URL_FILE: %w", ErrConfig, err)
+	}
+	if len(lines) == 0 {
+		return "", fmt.Errorf("%w: REPORTING_DATABASE_URL_FILE %s is empty", ErrConfig, c.DatabaseURLFile)
+	}
+	return lines[0], nil
 }
 
 // Attribution is which of a contact's leads a contact, its transactions and

@@ -5,37 +5,70 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// Store is one read-model database: a SQLite file, its prepared statements,
-// and the lock that makes its writers take turns.
+// Store is one read-model database (a SQLite file, or a schema of a
+// PostgreSQL database), its prepared statements, and the lock that makes
+// its writers take turns.
 type Store struct {
-	DB    *sql.DB
-	Path  string
-	stmts *statements
-	mu    sync.Mutex
+	DB *sql.DB
+	// Name is the database's name in its place: a file name, or a schema.
+	Name string
+	// Where says where it is, for people: the file's path, or the schema.
+	Where   string
+	stmts   *statements
+	dialect dialect
+	mu      sync.Mutex
 	// noKey turns the idempotency key off (tests that show it matters).
 	noKey bool
 }
 
-// OpenStore opens or creates the database at path, migrated to the current
-// schema.
+type dialect int
+
+const (
+	dialectSQLite dialect = iota
+	dialectPostgres
+)
+
+// writersLock is the PostgreSQL advisory lock every writing transaction
+// takes first, so that the writers of every replica take turns, as one
+// process's writers do on SQLite: a journey is recomputed from the facts,
+// which a concurrent transaction's uncommitted facts would miss.
+const writersLock = 0x62666c6f77 // "bflow"
+
+// OpenStore opens or creates the SQLite database at path, migrated to the
+// current schema.
 func OpenStore(ctx context.Context, path string) (*Store, error) {
-	return openStore(ctx, path, openOptions{})
+	return SQLiteDir(filepath.Dir(path)).Open(ctx, filepath.Base(path))
 }
 
-func openStore(ctx context.Context, path string, o openOptions) (*Store, error) {
-	db, err := openDB(ctx, path, o)
-	if err != nil {
-		return nil, err
-	}
+func newStore(ctx context.Context, db *sql.DB, name, where string, d dialect) (*Store, error) {
 	st, err := prepare(ctx, db)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{DB: db, Path: path, stmts: st}, nil
+	return &Store{DB: db, Name: name, Where: where, stmts: st, dialect: d}, nil
+}
+
+// begin starts a writing transaction.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if s.dialect == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(writersLock)); err != nil {
+			_ = tx.Rollback()
+			return nil, fmt.Errorf("take the writers' lock: %w", err)
+		}
+	}
+	return tx, nil
 }
 
 // Close closes the database.
@@ -72,9 +105,12 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tx, err := s.DB.BeginTx(ctx, nil)
+	if rebuild != nil && s.dialect == dialectPostgres {
+		return s.applyPipelined(ctx, ds, rebuild)
+	}
+	tx, err := s.begin(ctx)
 	if err != nil {
-		return Applied{}, fmt.Errorf("begin: %w", err)
+		return Applied{}, err
 	}
 	defer func() { _ = tx.Rollback() }()
 	b := &batch{
@@ -88,6 +124,19 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 	if rebuild != nil {
 		b.received, b.seen = rebuild.received, rebuild.seen
 	}
+	out, err := b.run(ctx, ds)
+	if err != nil {
+		return Applied{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Applied{}, fmt.Errorf("commit: %w", err)
+	}
+	out.Observed = b.observed
+	return out, nil
+}
+
+// run applies ds and finishes the batch.
+func (b *batch) run(ctx context.Context, ds []decoded) (Applied, error) {
 	var out Applied
 	for _, d := range ds {
 		ok, err := b.apply(ctx, d)
@@ -101,10 +150,31 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 	if err := b.finish(ctx); err != nil {
 		return Applied{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Applied{}, fmt.Errorf("commit: %w", err)
+	return out, nil
+}
+
+// applyPipelined is a rebuild's batch into PostgreSQL: its statements go
+// in one pipeline (pgx's Batch), in one round trip rather than one per
+// statement. A rebuild writes a fresh schema, which a failed rebuild
+// leaves behind to be removed, so a batch need not be all or nothing.
+func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
+	b := &batch{
+		stmts:    &statements{}, // not used: every statement goes in the pipeline
+		journeys: map[journeyKey]bool{},
+		cursors:  map[string]cursor{},
+		noKey:    s.noKey,
+		rebuild:  true,
+		received: rebuild.received,
+		seen:     rebuild.seen,
+		pipe:     &pgx.Batch{},
 	}
-	out.Observed = b.observed
+	out, err := b.run(ctx, ds)
+	if err != nil {
+		return Applied{}, err
+	}
+	if err := s.sendPipeline(ctx, b.pipe); err != nil {
+		return Applied{}, fmt.Errorf("write a batch: %w", err)
+	}
 	return out, nil
 }
 
@@ -135,18 +205,12 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < len(speeds); i += batchSize {
-		err := s.inTx(ctx, func(st *statements) error {
-			for _, sp := range speeds[i:min(i+batchSize, len(speeds))] {
-				if _, err := st.speed.ExecContext(ctx, sp.ms, sp.lead); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("finish the rebuild: speeds: %w", err)
-		}
+	rows := make([][]any, len(speeds))
+	for i, sp := range speeds {
+		rows[i] = []any{sp.ms, sp.lead}
+	}
+	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.speed }, sqlSpeed, rows, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: speeds: %w", err)
 	}
 	var keys []journeyKey
 	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {
@@ -160,24 +224,65 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < len(keys); i += batchSize {
-		err := s.inTx(ctx, func(st *statements) error {
-			for _, k := range keys[i:min(i+batchSize, len(keys))] {
-				if _, err := st.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
-					return err
-				}
+	rows = make([][]any, len(keys))
+	for i, k := range keys {
+		rows[i] = []any{k.crm, k.contactID}
+	}
+	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.journey }, sqlJourney, rows, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: journeys: %w", err)
+	}
+	return nil
+}
+
+// execMany runs one statement (query, prepared as stmt's) once per row,
+// batchSize rows to a transaction; on PostgreSQL (a rebuild's end) each
+// batchSize rows go in one pipeline instead.
+func (s *Store) execMany(ctx context.Context, stmt func(*statements) *sql.Stmt, query string, rows [][]any, batchSize int) error {
+	for i := 0; i < len(rows); i += batchSize {
+		chunk := rows[i:min(i+batchSize, len(rows))]
+		var err error
+		if s.dialect == dialectPostgres {
+			pipe := &pgx.Batch{}
+			for _, args := range chunk {
+				pipe.Queue(query, args...)
 			}
-			return nil
-		})
+			err = s.sendPipeline(ctx, pipe)
+		} else {
+			err = s.inTx(ctx, func(st *statements) error {
+				for _, args := range chunk {
+					if _, err := stmt(st).ExecContext(ctx, args...); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
 		if err != nil {
-			return fmt.Errorf("finish the rebuild: journeys: %w", err)
+			return err
 		}
 	}
 	return nil
 }
 
+// sendPipeline sends the statements of pipe to PostgreSQL at once and
+// returns the first error.
+func (s *Store) sendPipeline(ctx context.Context, pipe *pgx.Batch) error {
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("not a pgx connection: %T", dc)
+		}
+		return c.Conn().SendBatch(ctx, pipe).Close()
+	})
+}
+
 func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
-	tx, err := s.DB.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -193,6 +298,40 @@ func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
 type rebuildMemo struct {
 	received map[string]string
 	seen     map[string]struct{}
+}
+
+// rebuiltTo returns where the rebuild that made the database stopped in
+// each stream, or nil when no rebuild made it.
+func (s *Store) rebuiltTo(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := each(ctx, s.DB, `SELECT stream, last_seq FROM rebuilt_to`, nil, func(sc scanner) error {
+		var stream string
+		var seq int64
+		if err := sc.Scan(&stream, &seq); err != nil {
+			return err
+		}
+		out[stream] = uint64(seq)
+		return nil
+	})
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	return out, nil
+}
+
+// setRebuiltTo records where a rebuild stopped in each stream it read.
+func (s *Store) setRebuiltTo(ctx context.Context, streams []string, last map[string]uint64) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, stream := range streams {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rebuilt_to (stream, last_seq) VALUES ($1, $2)`, stream, int64(last[stream])); err != nil {
+			return fmt.Errorf("record where the rebuild stopped: %w", err)
+		}
+	}
+	return tx.Commit()
 }
 
 // Cursors returns the last sequence applied from each stream.

@@ -3,6 +3,7 @@ package reporting_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/pgtest"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -166,9 +168,50 @@ func sameTables(t *testing.T, what string, a, b map[string]string) {
 	}
 }
 
-func openStore(t *testing.T) *reporting.Store {
+// The databases every test of the read model runs on.
+const (
+	onSQLite   = "sqlite"
+	onPostgres = "postgres"
+)
+
+// onEach runs fn as a parallel subtest on each database.
+func onEach(t *testing.T, fn func(t *testing.T, db string)) {
 	t.Helper()
-	st, err := reporting.OpenStore(context.Background(), t.TempDir()+"/reporting.db")
+	for _, db := range []string{onSQLite, onPostgres} {
+		t.Run(db, func(t *testing.T) {
+			t.Parallel()
+			fn(t, db)
+		})
+	}
+}
+
+// newPlace returns the settings of a new, empty place for read models on
+// db: a directory, and for PostgreSQL a database of its own on the test
+// binary's server.
+func newPlace(t *testing.T, db string) (dir, dsn string) {
+	t.Helper()
+	dir = t.TempDir()
+	if db == onPostgres {
+		dsn = pgtest.New(t)
+	}
+	return dir, dsn
+}
+
+func openPlace(t *testing.T, dir, dsn string) reporting.Place {
+	t.Helper()
+	p, err := reporting.OpenPlace(context.Background(), dir, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// openStore opens a new, empty read model on db.
+func openStore(t *testing.T, db string) *reporting.Store {
+	t.Helper()
+	dir, dsn := newPlace(t, db)
+	st, err := openPlace(t, dir, dsn).Open(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,3 +225,5 @@ func apply(t *testing.T, st *reporting.Store, events ...reporting.Event) {
 		t.Fatal(err)
 	}
 }
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -143,6 +145,19 @@ type batch struct {
 	// this batch, written at its end in multi-row statements.
 	seen    map[string]struct{}
 	pending []decoded
+	// pipe, in a rebuild into PostgreSQL, queues the statements to send
+	// them at once (one round trip per batch, not per event).
+	pipe *pgx.Batch
+}
+
+// exec runs st, whose text is query, or queues it on the pipeline.
+func (b *batch) exec(ctx context.Context, st *sql.Stmt, query string, args ...any) error {
+	if b.pipe != nil {
+		b.pipe.Queue(query, args...)
+		return nil
+	}
+	_, err := st.ExecContext(ctx, args...)
+	return err
 }
 
 type journeyKey struct{ crm, contactID string }
@@ -225,8 +240,7 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
 	if b.rebuild {
 		b.received[l.GetLeadId()] = args[4].(string)
-		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
-		return err
+		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -246,8 +260,7 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
 	if b.rebuild {
-		_, err := b.stmts.leadFact.ExecContext(ctx, args...)
-		return err
+		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -272,8 +285,7 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 			}
 			speed = sql.NullInt64{Int64: speedMs(rt, st), Valid: true}
 		}
-		_, err := b.stmts.syncedFact.ExecContext(ctx, append(args, speed)...)
-		return err
+		return b.exec(ctx, b.stmts.syncedFact, sqlSyncedFact, append(args, speed)...)
 	}
 	var received, synced, source sql.NullString
 	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
@@ -309,7 +321,7 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 	if c.GetActiveClient() {
 		active = 1
 	}
-	_, err := b.stmts.stage.ExecContext(ctx, d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
+	err := b.exec(ctx, b.stmts.stage, sqlStage, d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
 		active, tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId())
 	if err != nil {
 		return fmt.Errorf("project stage change of %s: %w", c.GetContactId(), err)
@@ -332,7 +344,7 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 		fields = append(fields, strings.ToLower(strings.TrimPrefix(f.String(), "CONTACT_FIELD_")))
 	}
 	sort.Strings(fields)
-	_, err := b.stmts.update.ExecContext(ctx, d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
+	err := b.exec(ctx, b.stmts.update, sqlUpdate, d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
 		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId())
 	if err != nil {
 		return fmt.Errorf("project contact update of %s: %w", u.GetContactId(), err)
@@ -346,10 +358,10 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 	if currency == "" {
 		currency = "USD"
 	}
-	_, err := b.stmts.spendSet.ExecContext(ctx, d.id, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
+	err := b.exec(ctx, b.stmts.spendSet, sqlSpendSet, d.id, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
 		s.GetSetBy(), tsOr(s.GetSetAt(), d.eventTime()), s.GetNote(), d.Stream, int64(d.Seq))
 	if err == nil {
-		_, err = b.stmts.spend.ExecContext(ctx, s.GetSource(), s.GetMonth())
+		err = b.exec(ctx, b.stmts.spend, sqlSpend, s.GetSource(), s.GetMonth())
 	}
 	if err != nil {
 		return fmt.Errorf("project spend of %s %s: %w", s.GetSource(), s.GetMonth(), err)
@@ -366,9 +378,9 @@ func (b *batch) flushApplied(ctx context.Context) error {
 	args := make([]any, 0, 6*appliedRows)
 	for len(b.pending) > 0 {
 		n := min(len(b.pending), appliedRows)
-		st := b.stmts.appliedMany
+		st, query := b.stmts.appliedMany, sqlAppliedMany
 		if n < appliedRows {
-			n, st = 1, b.stmts.appliedOne
+			n, st, query = 1, b.stmts.appliedOne, sqlAppliedOne
 		}
 		args = args[:0]
 		for _, d := range b.pending[:n] {
@@ -378,7 +390,8 @@ func (b *batch) flushApplied(ctx context.Context) error {
 			}
 			args = append(args, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
 		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
+		// A copy: a pipeline keeps the arguments until it is sent.
+		if err := b.exec(ctx, st, query, slices.Clone(args)...); err != nil {
 			return fmt.Errorf("record events: %w", err)
 		}
 		b.pending = b.pending[n:]
@@ -413,7 +426,7 @@ func (b *batch) finish(ctx context.Context) error {
 	sort.Strings(streams)
 	for _, s := range streams {
 		c := b.cursors[s]
-		if _, err := b.stmts.cursor.ExecContext(ctx, s, int64(c.seq), formatTime(c.time)); err != nil {
+		if err := b.exec(ctx, b.stmts.cursor, sqlCursor, s, int64(c.seq), formatTime(c.time)); err != nil {
 			return fmt.Errorf("cursor of %s: %w", s, err)
 		}
 	}

@@ -142,7 +142,7 @@ func (s *Store) Report(ctx context.Context, q ReportQuery) (*Report, error) {
 
 	// Leads, by their own source and receipt.
 	err := each(ctx, s.DB, `SELECT source, received_at, status, speed_to_lead_ms FROM leads
-WHERE received_at >= ?1 AND received_at < ?2 AND source IS NOT NULL`, []any{from, to}, func(sc scanner) error {
+WHERE received_at >= $1 AND received_at < $2 AND source IS NOT NULL`, []any{from, to}, func(sc scanner) error {
 		var source, at string
 		var status sql.NullString
 		var speed sql.NullInt64
@@ -172,7 +172,7 @@ WHERE received_at >= ?1 AND received_at < ?2 AND source IS NOT NULL`, []any{from
 		src, at = "last_source", "last_lead_at"
 	}
 	err = each(ctx, s.DB, `SELECT `+src+`, `+at+`, active_client_at FROM journeys
-WHERE `+at+` >= ?1 AND `+at+` < ?2 AND contact_at IS NOT NULL`, []any{from, to}, func(sc scanner) error {
+WHERE `+at+` >= $1 AND `+at+` < $2 AND contact_at IS NOT NULL`, []any{from, to}, func(sc scanner) error {
 		var source, when string
 		var active sql.NullString
 		if err := sc.Scan(&source, &when, &active); err != nil {
@@ -196,7 +196,7 @@ WHERE `+at+` >= ?1 AND `+at+` < ?2 AND contact_at IS NOT NULL`, []any{from, to},
 	err = each(ctx, s.DB, `SELECT j.`+src+`, j.`+at+`, t.opened_at, t.closed_at, t.gross_commission_minor,
   t.brokerage_net_minor, t.commission_paid_minor, t.currency
 FROM transactions t JOIN journeys j ON j.crm = t.crm AND j.contact_id = t.contact_id
-WHERE j.`+at+` >= ?1 AND j.`+at+` < ?2`, []any{from, to}, func(sc scanner) error {
+WHERE j.`+at+` >= $1 AND j.`+at+` < $2`, []any{from, to}, func(sc scanner) error {
 		var source, when string
 		var opened, closed, currency sql.NullString
 		var gross, net, paid sql.NullInt64
@@ -239,7 +239,7 @@ WHERE j.`+at+` >= ?1 AND j.`+at+` < ?2`, []any{from, to}, func(sc scanner) error
 		if !q.To.IsZero() {
 			toMonth = q.To.Add(-time.Nanosecond).UTC().Format("2006-01")
 		}
-		err = each(ctx, s.DB, `SELECT source, month, amount_minor, currency FROM spend WHERE month >= ?1 AND month <= ?2`,
+		err = each(ctx, s.DB, `SELECT source, month, amount_minor, currency FROM spend WHERE month >= $1 AND month <= $2`,
 			[]any{fromMonth, toMonth}, func(sc scanner) error {
 				var source, month, currency string
 				var amount int64
@@ -362,7 +362,7 @@ var ErrNotFound = fmt.Errorf("reporting: not found")
 // JourneyByLead returns the journey of the lead's contact, or the lead's
 // alone when it has no contact (rejected, or not in the CRM yet).
 func (s *Store) JourneyByLead(ctx context.Context, leadID string) (*Journey, error) {
-	leads, err := queryMaps(ctx, s.DB, `SELECT * FROM leads WHERE lead_id = ?1`, leadID)
+	leads, err := queryMaps(ctx, s.DB, `SELECT * FROM leads WHERE lead_id = $1`, leadID)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +381,7 @@ func (s *Store) JourneyByLead(ctx context.Context, leadID string) (*Journey, err
 // JourneyByContact returns a contact's journey; crm may be empty when
 // only one CRM has that contact id.
 func (s *Store) JourneyByContact(ctx context.Context, crm, contactID string) (*Journey, error) {
-	js, err := queryMaps(ctx, s.DB, `SELECT * FROM journeys WHERE contact_id = ?1 AND (?2 = '' OR crm = ?2) ORDER BY crm`, contactID, crm)
+	js, err := queryMaps(ctx, s.DB, `SELECT * FROM journeys WHERE contact_id = $1 AND ($2 = '' OR crm = $2) ORDER BY crm`, contactID, crm)
 	if err != nil {
 		return nil, err
 	}
@@ -394,10 +394,10 @@ func (s *Store) JourneyByContact(ctx context.Context, crm, contactID string) (*J
 		dst *[]map[string]any
 		sql string
 	}{
-		{&j.Leads, `SELECT * FROM leads WHERE crm = ?1 AND contact_id = ?2 ORDER BY received_at, lead_id`},
-		{&j.StageChanges, `SELECT * FROM stage_changes WHERE crm = ?1 AND contact_id = ?2 ORDER BY changed_at, seq`},
-		{&j.ContactUpdates, `SELECT * FROM contact_updates WHERE crm = ?1 AND contact_id = ?2 ORDER BY updated_at, seq`},
-		{&j.Transactions, `SELECT * FROM transactions WHERE crm = ?1 AND contact_id = ?2 ORDER BY opened_at, transaction_id`},
+		{&j.Leads, `SELECT * FROM leads WHERE crm = $1 AND contact_id = $2 ORDER BY received_at, lead_id`},
+		{&j.StageChanges, `SELECT * FROM stage_changes WHERE crm = $1 AND contact_id = $2 ORDER BY changed_at, seq`},
+		{&j.ContactUpdates, `SELECT * FROM contact_updates WHERE crm = $1 AND contact_id = $2 ORDER BY updated_at, seq`},
+		{&j.Transactions, `SELECT * FROM transactions WHERE crm = $1 AND contact_id = $2 ORDER BY opened_at, transaction_id`},
 	} {
 		if *q.dst, err = queryMaps(ctx, s.DB, q.sql, crm, contactID); err != nil {
 			return nil, err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +64,8 @@ func (o ReplayOptions) Partial() bool {
 
 // ReplayResult is what a rebuild did.
 type ReplayResult struct {
-	Path string
+	// Name is the rebuilt database's name in its place (a file, a schema).
+	Name string
 	// Read is every message read; Applied the events that were new;
 	// Undecodable those left out because their body is not their type.
 	Read, Applied, Undecodable int
@@ -82,16 +82,17 @@ func (r ReplayResult) Rate() float64 {
 	return float64(r.Read) / r.Elapsed.Seconds()
 }
 
-// Rebuild builds the read model at path, a new file, from the streams: each
-// stream is read with an ordered consumer at the broker's pace, and written
-// in batches. It reads to the end each stream had when it looked, then looks
-// again, until a pass finds less than a batch of new events.
-func Rebuild(ctx context.Context, js jetstream.JetStream, path string, o ReplayOptions) (ReplayResult, error) {
+// Rebuild builds the read model in p as name, a new database, from the
+// streams: each stream is read with an ordered consumer at the broker's
+// pace, and written in batches. It reads to the end each stream had when it
+// looked, then looks again, until a pass finds less than a batch of new
+// events.
+func Rebuild(ctx context.Context, js jetstream.JetStream, p Place, name string, o ReplayOptions) (ReplayResult, error) {
 	o.defaults()
-	if fileExists(path) {
-		return ReplayResult{}, fmt.Errorf("rebuild: %s exists; a rebuild writes a fresh database", path)
+	if ok, err := p.exists(ctx, name); err != nil || ok {
+		return ReplayResult{}, errors.Join(err, fmt.Errorf("rebuild: %s exists in %s; a rebuild writes a fresh database", name, p))
 	}
-	st, err := openStore(ctx, path, openOptions{bulk: true})
+	st, err := p.open(ctx, name, openOptions{bulk: true})
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -100,16 +101,16 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, path string, o ReplayO
 		err = st.finishRebuild(ctx, o.BatchSize)
 	}
 	if err == nil {
+		err = st.setRebuiltTo(ctx, ReplayStreams, res.Cursors)
+	}
+	if err == nil {
 		// Durable before anyone switches to it.
-		_, err = st.DB.ExecContext(ctx, `PRAGMA synchronous = FULL`)
-		if err == nil {
-			_, err = st.DB.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
-		}
+		err = p.finishBulk(ctx, st)
 	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
-	res.Path = path
+	res.Name = name
 	return res, err
 }
 
@@ -322,28 +323,34 @@ func (s *rebuildState) stream(ctx context.Context, js jetstream.JetStream, strea
 // (catching up what it projected meanwhile), and no one ever reads a half
 // rebuilt one. A partial rebuild (a start or an end) is left beside it for
 // analysis.
-func Replay(ctx context.Context, js jetstream.JetStream, dir string, o ReplayOptions, noSwitch bool) (ReplayResult, bool, error) {
-	path := filepath.Join(dir, newDBName(time.Now()))
-	res, err := Rebuild(ctx, js, path, o)
+func Replay(ctx context.Context, js jetstream.JetStream, p Place, o ReplayOptions, noSwitch bool) (ReplayResult, bool, error) {
+	name := p.newName(time.Now())
+	res, err := Rebuild(ctx, js, p, name, o)
 	if err != nil {
-		_ = removeDB(path)
+		_ = p.Remove(context.WithoutCancel(ctx), name)
 		return res, false, err
 	}
 	if noSwitch || o.Partial() {
 		return res, false, nil
 	}
-	if err := setCurrent(dir, filepath.Base(path)); err != nil {
+	if err := p.write(ctx, currentRole, name); err != nil {
 		return res, false, err
 	}
 	return res, true, nil
 }
 
+// SwitchTo makes the database name in p the one in use: the running
+// service switches to it, catching up what it projected meanwhile.
+func SwitchTo(ctx context.Context, p Place, name string) error {
+	return p.write(ctx, currentRole, name)
+}
+
 // WaitLive waits until the running service projects into the database
 // named name (it switched), for up to d; it reports whether it did.
-func WaitLive(ctx context.Context, dir, name string, d time.Duration) bool {
+func WaitLive(ctx context.Context, p Place, name string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if live, err := readName(dir, liveFile); err == nil && live == name {
+		if live, err := p.read(ctx, liveRole); err == nil && live == name {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

@@ -1,5 +1,6 @@
 // Package reporting keeps the reporting read model: it projects the events
-// of LEADS, CRM, TMS, LEDGER and REPORTING into one SQLite database that
+// of LEADS, CRM, TMS, LEDGER and REPORTING into one database (SQLite, or
+// a schema of a PostgreSQL database) that
 // joins each journey (lead, contact, active client, transaction, closing,
 // commission booked and paid), and answers per source and period: the
 // funnel, speed to lead, conversion, commissions and ROI against spend. A
@@ -13,8 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -40,16 +39,16 @@ type Reporter struct {
 	speed       *prometheus.HistogramVec
 	switches    prometheus.Counter
 
+	place Place
 	// mu guards the database in use: handlers and API reads hold it for
 	// reading, a switch to a rebuilt database for writing.
 	mu    sync.RWMutex
 	store *Store
-	name  string
 }
 
-// New opens the database CURRENT names in cfg.DataDir (making the first
-// one when there is none) and binds a handler to each of reporting's
-// consumers.
+// New opens the database CURRENT names in cfg.DataDir, or in the
+// PostgreSQL database cfg.DatabaseURL names (making the first one when
+// there is none), and binds a handler to each of reporting's consumers.
 func New(cfg Config, deps Deps) (*Reporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -72,8 +71,15 @@ func New(cfg Config, deps Deps) (*Reporter, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := r.open(ctx); err != nil {
+	dsn, err := cfg.DSN()
+	if err != nil {
 		return nil, err
+	}
+	if r.place, err = OpenPlace(ctx, cfg.DataDir, dsn); err != nil {
+		return nil, err
+	}
+	if err := r.open(ctx); err != nil {
+		return nil, errors.Join(err, r.place.Close())
 	}
 	for _, spec := range []bus.ConsumerSpec{bus.ReportingLeads, bus.ReportingCRM, bus.ReportingTMS, bus.ReportingLedger, bus.ReportingSpend} {
 		w.Handle(spec, r.handle)
@@ -113,30 +119,23 @@ func (r *Reporter) metrics(reg prometheus.Registerer) error {
 // rebuild replaced CURRENT while the service was not running, the database
 // LIVE names is opened first and the rebuilt one is caught up from it.
 func (r *Reporter) open(ctx context.Context) error {
-	dir := r.cfg.DataDir
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("REPORTING_DATA_DIR: %w", err)
-	}
-	cur, err := currentDB(dir)
+	p := r.place
+	cur, err := p.initCurrent(ctx, p.newName(time.Now()))
 	if err != nil {
-		return err
-	}
-	if cur == "" {
-		cur = newDBName(time.Now())
-		if err := setCurrent(dir, cur); err != nil {
-			return err
-		}
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	name := cur
-	if live, err := readName(dir, liveFile); err == nil && live != "" && live != cur && fileExists(filepath.Join(dir, live)) {
-		name = live
+	if live, err := p.read(ctx, liveRole); err == nil && live != "" && live != cur {
+		if ok, err := p.exists(ctx, live); err == nil && ok {
+			name = live
+		}
 	}
-	st, err := OpenStore(ctx, filepath.Join(dir, name))
+	st, err := p.open(ctx, name, openOptions{})
 	if err != nil {
 		return err
 	}
-	r.store, r.name = st, name
-	if err := writeName(dir, liveFile, name); err != nil {
+	r.store = st
+	if err := p.write(ctx, liveRole, name); err != nil {
 		return errors.Join(err, st.Close())
 	}
 	if name != cur {
@@ -150,18 +149,22 @@ func (r *Reporter) Run(ctx context.Context) error {
 	err := r.w.Run(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return errors.Join(err, r.store.Close())
+	return errors.Join(err, r.store.Close(), r.place.Close())
 }
 
 // Ready reports whether reporting can reach NATS.
 func (r *Reporter) Ready(ctx context.Context) error { return r.w.Ready(ctx) }
 
-// Database is the path of the database in use.
+// Database is the name of the database in use in its place (a file name,
+// or a schema).
 func (r *Reporter) Database() string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.store.Path
+	return r.store.Name
 }
+
+// Place is where the service's databases are.
+func (r *Reporter) Place() Place { return r.place }
 
 // withStore runs fn on the database in use; a switch waits for it.
 func (r *Reporter) withStore(fn func(*Store) error) error {
@@ -204,13 +207,13 @@ func (r *Reporter) watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		name, err := currentDB(r.cfg.DataDir)
+		name, err := r.place.read(ctx, currentRole)
 		if err != nil {
 			r.log.Warn("cannot read CURRENT", "err", err)
 			continue
 		}
 		r.mu.RLock()
-		same := name == r.name || name == ""
+		same := name == r.store.Name || name == ""
 		r.mu.RUnlock()
 		if same {
 			continue
@@ -222,53 +225,66 @@ func (r *Reporter) watch(ctx context.Context) error {
 }
 
 // switchTo makes the rebuilt database name the one in use. The rebuild
-// stopped at the streams' ends as it saw them; the live projection may have
-// applied later events to the old database since. With every handler held
-// off, those are read by sequence and applied to the new database, so it
-// holds everything the old one did; then the live projection goes on in
-// it, from the last sequence applied per stream (an event delivered again
-// that it already holds changes nothing).
+// stopped at the streams' ends as it saw them (rebuilt_to); the live
+// projection may have applied later events to the old database since, here
+// or in another replica. With every handler held off, every message from
+// there to each stream's end now is read by sequence and applied to the new
+// database, so it holds everything the old one did, whoever wrote it, and
+// the old one is not read (another replica may have dropped it already).
+// Then the live projection goes on in it, from the last sequence applied
+// per stream (an event delivered again that it already holds changes
+// nothing).
 func (r *Reporter) switchTo(ctx context.Context, name string) error {
-	next, err := OpenStore(ctx, filepath.Join(r.cfg.DataDir, name))
+	next, err := r.place.open(ctx, name, openOptions{})
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	old := r.store
-	err = r.catchUp(ctx, old, next)
+	err = r.catchUp(ctx, next)
 	if err != nil {
 		r.mu.Unlock()
 		return errors.Join(err, next.Close())
 	}
-	r.store, r.name = next, name
-	err = writeName(r.cfg.DataDir, liveFile, name)
+	r.store = next
+	err = r.place.write(ctx, liveRole, name)
 	r.mu.Unlock()
 	if err != nil {
 		r.log.Error("cannot record the database in use in LIVE", "err", err)
 	}
 	r.switches.Inc()
-	r.log.Info("switched to the rebuilt database", "database", name, "previous", filepath.Base(old.Path))
-	return errors.Join(old.Close(), removeDB(old.Path))
+	r.log.Info("switched to the rebuilt database", "database", name, "previous", old.Name)
+	return errors.Join(old.Close(), r.place.Remove(ctx, old.Name))
 }
 
-// catchUp applies to next every message that old's cursors are past next's.
-func (r *Reporter) catchUp(ctx context.Context, old, next *Store) error {
-	have, err := old.Cursors(ctx)
+// catchUp applies to next every message of the streams past where its
+// rebuild stopped (or, for a database no rebuild made, past its cursors).
+func (r *Reporter) catchUp(ctx context.Context, next *Store) error {
+	from, err := next.rebuiltTo(ctx)
 	if err != nil {
 		return err
 	}
-	from, err := next.Cursors(ctx)
-	if err != nil {
-		return err
+	if from == nil {
+		if from, err = next.Cursors(ctx); err != nil {
+			return err
+		}
 	}
 	js := r.w.JetStream()
-	for stream, last := range have {
-		if last <= from[stream] {
+	for _, stream := range ReplayStreams {
+		st, err := js.Stream(ctx, stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
-		st, err := js.Stream(ctx, stream)
 		if err != nil {
 			return fmt.Errorf("catch up %s: %w", stream, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("catch up %s: %w", stream, err)
+		}
+		last := info.State.LastSeq
+		if last <= from[stream] {
+			continue
 		}
 		var evs []Event
 		for seq := from[stream] + 1; seq <= last; seq++ {

@@ -12,18 +12,19 @@ import (
 // after the duplicate window) is one event: whichever copy comes first, the
 // rows keep the lowest sequence of its copies, so the tables are the same
 // whatever order the copies arrive in. Upserts are INSERT … ON CONFLICT … DO UPDATE,
-// which SQLite and PostgreSQL both speak; placeholders are ?N, which a
-// PostgreSQL store rewrites as $N.
+// which SQLite and PostgreSQL both speak; placeholders are $N, which
+// PostgreSQL speaks and the SQLite driver binds by number, so one text
+// serves both.
 const (
 	sqlApplied = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq, subject = excluded.subject
 WHERE excluded.seq < applied_events.seq`
 
 	// A lead's own facts; the CRM step's columns are the ContactSynced's.
 	sqlLead = `INSERT INTO leads (lead_id, source, status, reject_reason, received_at, inquiry_type,
   utm_source, utm_medium, utm_campaign, lead_stream, lead_seq, webhook_stream, webhook_seq)
-VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''), ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (lead_id) DO UPDATE SET source = excluded.source, status = excluded.status,
   reject_reason = excluded.reject_reason, received_at = excluded.received_at, inquiry_type = excluded.inquiry_type,
   utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
@@ -33,48 +34,48 @@ RETURNING received_at, synced_at, crm, contact_id`
 
 	// The CRM step of a lead; the lead's source is the lead's own once known.
 	sqlSynced = `INSERT INTO leads (lead_id, source, crm, contact_id, sync_outcome, matched_by, synced_at, sync_seq)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (lead_id) DO UPDATE SET source = COALESCE(leads.source, excluded.source), crm = excluded.crm,
   contact_id = excluded.contact_id, sync_outcome = excluded.sync_outcome, matched_by = excluded.matched_by,
   synced_at = excluded.synced_at, sync_seq = excluded.sync_seq
 RETURNING received_at, synced_at, source`
 
-	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = ?1 WHERE lead_id = ?2`
+	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = $1 WHERE lead_id = $2`
 
 	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
   changed_at, crm_source, lead_id, crm_event_id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < stage_changes.seq`
 
 	sqlUpdate = `INSERT INTO contact_updates (stream, seq, event_id, crm, contact_id, changed_fields, stage, updated_at,
   crm_source, crm_event_id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < contact_updates.seq`
 
 	sqlSpendSet = `INSERT INTO spend_sets (event_id, source, month, amount_minor, currency, set_by, set_at, note, stream, seq)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < spend_sets.seq`
 
-	// The spend in force (?1 source, ?2 month) is the last one set, by
+	// The spend in force ($1 source, $2 month) is the last one set, by
 	// stream sequence, derived from every one set.
 	sqlSpend = `INSERT INTO spend (source, month, amount_minor, currency, set_by, set_at, note, event_id, seq)
 SELECT source, month, amount_minor, currency, set_by, set_at, note, event_id, seq FROM spend_sets
-WHERE source = ?1 AND month = ?2 ORDER BY seq DESC LIMIT 1
+WHERE source = $1 AND month = $2 ORDER BY seq DESC LIMIT 1
 ON CONFLICT (source, month) DO UPDATE SET amount_minor = excluded.amount_minor, currency = excluded.currency,
   set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, event_id = excluded.event_id, seq = excluded.seq`
 
-	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES (?1, ?2, ?3)
+	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES ($1, $2, $3)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
 WHERE excluded.last_seq > stream_cursors.last_seq`
 )
 
-// sqlJourney recomputes one journey (?1 crm, ?2 contact id) from the facts:
+// sqlJourney recomputes one journey ($1 crm, $2 contact id) from the facts:
 // its leads, stage changes and transactions. Every column is derived from
 // them alone, so the row is the same whatever order the facts came in. The
 // first and last lead, the latest stage change and the latest transaction
 // are each found once and joined.
 var sqlJourney = func() string {
-	const ofContact = ` WHERE crm = ?1 AND contact_id = ?2`
+	const ofContact = ` WHERE crm = $1 AND contact_id = $2`
 	lead := func(order string) string {
 		return `(SELECT lead_id FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
 	}
@@ -82,8 +83,8 @@ var sqlJourney = func() string {
 		return `(SELECT ` + col + ` FROM stage_changes` + ofContact + ` ORDER BY changed_at DESC, seq DESC LIMIT 1)`
 	}
 	cols := []struct{ name, expr string }{
-		{"crm", "?1"},
-		{"contact_id", "?2"},
+		{"crm", "$1"},
+		{"contact_id", "$2"},
 		{"leads", `(SELECT COUNT(*) FROM leads` + ofContact + `)`},
 		{"first_lead_id", "f.lead_id"},
 		{"first_source", "f.source"},
@@ -134,7 +135,7 @@ var (
 	sqlLeadFact, _, _   = strings.Cut(sqlLead, "\nRETURNING")
 	sqlSyncedFact, _, _ = strings.Cut(strings.NewReplacer(
 		"synced_at, sync_seq)", "synced_at, sync_seq, speed_to_lead_ms)",
-		"?7, ?8)", "?7, ?8, ?9)",
+		"$7, $8)", "$7, $8, $9)",
 		"sync_seq = excluded.sync_seq", "sync_seq = excluded.sync_seq, speed_to_lead_ms = excluded.speed_to_lead_ms",
 	).Replace(sqlSynced), "\nRETURNING")
 )
@@ -161,13 +162,13 @@ var sqlAppliedMany = func() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "(?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", 6*i+1, 6*i+2, 6*i+3, 6*i+4, 6*i+5, 6*i+6)
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", 6*i+1, 6*i+2, 6*i+3, 6*i+4, 6*i+5, 6*i+6)
 	}
 	return b.String()
 }()
 
 // sqlAppliedOne is one row of it, for the rest of a batch.
-const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`
+const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subject, event_type, projected) VALUES ($1, $2, $3, $4, $5, $6)`
 
 // statements are prepared once per database and bound to each transaction.
 type statements struct {

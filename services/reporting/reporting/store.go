@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -69,9 +67,9 @@ type openOptions struct {
 	bulk bool
 }
 
-// openDB opens (creating) the SQLite database at path and brings its
+// openSQLite opens (creating) the SQLite database at path and brings its
 // schema up to date with the versioned migrations.
-func openDB(ctx context.Context, path string, o openOptions) (*sql.DB, error) {
+func openSQLite(ctx context.Context, path string, o openOptions) (*sql.DB, error) {
 	sync := "NORMAL"
 	if o.bulk {
 		sync = "OFF"
@@ -88,20 +86,21 @@ func openDB(ctx context.Context, path string, o openOptions) (*sql.DB, error) {
 	// One writer at a time (the projector holds its own lock too); readers
 	// run beside it in WAL mode.
 	db.SetMaxOpenConns(4)
-	if err := migrate(ctx, db); err != nil {
+	if err := migrate(ctx, db, goose.DialectSQLite3); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 	return db, nil
 }
 
-// migrate applies the pending migrations with goose.
-func migrate(ctx context.Context, db *sql.DB) error {
+// migrate applies the pending migrations with goose: the same files for
+// SQLite and PostgreSQL.
+func migrate(ctx context.Context, db *sql.DB, dialect goose.Dialect) error {
 	fsys, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
+	p, err := goose.NewProvider(dialect, db, fsys)
 	if err != nil {
 		return err
 	}
@@ -166,78 +165,4 @@ func csvField(v any) string {
 	default:
 		return fmt.Sprint(x)
 	}
-}
-
-// The data directory holds the databases, CURRENT, which names the one in
-// use, and LIVE, which names the one the service last projected into. A
-// rebuild writes a new file beside them and switches by replacing CURRENT
-// (a rename, atomic on one file system); the service then catches the new
-// file up from the one LIVE names, and names it in LIVE.
-const (
-	currentFile = "CURRENT"
-	liveFile    = "LIVE"
-)
-
-// currentDB returns the file name CURRENT holds, or "" when there is none.
-func currentDB(dir string) (string, error) { return readName(dir, currentFile) }
-
-// setCurrent makes name the database in use.
-func setCurrent(dir, name string) error { return writeName(dir, currentFile, name) }
-
-// readName returns the database file name in dir/file, or "".
-func readName(dir, file string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	name := strings.TrimSpace(string(b))
-	if name == "" || strings.ContainsAny(name, `/\`) {
-		return "", fmt.Errorf("%s in %s names %q, not a database file", file, dir, name)
-	}
-	return name, nil
-}
-
-// writeName replaces dir/file with name, atomically.
-func writeName(dir, file, name string) error {
-	tmp, err := os.CreateTemp(dir, "."+strings.ToLower(file)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(name + "\n"); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, file))
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-// newDBName is the file name of a new database made at t.
-func newDBName(t time.Time) string {
-	return "reporting-" + t.UTC().Format("20060102T150405.000000000Z") + ".db"
-}
-
-// removeDB deletes a database file and its WAL companions.
-func removeDB(path string) error {
-	var errs []error
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -529,7 +529,7 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}
 	if a.ReportingURL != "" {
-		fmt.Fprintf(w, "  reporting       %s/api/report  (journeys, CSV exports: docs/reporting.md; data in %s)\n", a.ReportingURL, a.cfg.Reporting.DataDir)
+		fmt.Fprintf(w, "  reporting       %s/  (the dashboard; the API under /api/, CSV exports: docs/reporting.md; data: %s)\n", a.ReportingURL, a.Reporting.Place())
 	}
 	fmt.Fprintf(w, "  ops             %s/healthz  %s/readyz  %s/metrics\n", a.OpsURL, a.OpsURL, a.OpsURL)
 	if a.CredsDir != "" {

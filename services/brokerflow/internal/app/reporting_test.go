@@ -20,6 +20,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/pgtest"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
@@ -92,7 +93,8 @@ func reportingSettled(t *testing.T, js jetstream.JetStream) {
 // day through the running system against the sandbox: signed leads from
 // three sources, returning people, rejected leads, slow leads, stage
 // changes in the CRM, and the spend set with brokerflow spend set. The
-// generator knows what the reports must say, and the API says it. Then the
+// generator knows what the reports must say, and the API and the dashboard
+// (in Chromium) say it. Then the
 // reporting database is deleted, brokerflow replay rebuilds it, and every
 // table is what it was.
 func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
@@ -230,6 +232,9 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 		t.Fatalf("journey of a returning active client: %+v", j.Journey)
 	}
 
+	// The dashboard shows the same, in a real browser.
+	checkDashboard(t, a.ReportingURL, truth, speeds, &j)
+
 	// The database is deleted; brokerflow replay rebuilds it.
 	live := exports(t, a)
 	a.Stop()
@@ -314,4 +319,50 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// With REPORTING_DATABASE_URL the all-in-one keeps the read model in
+// PostgreSQL, and brokerflow replay --dsn rebuilds it there as a new
+// schema that the running service switches to, with the same tables.
+func TestSystem_reportingOnPostgresAndReplayIntoIt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sourcesPath := filepath.Join(dir, "sources.yaml")
+	if err := os.WriteFile(sourcesPath, []byte(gen.SourcesFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dsn := pgtest.New(t)
+	a := startIn(t, dir, append(gen.Env(app.DevIDXSecret), "BROKERFLOW_SOURCES_FILE="+sourcesPath, "REPORTING_DATABASE_URL="+dsn)...)
+	t.Cleanup(func() { a.Stop(); _ = a.Wait() })
+	js := connect(t, a)
+	ctx := natstest.Context(t, 2*time.Minute)
+	client := &http.Client{Timeout: 30 * time.Second}
+	plan := gen.Day(time.Now().UTC().Format("2006-01"), strconv.FormatInt(time.Now().UnixNano(), 36))
+	for _, l := range plan.Leads[:6] {
+		if err := gen.Post(ctx, client, a.WebhookURL, app.DevIDXSecret, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.WaitSettled(t, js, bus.StreamWebhooks, "normalizer")
+	natstest.WaitSettled(t, js, bus.StreamLeads, "crm-sync")
+	reportingSettled(t, js)
+	if status := get(t, a.ReportingURL+"/api/status"); !strings.Contains(status, `"database": "schema reporting_`) {
+		t.Fatalf("the read model is not in a PostgreSQL schema: %s", status)
+	}
+	live := exports(t, a)
+	if n := strings.Count(live["leads"], "\n"); n != 7 {
+		t.Fatalf("%d lines of leads, want a header and 6:\n%s", n, live["leads"])
+	}
+
+	var out bytes.Buffer
+	args := []string{"replay", "--server", a.NATSURL, "--nkey", natsauth.SeedFile(a.CredsDir, bus.UserAnalyst), "--dsn", dsn}
+	if err := cli.Execute(ctx, args, nil, &out, &out); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "switched to it") || !strings.Contains(out.String(), "PostgreSQL database") {
+		t.Fatalf("replay did not switch:\n%s", out.String())
+	}
+	sameExports(t, live, exports(t, a))
 }

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/pgtest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -26,8 +28,10 @@ import (
 // Replay measures the rebuild of the reporting read model from o.ReplayEvents
 // events in LEADS and CRM, against, in the same run, the raw rate of an
 // ordered consumer reading the same streams (the broker's pace, nothing
-// decoded or written) and a plain bulk insert of one row per event into
-// SQLite (the database's pace, nothing read or derived).
+// decoded or written) and a plain bulk insert of one row per event (the
+// database's pace, nothing read or derived; into PostgreSQL, with COPY):
+// into SQLite, then into a PostgreSQL that it starts from the operating
+// system's package (pgtest; fsync on, as in production).
 func Replay(ctx context.Context, o Options, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "brokerflow-bench-replay-")
 	if err != nil {
@@ -60,23 +64,62 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("raw consume: %w", err)
 	}
-	res, err := reporting.Rebuild(ctx, js, filepath.Join(dir, "replay.db"), reporting.ReplayOptions{})
+	rows, err := eventRows(ctx, js)
 	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if res.Read != n {
-		return fmt.Errorf("replay read %d of %d events", res.Read, n)
-	}
-	bulk, err := bulkInsert(ctx, js, filepath.Join(dir, "bulk.db"), n)
-	if err != nil {
-		return fmt.Errorf("bulk insert: %w", err)
+		return err
 	}
 	fmt.Fprintf(w, "bench: replay_events %d count\n", n)
 	fmt.Fprintf(w, "bench: replay_raw_consume_per_s %.0f events/s\n", raw)
-	fmt.Fprintf(w, "bench: replay_events_per_s %.0f events/s\n", res.Rate())
-	fmt.Fprintf(w, "bench: replay_ratio %.3f x\n", res.Rate()/raw)
-	fmt.Fprintf(w, "bench: replay_bulk_insert_per_s %.0f rows/s\n", bulk)
-	fmt.Fprintf(w, "bench: replay_vs_bulk_insert_ratio %.3f x\n", res.Rate()/bulk)
+
+	sqlite := reporting.SQLiteDir(dir)
+	bulkDB, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "bulk.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
+	if err != nil {
+		return err
+	}
+	defer bulkDB.Close()
+	sqliteBulk := func(ctx context.Context, rows []eventRow) (float64, error) { return bulkInsert(ctx, bulkDB, rows) }
+	if err := replayInto(ctx, js, w, "replay", sqlite, "replay.db", sqliteBulk, rows, raw); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+
+	pg, err := pgtest.Start(ctx, pgtest.Options{Durable: true})
+	if err != nil {
+		fmt.Fprintf(w, "# replay_postgres_*: not measured: %v\n", err)
+		return nil
+	}
+	defer func() { _ = pg.Stop() }()
+	place, err := reporting.PostgreSQL(ctx, pg.DSN(""))
+	if err != nil {
+		return err
+	}
+	defer place.Close()
+	pgBulk := func(ctx context.Context, rows []eventRow) (float64, error) { return bulkCopy(ctx, pg.DSN(""), rows) }
+	if err := replayInto(ctx, js, w, "replay_postgres", place, "replay", pgBulk, rows, raw); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// replayInto rebuilds the read model as name in p, then bulk-inserts rows
+// with bulk, and prints the figures under prefix.
+func replayInto(ctx context.Context, js jetstream.JetStream, w io.Writer, prefix string, p reporting.Place, name string,
+	bulk func(context.Context, []eventRow) (float64, error), rows []eventRow, raw float64,
+) error {
+	res, err := reporting.Rebuild(ctx, js, p, name, reporting.ReplayOptions{})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if res.Read != len(rows) {
+		return fmt.Errorf("replay read %d of %d events", res.Read, len(rows))
+	}
+	ceiling, err := bulk(ctx, rows)
+	if err != nil {
+		return fmt.Errorf("bulk insert: %w", err)
+	}
+	fmt.Fprintf(w, "bench: %s_events_per_s %.0f events/s\n", prefix, res.Rate())
+	fmt.Fprintf(w, "bench: %s_ratio %.3f x\n", prefix, res.Rate()/raw)
+	fmt.Fprintf(w, "bench: %s_bulk_insert_per_s %.0f rows/s\n", prefix, ceiling)
+	fmt.Fprintf(w, "bench: %s_vs_bulk_insert_ratio %.3f x\n", prefix, res.Rate()/ceiling)
 	return nil
 }
 
@@ -175,32 +218,60 @@ func rawConsume(ctx context.Context, js jetstream.JetStream, n int) (float64, er
 	return float64(got) / time.Since(start).Seconds(), nil
 }
 
-// bulkInsert writes one plain row per event (its stream, sequence, subject,
-// id and body) into a fresh SQLite table, in transactions of 5,000, with the
-// rebuild's pragmas: rows per second. The rows are read first, so only
-// the inserts are timed.
-func bulkInsert(ctx context.Context, js jetstream.JetStream, path string, n int) (float64, error) {
-	type row struct {
-		stream, subject, id string
-		seq                 uint64
-		data                []byte
-	}
-	rows := make([]row, 0, n)
+// eventRow is one stored event, as the bulk insert writes it.
+type eventRow struct {
+	stream, subject, id string
+	seq                 uint64
+	data                []byte
+}
+
+// eventRows reads every event of LEADS and CRM.
+func eventRows(ctx context.Context, js jetstream.JetStream) ([]eventRow, error) {
+	var rows []eventRow
 	for _, stream := range []string{bus.StreamLeads, bus.StreamCRM} {
 		for _, m := range fetchAll(ctx, js, stream) {
 			meta, err := m.Metadata()
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
-			rows = append(rows, row{stream, m.Subject(), m.Headers().Get(bus.HeaderMsgID), meta.Sequence.Stream, m.Data()})
+			rows = append(rows, eventRow{stream, m.Subject(), m.Headers().Get(bus.HeaderMsgID), meta.Sequence.Stream, m.Data()})
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
+	return rows, nil
+}
+
+// eventsTable is the bulk insert's table.
+const eventsTable = `CREATE TABLE events (stream TEXT NOT NULL, seq BIGINT NOT NULL, subject TEXT NOT NULL, event_id TEXT NOT NULL, data %s, PRIMARY KEY (stream, seq))`
+
+// bulkCopy writes the same rows as bulkInsert into PostgreSQL with COPY,
+// its bulk insert, in one statement: rows per second.
+func bulkCopy(ctx context.Context, dsn string, rows []eventRow) (float64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return 0, err
 	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE events (stream TEXT NOT NULL, seq BIGINT NOT NULL, subject TEXT NOT NULL, event_id TEXT NOT NULL, data BLOB, PRIMARY KEY (stream, seq))`); err != nil {
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, fmt.Sprintf(eventsTable, "BYTEA")); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"stream", "seq", "subject", "event_id", "data"},
+		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			r := rows[i]
+			return []any{r.stream, int64(r.seq), r.subject, r.id, r.data}, nil
+		}))
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// bulkInsert writes one plain row per event (its stream, sequence, subject,
+// id and body) into a fresh SQLite table, in transactions of 5,000, with
+// the rebuild's pragmas: rows per second. The rows were read before, so
+// only the inserts are timed.
+func bulkInsert(ctx context.Context, db *sql.DB, rows []eventRow) (float64, error) {
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(eventsTable, "BLOB")); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -209,7 +280,7 @@ func bulkInsert(ctx context.Context, js jetstream.JetStream, path string, n int)
 		if err != nil {
 			return 0, err
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO events (stream, seq, subject, event_id, data) VALUES (?1, ?2, ?3, ?4, ?5)`)
+		st, err := tx.PrepareContext(ctx, `INSERT INTO events (stream, seq, subject, event_id, data) VALUES ($1, $2, $3, $4, $5)`)
 		if err != nil {
 			_ = tx.Rollback()
 			return 0, err

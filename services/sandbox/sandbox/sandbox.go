@@ -3,7 +3,7 @@
 // speak HTTP to it exactly as they would to the vendor, under a per-vendor path prefix.
 //
 // Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
-// for the Facebook Graph lead read and Lead Ads notifications) built on a Kit (kit.go): the kit
+// for the Facebook Graph lead read and Lead Ads notifications, dotloop*.go for Dotloop) built on a Kit (kit.go): the kit
 // mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
 // fault queue, the rate limit with the vendor's headers), serves its knobs and JSON state under
 // /_sandbox/<vendor>/, sends its signed webhooks (webhook.go) and shows its section of the page.
@@ -20,6 +20,7 @@ type Options struct {
 	FUB      FUBOptions
 	LionDesk LionDeskOptions
 	Graph    GraphOptions
+	Dotloop  DotloopOptions
 	// Vendors are more emulations, each built with NewKit (a test's own vendor, say): they are
 	// served beside the built-in ones, shown on the page and closed by Close. Each has its own
 	// clock (KitOptions.Now). Two vendors of one name panic.
@@ -34,6 +35,7 @@ type Sandbox struct {
 	fub      *FUB
 	liondesk *LionDesk
 	graph    *Graph
+	dotloop  *Dotloop
 	vendors  []*Kit
 	handler  http.Handler
 }
@@ -44,8 +46,8 @@ func New(o Options) *Sandbox {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now)}
-	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit}, o.Vendors...)
+	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now), dotloop: newDotloop(o.Dotloop, now)}
+	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.dotloop.Kit}, o.Vendors...)
 
 	mux := http.NewServeMux()
 	for _, v := range s.vendors {
@@ -68,6 +70,10 @@ func (s *Sandbox) LionDesk() *LionDesk { return s.liondesk }
 // Graph returns the Facebook Graph emulation (the lead read and Lead Ads notifications), for
 // tests to add leads, inspect its state and turn its knobs.
 func (s *Sandbox) Graph() *Graph { return s.graph }
+
+// Dotloop returns the Dotloop emulation (OAuth, loops, subscriptions, signed LOOP_UPDATED
+// deliveries), for tests to inspect its state and turn its knobs.
+func (s *Sandbox) Dotloop() *Dotloop { return s.dotloop }
 
 // Close stops every vendor's background work (webhook deliveries) and waits for it.
 func (s *Sandbox) Close() {

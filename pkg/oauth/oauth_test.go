@@ -140,7 +140,6 @@ func TestStore_invalidGrantIsPermanentAndSaysToReconnect(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-
 // TestAuthorize_loopbackRedirect: the authorization-code flow with a
 // loopback redirect ends with tokens the API accepts.
 func TestAuthorize_loopbackRedirect(t *testing.T) {

@@ -94,8 +94,8 @@ type FUBPerson struct {
 	Phones       []FUBValue `json:"phones"`
 	Tags         []string   `json:"tags"`
 	AssignedTo   string     `json:"assignedTo"`
-	// AssignedUserID is the assigned agent's user id; 0 (sent as null) when unassigned.
-	AssignedUserID *int64 `json:"assignedUserId"`
+	// AssignedUserID is the assigned agent's user id; absent when unassigned.
+	AssignedUserID *int64 `json:"assignedUserId,omitempty"`
 }
 
 // FUBEvent is one event recorded by POST /v1/events.

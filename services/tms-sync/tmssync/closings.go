@@ -163,7 +163,7 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 	return &tmsv1.TransactionClosed{
 		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: tx.Profile, Status: tx.Status, SalePrice: money(f.price),
 		CloseDate: f.closeDate, FactsHash: hash, ClosedAt: timestamppb.New(s.now()), TransactionType: tx.Type, Name: tx.Name,
-		Commission: &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource},
+		Commission:  &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource},
 		Correlation: &commonv1.Correlation{LeadId: rec.LeadID, ContactId: rec.ContactID, TransactionId: tx.ID},
 		Webhook:     &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
 	}
@@ -191,7 +191,6 @@ func ParseMoney(s string) (int64, error) {
 	}
 	return w*100 + f, nil
 }
-
 
 // normalizeDate returns an ISO 8601 date for the formats agents use, or the
 // value as it is.

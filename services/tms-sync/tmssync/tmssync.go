@@ -176,8 +176,10 @@ func episodeKey(crmName, contact string) string {
 func leadKey(crmName, contact string) string {
 	return "tms-sync.lead." + keyPart(crmName) + "." + keyPart(contact)
 }
-func txKey(tmsName, id string) string  { return "tms-sync.tx." + keyPart(tmsName) + "." + keyPart(id) }
-func soldKey(tmsName, id string) string { return "tms-sync.sold." + keyPart(tmsName) + "." + keyPart(id) }
+func txKey(tmsName, id string) string { return "tms-sync.tx." + keyPart(tmsName) + "." + keyPart(id) }
+func soldKey(tmsName, id string) string {
+	return "tms-sync.sold." + keyPart(tmsName) + "." + keyPart(id)
+}
 
 // errConflict is a compare-and-swap that lost.
 var errConflict = errors.New("tms-sync: record changed meanwhile")

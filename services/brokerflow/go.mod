@@ -10,6 +10,7 @@ replace (
 	github.com/brokerflow/brokerflow/services/normalizer => ../normalizer
 	github.com/brokerflow/brokerflow/services/reporting => ../reporting
 	github.com/brokerflow/brokerflow/services/sandbox => ../sandbox
+	github.com/brokerflow/brokerflow/services/tms-sync => ../tms-sync
 )
 
 require (
@@ -20,12 +21,14 @@ require (
 	github.com/brokerflow/brokerflow/services/normalizer v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/reporting v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/tms-sync v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2
 	go.opentelemetry.io/proto/otlp v1.11.0
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sync v0.25.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

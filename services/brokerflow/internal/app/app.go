@@ -30,6 +30,7 @@ import (
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
 )
 
 // Prefix is the environment prefix of the all-in-one settings.
@@ -100,6 +101,7 @@ type Config struct {
 	Normalizer normalizer.Config `env:"-"`
 	CRMSync    crmsync.Config    `env:"-"`
 	Reporting  reporting.Config  `env:"-"`
+	TMSSync    tmssync.Config    `env:"-"`
 	sync       SyncPolicy
 }
 
@@ -123,7 +125,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	for _, s := range []struct {
 		cfg    any
 		prefix string
-	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}} {
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.TMSSync, tmssync.Prefix}} {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
@@ -165,6 +167,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
+		sandboxTMS(&c, environ)
 	}
 	tracing, err := telemetry.ExportConfigFrom(service.EnvMap(environ))
 	if err != nil {
@@ -185,8 +188,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Reporting.Addr = ReportingAddr
 	}
 	// One process, one retry schedule and one ops listener for every service.
-	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
-	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr = "", "", "", ""
+	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus, c.TMSSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr, c.TMSSync.OpsAddr = "", "", "", "", ""
 	err = c.Validate()
 	return c, err
 }
@@ -208,6 +211,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Reporting.Validate(); err != nil {
+		return err
+	}
+	if err := c.TMSSync.Resolve(); err != nil {
 		return err
 	}
 	return c.CRMSync.Resolve()
@@ -290,6 +296,8 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		cfg.CRMSync.FUB.BaseURL = a.SandboxURL + "/fub"
 		cfg.CRMSync.LionDesk.BaseURL = a.SandboxURL + "/liondesk"
 		cfg.Normalizer.Graph.BaseURL = a.SandboxURL + "/graph/v19.0"
+		cfg.TMSSync.Dotloop.BaseURL, cfg.TMSSync.Dotloop.AuthURL = a.SandboxURL+"/dotloop/public/v2", a.SandboxURL+"/dotloop/oauth"
+		cfg.TMSSync.FUB.BaseURL = cfg.CRMSync.FUB.BaseURL
 		a.cfg = cfg
 	}
 
@@ -338,6 +346,20 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		return nil, err
 	}
 	a.Reporting = rep
+	var tmsSync *tmssync.Syncer
+	if cfg.TMSSync.Enabled() {
+		if d, err = deps(bus.ServiceTMSSync); err != nil {
+			return nil, err
+		}
+		if a.Sandbox != nil {
+			if err := connectSandboxDotloop(ctx, d.NATS, cfg.TMSSync, a.Sandbox.Dotloop()); err != nil {
+				return nil, err
+			}
+		}
+		if tmsSync, err = tmssync.New(cfg.TMSSync, d); err != nil {
+			return nil, err
+		}
+	}
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
@@ -374,6 +396,16 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 				return nil, fmt.Errorf("sandbox: register %s webhook: %w", event, err)
 			}
 		}
+		if tmsSync != nil {
+			// Dotloop tells the gateway about every loop update, as
+			// `brokerflow tms webhooks register` subscribes it.
+			if _, err := a.Sandbox.Dotloop().Subscribe(sandbox.DotloopSubscription{
+				URL: a.WebhookURL + "/webhooks/dotloop", EventTypes: []string{sandbox.DotloopLoopUpdated},
+				SigningKey: sandbox.DefaultDotloopSigningKey, ExternalID: "brokerflow", Enabled: true,
+			}); err != nil {
+				return nil, fmt.Errorf("sandbox: subscribe to Dotloop: %w", err)
+			}
+		}
 	}
 	a.OpsURL = "http://" + hostPort(opsLn.Addr())
 
@@ -388,6 +420,11 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	eg.Go(func() error { return norm.Run(runCtx) })
 	eg.Go(func() error { return crm.Run(runCtx) })
 	eg.Go(func() error { return rep.Run(runCtx) })
+	checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready}
+	if tmsSync != nil {
+		eg.Go(func() error { return tmsSync.Run(runCtx) })
+		checks["tms-sync"] = tmsSync.Ready
+	}
 	if repLn != nil {
 		eg.Go(func() error { return opshttp.Serve(runCtx, repLn, rep.Handler(), cfg.Reporting.ShutdownTimeout) })
 	}
@@ -397,7 +434,6 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		})
 	}
 	eg.Go(func() error {
-		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready}
 		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
 	})
 	return a, nil
@@ -478,6 +514,11 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  CRM             liondesk at %s  (no webhooks: polled every %s)\n", crm.LionDesk.BaseURL, crm.PollInterval)
 	} else {
 		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
+	}
+	if t := a.cfg.TMSSync; t.Enabled() {
+		fmt.Fprintf(w, "  TMS             %s at %s  (tms-sync: opening stages %v; docs/tms.md)\n", t.TMS, t.Dotloop.BaseURL, t.OpeningStages)
+	} else {
+		fmt.Fprintf(w, "  TMS             none  (TMSSYNC_TMS=dotloop turns tms-sync on; docs/tms.md)\n")
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)

@@ -201,6 +201,15 @@ type Dotloop struct {
 	lastID   struct{ loop, participant, sub int64 }
 	grants   int // tokens issued
 	refreshN int // refreshes
+	hooks    []func(DotloopLoop)
+}
+
+// OnLoopCreated registers fn to be called, outside the sandbox's locks and before the answer
+// is written, each time Loop-It creates a loop.
+func (d *Dotloop) OnLoopCreated(fn func(DotloopLoop)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hooks = append(d.hooks, fn)
 }
 
 func newDotloop(o DotloopOptions, now func() time.Time) *Dotloop {

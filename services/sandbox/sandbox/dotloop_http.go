@@ -244,7 +244,11 @@ func (d *Dotloop) loopIt(w http.ResponseWriter, r *http.Request) {
 	}
 	d.loops = append(d.loops, l)
 	out := l.DotloopLoop
+	hooks := slices.Clone(d.hooks)
 	d.mu.Unlock()
+	for _, fn := range hooks {
+		fn(out)
+	}
 	writeJSON(w, http.StatusCreated, dotloopData[DotloopLoop]{out})
 }
 

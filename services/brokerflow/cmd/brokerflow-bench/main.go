@@ -36,7 +36,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.LeadDuration, "lead-duration", 10*time.Second, "how long leads are sent for speed-to-lead")
 	fs.IntVar(&o.CRMLeads, "crm-leads", 2000, "burst of leads for the CRM quota measurement (drained at Follow Up Boss's 25 calls/s)")
 	fs.IntVar(&o.ReplayEvents, "replay-events", 100_000, "events the reporting rebuild reads (replay_events_per_s)")
-	fs.StringVar(&o.Only, "only", "", `"replay" runs only the reporting rebuild measurement`)
+	fs.IntVar(&o.StageChanges, "stage-changes", 20, "contacts moved to Active Client one after another (stage_to_transaction)")
+	fs.StringVar(&o.Only, "only", "", `"replay" runs only the reporting rebuild measurement, "tms" only stage_to_transaction`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -43,7 +43,9 @@ type Options struct {
 	CRMLeads int
 	// ReplayEvents is how many events the reporting rebuild reads.
 	ReplayEvents int
-	// Only, when "replay", runs the replay measurement alone.
+	// StageChanges is how many contacts stage_to_transaction moves to Active Client.
+	StageChanges int
+	// Only, when "replay" or "tms", runs that measurement alone.
 	Only string
 }
 
@@ -61,8 +63,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "# machine: %s/%s, %d CPUs, %s; %d clients, %s per measurement\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
-	if o.Only == "replay" {
+	switch o.Only {
+	case "replay":
 		return Replay(ctx, o, w)
+	case "tms":
+		return StageToTransaction(ctx, o, w)
 	}
 
 	idx := schemes[0]
@@ -129,6 +134,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
 	if err := SpeedToLead(ctx, o, w); err != nil {
+		return err
+	}
+	if err := StageToTransaction(ctx, o, w); err != nil {
 		return err
 	}
 	if err := CRMQuota(ctx, o, w); err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
+	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/vendorapi"
 )
@@ -55,6 +56,23 @@ func (c Config) Validate(prefix string) error {
 		return err
 	}
 	return vendorapi.CheckEndpoint(prefix, c.BaseURL, c.Timeout)
+}
+
+// ReadSecret fills ClientSecret from ClientSecretFile (its first line) when
+// it is not set, naming the variable as prefix+CLIENT_SECRET_FILE.
+func (c *Config) ReadSecret(prefix string) error {
+	if c.ClientSecret != "" || c.ClientSecretFile == "" {
+		return nil
+	}
+	s, err := service.Secrets(nil, c.ClientSecretFile)
+	if err != nil {
+		return fmt.Errorf("%sCLIENT_SECRET_FILE: %w", prefix, err)
+	}
+	if len(s) == 0 {
+		return fmt.Errorf("%sCLIENT_SECRET_FILE: the file holds no secret", prefix)
+	}
+	c.ClientSecret = s[0]
+	return nil
 }
 
 // TokenURL and AuthorizeURL are the OAuth endpoints under AuthURL.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/brokerflow/brokerflow/pkg/tms"
@@ -117,4 +118,24 @@ func TestParseWebhook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseWebhook: whatever body is sent, ParseWebhook neither panics nor
+// returns a loop event without numeric profile and loop ids.
+func FuzzParseWebhook(f *testing.F) {
+	f.Add([]byte(`{"eventId":"e1","eventType":"LOOP_UPDATED","event":{"id":34308,"profileId":4711,"loopId":34308}}`))
+	f.Add([]byte(`{"eventType":"LOOP_PARTICIPANT_UPDATED","event":{"id":"7","profileId":"1","loopId":"2"}}`))
+	f.Add([]byte(`{"eventType":"CONTACT_CREATED","event":{"id":1}}`))
+	f.Add([]byte(`{"eventType":"LOOP_UPDATED","event":{"loopId":-1,"profileId":1e99}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := dotloop.ParseWebhook(body)
+		if err != nil || n.Transaction == "" {
+			return
+		}
+		for _, id := range []string{n.Profile, n.Transaction} {
+			if v, err := strconv.ParseInt(id, 10, 64); err != nil || v <= 0 {
+				t.Fatalf("loop event with id %q: %+v", id, n)
+			}
+		}
+	})
 }

@@ -93,12 +93,8 @@ func (c *Config) Resolve() error {
 	if !c.Enabled() {
 		return nil
 	}
-	if c.Dotloop.ClientSecret == "" && c.Dotloop.ClientSecretFile != "" {
-		s, err := service.Secrets(nil, c.Dotloop.ClientSecretFile)
-		if err != nil || len(s) == 0 {
-			return fmt.Errorf("%w: TMSSYNC_DOTLOOP_CLIENT_SECRET_FILE: no secret read (%v)", ErrConfig, err)
-		}
-		c.Dotloop.ClientSecret = s[0]
+	if err := c.Dotloop.ReadSecret(Prefix + "DOTLOOP_"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Agents == nil {
 		if c.AgentsFile == "" {

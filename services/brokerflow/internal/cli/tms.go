@@ -25,12 +25,8 @@ func dotloopConfig(environ []string) (dotloop.Config, error) {
 	if err := service.ParseEnv(&c, tmssync.Prefix+"DOTLOOP_", environ); err != nil {
 		return c, err
 	}
-	if c.ClientSecret == "" && c.ClientSecretFile != "" {
-		s, err := service.Secrets(nil, c.ClientSecretFile)
-		if err != nil || len(s) == 0 {
-			return c, fmt.Errorf("TMSSYNC_DOTLOOP_CLIENT_SECRET_FILE: no secret read (%v)", err)
-		}
-		c.ClientSecret = s[0]
+	if err := c.ReadSecret(tmssync.Prefix + "DOTLOOP_"); err != nil {
+		return c, err
 	}
 	return c, c.Validate(tmssync.Prefix + "DOTLOOP_")
 }

@@ -360,3 +360,36 @@ func TestSyncer_webhookForAnUnknownLoopIsRecorded(t *testing.T) {
 		t.Fatalf("failures = %v", f)
 	}
 }
+
+// TestSyncer_dotloopFaults: a 429 pauses the consumer until its
+// Retry-After; Dotloop down (503) is retried on the schedule; either way the
+// loop is opened once and nothing is recorded as failed.
+func TestSyncer_dotloopFaults(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name               string
+		status, retryAfter int
+	}{{"rate_limited", 429, 2}, {"unavailable", 503, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, 1, nil)
+			e.dl.InjectFault(sandbox.Fault{Method: "POST", Path: "/public/v2/loop-it", Status: c.status, RetryAfter: c.retryAfter, Count: 2})
+			e.stage(t, "808", "Active Client")
+			if c.status == 429 {
+				natstest.Eventually(t, 30*time.Second, "the consumer paused", func() bool {
+					cons, err := e.js.Consumer(natstest.Context(t, 5*time.Second), bus.StreamCRM, "tms-sync-crm")
+					if err != nil {
+						return false
+					}
+					info, err := cons.Info(natstest.Context(t, 5*time.Second))
+					return err == nil && info.Paused
+				})
+			}
+			natstest.Eventually(t, 30*time.Second, "the loop opened after the fault", func() bool { return len(e.opened(t)) == 1 })
+			e.settle(t)
+			if n, f := len(e.dl.Loops()), e.failures(t); n != 1 || len(f) != 0 {
+				t.Fatalf("%d loops, failures %v", n, f)
+			}
+		})
+	}
+}

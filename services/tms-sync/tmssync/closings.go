@@ -82,7 +82,7 @@ func (s *Syncer) HandleWebhook(ctx context.Context, m *bus.Message) error {
 	}
 	log.Info("transaction closed", "transaction_id", tx.ID, "facts_hash", ev.GetFactsHash(), "contact_id", rec.ContactID)
 	if rec.EpisodeKey != "" {
-		return s.endEpisode(ctx, rec.CRM, rec.ContactID, "transaction "+tx.ID+" closed")
+		return s.endEpisode(ctx, rec.CRM, rec.ContactID, rec.EpisodeN, "transaction "+tx.ID+" closed")
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 		return bus.WithCode("tms.no_contact", bus.Permanentf("stage change at %s/%d has no contact id", m.Stream, m.Sequence))
 	}
 	if s.cfg.lost(ev.GetNewStage()) {
-		return s.endEpisode(ctx, ev.GetCrm(), ev.GetContactId(), "lost stage "+ev.GetNewStage())
+		return s.endEpisode(ctx, ev.GetCrm(), ev.GetContactId(), 0, "lost stage "+ev.GetNewStage())
 	}
 	typ, ok := s.cfg.opening(ev.GetNewStage())
 	if !ok {
@@ -301,14 +301,14 @@ func (s *Syncer) announceOpened(ctx context.Context, ep episode) error {
 	return err
 }
 
-// endEpisode ends a contact's open episode: the next opening stage starts a
-// new one.
-func (s *Syncer) endEpisode(ctx context.Context, crmName, contact, why string) error {
+// endEpisode ends a contact's open episode (episode n only, when n > 0):
+// the next opening stage starts a new one.
+func (s *Syncer) endEpisode(ctx context.Context, crmName, contact string, n int, why string) error {
 	key := episodeKey(crmName, contact)
 	for range casAttempts {
 		var ep episode
 		rev, err := s.load(ctx, key, &ep)
-		if err != nil || rev == 0 || ep.State != stateOpen {
+		if err != nil || rev == 0 || ep.State != stateOpen || (n > 0 && ep.N != n) {
 			return err
 		}
 		ep.State = stateEnded

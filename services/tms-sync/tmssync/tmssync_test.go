@@ -393,3 +393,35 @@ func TestSyncer_dotloopFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncer_closingEndsItsEpisode: a closing ends the episode of its loop,
+// so the contact's next opening stage opens a new loop; the closing of an
+// older episode's loop leaves the current one open.
+func TestSyncer_closingEndsItsEpisode(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 1, nil)
+	e.stage(t, "909", "Active Client")
+	e.settle(t)
+	first := e.dl.Loops()[0].ID
+	if err := e.dl.SetLoopStatus(first, sandbox.DotloopSold, sandbox.DotloopFinancials{Price: 100000, Commission: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	e.webhook(t, first)
+	e.settle(t)
+	e.stage(t, "909", "Active Client")
+	e.settle(t)
+	if n := len(e.dl.Loops()); n != 2 {
+		t.Fatalf("%d loops after a closing and a new opening stage, want 2", n)
+	}
+	// The first loop's closing, corrected, does not end the second episode.
+	if err := e.dl.SetLoopStatus(first, sandbox.DotloopSold, sandbox.DotloopFinancials{Commission: 3100}); err != nil {
+		t.Fatal(err)
+	}
+	e.webhook(t, first)
+	e.settle(t)
+	e.stage(t, "909", "Active Client")
+	e.settle(t)
+	if n, c := len(e.dl.Loops()), len(e.closed(t)); n != 2 || c != 2 {
+		t.Fatalf("%d loops and %d closings; want the second episode still open", n, c)
+	}
+}

@@ -3,14 +3,18 @@ package dotloop_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
 	"github.com/brokerflow/brokerflow/pkg/tms/tmstest"
+	"github.com/brokerflow/brokerflow/pkg/vendorapi"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 func TestDotloop_contract(t *testing.T) {
@@ -138,4 +142,25 @@ func FuzzParseWebhook(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDotloop_pacesToTheLimitItsHeadersSay: configured for 100 calls a
+// minute on an account that allows 4, the adapter learns 4 from
+// X-RateLimit-Limit and -Remaining and waits rather than meet a 429 (its
+// initial burst of 5 would).
+func TestDotloop_pacesToTheLimitItsHeadersSay(t *testing.T) {
+	t.Parallel()
+	a, be := tmstest.DotloopWith(t, sandbox.DotloopOptions{Limit: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var waited error
+	for range 6 {
+		if _, err := a.Transactions(ctx, be.Profile(), 1); err != nil {
+			waited = err
+			break
+		}
+	}
+	if u := be.D.Usage(); u.Refused != 0 || waited == nil || !errors.Is(waited, vendorapi.ErrUnreachable) {
+		t.Fatalf("usage %+v, last error %v; want the pacer to wait (no 429) until the deadline", u, waited)
+	}
 }

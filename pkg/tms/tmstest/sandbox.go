@@ -51,7 +51,13 @@ func Connect(t *testing.T, d *sandbox.Dotloop, store *oauth.Store) {
 // the adapter on it and its backend.
 func Dotloop(t *testing.T) (*dotloop.Dotloop, DotloopBackend) {
 	t.Helper()
-	sb := sandbox.New(sandbox.Options{})
+	return DotloopWith(t, sandbox.DotloopOptions{})
+}
+
+// DotloopWith is Dotloop with the sandbox's Dotloop configured by o.
+func DotloopWith(t *testing.T, o sandbox.DotloopOptions) (*dotloop.Dotloop, DotloopBackend) {
+	t.Helper()
+	sb := sandbox.New(sandbox.Options{Dotloop: o})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Close)

@@ -13,8 +13,8 @@ import (
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-// StageToTransaction measures, for contacts moved to Active Client one
-// after another, the time from the stage change in the sandbox's Follow Up
+// StageToTransaction measures, for contacts moved to Active Client one a
+// second, the time from the stage change in the sandbox's Follow Up
 // Boss to the loop in its Dotloop: the FUB webhook, the gateway, crm-sync's
 // read of the person and its stage_changed, tms-sync's read of the assigned
 // agent and its Loop-It.
@@ -67,6 +67,14 @@ func StageToTransaction(ctx context.Context, o Options, w io.Writer) error {
 		case t1 := <-ch:
 			lat = append(lat, t1.Sub(t0))
 		case <-time.After(30 * time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// One move a second, under Dotloop's 100 calls a minute: moved back
+		// to back, each would wait its turn in the pacer (85% of the quota,
+		// a call every 0.7 s) and the figure would be the pacer's spacing.
+		select {
+		case <-time.After(time.Second):
 		case <-ctx.Done():
 			return ctx.Err()
 		}

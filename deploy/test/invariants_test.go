@@ -596,8 +596,9 @@ var prefixTagRE = regexp.MustCompile("`[^`]*envPrefix:\"([A-Z0-9_]+)\"[^`]*`")
 func configVars(t *testing.T, svc, prefix string) map[string]bool {
 	t.Helper()
 	var leaves, nested []string
-	// The CRM adapters own their settings (pkg/crm/<vendor>), read under crm-sync's prefix.
-	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service"), filepath.Join(repoRoot, "pkg", "crm")} {
+	// The CRM and TMS adapters own their settings (pkg/crm/<vendor>, pkg/tms/<vendor>), read
+	// under crm-sync's and tms-sync's prefixes.
+	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service"), filepath.Join(repoRoot, "pkg", "crm"), filepath.Join(repoRoot, "pkg", "tms")} {
 		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err

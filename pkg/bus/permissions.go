@@ -63,6 +63,19 @@ var Services = []ServiceSpec{
 		},
 		Pauses: true,
 	},
+	// tms-sync reads the lead a contact came with from LEADS (by sequence),
+	// keeps its episodes under tms-sync.> and the TMS account's OAuth
+	// tokens under their vendor's name.
+	{
+		Name:      ServiceTMSSync,
+		Publishes: []string{"tms.transaction.>"},
+		Streams:   []string{StreamLeads},
+		KV: []KVAccess{
+			{Bucket: "idempotency", Keys: ServiceTMSSync + ".>", Write: true},
+			{Bucket: "oauth_tokens", Keys: ">", Write: true},
+		},
+		Pauses: true,
+	},
 	// reporting only reads: it publishes nothing but its failure records
 	// (and the outcome of their redrive), which every consumer may.
 	{Name: ServiceReporting},

@@ -78,6 +78,7 @@ const (
 	ServiceCRMSync    = "crm-sync"
 	ServiceReporting  = "reporting"
 	ServiceAlerter    = "alerter"
+	ServiceTMSSync    = "tms-sync"
 )
 
 // The declared consumers, one typed value each. A service binds its
@@ -94,6 +95,14 @@ var (
 	// CRMSyncChanges is every CRM webhook (a stage moved, a name changed):
 	// each costs a read of the contact.
 	CRMSyncChanges = ConsumerSpec{Service: ServiceCRMSync, Stream: StreamWebhooks, Durable: "crm-sync-changes", FilterSubjects: []string{"webhook.received.crm.>"}, MaxAckPending: 64}
+
+	// TMSSyncCRM is the CRM's changes tms-sync follows: a stage that opens
+	// or ends an episode, a contact's new details, and the synced leads
+	// that say which lead (and property) a contact came with. Sized to
+	// Dotloop's 100 calls a minute per user.
+	TMSSyncCRM = ConsumerSpec{Service: ServiceTMSSync, Stream: StreamCRM, Durable: "tms-sync-crm", FilterSubjects: []string{"crm.contact.stage_changed", "crm.contact.updated", "crm.contact.synced"}, MaxAckPending: 16}
+	// TMSSyncWebhooks is every TMS webhook (a loop updated).
+	TMSSyncWebhooks = ConsumerSpec{Service: ServiceTMSSync, Stream: StreamWebhooks, Durable: "tms-sync-webhooks", FilterSubjects: []string{"webhook.received.tms.>"}, MaxAckPending: 16}
 
 	// The reporting read model takes every event of the streams it
 	// projects; a local database keeps up with far more than 256 at once.
@@ -121,6 +130,7 @@ var (
 // Consumers is every durable consumer of every service.
 var Consumers = []ConsumerSpec{
 	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
+	TMSSyncCRM, TMSSyncWebhooks,
 	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
 	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected,
 }
@@ -169,7 +179,7 @@ type BucketSpec struct {
 var Buckets = []BucketSpec{
 	{Name: "idempotency", Description: "what was done for each event, so a redelivery has no second effect", History: 1},
 	{Name: "identity", Description: "CRM contact ids by hashed email and E.164 phone", History: 1},
-	{Name: "oauth_tokens", Description: "rotating OAuth refresh tokens (QuickBooks, Dotloop)", History: 5},
+	{Name: "oauth_tokens", Description: "rotating OAuth refresh tokens (QuickBooks, Dotloop), one record per vendor account", History: 5},
 	{Name: "cursors", Description: "poll cursors for systems without webhooks", History: 1},
 	{Name: "crm_contacts", Description: "last known stage, name, emails and phones of each CRM contact, to tell what a CRM webhook changed", History: 1},
 	{Name: AlertsBucket, Description: "the alerter's state: each failed message alerted on, each alert group, each channel an alert reached", History: 1},

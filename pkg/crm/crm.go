@@ -75,6 +75,9 @@ type Person struct {
 	Emails  []string
 	Phones  []string
 	Updated time.Time
+	// AssignedUserID is the CRM user (agent) the contact is assigned to;
+	// empty when unassigned or unknown.
+	AssignedUserID string
 }
 
 // ChangeKind is what a CRM webhook says happened to its contacts.

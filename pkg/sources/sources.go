@@ -80,6 +80,9 @@ type Auth struct {
 	Prefix string `yaml:"prefix,omitempty"`
 	// Tolerance bounds a signed timestamp's age, both ways.
 	Tolerance Duration `yaml:"tolerance,omitempty"`
+	// Signed is what a dotloop_signature covers: timestamp_body (the
+	// default) or body.
+	Signed string `yaml:"signed,omitempty"`
 	// SecretsEnv names an environment variable with comma-separated
 	// secrets; SecretsFile a file with one per line. Several secrets are
 	// valid at once, so that they can rotate.
@@ -107,10 +110,14 @@ const (
 	SchemeFacebook         = "facebook"          // X-Hub-Signature-256 and the hub.challenge handshake
 	SchemeFUBSignature     = "fub_signature"     // FUB-Signature: hex HMAC of base64(body), keyed by X-System-Key
 	SchemeBasic            = "basic"             // HTTP Basic, secrets as user:password
+	// SchemeDotloopSignature is Dotloop's X-DOTLOOP-SIGNATURE: hex HMAC-SHA1
+	// with the subscription's signing key, over "<X-DOTLOOP-TIMESTAMP>.<body>"
+	// (or the body alone: Auth.Signed), the timestamp within Auth.Tolerance.
+	SchemeDotloopSignature = "dotloop_signature"
 )
 
 // Schemes lists every auth scheme.
-var Schemes = []string{SchemeStandardWebhooks, SchemeHMACSHA256, SchemeAPIKey, SchemeSharedSecret, SchemeFacebook, SchemeFUBSignature, SchemeBasic}
+var Schemes = []string{SchemeStandardWebhooks, SchemeHMACSHA256, SchemeAPIKey, SchemeSharedSecret, SchemeFacebook, SchemeFUBSignature, SchemeBasic, SchemeDotloopSignature}
 
 // Formats.
 const (

@@ -36,7 +36,9 @@ type Pacer struct {
 }
 
 // RateHeaders names a vendor's rate-limit headers: the limit, the calls left
-// in the window, and the window in seconds. A header left empty is not read.
+// in the window, and the window in seconds. A header left empty is not read;
+// without a Window header the window is the configured one (Dotloop's
+// documented minute).
 type RateHeaders struct {
 	Limit     string
 	Remaining string
@@ -136,12 +138,21 @@ func (p *Pacer) prune() []time.Time {
 func (p *Pacer) observe(h http.Header) {
 	limit, err1 := strconv.Atoi(h.Get(p.headers.Limit))
 	remaining, err2 := strconv.Atoi(h.Get(p.headers.Remaining))
-	windowS, err3 := strconv.Atoi(h.Get(p.headers.Window))
-	if err1 != nil || err2 != nil || err3 != nil || limit <= 0 || windowS <= 0 {
+	if err1 != nil || err2 != nil || limit <= 0 {
 		return
 	}
 	p.mu.Lock()
-	p.limit, p.window = limit, time.Duration(windowS)*time.Second
+	window := p.window
+	if p.headers.Window != "" {
+		// A vendor that names its window in a header: only a valid one counts.
+		windowS, err := strconv.Atoi(h.Get(p.headers.Window))
+		if err != nil || windowS <= 0 {
+			p.mu.Unlock()
+			return
+		}
+		window = time.Duration(windowS) * time.Second
+	}
+	p.limit, p.window = limit, window
 	p.ours = p.prune()
 	p.others = max(0, limit-remaining-len(p.ours))
 	share := p.share(p.others)

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fuzz targets check one property each: whatever a verifier accepts
@@ -146,6 +148,34 @@ func FuzzBasic_Verify(f *testing.F) {
 		user, pass, ok := (&http.Request{Header: h}).BasicAuth()
 		if !ok || user+":"+pass != "vendor:pa:ss" {
 			t.Fatalf("accepted %q", authorization)
+		}
+	})
+}
+
+func FuzzDotloopSignature_Verify(f *testing.F) {
+	const ts = "1795982082000"
+	body := []byte(`{"eventId":"evt_1","eventType":"LOOP_UPDATED","event":{"id":1,"profileId":2,"loopId":1}}`)
+	f.Add(SignDotloop("dotloop-key", 1795982082000, body, DotloopTimestampBody), ts, body)
+	f.Add("zz", "0", []byte{})
+	f.Add(strings.Repeat("0", 40), "-1", []byte("{}"))
+	v, err := NewDotloopSignature([]string{"dotloop-key"}, DotloopTimestampBody, time.Hour*24*365*100)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sig, stamp string, body []byte) {
+		h := http.Header{}
+		h.Set(HeaderDotloopSignature, sig)
+		h.Set(HeaderDotloopTimestamp, stamp)
+		id, err := v.Verify(h, body)
+		if err != nil {
+			return
+		}
+		n, perr := strconv.ParseInt(strings.TrimSpace(stamp), 10, 64)
+		if perr != nil || strings.ToLower(strings.TrimSpace(sig)) != SignDotloop("dotloop-key", n, body, DotloopTimestampBody) {
+			t.Fatalf("accepted %q at %q for a body and timestamp it does not sign", sig, stamp)
+		}
+		if id != "" && !ValidDeliveryID(id) {
+			t.Fatalf("unsafe delivery id %q", id)
 		}
 	})
 }

@@ -11,6 +11,7 @@ replace (
 	github.com/brokerflow/brokerflow/services/normalizer => ../normalizer
 	github.com/brokerflow/brokerflow/services/reporting => ../reporting
 	github.com/brokerflow/brokerflow/services/sandbox => ../sandbox
+	github.com/brokerflow/brokerflow/services/tms-sync => ../tms-sync
 )
 
 require (
@@ -24,12 +25,14 @@ require (
 	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000
 	github.com/chromedp/chromedp v0.23.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/brokerflow/brokerflow/services/tms-sync v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2
 	go.opentelemetry.io/proto/otlp v1.11.0
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/text v0.44.0
 	google.golang.org/grpc v1.85.0

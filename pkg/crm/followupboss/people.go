@@ -24,6 +24,8 @@ type fubPersonView struct {
 	Emails    []fubValue `json:"emails"`
 	Phones    []fubValue `json:"phones"`
 	Updated   string     `json:"updated"`
+	// AssignedUserID is a number, or null when unassigned.
+	AssignedUserID json.RawMessage `json:"assignedUserId"`
 }
 
 // Person reads GET /v1/people/{id}. A 404 wraps crm.ErrContactNotFound and
@@ -46,6 +48,9 @@ func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error
 	p := crm.Person{
 		ID: id, FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
 		Emails: fubValues(v.Emails), Phones: fubValues(v.Phones),
+	}
+	if u := jsonscalar.String(v.AssignedUserID); u != "" && u != "0" {
+		p.AssignedUserID = u
 	}
 	if t, err := time.Parse(time.RFC3339, v.Updated); err == nil {
 		p.Updated = t

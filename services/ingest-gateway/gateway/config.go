@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 )
 
 // Prefix is the environment prefix of every gateway setting.
@@ -25,6 +26,13 @@ type Config struct {
 	// webhooks with; the followupboss source is served only when set.
 	FUBSystemKeys     []string `env:"FUB_SYSTEM_KEYS"`
 	FUBSystemKeysFile string   `env:"FUB_SYSTEM_KEYS_FILE"`
+	// DotloopSigningKeys are the signing keys of Brokerflow's Dotloop
+	// webhook subscriptions; the dotloop source (kind tms) is served only
+	// when set. DotloopSigned is what the signature covers: timestamp_body
+	// ("<X-DOTLOOP-TIMESTAMP>.<body>") or body.
+	DotloopSigningKeys     []string `env:"DOTLOOP_SIGNING_KEYS"`
+	DotloopSigningKeysFile string   `env:"DOTLOOP_SIGNING_KEYS_FILE"`
+	DotloopSigned          string   `env:"DOTLOOP_SIGNED" envDefault:"timestamp_body"`
 	// SourcesFile is a sources file (pkg/sources): every source it declares
 	// is served, with its secrets read from the environment at start, and
 	// the IDX and Follow Up Boss sources above are added when they are set
@@ -111,8 +119,17 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: GATEWAY_FUB_SYSTEM_KEYS_FILE: %w", ErrConfig, err)
 	}
-	if len(secrets) == 0 && len(fubKeys) == 0 && c.SourcesFile == "" && c.GRPCAddr == "" {
-		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...) or GATEWAY_FUB_SYSTEM_KEYS (or their _FILE), or GATEWAY_GRPC_ADDR for first-party intake only", ErrConfig)
+	dotloopKeys, err := service.Secrets(c.DotloopSigningKeys, c.DotloopSigningKeysFile)
+	if err != nil {
+		return fmt.Errorf("%w: GATEWAY_DOTLOOP_SIGNING_KEYS_FILE: %w", ErrConfig, err)
+	}
+	if len(secrets) == 0 && len(fubKeys) == 0 && len(dotloopKeys) == 0 && c.SourcesFile == "" && c.GRPCAddr == "" {
+		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...), GATEWAY_FUB_SYSTEM_KEYS or GATEWAY_DOTLOOP_SIGNING_KEYS (or their _FILE), or GATEWAY_GRPC_ADDR for first-party intake only", ErrConfig)
+	}
+	if len(dotloopKeys) > 0 {
+		if _, err := webhooksig.NewDotloopSignature(dotloopKeys, webhooksig.DotloopSigned(c.DotloopSigned), c.TimestampTolerance); err != nil {
+			return fmt.Errorf("%w: GATEWAY_DOTLOOP_SIGNED: %w", ErrConfig, err)
+		}
 	}
 	if c.SourcesFile != "" {
 		srcs, err := ConfiguredSources(c)

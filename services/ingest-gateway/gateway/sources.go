@@ -242,6 +242,8 @@ func FromSpec(spec sources.Spec) (Source, error) {
 		v, err = webhooksig.NewFUBSignature(a.Secrets)
 	case sources.SchemeBasic:
 		v, err = webhooksig.NewBasic(a.Secrets)
+	case sources.SchemeDotloopSignature:
+		v, err = webhooksig.NewDotloopSignature(a.Secrets, webhooksig.DotloopSigned(a.Signed), time.Duration(a.Tolerance))
 	default:
 		err = fmt.Errorf("auth.scheme %q is not one of %s", a.Scheme, strings.Join(sources.Schemes, ", "))
 	}
@@ -266,7 +268,8 @@ func idxSpec(secrets []string, tolerance time.Duration) sources.Spec {
 
 // BuiltinSources returns the sources this version knows that cfg configures:
 // the brokerage's own IDX website, signed with Standard Webhooks, when its
-// secrets are set, and Follow Up Boss (fub.go) when its system keys are set.
+// secrets are set, Follow Up Boss (fub.go) when its system keys are set, and
+// Dotloop (dotloop.go) when its signing keys are set.
 func BuiltinSources(cfg Config) ([]Source, error) {
 	secrets, err := service.Secrets(cfg.IDXSecrets, cfg.IDXSecretsFile)
 	if err != nil {
@@ -282,6 +285,13 @@ func BuiltinSources(cfg Config) ([]Source, error) {
 	}
 	if len(fubKeys) > 0 {
 		specs = append(specs, fubSpec(fubKeys))
+	}
+	dotloopKeys, err := service.Secrets(cfg.DotloopSigningKeys, cfg.DotloopSigningKeysFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(dotloopKeys) > 0 {
+		specs = append(specs, dotloopSpec(dotloopKeys, cfg.DotloopSigned, cfg.TimestampTolerance))
 	}
 	out := make([]Source, 0, len(specs))
 	for _, s := range specs {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +100,8 @@ type FUBPerson struct {
 	Phones       []FUBValue `json:"phones"`
 	Tags         []string   `json:"tags"`
 	AssignedTo   string     `json:"assignedTo"`
+	// AssignedUserID is the assigned agent's user id; absent when unassigned.
+	AssignedUserID *int64 `json:"assignedUserId,omitempty"`
 }
 
 // FUBEvent is one event recorded by POST /v1/events.
@@ -241,7 +244,25 @@ func (p *fubPerson) clone() FUBPerson {
 	c.Emails = slices.Clone(nonNil(c.Emails))
 	c.Phones = slices.Clone(nonNil(c.Phones))
 	c.Tags = slices.Clone(nonNil(c.Tags))
+	c.AssignedUserID = cloneID(c.AssignedUserID)
 	return c
+}
+
+// AssignPerson assigns person id to the agent userID (0 unassigns), as an agent does in FUB.
+// It fires no webhook: the sandbox's webhooks cover stages, names, emails and phones.
+func (f *FUB) AssignPerson(id, userID int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.findLocked(id)
+	if p == nil {
+		return fmt.Errorf("person %d: %w", id, ErrFUBPersonNotFound)
+	}
+	if userID == 0 {
+		p.AssignedUserID = nil
+	} else {
+		p.AssignedUserID = &userID
+	}
+	return nil
 }
 
 func nonNil[T any](s []T) []T {

@@ -4,8 +4,8 @@
 //
 // Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
 // for the Facebook Graph lead read and Lead Ads notifications, slack.go for Slack's incoming
-// webhooks, pagerduty.go for PagerDuty's Events API v2) built on a Kit (kit.go): the kit
-// mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
+// webhooks, pagerduty.go for PagerDuty's Events API v2, dotloop*.go for Dotloop) built on a Kit
+// (kit.go): the kit mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
 // fault queue, the rate limit with the vendor's headers), serves its knobs and JSON state under
 // /_sandbox/<vendor>/, sends its signed webhooks (webhook.go) and shows its section of the page.
 // The vendor brings only its own: its state, its API handlers, its auth rule and error shape.
@@ -23,6 +23,7 @@ type Options struct {
 	Graph     GraphOptions
 	Slack     SlackOptions
 	PagerDuty PagerDutyOptions
+	Dotloop   DotloopOptions
 	// Vendors are more emulations, each built with NewKit (a test's own vendor, say): they are
 	// served beside the built-in ones, shown on the page and closed by Close. Each has its own
 	// clock (KitOptions.Now). Two vendors of one name panic.
@@ -39,6 +40,7 @@ type Sandbox struct {
 	graph    *Graph
 	slack    *Slack
 	pd       *PagerDuty
+	dotloop  *Dotloop
 	vendors  []*Kit
 	handler  http.Handler
 }
@@ -50,8 +52,8 @@ func New(o Options) *Sandbox {
 		now = time.Now
 	}
 	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now),
-		slack: newSlack(o.Slack, now), pd: newPagerDuty(o.PagerDuty, now)}
-	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.slack.Kit, s.pd.Kit}, o.Vendors...)
+		slack: newSlack(o.Slack, now), pd: newPagerDuty(o.PagerDuty, now), dotloop: newDotloop(o.Dotloop, now)}
+	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.slack.Kit, s.pd.Kit, s.dotloop.Kit}, o.Vendors...)
 
 	mux := http.NewServeMux()
 	for _, v := range s.vendors {
@@ -81,6 +83,10 @@ func (s *Sandbox) Slack() *Slack { return s.slack }
 // PagerDuty returns the PagerDuty Events API v2 emulation, for tests to read its events and
 // alerts.
 func (s *Sandbox) PagerDuty() *PagerDuty { return s.pd }
+
+// Dotloop returns the Dotloop emulation (OAuth, loops, subscriptions, signed LOOP_UPDATED
+// deliveries), for tests to inspect its state and turn its knobs.
+func (s *Sandbox) Dotloop() *Dotloop { return s.dotloop }
 
 // Close stops every vendor's background work (webhook deliveries) and waits for it.
 func (s *Sandbox) Close() {

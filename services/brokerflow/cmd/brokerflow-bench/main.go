@@ -37,7 +37,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.CRMLeads, "crm-leads", 2000, "burst of leads for the CRM quota measurement (drained at Follow Up Boss's 25 calls/s)")
 	fs.IntVar(&o.ReplayEvents, "replay-events", 100_000, "events the reporting rebuild reads (replay_events_per_s)")
 	fs.IntVar(&o.AlertLeads, "alert-leads", 1000, "leads a CRM outage fails, for the alerter's measurement (one alert, then one summary per 10 s window)")
-	fs.StringVar(&o.Only, "only", "", `"replay" or "alerter" runs only that measurement`)
+	fs.IntVar(&o.StageChanges, "stage-changes", 20, "contacts moved to Active Client one after another (stage_to_transaction)")
+	fs.StringVar(&o.Only, "only", "", `"replay", "alerter" or "tms" runs only that measurement (the reporting rebuild, the alerter's outage, stage_to_transaction)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
 )
 
 // Prefix is the environment prefix of the all-in-one settings.
@@ -103,6 +104,7 @@ type Config struct {
 	CRMSync    crmsync.Config    `env:"-"`
 	Reporting  reporting.Config  `env:"-"`
 	Alerter    alerter.Config    `env:"-"`
+	TMSSync    tmssync.Config    `env:"-"`
 	sync       SyncPolicy
 }
 
@@ -126,7 +128,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	for _, s := range []struct {
 		cfg    any
 		prefix string
-	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.Alerter, alerter.Prefix}} {
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.Alerter, alerter.Prefix}, {&c.TMSSync, tmssync.Prefix}} {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
@@ -159,6 +161,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
+		sandboxTMS(&c, environ)
 		// The alerter tells the sandbox's Slack and PagerDuty, unless a
 		// channel is set; Start points them at the sandbox's bound address.
 		if c.Alerter.SlackWebhookURL == "" && c.Alerter.SlackWebhookURLFile == "" {
@@ -194,8 +197,8 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		c.Reporting.Addr = ReportingAddr
 	}
 	// One process, one retry schedule and one ops listener for every service.
-	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus, c.Alerter.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
-	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr, c.Alerter.OpsAddr = "", "", "", "", ""
+	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus, c.Alerter.Bus, c.TMSSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
+	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr, c.Alerter.OpsAddr, c.TMSSync.OpsAddr = "", "", "", "", "", ""
 	err = c.Validate()
 	return c, err
 }
@@ -234,6 +237,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Alerter.Resolve(); err != nil {
+		return err
+	}
+	if err := c.TMSSync.Resolve(); err != nil {
 		return err
 	}
 	return c.CRMSync.Resolve()
@@ -322,6 +328,8 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		if cfg.Alerter.PagerDutyURL == "http://"+cfg.SandboxAddr+"/pagerduty/v2/enqueue" {
 			cfg.Alerter.PagerDutyURL = a.SandboxURL + "/pagerduty/v2/enqueue"
 		}
+		cfg.TMSSync.Dotloop.BaseURL, cfg.TMSSync.Dotloop.AuthURL = a.SandboxURL+"/dotloop/public/v2", a.SandboxURL+"/dotloop/oauth"
+		cfg.TMSSync.FUB.BaseURL = cfg.CRMSync.FUB.BaseURL
 		a.cfg = cfg
 	}
 
@@ -377,6 +385,20 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	if err != nil {
 		return nil, err
 	}
+	var tmsSync *tmssync.Syncer
+	if cfg.TMSSync.Enabled() {
+		if d, err = deps(bus.ServiceTMSSync); err != nil {
+			return nil, err
+		}
+		if a.Sandbox != nil {
+			if err := connectSandboxDotloop(ctx, d.NATS, cfg.TMSSync, a.Sandbox.Dotloop()); err != nil {
+				return nil, err
+			}
+		}
+		if tmsSync, err = tmssync.New(cfg.TMSSync, d); err != nil {
+			return nil, err
+		}
+	}
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
@@ -406,6 +428,16 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	a.WebhookURL = "http://" + hostPort(webLn.Addr())
 	if a.Sandbox != nil {
 		a.Sandbox.FUB().SetWebhookBaseURL(a.SandboxURL + "/fub")
+		if tmsSync != nil {
+			// Dotloop tells the gateway about every loop update, as
+			// `brokerflow tms webhooks register` subscribes it.
+			if _, err := a.Sandbox.Dotloop().Subscribe(sandbox.DotloopSubscription{
+				URL: a.WebhookURL + "/webhooks/dotloop", EventTypes: []string{sandbox.DotloopLoopUpdated},
+				SigningKey: sandbox.DefaultDotloopSigningKey, ExternalID: "brokerflow", Enabled: true,
+			}); err != nil {
+				return nil, fmt.Errorf("sandbox: subscribe to Dotloop: %w", err)
+			}
+		}
 	}
 	a.OpsURL = "http://" + hostPort(opsLn.Addr())
 
@@ -421,6 +453,11 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	eg.Go(func() error { return crm.Run(runCtx) })
 	eg.Go(func() error { return rep.Run(runCtx) })
 	eg.Go(func() error { return alert.Run(runCtx) })
+	checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready, "alerter": alert.Ready}
+	if tmsSync != nil {
+		eg.Go(func() error { return tmsSync.Run(runCtx) })
+		checks["tms-sync"] = tmsSync.Ready
+	}
 	if repLn != nil {
 		eg.Go(func() error { return opshttp.Serve(runCtx, repLn, rep.Handler(), cfg.Reporting.ShutdownTimeout) })
 	}
@@ -438,7 +475,6 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 		}
 	}
 	eg.Go(func() error {
-		checks := map[string]opshttp.Check{"ingest-gateway": gw.Ready, "normalizer": norm.Ready, "crm-sync": crm.Ready, "reporting": rep.Ready, "alerter": alert.Ready}
 		return opshttp.Serve(runCtx, opsLn, opshttp.Handler(reg, checks), cfg.Gateway.ShutdownTimeout)
 	})
 	return a, nil
@@ -525,6 +561,11 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
 	}
 	fmt.Fprintf(w, "  alerts          %s\n", a.alertChannels())
+	if t := a.cfg.TMSSync; t.Enabled() {
+		fmt.Fprintf(w, "  TMS             %s at %s  (tms-sync: opening stages %v; docs/tms.md)\n", t.TMS, t.Dotloop.BaseURL, t.OpeningStages)
+	} else {
+		fmt.Fprintf(w, "  TMS             none  (TMSSYNC_TMS=dotloop turns tms-sync on; docs/tms.md)\n")
+	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)
 	}

@@ -45,7 +45,9 @@ type Options struct {
 	ReplayEvents int
 	// AlertLeads is the burst of leads the CRM outage fails (the alerter's measurement).
 	AlertLeads int
-	// Only, when "replay" or "alerter", runs that measurement alone.
+	// StageChanges is how many contacts stage_to_transaction moves to Active Client.
+	StageChanges int
+	// Only, when "replay", "alerter" or "tms", runs that measurement alone.
 	Only string
 }
 
@@ -68,6 +70,8 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return Replay(ctx, o, w)
 	case "alerter":
 		return AlerterOutage(ctx, o, w)
+	case "tms":
+		return StageToTransaction(ctx, o, w)
 	}
 
 	idx := schemes[0]
@@ -134,6 +138,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
 	if err := SpeedToLead(ctx, o, w); err != nil {
+		return err
+	}
+	if err := StageToTransaction(ctx, o, w); err != nil {
 		return err
 	}
 	if err := CRMQuota(ctx, o, w); err != nil {

@@ -32,7 +32,7 @@ func Execute(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(environ, stdout, stderr), demoCmd(environ, stdout), streamsCmd(environ, stdout), failuresCmd(environ, stdout), usersCmd(environ, stdout),
-		replayCmd(environ, stdout), spendCmd(environ, stdout), crmCmd(environ, stdout), alertsCmd(environ, stdout))
+		replayCmd(environ, stdout), spendCmd(environ, stdout), crmCmd(environ, stdout), alertsCmd(environ, stdout), connectCmd(environ, stdout), tmsCmd(environ, stdout))
 	return root.ExecuteContext(ctx)
 }
 

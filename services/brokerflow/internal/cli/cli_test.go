@@ -85,6 +85,10 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 	if !strings.Contains(out, `crm-sync announced crm.contact.stage_changed: "Lead" -> "Active Client", active client: true.`) {
 		t.Fatalf("demo output lacks the stage change:\n%s", out)
 	}
+	// tms-sync opened one loop for her, prefilled, read from the sandbox's state.
+	if !strings.Contains(out, `tms-sync opened Dotloop loop`) || !strings.Contains(out, "ada.lovelace@example.com") || len(a.Sandbox.Dotloop().Loops()) != 1 {
+		t.Fatalf("demo output lacks the loop (%d loops):\n%s", len(a.Sandbox.Dotloop().Loops()), out)
+	}
 }
 
 // An operator lists a failure and redrives it, against a running system.

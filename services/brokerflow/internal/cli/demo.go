@@ -183,11 +183,58 @@ func demoStageChange(ctx context.Context, client *http.Client, sandboxURL string
 			if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetContactId() == strconv.FormatInt(id, 10) {
 				fmt.Fprintf(stdout, "crm-sync announced %s: %q -> %q, active client: %v.\n",
 					m.Subject(), ev.GetOldStage(), ev.GetNewStage(), ev.GetActiveClient())
-				return nil
+				return demoLoop(ctx, client, sandboxURL, stdout)
 			}
 		}
 	}
 	fmt.Fprintf(stdout, "No crm.contact.stage_changed for contact %d within 15 s: see brokerflow failures ls.\n", id)
+	return nil
+}
+
+// demoLoop waits for the loop tms-sync opens for Ada in the sandbox's
+// Dotloop, read from /_sandbox/dotloop/state, and shows it.
+func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdout io.Writer) error {
+	type participant struct {
+		FullName string `json:"fullName"`
+		Email    string `json:"email"`
+		Role     string `json:"role"`
+		Phone    string `json:"Phone"`
+	}
+	var state struct {
+		Loops []struct {
+			ID              int64                        `json:"id"`
+			Name            string                       `json:"name"`
+			TransactionType string                       `json:"transactionType"`
+			Status          string                       `json:"status"`
+			Participants    []participant                `json:"participants"`
+			Detail          map[string]map[string]string `json:"detail"`
+		} `json:"loops"`
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := getJSON(ctx, client, sandboxURL+"/_sandbox/dotloop/state", &state); err != nil {
+			return err
+		}
+		for _, l := range state.Loops {
+			for _, p := range l.Participants {
+				if p.Email != "ada.lovelace@example.com" {
+					continue
+				}
+				a := l.Detail["Property Address"]
+				fmt.Fprintf(stdout, "tms-sync opened Dotloop loop %d %q (%s, %s): %s %s %s as %s; property %q.\n",
+					l.ID, l.Name, l.TransactionType, l.Status, p.FullName, p.Email, p.Phone, p.Role,
+					strings.TrimSpace(a["Street Number"]+" "+a["Street Name"]+", "+a["City"]))
+				fmt.Fprintf(stdout, "See %s/_sandbox/dotloop/state; the page's buttons mark it sold, and tms-sync announces tms.transaction.closed.\n", sandboxURL)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(stdout, "No Dotloop loop for Ada within 15 s: is tms-sync on (TMSSYNC_TMS=dotloop)? See brokerflow failures ls.\n")
 	return nil
 }
 

@@ -1,0 +1,86 @@
+package app_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+)
+
+const buyerLead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{"name":"Grace Hopper","email":"Grace.Hopper@Example.org","phone":"+1 (212) 555-0199","inquiry_type":"buy","message":"Can I see it on Saturday?","property":{"address":"2100 Waterview Dr","city":"San Francisco","state":"CA","postal_code":"94114","mls_number":"43FSB8"}}}`
+
+// TestSystem_activeClientBecomesALoopThatFollowsAndCloses drives the whole
+// path against the sandbox, from a signed lead webhook: the lead becomes a
+// contact; the contact moved to Active Client in Follow Up Boss becomes
+// exactly one prefilled loop in Dotloop; the client's new phone in Follow Up
+// Boss reaches the loop's participant; the loop marked sold with a price
+// and a commission becomes tms.transaction.closed carrying them.
+func TestSystem_activeClientBecomesALoopThatFollowsAndCloses(t *testing.T) {
+	t.Parallel()
+	s := start(t, "CRMSYNC_ACTIVE_STAGES=Active Client")
+	a, js := s.App, s.js
+	t.Cleanup(a.Sandbox.Close) // before the shutdown: no delivery outlives the gateway
+	fub, dl := a.Sandbox.FUB(), a.Sandbox.Dotloop()
+
+	if code, body := postSigned(t, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_tms", time.Now(), buyerLead); code != http.StatusAccepted {
+		t.Fatalf("lead: %d %s", code, body)
+	}
+	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	person := fub.People()[0]
+
+	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "a loop in Dotloop", func() bool { return len(dl.Loops()) == 1 })
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
+	})
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	loops := dl.Loops()
+	if len(loops) != 1 {
+		t.Fatalf("%d loops, want exactly 1", len(loops))
+	}
+	l := loops[0]
+	addr := l.Detail["Property Address"]
+	client := l.Participants[0]
+	if l.Name != "Grace Hopper" || client.Role != "BUYER" || client.FullName != "Grace Hopper" || client.Email != "grace.hopper@example.org" ||
+		client.Phone == "" || addr["Street Number"] != "2100" || addr["Street Name"] != "Waterview Dr" || addr["City"] != "San Francisco" || addr["MLS Number"] != "43FSB8" {
+		t.Fatalf("loop = %+v", l)
+	}
+
+	newPhone := []sandbox.FUBValue{{Value: "+12125550142"}}
+	if _, err := fub.UpdatePerson(person.ID, sandbox.FUBPersonUpdate{Phones: &newPhone}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the new phone on the loop's participant", func() bool {
+		return dl.Loops()[0].Participants[0].Phone == "+12125550142"
+	})
+
+	if err := dl.SetLoopStatus(l.ID, sandbox.DotloopSold, sandbox.DotloopFinancials{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.closed", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")) == 1
+	})
+	var closed tmsv1.TransactionClosed
+	if err := proto.Unmarshal(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")[0].Data(), &closed); err != nil {
+		t.Fatal(err)
+	}
+	if closed.GetTransactionId() != strconv.FormatInt(l.ID, 10) || closed.GetSalePrice().GetAmountMinor() != 52_500_000 ||
+		closed.GetCommission().GetGross().GetAmountMinor() != 1_575_000 || closed.GetCloseDate() != "2026-12-01" ||
+		closed.GetCorrelation().GetContactId() != strconv.FormatInt(person.ID, 10) || closed.GetCorrelation().GetLeadId() == "" {
+		t.Fatalf("closed = %v", &closed)
+	}
+	if n := len(dl.Loops()); n != 1 {
+		t.Fatalf("%d loops at the end, want 1", n)
+	}
+}

@@ -1,0 +1,78 @@
+package cli_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/cli"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
+)
+
+// TestTMS_connectThenManageWebhooks: `brokerflow connect dotloop` runs the
+// authorization-code flow with a loopback redirect against the sandbox and
+// stores the tokens; `brokerflow tms webhooks` then registers, lists and
+// removes subscriptions with them.
+func TestTMS_connectThenManageWebhooks(t *testing.T) {
+	t.Parallel()
+	a := startSystem(t)
+	env := []string{
+		"BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir,
+		"TMSSYNC_DOTLOOP_BASE_URL=" + a.SandboxURL + "/dotloop/public/v2", "TMSSYNC_DOTLOOP_AUTH_URL=" + a.SandboxURL + "/dotloop/oauth",
+		"TMSSYNC_DOTLOOP_CLIENT_ID=" + sandbox.DefaultDotloopClientID, "TMSSYNC_DOTLOOP_CLIENT_SECRET=" + sandbox.DefaultDotloopClientSecret,
+	}
+	ctx := natstest.Context(t, time.Minute)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- cli.Execute(ctx, []string{"connect", "dotloop", "--listen", "127.0.0.1:0", "--server", a.NATSURL}, env, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	var out strings.Builder
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if strings.HasPrefix(line, "http") {
+			// The "browser": the sandbox approves and redirects to the loopback callback.
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+		}
+	}
+	if err := <-done; err != nil || !strings.Contains(out.String(), "connected dotloop") {
+		t.Fatalf("connect: %v\n%s", err, out.String())
+	}
+	if valid, _ := a.Sandbox.Dotloop().TokenCounts(); valid != 2 {
+		t.Fatalf("%d valid access tokens, want the run's and the new one", valid)
+	}
+
+	run := func(args ...string) string {
+		t.Helper()
+		o, err := execute(t, env, append(args, "--server", a.NATSURL)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, o)
+		}
+		return o
+	}
+	if o := run("tms", "webhooks", "register", "https://gateway.example/webhooks/dotloop", "--signing-key", "k2"); !strings.Contains(o, "subscribed 2") {
+		t.Fatalf("register: %s", o)
+	}
+	if o := run("tms", "webhooks", "ls"); !strings.Contains(o, "https://gateway.example/webhooks/dotloop") || !strings.Contains(o, a.WebhookURL+"/webhooks/dotloop") {
+		t.Fatalf("ls: %s", o)
+	}
+	run("tms", "webhooks", "rm", "2")
+	if o := run("tms", "webhooks", "ls"); strings.Contains(o, "gateway.example") {
+		t.Fatalf("ls after rm: %s", o)
+	}
+	if _, err := execute(t, env, "tms", "webhooks", "register", "https://x.example/h", "--server", a.NATSURL); err == nil || !strings.Contains(err.Error(), "signing-key") {
+		t.Fatalf("register without a key: %v", err)
+	}
+}

@@ -1,0 +1,204 @@
+package tmssync
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/tms"
+	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
+	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
+)
+
+// statusSold is the TMS status of a closed sale.
+const statusSold = "SOLD"
+
+// soldRecord is the first sight of a transaction marked sold without its
+// financials, under tms-sync.sold.<tms>.<id>.
+type soldRecord struct {
+	First time.Time `json:"first"`
+}
+
+// HandleWebhook handles one TMS webhook: a transaction that is now sold with
+// a price and a gross commission becomes tms.transaction.closed.
+func (s *Syncer) HandleWebhook(ctx context.Context, m *bus.Message) error {
+	var wr webhookv1.WebhookReceived
+	if err := proto.Unmarshal(m.Data, &wr); err != nil {
+		return bus.Undecodable("decode WebhookReceived at %s/%d: %w", m.Stream, m.Sequence, err)
+	}
+	log := logging.FromContext(ctx)
+	if wr.GetSource() != s.tms.Name() {
+		log.Info("TMS webhook ignored: not from the configured TMS", "source", wr.GetSource(), "tms", s.tms.Name())
+		return nil
+	}
+	n, err := dotloop.ParseWebhook(wr.GetBody())
+	if err != nil {
+		return bus.WithCode("tms.bad_webhook", bus.Permanentf("parse %s webhook %s: %w", wr.GetSource(), wr.GetDeliveryId(), err))
+	}
+	if n.Transaction == "" {
+		log.Info("TMS webhook ignored: not about a transaction", "event", n.Event, "event_id", n.EventID)
+		return nil
+	}
+	tx, err := s.tms.Transaction(ctx, n.Profile, n.Transaction)
+	if errors.Is(err, tms.ErrNotFound) {
+		// Recorded, never dropped: a failure record an operator can redrive.
+		return bus.WithCode("tms.unknown_transaction", bus.Permanentf("%s webhook %s names transaction %s in profile %s, which the TMS does not show", s.tms.Name(), n.EventID, n.Transaction, n.Profile))
+	}
+	if err != nil {
+		return fmt.Errorf("read transaction %s: %w", n.Transaction, err)
+	}
+	if !strings.EqualFold(tx.Status, statusSold) {
+		log.Info("transaction updated, not sold", "transaction_id", tx.ID, "status", tx.Status)
+		return nil
+	}
+	details, err := s.tms.Details(ctx, tx.Profile, tx.ID)
+	if err != nil {
+		return fmt.Errorf("read details of transaction %s: %w", tx.ID, err)
+	}
+	f, missing := s.facts(details)
+	if len(missing) > 0 {
+		return s.incomplete(ctx, tx, missing)
+	}
+	var rec txRecord
+	if _, err := s.load(ctx, txKey(s.tms.Name(), tx.ID), &rec); err != nil {
+		return err
+	}
+	ev := s.closedEvent(tx, f, rec, m)
+	if _, err := s.w.Publisher().Publish(ctx, SubjectClosed, SubjectClosed+":"+s.tms.Name()+":"+tx.ID+":"+ev.GetFactsHash(), ev); err != nil {
+		return err
+	}
+	log.Info("transaction closed", "transaction_id", tx.ID, "facts_hash", ev.GetFactsHash(), "contact_id", rec.ContactID)
+	if rec.EpisodeKey != "" {
+		return s.endEpisode(ctx, rec.CRM, rec.ContactID, rec.EpisodeN, "transaction "+tx.ID+" closed")
+	}
+	return nil
+}
+
+// closing is a closing's facts, in minor units.
+type closing struct {
+	price, commission, referral int64
+	closeDate, referralSource   string
+}
+
+func field(d tms.Details, at string) string {
+	sec, f, _ := strings.Cut(at, ":")
+	return strings.TrimSpace(d.Field(sec, f))
+}
+
+// facts reads the closing from the details with the configured mapping;
+// missing names the required facts absent or unreadable.
+func (s *Syncer) facts(d tms.Details) (closing, []string) {
+	var c closing
+	var missing []string
+	var err error
+	if c.price, err = ParseMoney(field(d, s.cfg.PriceField)); err != nil || c.price <= 0 {
+		missing = append(missing, "sale price ("+s.cfg.PriceField+")")
+	}
+	if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
+		missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")
+	}
+	c.closeDate = normalizeDate(field(d, s.cfg.CloseDateField))
+	if v := field(d, s.cfg.ReferralField); v != "" {
+		c.referral, _ = ParseMoney(v)
+	}
+	c.referralSource = field(d, s.cfg.ReferralSourceField)
+	return c, missing
+}
+
+// incomplete waits TMSSYNC_SOLD_WAIT from the first sight of a sale
+// without its financials, then fails for good, naming what is missing.
+func (s *Syncer) incomplete(ctx context.Context, tx tms.Transaction, missing []string) error {
+	key := soldKey(s.tms.Name(), tx.ID)
+	var rec soldRecord
+	rev, err := s.load(ctx, key, &rec)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		rec.First = s.now().UTC()
+		if _, err := s.store(ctx, key, rec, 0); err != nil && !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+	what := strings.Join(missing, ", ")
+	if left := rec.First.Add(s.cfg.SoldWait).Sub(s.now()); left > 0 {
+		return bus.RetryAfter(fmt.Errorf("transaction %s is sold without %s; waiting %s for them", tx.ID, what, left.Round(time.Second)), min(left, time.Hour))
+	}
+	return bus.WithCode("tms.closing_incomplete", bus.Permanentf("transaction %s was marked sold %s ago without %s: fill them in the TMS (its next update closes it) or redrive this message", tx.ID, s.cfg.SoldWait, what))
+}
+
+func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus.Message) *tmsv1.TransactionClosed {
+	money := func(v int64) *commonv1.Money {
+		if v <= 0 {
+			return nil
+		}
+		return &commonv1.Money{AmountMinor: v, CurrencyCode: s.cfg.Currency}
+	}
+	agentID := rec.AgentID
+	if agentID == "" {
+		if a, ok := s.cfg.Agents.ForDotloopProfile(tx.Profile); ok {
+			agentID = a.ID
+		}
+	}
+	side := ""
+	if r, ok := roles[tx.Type]; ok {
+		side = r.side
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d|%d|%s|%d|%s|%s|%s", s.cfg.Currency, f.price, f.commission, f.closeDate, f.referral, f.referralSource, agentID, side)
+	hash := hex.EncodeToString(h.Sum(nil))[:16]
+	return &tmsv1.TransactionClosed{
+		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: tx.Profile, Status: tx.Status, SalePrice: money(f.price),
+		CloseDate: f.closeDate, FactsHash: hash, ClosedAt: timestamppb.New(s.now()), TransactionType: tx.Type, Name: tx.Name,
+		Commission:  &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource},
+		Correlation: &commonv1.Correlation{LeadId: rec.LeadID, ContactId: rec.ContactID, TransactionId: tx.ID},
+		Webhook:     &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
+	}
+}
+
+// ParseMoney reads an amount as an agent types it ("$525,000.00",
+// "525000", "1,250.5") into minor units (cents).
+func ParseMoney(s string) (int64, error) {
+	t := strings.NewReplacer("$", "", ",", "", " ", "", "USD", "").Replace(strings.TrimSpace(s))
+	if t == "" {
+		return 0, errors.New("empty amount")
+	}
+	whole, frac, _ := strings.Cut(t, ".")
+	if len(frac) > 2 {
+		return 0, fmt.Errorf("amount %q has more than two decimals", s)
+	}
+	frac += strings.Repeat("0", 2-len(frac))
+	w, err := strconv.ParseInt(cmp.Or(whole, "0"), 10, 64)
+	if err != nil || w < 0 {
+		return 0, fmt.Errorf("amount %q is not a number", s)
+	}
+	f, err := strconv.ParseInt(frac, 10, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("amount %q is not a number", s)
+	}
+	return w*100 + f, nil
+}
+
+// normalizeDate returns an ISO 8601 date for the formats agents use, or the
+// value as it is.
+func normalizeDate(v string) string {
+	for _, layout := range []string{"2006-01-02", "01/02/2006", "1/2/2006", time.RFC3339} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.Format("2006-01-02")
+		}
+	}
+	return v
+}

@@ -1,0 +1,245 @@
+// Package tmssync keeps the brokerage's transaction manager in step with its
+// CRM: a contact who enters an opening stage gets one prefilled transaction
+// (a Dotloop loop) per episode, the contact's later changes follow into the
+// transaction's client participant, and a transaction marked sold with its
+// financials becomes tms.transaction.closed.
+package tmssync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm"
+	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
+	"github.com/brokerflow/brokerflow/pkg/oauth"
+	"github.com/brokerflow/brokerflow/pkg/service"
+	"github.com/brokerflow/brokerflow/pkg/tms"
+	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+)
+
+// Deps is what the caller owns.
+type Deps = service.Deps
+
+// Subjects tms-sync publishes.
+const (
+	SubjectOpened  = "tms.transaction.opened"
+	SubjectUpdated = "tms.transaction.updated"
+	SubjectClosed  = "tms.transaction.closed"
+)
+
+// Subjects tms-sync consumes from the CRM stream.
+const (
+	subjectStageChanged = "crm.contact.stage_changed"
+	subjectUpdated      = "crm.contact.updated"
+	subjectSynced       = "crm.contact.synced"
+)
+
+// stateBucket holds tms-sync's records under tms-sync.>: each contact's
+// episode, each transaction's contact, each contact's latest lead with a
+// property, and the first sight of a sale without its financials.
+const stateBucket = "idempotency"
+
+// CrashAfterTMSCall is tms-sync's harmful crash point: the transaction is
+// open in the TMS, and the episode record does not say so yet.
+const CrashAfterTMSCall bus.CrashPoint = "tms-sync.after_tms_call"
+
+// PersonReader reads a contact from the CRM, for its assigned agent.
+type PersonReader interface {
+	Person(ctx context.Context, id string) (crm.Person, error)
+}
+
+// Syncer is tms-sync.
+type Syncer struct {
+	w      *service.Worker
+	cfg    Config
+	tms    tms.TMS
+	people PersonReader
+	now    func() time.Time
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
+	// staleAfter is when a pending episode claim of another message may be
+	// taken over: by then JetStream has redelivered its holder's message.
+	staleAfter time.Duration
+}
+
+// New returns tms-sync with the TMS cfg names; its OAuth tokens are read
+// from the oauth_tokens bucket.
+func New(cfg Config, deps Deps) (*Syncer, error) {
+	if !cfg.Enabled() {
+		return nil, fmt.Errorf("%w: TMSSYNC_TMS is none: tms-sync has nothing to do", ErrConfig)
+	}
+	if deps.NATS == nil {
+		return nil, service.ErrNoConnection
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, err
+	}
+	store := oauth.NewStore(js, OAuthConfig(cfg))
+	return NewWithTMS(cfg, deps, dotloop.New(cfg.Dotloop, store))
+}
+
+// OAuthConfig is the OAuth client of cfg's Dotloop.
+func OAuthConfig(cfg Config) oauth.Config {
+	return oauth.Config{
+		Vendor: dotloop.Name, Area: tms.Area, ClientID: cfg.Dotloop.ClientID, ClientSecret: cfg.Dotloop.ClientSecret,
+		AuthURL: cfg.Dotloop.AuthorizeURL(), TokenURL: cfg.Dotloop.TokenURL(),
+	}
+}
+
+// NewWithTMS returns tms-sync using adapter.
+func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {
+	if cfg.Agents == nil {
+		return nil, fmt.Errorf("%w: no agent directory", ErrConfig)
+	}
+	w, err := service.NewWorker(service.WorkerConfig{
+		Service: bus.ServiceTMSSync, Consume: cfg.Bus, Concurrency: cfg.Concurrency,
+		OpsAddr: cfg.OpsAddr, ShutdownTimeout: cfg.ShutdownTimeout,
+	}, deps)
+	if err != nil {
+		return nil, err
+	}
+	s := &Syncer{w: w, cfg: cfg, tms: adapter, now: time.Now}
+	if cfg.CRM == followupboss.Name {
+		s.people = followupboss.New(cfg.FUB)
+	}
+	// One TMS account serves every message of both consumers: its 429
+	// stops them, not just the message.
+	w.Handle(bus.TMSSyncCRM, s.HandleCRM, bus.PauseOnThrottle())
+	w.Handle(bus.TMSSyncWebhooks, s.HandleWebhook, bus.PauseOnThrottle())
+	return s, nil
+}
+
+// Run consumes until ctx is done, then drains.
+func (s *Syncer) Run(ctx context.Context) error { return s.w.Run(ctx) }
+
+// Ready reports whether tms-sync can reach NATS.
+func (s *Syncer) Ready(ctx context.Context) error { return s.w.Ready(ctx) }
+
+// HandleCRM handles one CRM event by its subject.
+func (s *Syncer) HandleCRM(ctx context.Context, m *bus.Message) error {
+	switch m.Subject {
+	case subjectStageChanged:
+		return s.handleStage(ctx, m)
+	case subjectUpdated:
+		return s.handleUpdated(ctx, m)
+	case subjectSynced:
+		return s.handleSynced(ctx, m)
+	}
+	return bus.Permanentf("tms-sync does not handle %s", m.Subject)
+}
+
+func (s *Syncer) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv != nil {
+		return s.kv, nil
+	}
+	kv, err := s.w.JetStream().KeyValue(ctx, stateBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", stateBucket, err)
+	}
+	sc, err := bus.Verify(ctx, s.w.JetStream(), bus.TMSSyncCRM)
+	if err != nil {
+		return nil, err
+	}
+	s.staleAfter = 5 * sc.AckWait
+	s.kv = kv
+	return kv, nil
+}
+
+var plainKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// keyPart is id as a KV key token, or a hash of an id that is not plain.
+func keyPart(id string) string {
+	if plainKeyRe.MatchString(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "h" + hex.EncodeToString(sum[:12])
+}
+
+func episodeKey(crmName, contact string) string {
+	return "tms-sync.episode." + keyPart(crmName) + "." + keyPart(contact)
+}
+func leadKey(crmName, contact string) string {
+	return "tms-sync.lead." + keyPart(crmName) + "." + keyPart(contact)
+}
+func txKey(tmsName, id string) string { return "tms-sync.tx." + keyPart(tmsName) + "." + keyPart(id) }
+func soldKey(tmsName, id string) string {
+	return "tms-sync.sold." + keyPart(tmsName) + "." + keyPart(id)
+}
+
+// errConflict is a compare-and-swap that lost.
+var errConflict = errors.New("tms-sync: record changed meanwhile")
+
+// load reads the JSON record at key into v; its revision, 0 when absent.
+func (s *Syncer) load(ctx context.Context, key string, v any) (uint64, error) {
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, bus.Permanentf("decode %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// store writes v at key if the record is still at rev (absent for 0).
+func (s *Syncer) store(ctx context.Context, key string, v any, rev uint64) (uint64, error) {
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	var next uint64
+	if rev == 0 {
+		next, err = kv.Create(ctx, key, b)
+	} else {
+		next, err = kv.Update(ctx, key, b, rev)
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, errConflict
+	case err != nil:
+		return 0, fmt.Errorf("write %s: %w", key, err)
+	}
+	return next, nil
+}
+
+// put writes v at key whatever is there.
+func (s *Syncer) put(ctx context.Context, key string, v any) error {
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

@@ -23,9 +23,9 @@ require (
 	github.com/brokerflow/brokerflow/services/normalizer v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/reporting v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/tms-sync v0.0.0-00010101000000-000000000000
 	github.com/chromedp/chromedp v0.23.0
 	github.com/jackc/pgx/v5 v5.12.0
-	github.com/brokerflow/brokerflow/services/tms-sync v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0

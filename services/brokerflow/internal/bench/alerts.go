@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,20 +31,8 @@ func AlerterOutage(ctx context.Context, o Options, w io.Writer) error {
 	defer stop()
 	fub := a.Sandbox.FUB()
 	fub.InjectFault(sandbox.Fault{Method: http.MethodPost, Path: "/v1/events", Status: http.StatusBadRequest, Count: o.AlertLeads, Body: `{"errorMessage":"Invalid person"}`})
-	client := &http.Client{Timeout: 30 * time.Second}
 	start := time.Now()
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for i := range o.AlertLeads {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			body := fmt.Sprintf(`{"type":"lead.created","data":{"name":"Outage Lead%d","email":"outage%05d@burst.example","inquiry_type":"buy"}}`, i, i)
-			postSigned(ctx, client, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, fmt.Sprintf("msg_outage_%d", i), body)
-		}()
-	}
-	wg.Wait()
+	postBurst(ctx, a, o.AlertLeads, "outage")
 	nc, js, err := connectAs(a, bus.UserAnalyst)
 	if err != nil {
 		return err

@@ -38,20 +38,8 @@ func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 			close(all)
 		}
 	})
-	client := &http.Client{Timeout: 30 * time.Second}
 	start := time.Now()
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for i := range o.CRMLeads {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			body := fmt.Sprintf(`{"type":"lead.created","data":{"name":"Quota Lead%d","email":"quota%05d@burst.example","inquiry_type":"buy"}}`, i, i)
-			postSigned(ctx, client, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, fmt.Sprintf("msg_quota_%d", i), body)
-		}()
-	}
-	wg.Wait()
+	postBurst(ctx, a, o.CRMLeads, "quota")
 	accepted := time.Since(start)
 	select {
 	case <-all:
@@ -72,4 +60,22 @@ func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: crm_quota_utilization %.3f x\n", float64(u.Counted)/elapsed.Seconds()/limitPerSecond)
 	fmt.Fprintf(w, "bench: crm_429_count %d count\n", u.Refused)
 	return nil
+}
+
+// postBurst posts n signed IDX leads for distinct people, 32 at a time, and
+// returns once every post was answered; name tells the bursts apart.
+func postBurst(ctx context.Context, a *app.App, n int, name string) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			body := fmt.Sprintf(`{"type":"lead.created","data":{"name":"%s Lead%d","email":"%s%05d@burst.example","inquiry_type":"buy"}}`, name, i, name, i)
+			postSigned(ctx, client, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, fmt.Sprintf("msg_%s_%d", name, i), body)
+		}()
+	}
+	wg.Wait()
 }

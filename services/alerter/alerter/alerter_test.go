@@ -100,7 +100,8 @@ func setup(t *testing.T, o options) *env {
 	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, MaxBytes: o.maxBytes, ConsumeConfig: consume}.Topology())
 	hooks := &bus.TestHooks{}
 
-	ccfg := crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Bus: consume}
+	ccfg := crmsync.Config{CRM: "followupboss", FUB: fcfg, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Bus: consume,
+		IdentityPeppers: []string{"test-pepper-0123456789abcdef"}}
 	syncer, err := crmsync.New(ccfg, service.Deps{NATS: nc, Hooks: hooks})
 	if err != nil {
 		t.Fatal(err)

@@ -142,6 +142,12 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			createStream("EVIL"), deleteStream("KV_identity"), kvPut("idempotency", "normalizer.x"),
 			redrive(bus.ServiceCRMSync), changeConsumer(bus.CRMSyncLeads), subscribe("_INBOX_normalizer.>"),
 		}},
+		{bus.ServiceTMSSync, []action{
+			publish("crm.contact.stage_changed"), publish("webhook.received.tms.dotloop"), publish("ops.failure.crm-sync"),
+			createStream("EVIL"), kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "crm-sync.lead.x"),
+			kvPut("crm_contacts", "followupboss.1"), redrive(bus.ServiceTMSSync), changeConsumer(bus.TMSSyncCRM),
+			readMessage(bus.StreamReporting), subscribe("_INBOX.>"),
+		}},
 		{bus.ServiceReporting, []action{
 			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish(bus.SpendSubject("zillow", "2026-03")),
 			publish("ops.failure.crm-sync"), publish("tms.transaction.closed"), createStream("EVIL"), deleteStream(bus.StreamLeads),

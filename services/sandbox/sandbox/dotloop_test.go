@@ -212,3 +212,31 @@ func TestDotloop_soldSendsASignedLoopUpdated(t *testing.T) {
 		t.Fatalf("state %s", st.body)
 	}
 }
+
+// TestDotloop_pageButtonsMoveALoop: the page shows each loop with its
+// buttons, and a button's form moves the loop and returns to the page.
+func TestDotloop_pageButtonsMoveALoop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sandbox.Options{})
+	t.Cleanup(e.sb.Close)
+	tok := e.sb.Dotloop().IssueTokens().AccessToken
+	e.dl(t, http.MethodPost, "/dotloop/public/v2/loop-it", tok, `{"name":"Ada","transactionType":"LISTING_FOR_SALE","status":"PRE_LISTING"}`).want(t, http.StatusCreated)
+	page := e.do(t, request{method: http.MethodGet, path: "/", auth: authNone}).want(t, http.StatusOK)
+	for _, want := range []string{"/_sandbox/dotloop/loops/34308/status", "Under contract", "Sold ($525,000, $15,750 commission)"} {
+		if !strings.Contains(string(page.body), want) {
+			t.Fatalf("page lacks %q", want)
+		}
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.srv.URL+"/_sandbox/dotloop/loops/34308/status", strings.NewReader("status=UNDER_CONTRACT"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || e.sb.Dotloop().Loops()[0].Status != sandbox.DotloopUnderContract {
+		t.Fatalf("button: %d, loop %+v", resp.StatusCode, e.sb.Dotloop().Loops()[0])
+	}
+}

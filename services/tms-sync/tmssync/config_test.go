@@ -58,7 +58,7 @@ func TestConfigFromEnv(t *testing.T) {
 
 func TestParseMoney(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]int64{"$525,000.00": 52_500_000, "525000": 52_500_000, "1,250.5": 125_050, "$0.07": 7, " 15750 ": 1_575_000} {
+	for in, want := range map[string]int64{"$525,000.00": 52_500_000, "525000": 52_500_000, "1,250.5": 125_050, "$0.07": 7, "15,750": 1_575_000} {
 		if got, err := tmssync.ParseMoney(in); err != nil || got != want {
 			t.Errorf("ParseMoney(%q) = %d, %v; want %d", in, got, err, want)
 		}

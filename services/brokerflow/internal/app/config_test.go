@@ -99,3 +99,34 @@ func TestConfig_groupCommitFollowsTheSyncPolicy(t *testing.T) {
 		})
 	}
 }
+
+// tms-sync is opt-in: off without --sandbox unless TMSSYNC_TMS says so, on
+// with Dotloop against the sandbox with --sandbox, and off there too when
+// TMSSYNC_TMS=none.
+func TestConfig_tmsSyncIsOptIn(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		environ []string
+		mode    app.Mode
+		want    string
+	}{
+		"dev_default":     {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "CRMSYNC_FUB_API_KEY=k"}, app.Mode{Dev: true}, "none"},
+		"sandbox_default": {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999"}, app.Mode{Sandbox: true}, "dotloop"},
+		"sandbox_off":     {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "TMSSYNC_TMS=none"}, app.Mode{Sandbox: true}, "none"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(tc.environ, tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.TMSSync.TMS != tc.want || (tc.want == "dotloop") != cfg.TMSSync.Enabled() {
+				t.Fatalf("TMSSYNC_TMS = %q (enabled %v), want %q", cfg.TMSSync.TMS, cfg.TMSSync.Enabled(), tc.want)
+			}
+			if tc.want == "dotloop" && (cfg.TMSSync.Dotloop.BaseURL != "http://127.0.0.1:9999/dotloop/public/v2" || cfg.TMSSync.Agents == nil ||
+				len(cfg.Gateway.DotloopSigningKeys) != 1 || cfg.TMSSync.Dotloop.ClientID != sandbox.DefaultDotloopClientID) {
+				t.Fatalf("sandbox tms-sync config %+v, gateway keys %v", cfg.TMSSync.Dotloop, cfg.Gateway.DotloopSigningKeys)
+			}
+		})
+	}
+}

@@ -170,7 +170,7 @@ var burstSettings = []string{"GATEWAY_RATE_PER_SOURCE=0", "BROKERFLOW_BUS_ACK_WA
 // The whole path at each CRM's documented quota: signed webhooks through
 // the gateway and the normalizer to two crm-sync instances sharing one
 // account. On Follow Up Boss, 500 leads (100 for 20 people arriving
-// together); on LionDesk, which never deduplicates, 200 such leads with
+// together); on LionDesk, which never deduplicates, 140 such leads with
 // phones;
 // and on Follow Up Boss, 300 phone-only leads under differing names, which
 // it cannot match itself.
@@ -183,7 +183,7 @@ func TestSystem_burstThroughTwoCRMSyncReplicas(t *testing.T) {
 		"followupboss": {"followupboss", burstLeads(400, false)},
 		// LionDesk's assumed quota (60 calls per 10 s) and its three calls
 		// for a new person make a smaller burst.
-		"liondesk":                {"liondesk", burstLeads(100, true)},
+		"liondesk":                {"liondesk", burstLeads(40, true)},
 		"followupboss_phone_only": {"followupboss", phoneOnlyLeads()},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -329,7 +329,7 @@ func (c *changes) publish(ctx context.Context, events []pendingEvent) error {
 }
 
 // errConflict is a compare-and-swap that lost to another writer.
-var errConflict = errors.New("crm_contacts: record changed meanwhile")
+var errConflict = bus.ErrConflict
 
 func loadContact(ctx context.Context, kv jetstream.KeyValue, key string) (contactRecord, uint64, error) {
 	var rec contactRecord
@@ -346,25 +346,14 @@ func loadContact(ctx context.Context, kv jetstream.KeyValue, key string) (contac
 	return rec, entry.Revision(), nil
 }
 
-// storeContact writes rec if the record is still at rev (absent for 0).
+// storeContact writes rec if the record is still at rev (absent for 0);
+// a record that moved on is errConflict.
 func storeContact(ctx context.Context, kv jetstream.KeyValue, key string, rec contactRecord, rev uint64) (uint64, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
 	}
-	var next uint64
-	if rev == 0 {
-		next, err = kv.Create(ctx, key, b)
-	} else {
-		next, err = kv.Update(ctx, key, b, rev)
-	}
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-		return 0, errConflict
-	case err != nil:
-		return 0, fmt.Errorf("write %s/%s: %w", contactsBucket, key, err)
-	}
-	return next, nil
+	return bus.WriteAt(ctx, kv, key, b, rev)
 }
 
 func recordOf(p crm.Person) contactRecord {

@@ -182,7 +182,7 @@ func soldKey(tmsName, id string) string {
 }
 
 // errConflict is a compare-and-swap that lost.
-var errConflict = errors.New("tms-sync: record changed meanwhile")
+var errConflict = bus.ErrConflict
 
 // load reads the JSON record at key into v; its revision, 0 when absent.
 func (s *Syncer) load(ctx context.Context, key string, v any) (uint64, error) {
@@ -213,19 +213,7 @@ func (s *Syncer) store(ctx context.Context, key string, v any, rev uint64) (uint
 	if err != nil {
 		return 0, err
 	}
-	var next uint64
-	if rev == 0 {
-		next, err = kv.Create(ctx, key, b)
-	} else {
-		next, err = kv.Update(ctx, key, b, rev)
-	}
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-		return 0, errConflict
-	case err != nil:
-		return 0, fmt.Errorf("write %s: %w", key, err)
-	}
-	return next, nil
+	return bus.WriteAt(ctx, kv, key, b, rev)
 }
 
 // put writes v at key whatever is there.

@@ -215,14 +215,16 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		LeadId:     l.GetLeadId(),
 		ContactId:  rec.ContactID,
 		Crm:        s.crm.Name(),
-		Outcome:    outcome(pl.target != "", rec),
+		Outcome:    outcome(pl.target != "" && !rec.Created, rec),
 		LeadSource: l.GetLeadSource(),
 		SyncedAt:   timestamppb.Now(),
 		Correlation: &commonv1.Correlation{
 			LeadId: l.GetLeadId(), ContactId: rec.ContactID, Source: l.GetLeadSource(),
 		},
-		Lead:      &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
-		MatchedBy: pl.matchedBy,
+		Lead: &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
+	}
+	if done.GetOutcome() == crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING {
+		done.MatchedBy = pl.matchedBy
 	}
 	b, err := proto.Marshal(done)
 	if err != nil {
@@ -364,7 +366,9 @@ func (s *Syncer) confirm(ctx context.Context, p *pendingLead, pl *plan, l *leadv
 		logging.FromContext(ctx).Warn("an earlier delivery's creation is not in the CRM; creating", "lead_id", l.GetLeadId())
 		return crm.Recorded{}, false, nil
 	}
-	return s.confirmOn(ctx, contactID, created && pl.target == "", pl, l)
+	// A lead whose earlier delivery was creating the person, and whose
+	// activity is on the contact found now, created that contact.
+	return s.confirmOn(ctx, contactID, created, pl, l)
 }
 
 // confirmOn asks the CRM whether the lead is on contactID; when it is not,

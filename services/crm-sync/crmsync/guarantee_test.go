@@ -11,6 +11,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
+	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
@@ -168,6 +169,11 @@ func TestSyncer_crashAfterTheCRMCallRecordsTheLeadOnce(t *testing.T) {
 				t.Fatalf("%d crashes did not happen", n)
 			}
 			c.assertOnePerPerson(t, leads, false)
+			// The killed creation still says it created the contact.
+			synced := readAll[*crmv1.ContactSynced](t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced, func() *crmv1.ContactSynced { return &crmv1.ContactSynced{} })
+			if len(synced) != 2 || synced[0].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_CREATED || synced[1].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING {
+				t.Fatalf("synced = %v, want created then existing", synced)
+			}
 		})
 	}
 }

@@ -462,13 +462,28 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 	}
 	key := msgKey(done.GetMessage().GetStream(), done.GetMessage().GetSequence())
 	e, err := readJSON[msgEntry](ctx, kv, key)
-	if err != nil || e == nil || e.Resolved {
-		return err // never alerted on, or resolved already: nothing to resolve
+	if err != nil || e == nil {
+		return err // never alerted on: nothing to resolve
 	}
 	gkey := "group." + e.Group
+	if !e.Resolved {
+		// The message leaves its group, and is marked resolved, before
+		// the resolve is sent: a failure of it that arrives meanwhile is
+		// a new round, never taken for the one just resolved.
+		if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
+			g.Open = slices.DeleteFunc(g.Open, func(k string) bool { return k == key })
+		}); err != nil {
+			return err
+		}
+		e.Resolved, e.Round = true, e.Round+1
+		if err := putJSON(ctx, kv, key, e); err != nil {
+			return err
+		}
+	}
+	// A group with no open failure left and an incident is resolved; a
+	// redelivery after a crash here sends the same resolve again.
 	var resolve *Alert
 	if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
-		g.Open = slices.DeleteFunc(g.Open, func(k string) bool { return k == key })
 		resolve = nil
 		if len(g.Open) == 0 && g.Incident {
 			r := g.template()
@@ -477,27 +492,21 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 			r.Reason, r.Data, r.Redrive, r.Stream, r.Sequence, r.Subject = "", nil, "", "", 0, ""
 			resolve = &r
 		}
+	}); err != nil || resolve == nil {
+		return err
+	}
+	reached, err := a.deliver(ctx, kv, resolve)
+	if err != nil {
+		return err
+	}
+	if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
+		if len(g.Open) == 0 {
+			g.Incident = false
+		}
 	}); err != nil {
 		return err
 	}
-	if resolve != nil {
-		reached, err := a.deliver(ctx, kv, resolve)
-		if err != nil {
-			return err
-		}
-		if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
-			if len(g.Open) == 0 {
-				g.Incident = false
-			}
-		}); err != nil {
-			return err
-		}
-		if err := a.announce(ctx, resolve, reached); err != nil {
-			return err
-		}
-	}
-	e.Resolved, e.Round = true, e.Round+1
-	return putJSON(ctx, kv, key, e)
+	return a.announce(ctx, resolve, reached)
 }
 
 // summarize sends the summary of every group whose window has passed with

@@ -169,7 +169,7 @@ var burstSettings = []string{"GATEWAY_RATE_PER_SOURCE=0", "BROKERFLOW_BUS_ACK_WA
 
 // The whole path at each CRM's documented quota: signed webhooks through
 // the gateway and the normalizer to two crm-sync instances sharing one
-// account. On Follow Up Boss, 500 leads (100 for 20 people arriving
+// account. On Follow Up Boss, 300 leads (100 for 20 people arriving
 // together); on LionDesk, which never deduplicates, 140 such leads with
 // phones;
 // and on Follow Up Boss, 300 phone-only leads under differing names, which
@@ -180,7 +180,7 @@ func TestSystem_burstThroughTwoCRMSyncReplicas(t *testing.T) {
 		crm   string
 		leads []crmtest.TestLead
 	}{
-		"followupboss": {"followupboss", burstLeads(400, false)},
+		"followupboss": {"followupboss", burstLeads(200, false)},
 		// LionDesk's assumed quota (60 calls per 10 s) and its three calls
 		// for a new person make a smaller burst.
 		"liondesk":                {"liondesk", burstLeads(40, true)},
@@ -204,7 +204,7 @@ func TestSystem_burstSurvivesAKilledCRMSyncReplica(t *testing.T) {
 	t.Parallel()
 	s := start(t, burstSettings...)
 	kill := replica(t, s, "followupboss")
-	leads := burstLeads(400, false)
+	leads := burstLeads(200, false)
 	postAll(t, s, leads)
 	natstest.Eventually(t, 3*time.Minute, "a third of the burst in the CRM", func() bool { return activities(s, "followupboss") >= len(leads)/3 })
 	kill()

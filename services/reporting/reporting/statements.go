@@ -167,7 +167,7 @@ FROM (SELECT 1 AS one) k
 LEFT JOIN leads f ON f.lead_id = ` + lead("ASC") + `
 LEFT JOIN leads l ON l.lead_id = ` + lead("DESC") + `
 LEFT JOIN stage_changes sc ON sc.stream = ` + latestStage("stream") + ` AND sc.seq = ` + latestStage("seq") + `
-LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)
+LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY COALESCE(opened_at, '') DESC, transaction_id DESC LIMIT 1)
 WHERE 1 = 1
 ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
 }()

@@ -128,6 +128,11 @@ func decode(e Event) (decoded, error) {
 	if err := proto.Unmarshal(e.Data, d.msg); err != nil {
 		return d, fmt.Errorf("%w: %s at %s/%d: %w", errUndecodable, d.typ, e.Stream, e.Seq, err)
 	}
+	// A TMS event is keyed by its transaction: without one it says nothing
+	// the read model could hold.
+	if tx, ok := d.msg.(interface{ GetTransactionId() string }); ok && tx.GetTransactionId() == "" {
+		return d, fmt.Errorf("%w: %s at %s/%d: no transaction id", errUndecodable, d.typ, e.Stream, e.Seq)
+	}
 	return d, nil
 }
 

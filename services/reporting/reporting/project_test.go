@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,20 @@ func TestProjection_appliedTwiceChangesNothing(t *testing.T) {
 			t.Fatal("without the idempotency key the copies changed nothing: the test proves nothing")
 		}
 	})
+}
+
+// A TMS event without a transaction id cannot be projected: it is refused
+// like an undecodable event (live, a failure record), and changes nothing.
+func TestProjection_tmsEventWithoutTransactionIsRefused(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, onSQLite)
+	before := dump(t, st)
+	for _, e := range asEvents(t, []published{txOpened("", "101", "ld_1", 0), txClosed("", "101", "ld_1", 1, 1, 0)}) {
+		if _, err := st.Apply(context.Background(), []reporting.Event{e}); err == nil || !strings.Contains(err.Error(), "no transaction id") {
+			t.Fatalf("%s without a transaction id: %v", e.Subject, err)
+		}
+	}
+	sameTables(t, "after refused events", before, dump(t, st))
 }
 
 func deref[T any](p *T) T {

@@ -106,8 +106,8 @@ var (
 
 	// The reporting read model takes every event of the streams it
 	// projects; a local database keeps up with far more than 256 at once.
-	// TMS and LEDGER have no publisher yet: their consumers exist, empty,
-	// so that the projection takes their events from the first one on.
+	// LEDGER has no publisher yet: its consumer exists, empty, so that the
+	// projection takes its events from the first one on.
 	ReportingLeads  = ConsumerSpec{Service: ServiceReporting, Stream: StreamLeads, Durable: "reporting-leads", FilterSubjects: []string{"lead.>"}, MaxAckPending: 256}
 	ReportingCRM    = ConsumerSpec{Service: ServiceReporting, Stream: StreamCRM, Durable: "reporting-crm", FilterSubjects: []string{"crm.>"}, MaxAckPending: 256}
 	ReportingTMS    = ConsumerSpec{Service: ServiceReporting, Stream: StreamTMS, Durable: "reporting-tms", FilterSubjects: []string{"tms.>"}, MaxAckPending: 256}

@@ -76,11 +76,11 @@ func TestDashboard_showsTheReportAndServesItsAssets(t *testing.T) {
 			table, source string
 			want          []string
 		}{
-			{"funnel-table", "zillow", []string{"2", "1", "1", "1", "0", "0", "50.0%"}},
+			{"funnel-table", "zillow", []string{"2", "1", "1", "1", "1", "1", "50.0%"}},
 			{"funnel-table", "idx", []string{"2", "0", "1", "0", "0", "0", "50.0%"}},
 			{"speed-table", "zillow", []string{"1", "2.000 s", "2.000 s"}},
 			{"speed-table", "idx", []string{"2", "1.000 s", "5.000 s"}},
-			{"roi-table", "zillow", []string{"$600.00", "$0.00", "$0.00", "$0.00", "$0.00", "-100.0%", "$300.00", "$600.00"}},
+			{"roi-table", "zillow", []string{"$600.00", "$15,750.00", "$0.00", "$0.00", "$0.00", "-100.0%", "$300.00", "$600.00"}},
 			{"roi-table", "idx", []string{"$300.00", "$0.00", "$0.00", "$0.00", "$0.00", "-100.0%", "$150.00", "$300.00"}},
 		} {
 			if got := cells(t, page, c.table)[c.source]; !slices.Equal(got, c.want) {
@@ -104,7 +104,7 @@ func TestDashboard_showsTheReportAndServesItsAssets(t *testing.T) {
 
 		// A journey by lead id: Ada's, from Zillow and then the website.
 		_, page = s.get(t, "/?lead_id=ld_2")
-		for _, want := range []string{`followupboss contact 101: first from zillow, last from idx`, `data-step="active_client"`} {
+		for _, want := range []string{`followupboss contact 101: first from zillow, last from idx`, `data-step="active_client"`, `data-step="transaction"`, `data-step="closing"`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("journey of ld_2: no %q in the page", want)
 			}

@@ -180,7 +180,7 @@ func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebui
 
 // finishRebuild derives what a rebuild's batches left out, from the facts,
 // as the live projection does event by event: every lead's speed to lead,
-// then every journey.
+// then every closed transaction, then every journey.
 func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,6 +211,22 @@ func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
 	}
 	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.speed }, sqlSpeed, rows, batchSize); err != nil {
 		return fmt.Errorf("finish the rebuild: speeds: %w", err)
+	}
+	// Each closed transaction's closing columns, before the journeys that show them.
+	rows = rows[:0]
+	err = each(ctx, s.DB, sqlAllClosed, nil, func(sc scanner) error {
+		var id string
+		if err := sc.Scan(&id); err != nil {
+			return err
+		}
+		rows = append(rows, []any{id})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.txClosing }, sqlTxClosing, rows, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: closings: %w", err)
 	}
 	var keys []journeyKey
 	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {

@@ -3,6 +3,7 @@ package reporting_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 )
 
@@ -74,11 +76,46 @@ func spend(source, month string, dollars int64, n int) published {
 	}}
 }
 
+func txOpened(loop, contact, leadID string, at time.Duration) published {
+	return published{"tms.transaction.opened", "tms.transaction.opened:dotloop:" + loop, &tmsv1.TransactionOpened{
+		TransactionId: loop, Tms: "dotloop", ProfileId: "4711", Crm: "followupboss", ContactId: contact,
+		TransactionType: "PURCHASE_OFFER", Status: "PRE_OFFER", AgentId: "ada", Stage: "Active Client",
+		OpenedAt: timestamppb.New(t0.Add(at)), EpisodeId: "ep_" + contact,
+		Correlation: &commonv1.Correlation{LeadId: leadID, ContactId: contact, TransactionId: loop},
+	}}
+}
+
+func txUpdated(loop, contact string, at time.Duration) published {
+	return published{"tms.transaction.updated", "tms.transaction.updated:dotloop:" + loop + ":" + contact, &tmsv1.TransactionUpdated{
+		TransactionId: loop, Tms: "dotloop", ProfileId: "4711", Crm: "followupboss", ContactId: contact,
+		ChangedFields: []string{"phone"}, UpdatedAt: timestamppb.New(t0.Add(at)),
+	}}
+}
+
+// txClosed is a closing with a sale price and a gross commission in
+// dollars; contact is empty for a transaction tms-sync did not open.
+func txClosed(loop, contact, leadID string, price, gross int64, at time.Duration) published {
+	usd := func(dollars int64) *commonv1.Money {
+		return &commonv1.Money{AmountMinor: dollars * 100, CurrencyCode: "USD"}
+	}
+	hash := fmt.Sprintf("%d-%d", price, gross)
+	return published{"tms.transaction.closed", "tms.transaction.closed:dotloop:" + loop + ":" + hash, &tmsv1.TransactionClosed{
+		TransactionId: loop, Tms: "dotloop", ProfileId: "4711", Status: "SOLD", SalePrice: usd(price), CloseDate: "2026-03-14",
+		Commission: &tmsv1.Commission{Gross: usd(gross), AgentId: "ada", Side: "buy"}, FactsHash: hash,
+		ClosedAt: timestamppb.New(t0.Add(at)), TransactionType: "PURCHASE_OFFER",
+		Correlation: &commonv1.Correlation{LeadId: leadID, ContactId: contact, TransactionId: loop},
+	}}
+}
+
 // scenario is a small brokerage morning. Ada comes from Zillow, then again
 // from the website, and becomes an active client; Ben comes from the
-// website; a Zillow lead is rejected; Zillow's spend is set twice.
+// website; a Zillow lead is rejected; Zillow's spend is set twice. Ada's
+// loop is opened in Dotloop, her phone carried into it, and it closes 12
+// days after her first lead, announced first at $500,000 and then
+// corrected to $525,000 with $15,750 gross commission; a loop tms-sync did
+// not open closes too (no contact: credited to no one).
 //
-//	zillow: leads L1, R1 (rejected); contact C1 (first touch); L1 2 s to lead
+//	zillow: leads L1, R1 (rejected); contact C1 (first touch); L1 2 s to lead; C1's closing
 //	idx:    leads L2 (C1 again, 5 s), L3 (C2, 1 s); contact C2 (first touch)
 func scenario() []published {
 	return []published{
@@ -96,6 +133,11 @@ func scenario() []published {
 		spend("zillow", "2026-03", 500, 1),
 		spend("idx", "2026-03", 300, 1),
 		spend("zillow", "2026-03", 600, 2),
+		txOpened("9001", "101", "ld_1", 2*time.Hour+time.Minute),
+		txUpdated("9001", "101", 2*time.Hour+30*time.Minute),
+		txClosed("9001", "101", "ld_1", 500000, 15000, 12*24*time.Hour-time.Hour),
+		txClosed("9002", "", "", 300000, 9000, 5*24*time.Hour),
+		txClosed("9001", "101", "ld_1", 525000, 15750, 12*24*time.Hour),
 	}
 }
 

@@ -16,9 +16,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 )
 
 // Event is one stream message as the projection takes it, from a durable
@@ -64,6 +66,12 @@ func (e Event) Type() string {
 		return typeContactUpdated
 	case strings.HasPrefix(e.Subject, "reporting.spend."):
 		return typeSpendSet
+	case e.Subject == "tms.transaction.opened":
+		return typeTxOpened
+	case e.Subject == "tms.transaction.updated":
+		return typeTxUpdated
+	case e.Subject == "tms.transaction.closed":
+		return typeTxClosed
 	}
 	return "unknown"
 }
@@ -76,14 +84,17 @@ var (
 	typeStageChanged   = string((&crmv1.ContactStageChanged{}).ProtoReflect().Descriptor().FullName())
 	typeContactUpdated = string((&crmv1.ContactUpdated{}).ProtoReflect().Descriptor().FullName())
 	typeSpendSet       = string((&reportingv1.SpendSet{}).ProtoReflect().Descriptor().FullName())
+	typeTxOpened       = string((&tmsv1.TransactionOpened{}).ProtoReflect().Descriptor().FullName())
+	typeTxUpdated      = string((&tmsv1.TransactionUpdated{}).ProtoReflect().Descriptor().FullName())
+	typeTxClosed       = string((&tmsv1.TransactionClosed{}).ProtoReflect().Descriptor().FullName())
 )
 
 // errUndecodable marks an event whose body is not its type.
 var errUndecodable = errors.New("reporting: undecodable event")
 
 // decoded is an event with its body decoded; msg is nil for a type the
-// projection does not know yet (TMS and LEDGER events, until their schemas
-// exist): it is recorded as applied but not projected.
+// projection does not know yet (LEDGER events, until their schema exists):
+// it is recorded as applied but not projected.
 type decoded struct {
 	Event
 	id, typ string
@@ -105,11 +116,22 @@ func decode(e Event) (decoded, error) {
 		d.msg = &crmv1.ContactUpdated{}
 	case typeSpendSet:
 		d.msg = &reportingv1.SpendSet{}
+	case typeTxOpened:
+		d.msg = &tmsv1.TransactionOpened{}
+	case typeTxUpdated:
+		d.msg = &tmsv1.TransactionUpdated{}
+	case typeTxClosed:
+		d.msg = &tmsv1.TransactionClosed{}
 	default:
 		return d, nil
 	}
 	if err := proto.Unmarshal(e.Data, d.msg); err != nil {
 		return d, fmt.Errorf("%w: %s at %s/%d: %w", errUndecodable, d.typ, e.Stream, e.Seq, err)
+	}
+	// A TMS event is keyed by its transaction: without one it says nothing
+	// the read model could hold.
+	if tx, ok := d.msg.(interface{ GetTransactionId() string }); ok && tx.GetTransactionId() == "" {
+		return d, fmt.Errorf("%w: %s at %s/%d: no transaction id", errUndecodable, d.typ, e.Stream, e.Seq)
 	}
 	return d, nil
 }
@@ -207,6 +229,12 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 		return true, b.updated(ctx, d, m)
 	case *reportingv1.SpendSet:
 		return true, b.spend(ctx, d, m)
+	case *tmsv1.TransactionOpened:
+		return true, b.txOpened(ctx, d, m)
+	case *tmsv1.TransactionUpdated:
+		return true, b.txNamed(ctx, m.GetTransactionId(), m.GetTms(), m.GetCrm(), m.GetContactId(), m.GetCorrelation().GetLeadId(), "")
+	case *tmsv1.TransactionClosed:
+		return true, b.txClosed(ctx, d, m)
 	}
 	return true, nil
 }
@@ -367,6 +395,61 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 		return fmt.Errorf("project spend of %s %s: %w", s.GetSource(), s.GetMonth(), err)
 	}
 	return nil
+}
+
+func (b *batch) txOpened(ctx context.Context, d decoded, o *tmsv1.TransactionOpened) error {
+	err := b.exec(ctx, b.stmts.txOpened, sqlTxOpened, o.GetTransactionId(), nullStr(o.GetTms()), nullStr(o.GetCrm()),
+		nullStr(o.GetContactId()), nullStr(o.GetCorrelation().GetLeadId()), nullStr(o.GetStatus()), tsOr(o.GetOpenedAt(), d.eventTime()),
+		nullStr(o.GetTransactionType()), nullStr(o.GetProfileId()), nullStr(o.GetEpisodeId()))
+	if err != nil {
+		return fmt.Errorf("project transaction opened %s: %w", o.GetTransactionId(), err)
+	}
+	if o.GetCrm() != "" && o.GetContactId() != "" {
+		b.mark(o.GetCrm(), o.GetContactId())
+	}
+	return nil
+}
+
+// txNamed makes sure the transaction has a row, fills the ids the event
+// knows, and marks its journey, when it has one, for recompute.
+func (b *batch) txNamed(ctx context.Context, id, tms, crm, contactID, leadID, typ string) error {
+	args := []any{id, nullStr(tms), nullStr(crm), nullStr(contactID), nullStr(leadID), nullStr(typ)}
+	if b.rebuild {
+		return b.exec(ctx, b.stmts.txNamedFact, sqlTxNamedFact, args...)
+	}
+	var gotCRM, gotContact sql.NullString
+	if err := b.stmts.txNamed.QueryRowContext(ctx, args...).Scan(&gotCRM, &gotContact); err != nil {
+		return fmt.Errorf("project transaction %s: %w", id, err)
+	}
+	if gotCRM.Valid && gotContact.Valid {
+		b.mark(gotCRM.String, gotContact.String)
+	}
+	return nil
+}
+
+func (b *batch) txClosed(ctx context.Context, d decoded, c *tmsv1.TransactionClosed) error {
+	id, corr, com := c.GetTransactionId(), c.GetCorrelation(), c.GetCommission()
+	if err := b.txNamed(ctx, id, c.GetTms(), "", corr.GetContactId(), corr.GetLeadId(), c.GetTransactionType()); err != nil {
+		return err
+	}
+	currency := c.GetSalePrice().GetCurrencyCode()
+	if currency == "" {
+		currency = com.GetGross().GetCurrencyCode()
+	}
+	err := b.exec(ctx, b.stmts.closing, sqlClosing, d.Stream, int64(d.Seq), d.id, id, c.GetTms(), c.GetStatus(),
+		tsOr(c.GetClosedAt(), d.eventTime()), nullStr(c.GetCloseDate()), nullMoney(c.GetSalePrice()), nullMoney(com.GetGross()),
+		nullStr(currency), nullStr(com.GetAgentId()), nullStr(com.GetSide()), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
+	if err == nil && !b.rebuild {
+		_, err = b.stmts.txClosing.ExecContext(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("project transaction closed %s: %w", id, err)
+	}
+	return nil
+}
+
+func nullMoney(m *commonv1.Money) sql.NullInt64 {
+	return sql.NullInt64{Int64: m.GetAmountMinor(), Valid: m != nil}
 }
 
 // speedMs is a lead's speed to lead as stored.

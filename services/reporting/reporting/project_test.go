@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,8 +59,22 @@ func TestProjection_orderDoesNotMatter(t *testing.T) {
 		for i, s := range j.Steps {
 			steps[i] = s.Step + "@" + s.Source
 		}
-		if want := []string{"lead@zillow", "contact@followupboss", "lead@idx", "contact@followupboss", "active_client@followupboss"}; !slices.Equal(steps, want) {
+		if want := []string{"lead@zillow", "contact@followupboss", "lead@idx", "contact@followupboss", "active_client@followupboss",
+			"transaction@dotloop", "closing@dotloop"}; !slices.Equal(steps, want) {
 			t.Fatalf("steps %v, want %v", steps, want)
+		}
+		// Its transaction and the corrected closing, the latest announced,
+		// in minor units.
+		if j.Journey["transactions"] != int64(1) || j.Journey["transaction_id"] != "9001" || j.Journey["tms"] != "dotloop" ||
+			j.Journey["transaction_type"] != "PURCHASE_OFFER" || j.Journey["transaction_opened_at"] != "2026-03-02T11:01:00.000000Z" ||
+			j.Journey["closed_at"] != "2026-03-14T09:00:00.000000Z" || j.Journey["sale_price_minor"] != int64(52_500_000) ||
+			j.Journey["gross_commission_minor"] != int64(1_575_000) || j.Journey["agent_id"] != "ada" || j.Journey["side"] != "buy" ||
+			j.Journey["currency"] != "USD" {
+			t.Fatalf("journey of ld_1, its transaction: %+v", j.Journey)
+		}
+		if len(j.Transactions) != 1 || j.Transactions[0]["status"] != "SOLD" || j.Transactions[0]["close_date"] != "2026-03-14" ||
+			j.Transactions[0]["lead_id"] != "ld_1" || j.Transactions[0]["episode_id"] != "ep_101" {
+			t.Fatalf("transactions of ld_1's journey: %+v", j.Transactions)
 		}
 	})
 }
@@ -116,6 +131,28 @@ func TestProjection_appliedTwiceChangesNothing(t *testing.T) {
 	})
 }
 
+// A TMS event without a transaction id cannot be projected: it is refused
+// like an undecodable event (live, a failure record), and changes nothing.
+func TestProjection_tmsEventWithoutTransactionIsRefused(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, onSQLite)
+	before := dump(t, st)
+	for _, e := range asEvents(t, []published{txOpened("", "101", "ld_1", 0), txClosed("", "101", "ld_1", 1, 1, 0)}) {
+		if _, err := st.Apply(context.Background(), []reporting.Event{e}); err == nil || !strings.Contains(err.Error(), "no transaction id") {
+			t.Fatalf("%s without a transaction id: %v", e.Subject, err)
+		}
+	}
+	sameTables(t, "after refused events", before, dump(t, st))
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
 func TestReport_funnelSpeedAndAttribution(t *testing.T) {
 	t.Parallel()
 	onEach(t, func(t *testing.T, db string) {
@@ -147,8 +184,17 @@ func TestReport_funnelSpeedAndAttribution(t *testing.T) {
 			i.SpeedToLead.N != 2 || *i.SpeedToLead.P50Ms != 1000 || *i.SpeedToLead.P90Ms != 5000 || *i.ContactRate != 0.5 {
 			t.Fatalf("idx, first touch: %+v", i)
 		}
+		// Ada's transaction and closing, credited to her first lead: 12
+		// days from it to the closing; the gross is the TMS's, and the net,
+		// paid and unpaid wait for a ledger.
+		if z.Transactions != 1 || z.Closings != 1 || z.GrossCommissionMinor != 1_575_000 || deref(z.TimeToCloseDaysP50) != 12 ||
+			z.BrokerageNetMinor != 0 || z.PaidMinor != 0 || z.UnpaidMinor != 0 || *z.CloseRate != 1 ||
+			i.Transactions != 0 || i.Closings != 0 || i.GrossCommissionMinor != 0 {
+			t.Fatalf("first touch, transactions: zillow %+v idx %+v", z, i)
+		}
 		last := get(reporting.LastTouch)
-		if z, i := last["zillow"], last["idx"]; z.Contacts != 0 || i.Contacts != 2 || i.ActiveClients != 1 || z.Leads != 2 {
+		if z, i := last["zillow"], last["idx"]; z.Contacts != 0 || i.Contacts != 2 || i.ActiveClients != 1 || z.Leads != 2 ||
+			z.Closings != 0 || i.Transactions != 1 || i.Closings != 1 || i.GrossCommissionMinor != 1_575_000 {
 			t.Fatalf("last touch: zillow %+v idx %+v", z, i)
 		}
 	})

@@ -77,7 +77,8 @@ type Row struct {
 	GrossCommissionMinor int64  `json:"gross_commission_minor"`
 	BrokerageNetMinor    int64  `json:"brokerage_net_minor"`
 	PaidMinor            int64  `json:"paid_minor"`
-	// UnpaidMinor is the gross commission booked and not yet paid.
+	// UnpaidMinor is the gross commission booked in the ledger and not yet
+	// paid (0 until ledger-sync exists, like the net and paid).
 	UnpaidMinor int64 `json:"unpaid_minor"`
 	// SpendMinor is the source's spend in the period's months (null by day:
 	// spend is set per month).
@@ -88,8 +89,9 @@ type Row struct {
 	// CostPerContactMinor is spend per contact credited to the source.
 	CostPerContactMinor *int64 `json:"cost_per_contact_minor"`
 
-	speeds []int64
-	closes []float64
+	speeds      []int64
+	closes      []float64
+	bookedMinor int64
 }
 
 // SpeedToLead is the time from a webhook's receipt to its contact in the
@@ -194,13 +196,13 @@ WHERE `+at+` >= $1 AND `+at+` < $2 AND contact_at IS NOT NULL`, []any{from, to},
 
 	// Transactions and commissions, credited as their contact is.
 	err = each(ctx, s.DB, `SELECT j.`+src+`, j.`+at+`, t.opened_at, t.closed_at, t.gross_commission_minor,
-  t.brokerage_net_minor, t.commission_paid_minor, t.currency
+  t.brokerage_net_minor, t.commission_paid_minor, t.currency, t.commission_booked_at
 FROM transactions t JOIN journeys j ON j.crm = t.crm AND j.contact_id = t.contact_id
 WHERE j.`+at+` >= $1 AND j.`+at+` < $2`, []any{from, to}, func(sc scanner) error {
 		var source, when string
-		var opened, closed, currency sql.NullString
+		var opened, closed, currency, booked sql.NullString
 		var gross, net, paid sql.NullInt64
-		if err := sc.Scan(&source, &when, &opened, &closed, &gross, &net, &paid, &currency); err != nil {
+		if err := sc.Scan(&source, &when, &opened, &closed, &gross, &net, &paid, &currency, &booked); err != nil {
 			return err
 		}
 		if !keep(source) {
@@ -218,7 +220,12 @@ WHERE j.`+at+` >= $1 AND j.`+at+` < $2`, []any{from, to}, func(sc scanner) error
 				r.closes = append(r.closes, ct.Sub(lt).Hours()/24)
 			}
 		}
+		// The gross is the TMS's closing's; only what the ledger booked
+		// can be unpaid.
 		r.GrossCommissionMinor += gross.Int64
+		if booked.Valid {
+			r.bookedMinor += gross.Int64
+		}
 		r.BrokerageNetMinor += net.Int64
 		r.PaidMinor += paid.Int64
 		if currency.Valid {
@@ -291,7 +298,7 @@ func (r *Row) finish() {
 		slices.Sort(r.closes)
 		r.TimeToCloseDaysP50 = ptr(Percentile(r.closes, 0.5))
 	}
-	r.UnpaidMinor = max(r.GrossCommissionMinor-r.PaidMinor, 0)
+	r.UnpaidMinor = max(r.bookedMinor-r.PaidMinor, 0)
 	if r.SpendMinor != nil && *r.SpendMinor > 0 {
 		spend := *r.SpendMinor
 		r.ROI = ptr(float64(r.BrokerageNetMinor-spend) / float64(spend))

@@ -44,7 +44,7 @@ func startSystem(t *testing.T, db string) *system {
 	s := &system{srv: srv, creds: creds, db: db, js: map[string]jetstream.JetStream{}}
 	s.dir, s.dsn = newPlace(t, db)
 	s.place = openPlace(t, s.dir, s.dsn)
-	for _, u := range []string{bus.UserOperator, bus.UserAnalyst, bus.ServiceNormalizer, bus.ServiceCRMSync} {
+	for _, u := range []string{bus.UserOperator, bus.UserAnalyst, bus.ServiceNormalizer, bus.ServiceCRMSync, bus.ServiceTMSSync} {
 		_, s.js[u] = natstest.ConnectAs(t, srv, creds, u)
 	}
 	topo := bus.DefaultTopology()
@@ -77,7 +77,7 @@ func (s *system) startReporting(t *testing.T, poll time.Duration) {
 func (s *system) publish(t *testing.T, events []published) {
 	t.Helper()
 	for _, e := range events {
-		user := map[string]string{"LEADS": bus.ServiceNormalizer, "CRM": bus.ServiceCRMSync, "REPORTING": bus.UserOperator}[streamOf(e.subject)]
+		user := map[string]string{"LEADS": bus.ServiceNormalizer, "CRM": bus.ServiceCRMSync, "TMS": bus.ServiceTMSSync, "REPORTING": bus.UserOperator}[streamOf(e.subject)]
 		publishAll(t, s.js[user], []published{e})
 	}
 }
@@ -250,7 +250,8 @@ func TestReplay_windowsArePartialAndNotSwitchedTo(t *testing.T) {
 				t.Fatalf("%s: switched %v, %v", name, switched, err)
 			}
 			want := map[string]int{
-				"from sequence 3 of every stream": len(scenario()) - 6, "from the LEADS sequence 4": len(scenario()) - 3,
+				// The first two of each of LEADS, CRM, TMS and REPORTING are skipped.
+				"from sequence 3 of every stream": len(scenario()) - 8, "from the LEADS sequence 4": len(scenario()) - 3,
 				"up to now": len(scenario()), "from an hour ahead": 0,
 			}[name]
 			if res.Read != want {

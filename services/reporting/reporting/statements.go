@@ -64,10 +64,52 @@ WHERE source = $1 AND month = $2 ORDER BY seq DESC LIMIT 1
 ON CONFLICT (source, month) DO UPDATE SET amount_minor = excluded.amount_minor, currency = excluded.currency,
   set_by = excluded.set_by, set_at = excluded.set_at, note = excluded.note, event_id = excluded.event_id, seq = excluded.seq`
 
+	// A transaction opened: its own facts. The opening is the transaction's
+	// authority on who it is for: its ids replace what a closing or an
+	// update put there first. The status is the closing's once there is one.
+	sqlTxOpened = `INSERT INTO transactions (transaction_id, tms, crm, contact_id, lead_id, status, opened_at,
+  transaction_type, profile_id, episode_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (transaction_id) DO UPDATE SET tms = excluded.tms, crm = excluded.crm, contact_id = excluded.contact_id,
+  lead_id = COALESCE(excluded.lead_id, transactions.lead_id),
+  status = CASE WHEN transactions.closed_at IS NULL THEN excluded.status ELSE transactions.status END,
+  opened_at = excluded.opened_at, transaction_type = excluded.transaction_type, profile_id = excluded.profile_id,
+  episode_id = excluded.episode_id`
+
+	// A transaction updated or closed names it, and the contact when
+	// tms-sync opened it: they fill what the opening has not.
+	sqlTxNamed = `INSERT INTO transactions (transaction_id, tms, crm, contact_id, lead_id, transaction_type)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (transaction_id) DO UPDATE SET tms = COALESCE(transactions.tms, excluded.tms),
+  crm = COALESCE(transactions.crm, excluded.crm), contact_id = COALESCE(transactions.contact_id, excluded.contact_id),
+  lead_id = COALESCE(transactions.lead_id, excluded.lead_id),
+  transaction_type = COALESCE(transactions.transaction_type, excluded.transaction_type)
+RETURNING crm, contact_id`
+
+	// Every closing announced; a copy keeps the lowest sequence.
+	sqlClosing = `INSERT INTO transaction_closings (stream, seq, event_id, transaction_id, tms, status, closed_at, close_date,
+  sale_price_minor, gross_commission_minor, currency, agent_id, side, contact_id, lead_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < transaction_closings.seq`
+
 	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES ($1, $2, $3)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
 WHERE excluded.last_seq > stream_cursors.last_seq`
 )
+
+// sqlTxClosing derives a transaction's ($1) closing columns from its
+// latest closing, by stream sequence: a corrected closing replaces the one
+// before it, whatever order they were projected in.
+var sqlTxClosing = func() string {
+	latest := func(col string) string {
+		return `(SELECT ` + col + ` FROM transaction_closings WHERE transaction_id = $1 ORDER BY seq DESC, event_id DESC LIMIT 1)`
+	}
+	sets := []string{"status = COALESCE(" + latest("status") + ", status)"}
+	for _, c := range []string{"closed_at", "close_date", "sale_price_minor", "gross_commission_minor", "currency", "agent_id", "side"} {
+		sets = append(sets, c+" = "+latest(c))
+	}
+	return "UPDATE transactions SET " + strings.Join(sets, ",\n  ") + "\nWHERE transaction_id = $1"
+}()
 
 // sqlJourney recomputes one journey ($1 crm, $2 contact id) from the facts:
 // its leads, stage changes and transactions. Every column is derived from
@@ -100,7 +142,8 @@ var sqlJourney = func() string {
 		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
 	}
 	for _, c := range []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
-		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency"} {
+		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency",
+		"transaction_type", "agent_id", "side"} {
 		name := c
 		if c == "opened_at" {
 			name = "transaction_opened_at"
@@ -124,7 +167,7 @@ FROM (SELECT 1 AS one) k
 LEFT JOIN leads f ON f.lead_id = ` + lead("ASC") + `
 LEFT JOIN leads l ON l.lead_id = ` + lead("DESC") + `
 LEFT JOIN stage_changes sc ON sc.stream = ` + latestStage("stream") + ` AND sc.seq = ` + latestStage("seq") + `
-LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY opened_at DESC, transaction_id DESC LIMIT 1)
+LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY COALESCE(opened_at, '') DESC, transaction_id DESC LIMIT 1)
 WHERE 1 = 1
 ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
 }()
@@ -138,6 +181,7 @@ var (
 		"$7, $8)", "$7, $8, $9)",
 		"sync_seq = excluded.sync_seq", "sync_seq = excluded.sync_seq, speed_to_lead_ms = excluded.speed_to_lead_ms",
 	).Replace(sqlSynced), "\nRETURNING")
+	sqlTxNamedFact, _, _ = strings.Cut(sqlTxNamed, "\nRETURNING")
 )
 
 // sqlAllJourneys is every contact any fact names, for a rebuild's end.
@@ -146,6 +190,9 @@ UNION SELECT crm, contact_id FROM stage_changes
 UNION SELECT crm, contact_id FROM contact_updates
 UNION SELECT crm, contact_id FROM transactions WHERE crm IS NOT NULL AND contact_id IS NOT NULL
 ORDER BY 1, 2`
+
+// sqlAllClosed is every transaction with a closing, for a rebuild's end.
+const sqlAllClosed = `SELECT DISTINCT transaction_id FROM transaction_closings ORDER BY 1`
 
 // sqlAllSpeeds is every lead whose speed to lead a rebuild's end fills.
 const sqlAllSpeeds = `SELECT lead_id, received_at, synced_at FROM leads
@@ -174,6 +221,7 @@ const sqlAppliedOne = `INSERT INTO applied_events (event_id, stream, seq, subjec
 type statements struct {
 	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
 	leadFact, syncedFact, appliedMany, appliedOne, spendSet             *sql.Stmt
+	txOpened, txNamed, txNamedFact, closing, txClosing                  *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -186,6 +234,8 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
 		{&s.journey, sqlJourney}, {&s.leadFact, sqlLeadFact}, {&s.syncedFact, sqlSyncedFact},
 		{&s.appliedMany, sqlAppliedMany}, {&s.appliedOne, sqlAppliedOne}, {&s.spendSet, sqlSpendSet},
+		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
+		{&s.closing, sqlClosing}, {&s.txClosing, sqlTxClosing},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -211,12 +261,16 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 		leadFact: tx.StmtContext(ctx, s.leadFact), syncedFact: tx.StmtContext(ctx, s.syncedFact),
 		appliedMany: tx.StmtContext(ctx, s.appliedMany), appliedOne: tx.StmtContext(ctx, s.appliedOne),
 		spendSet: tx.StmtContext(ctx, s.spendSet),
+		txOpened: tx.StmtContext(ctx, s.txOpened), txNamed: tx.StmtContext(ctx, s.txNamed),
+		txNamedFact: tx.StmtContext(ctx, s.txNamedFact), closing: tx.StmtContext(ctx, s.closing),
+		txClosing: tx.StmtContext(ctx, s.txClosing),
 	}
 }
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne, s.spendSet} {
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.leadFact, s.syncedFact, s.appliedMany, s.appliedOne, s.spendSet,
+		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -37,6 +37,7 @@ var Tables = []Table{
 	{"stage_changes", []string{"stream", "seq"}},
 	{"contact_updates", []string{"stream", "seq"}},
 	{"transactions", []string{"transaction_id"}},
+	{"transaction_closings", []string{"stream", "seq"}},
 	{"spend", []string{"source", "month"}},
 	{"spend_sets", []string{"source", "month", "seq"}},
 	{"applied_events", []string{"event_id"}},

@@ -137,7 +137,7 @@ func checkDashboard(t *testing.T, base string, truth map[string]*gen.Counts, spe
 	var funnelLabels, speedLabels, roiLabels []string
 	for source, want := range truth {
 		// The funnel, in the table and in the chart's labels.
-		wantFunnel := []int{want.Leads, want.Rejected, want.Contacts, want.ActiveClients, 0, 0}
+		wantFunnel := []int{want.Leads, want.Rejected, want.Contacts, want.ActiveClients, want.Transactions, want.Closings}
 		got := dom.Funnel[source]
 		if len(got) < len(wantFunnel) {
 			t.Errorf("funnel table, %s: %v", source, got)
@@ -160,8 +160,9 @@ func checkDashboard(t *testing.T, base string, truth map[string]*gen.Counts, spe
 		}
 		speedLabels = append(speedLabels, p50, p90)
 
-		// ROI: the spend set, no commission yet, so -100%.
-		wantROI := []string{dollars(want.SpendMinor), "$0.00", "$0.00", "$0.00", "$0.00", "-100.0%",
+		// ROI: the spend set and the closings' gross commission; no net
+		// before a ledger exists, so -100%.
+		wantROI := []string{dollars(want.SpendMinor), dollars(want.GrossMinor), "$0.00", "$0.00", "$0.00", "-100.0%",
 			dollars(want.SpendMinor / int64(want.Leads)), dollars(want.SpendMinor / int64(want.Contacts))}
 		if !slices.Equal(dom.ROI[source], wantROI) {
 			t.Errorf("ROI table, %s: %v, want %v", source, dom.ROI[source], wantROI)
@@ -186,13 +187,15 @@ func checkDashboard(t *testing.T, base string, truth map[string]*gen.Counts, spe
 	}
 
 	// The journey of a returning person who became an active client: two
-	// leads, each to the contact, and the stage change, in the API's order.
+	// leads, each to the contact, the stage change, the loop and its
+	// closing, in the API's order.
 	wantSteps := make([]string, len(journey.Steps))
 	for i, s := range journey.Steps {
 		wantSteps[i] = s.Step + "@" + s.Source
 	}
 	if !slices.Equal(dom.Steps, wantSteps) || !slices.Equal(sorted(wantSteps), sorted([]string{
 		"lead@website", "lead@zillow", "contact@followupboss", "contact@followupboss", "active_client@followupboss",
+		"transaction@dotloop", "closing@dotloop",
 	})) {
 		t.Errorf("journey steps %v; the API's %v", dom.Steps, wantSteps)
 	}

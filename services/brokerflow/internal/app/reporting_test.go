@@ -115,6 +115,7 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 	})
 	js := connect(t, a)
 	ctx := natstest.Context(t, 5*time.Minute)
+	start := time.Now()
 	client := &http.Client{Timeout: 30 * time.Second}
 	fub := a.Sandbox.FUB()
 	month := time.Now().UTC().Format("2006-01")
@@ -157,6 +158,29 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 		return natstest.Count(t, js, bus.StreamCRM, "crm.contact.stage_changed") >= uint64(len(plan.Active)+len(plan.Nurture))
 	})
 
+	// tms-sync opens a loop in Dotloop for each active client; some are sold,
+	// with a price and a commission, as an agent marks them in the sandbox.
+	dl := a.Sandbox.Dotloop()
+	natstest.Eventually(t, 60*time.Second, "a loop opened for each active client", func() bool {
+		return natstest.Count(t, js, bus.StreamTMS, "tms.transaction.opened") == uint64(len(plan.Active))
+	})
+	loops := map[string]int64{}
+	for _, l := range dl.Loops() {
+		loops[l.Participants[0].Email] = l.ID
+	}
+	for _, c := range plan.Closings {
+		id, ok := loops[gen.Email(c.Person)]
+		if !ok {
+			t.Fatalf("no loop for person %d among %v", c.Person, loops)
+		}
+		if err := dl.SetLoopStatus(id, sandbox.DotloopSold, sandbox.DotloopFinancials{Price: c.Price, Commission: c.Commission}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 60*time.Second, "every sold loop announced closed", func() bool {
+		return natstest.Count(t, js, bus.StreamTMS, "tms.transaction.closed") == uint64(len(plan.Closings))
+	})
+
 	// The spend, as the operator sets it.
 	spendFile := filepath.Join(dir, "spend.csv")
 	if err := os.WriteFile(spendFile, []byte(plan.SpendCSV()), 0o600); err != nil {
@@ -188,10 +212,15 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 			t.Fatalf("no row for %s", source)
 		}
 		if r.Leads != want.Leads || r.Rejected != want.Rejected || r.Contacts != want.Contacts || r.ActiveClients != want.ActiveClients ||
-			r.SpeedToLead.N != want.Synced || deref(r.SpendMinor) != want.SpendMinor || r.Transactions != 0 || r.Closings != 0 {
+			r.SpeedToLead.N != want.Synced || deref(r.SpendMinor) != want.SpendMinor || r.Transactions != want.Transactions ||
+			r.Closings != want.Closings || r.GrossCommissionMinor != want.GrossMinor {
 			t.Errorf("%s: report %+v, generator %+v", source, r, want)
 		}
-		// ROI and costs from the spend; no commission exists before ledger-sync.
+		// Time to close: from the credited lead to the closing, within this run.
+		if ttc := r.TimeToCloseDaysP50; (want.Closings > 0) != (ttc != nil) || ttc != nil && (*ttc <= 0 || *ttc > time.Since(start).Hours()/24) {
+			t.Errorf("%s: time to close %v days for %d closings", source, deref(ttc), want.Closings)
+		}
+		// ROI and costs from the spend; no net commission exists before ledger-sync.
 		if r.ROI == nil || *r.ROI != -1 || deref(r.CostPerLeadMinor) != want.SpendMinor/int64(want.Leads) || deref(r.CostPerContactMinor) != want.SpendMinor/int64(want.Contacts) {
 			t.Errorf("%s: roi %v, cost per lead %v, per contact %v", source, r.ROI, r.CostPerLeadMinor, r.CostPerContactMinor)
 		}

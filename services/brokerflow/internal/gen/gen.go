@@ -1,7 +1,8 @@
 // Package gen makes a synthetic day of a brokerage's lead activity: leads
-// from several sources, returning people, rejected leads, stage changes and
-// spend, as real signed requests to the running system, and knows from what
-// it sends what the reports must say.
+// from several sources, returning people, rejected leads, stage changes,
+// loops opened for active clients and some of them sold, and spend, as real
+// signed requests to the running system, and knows from what it sends what
+// the reports must say.
 package gen
 
 import (
@@ -57,19 +58,30 @@ type Lead struct {
 }
 
 // Plan is a day: the leads in the order they are sent, who becomes an
-// active client, who is moved to another stage, and each source's spend.
+// active client (and so gets a loop in the TMS), whose loop is sold, who is
+// moved to another stage, and each source's spend.
 type Plan struct {
 	Month   string
 	Leads   []Lead
 	Active  []int
 	Nurture []int
+	// Closings are the active clients whose loop is marked sold.
+	Closings []Closing
 	// Spend in minor units, per source.
 	Spend map[string]int64
 }
 
+// Closing is an active client's loop sold, with its price and the gross
+// commission in whole dollars, as the sandbox Dotloop's sold button takes them.
+type Closing struct {
+	Person            int
+	Price, Commission int64
+}
+
 // Day is the synthetic day: 22 people across three sources, four of them
 // coming back through another source, three leads rejected, three slow
-// website leads, four active clients and two nurtured contacts.
+// website leads, four active clients (four loops, three of them sold) and
+// two nurtured contacts.
 func Day(month, run string) Plan {
 	p := Plan{Month: month, Spend: map[string]int64{"website": 30000, "zillow": 120000, "realtor": 45000}}
 	add := func(source string, person int, reject, slow bool) {
@@ -96,6 +108,8 @@ func Day(month, run string) Plan {
 	add("zillow", 102, true, false)
 	p.Active = []int{0, 1, 10, 18}
 	p.Nurture = []int{2, 11}
+	// Three of the four active clients' loops are sold; person 1's stays open.
+	p.Closings = []Closing{{0, 525000, 15750}, {10, 410000, 12300}, {18, 298000, 8940}}
 	return p
 }
 
@@ -109,8 +123,12 @@ type Counts struct {
 	// Synced are the leads that reached a contact (the speed-to-lead n).
 	Synced int
 	// Slow are the leads that could only reach the CRM after a retry.
-	Slow       int
-	SpendMinor int64
+	Slow int
+	// Transactions are the loops opened (one per active client), Closings
+	// those sold, GrossMinor their gross commission in minor units.
+	Transactions, Closings int
+	GrossMinor             int64
+	SpendMinor             int64
 }
 
 // Truth is what the day must yield per source.
@@ -139,6 +157,11 @@ func (p Plan) Truth() map[string]*Counts {
 	}
 	for _, i := range p.Active {
 		out[first[i]].ActiveClients++
+		out[first[i]].Transactions++
+	}
+	for _, c := range p.Closings {
+		out[first[c.Person]].Closings++
+		out[first[c.Person]].GrossMinor += c.Commission * 100
 	}
 	for s, v := range p.Spend {
 		out[s].SpendMinor = v

@@ -116,7 +116,7 @@ func TestConfig_tmsSyncIsOptIn(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := app.ConfigFromEnv(tc.environ, tc.mode)
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir()}, tc.environ...), tc.mode)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -174,14 +174,14 @@ func servicePermissions(s ServiceSpec) Permissions {
 }
 
 // operatorPermissions: every JetStream API call (the apply step, failures,
-// replay), redrive commands, the spend per source (brokerflow spend set),
+// replay), redrive commands, failures resolved by hand, the spend per source (brokerflow spend set),
 // the inboxes of its tools (the nats CLI uses _INBOX), and stream backups
 // and restores (`nats backup`: it acks each snapshot chunk on
 // $JS.SNAPSHOT.ACK and sends restore chunks to $JS.SNAPSHOT.RESTORE;
 // docs/deploy.md).
 func operatorPermissions() Permissions {
 	return Permissions{
-		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.SNAPSHOT.>", "ops.redrive.*", SpendSubjects},
+		PublishAllow:   []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.SNAPSHOT.>", "ops.redrive.*", "ops.resolved.*", SpendSubjects},
 		SubscribeAllow: []string{InboxPrefix(UserOperator) + ".>", "_INBOX.>"},
 	}
 }

@@ -150,3 +150,17 @@ func subjectMatches(filter, subject string) bool {
 	}
 	return len(ft) == len(st)
 }
+
+// ResolveFailure announces on ops.resolved.<service> that a person resolved
+// the failure of msg by hand, with a note saying how.
+func ResolveFailure(ctx context.Context, p *Publisher, service string, msg *commonv1.MessageRef, note, by string) (*jetstream.PubAck, error) {
+	ev := &opsv1.FailureResolved{
+		Service:    service,
+		Message:    msg,
+		Note:       note,
+		ResolvedBy: by,
+		ResolvedAt: timestamppb.Now(),
+	}
+	id := fmt.Sprintf("resolved:%s:%s:%d:%d", service, msg.GetStream(), msg.GetSequence(), time.Now().UnixNano())
+	return p.Publish(ctx, ResolvedSubject(service), id, ev)
+}

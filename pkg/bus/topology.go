@@ -125,6 +125,8 @@ var (
 	AlerterAdvisories = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-advisories", FilterSubjects: []string{AdvisoryMaxDeliveries, AdvisoryTerminated}, MaxAckPending: 64}
 	AlerterRedrives   = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-redrives", FilterSubjects: []string{"ops.redrive.done.>"}, MaxAckPending: 64}
 	AlerterRejected   = ConsumerSpec{Service: ServiceAlerter, Stream: StreamLeads, Durable: "alerter-rejected", FilterSubjects: []string{"lead.rejected.>"}, MaxAckPending: 64}
+	// AlerterResolved is every failure a person resolved by hand.
+	AlerterResolved = ConsumerSpec{Service: ServiceAlerter, Stream: StreamOps, Durable: "alerter-resolved", FilterSubjects: []string{"ops.resolved.>"}, MaxAckPending: 64}
 )
 
 // Consumers is every durable consumer of every service.
@@ -132,7 +134,7 @@ var Consumers = []ConsumerSpec{
 	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
 	TMSSyncCRM, TMSSyncWebhooks,
 	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
-	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected,
+	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected, AlerterResolved,
 }
 
 // AlertSentSubject is where the alerter announces each alert it delivered.
@@ -165,6 +167,11 @@ func RedriveSubject(service string) string { return "ops.redrive." + service }
 
 // RedriveDoneSubject is where service announces a redrive that succeeded.
 func RedriveDoneSubject(service string) string { return "ops.redrive.done." + service }
+
+// ResolvedSubject is where a failure of service that a person resolved by
+// hand is announced (brokerflow failures resolve). It is not under
+// ops.failure.>, which holds failure records only.
+func ResolvedSubject(service string) string { return "ops.resolved." + service }
 
 // BucketSpec declares one KV bucket.
 type BucketSpec struct {

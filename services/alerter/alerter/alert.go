@@ -22,6 +22,7 @@ import (
 	_ "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	_ "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
 	_ "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
+	_ "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 	_ "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
 
@@ -121,6 +122,23 @@ func describe(ctx context.Context, js jetstream.JetStream, a *Alert, pii bool) e
 	}
 	a.Data = data
 	return nil
+}
+
+// DecodeMessage turns a stream message's protobuf data of the event type
+// (its ce-type) into JSON-like values, as alerts show it: redacted unless
+// pii. ids are the journey ids found in it (lead_id, contact_id,
+// transaction_id, lead_source, source), read before redaction.
+func DecodeMessage(eventType string, data []byte, pii bool) (v any, ids map[string]string, err error) {
+	v, err = decodeEvent(eventType, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = map[string]string{}
+	collectIDs(v, ids)
+	if !pii {
+		v = redact("", v)
+	}
+	return v, ids, nil
 }
 
 // decodeEvent turns a protobuf event of type name into JSON-like values,

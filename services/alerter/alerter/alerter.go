@@ -3,8 +3,9 @@
 // that crashed), rejected leads per source, and the checks of the bus
 // (a stuck consumer, a stream nearly full, a silent source) become alerts,
 // grouped and throttled, routed to Slack, PagerDuty or a signed webhook.
-// A redrive that succeeded (ops.redrive.done.>) resolves its group once
-// every failure of it was redriven.
+// A redrive that succeeded (ops.redrive.done.>) or a failure resolved by
+// hand (ops.resolved.>) resolves its group once every failure of it was
+// redriven or resolved.
 package alerter
 
 import (
@@ -101,6 +102,7 @@ func New(cfg Config, deps service.Deps) (*Alerter, error) {
 	w.Handle(bus.AlerterAdvisories, a.HandleAdvisory)
 	w.Handle(bus.AlerterRedrives, a.HandleRedriveDone)
 	w.Handle(bus.AlerterRejected, a.HandleRejected)
+	w.Handle(bus.AlerterResolved, a.HandleResolved)
 	w.Go(a.tick)
 	return a, nil
 }
@@ -456,11 +458,27 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 	if err := proto.Unmarshal(m.Data, &done); err != nil {
 		return bus.Undecodable("decode RedriveDone at %s/%d: %w", m.Stream, m.Sequence, err)
 	}
+	return a.settle(ctx, done.GetMessage())
+}
+
+// HandleResolved takes a failure a person resolved by hand out of its
+// group, as a good redrive does.
+func (a *Alerter) HandleResolved(ctx context.Context, m *bus.Message) error {
+	var r opsv1.FailureResolved
+	if err := proto.Unmarshal(m.Data, &r); err != nil {
+		return bus.Undecodable("decode FailureResolved at %s/%d: %w", m.Stream, m.Sequence, err)
+	}
+	return a.settle(ctx, r.GetMessage())
+}
+
+// settle takes a failed message out of its group, redriven or resolved by
+// hand; once no failure of the group is open, the group is resolved.
+func (a *Alerter) settle(ctx context.Context, ref *commonv1.MessageRef) error {
 	kv, err := a.bucket(ctx)
 	if err != nil {
 		return err
 	}
-	key := msgKey(done.GetMessage().GetStream(), done.GetMessage().GetSequence())
+	key := msgKey(ref.GetStream(), ref.GetSequence())
 	e, err := readJSON[msgEntry](ctx, kv, key)
 	if err != nil || e == nil {
 		return err // never alerted on: nothing to resolve
@@ -488,7 +506,7 @@ func (a *Alerter) HandleRedriveDone(ctx context.Context, m *bus.Message) error {
 		if len(g.Open) == 0 && g.Incident {
 			r := g.template()
 			r.Kind, r.ID, r.At = opsv1.AlertKind_ALERT_KIND_RESOLVED, g.Group+"/resolved/"+key, a.now()
-			r.Title = "Resolved: " + g.Template.Title + " (every failure redriven)"
+			r.Title = "Resolved: " + g.Template.Title + " (every failure redriven or resolved)"
 			r.Reason, r.Data, r.Redrive, r.Stream, r.Sequence, r.Subject = "", nil, "", "", 0, ""
 			resolve = &r
 		}

@@ -1,6 +1,7 @@
 package alerter_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -71,13 +73,16 @@ func (r *receiver) serve(t *testing.T) string {
 }
 
 type env struct {
-	js    jetstream.JetStream
-	fub   *sandbox.FUB
-	sb    *sandbox.Sandbox
-	recv  *receiver
-	pub   *bus.Publisher
-	hooks *bus.TestHooks
-	cfg   alerter.Config
+	js jetstream.JetStream
+	nc *nats.Conn
+	// stopAlerter stops the alerter setup started.
+	stopAlerter func()
+	fub         *sandbox.FUB
+	sb          *sandbox.Sandbox
+	recv        *receiver
+	pub         *bus.Publisher
+	hooks       *bus.TestHooks
+	cfg         alerter.Config
 }
 
 type options struct {
@@ -136,13 +141,33 @@ func setup(t *testing.T, o options) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := alerter.New(cfg, service.Deps{NATS: nc, Hooks: hooks})
+	e := &env{js: js, nc: nc, fub: fub, sb: sb, recv: recv, pub: bus.NewPublisher(js, "normalizer", nil), hooks: hooks, cfg: cfg}
+	e.stopAlerter = e.startAlerter(t)
+	natstest.WaitConsumer(t, js, bus.StreamLeads, bus.CRMSyncLeads.Durable)
+	return e
+}
+
+// startAlerter runs an alerter; stop ends it, as a restart's first half.
+func (e *env) startAlerter(t *testing.T) (stop func()) {
+	t.Helper()
+	a, err := alerter.New(e.cfg, service.Deps{NATS: e.nc, Hooks: e.hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Run(t, a.Run)
-	natstest.WaitConsumer(t, js, bus.StreamLeads, bus.CRMSyncLeads.Durable)
-	return &env{js: js, fub: fub, sb: sb, recv: recv, pub: bus.NewPublisher(js, "normalizer", nil), hooks: hooks, cfg: cfg}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("alerter: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func (e *env) lead(t *testing.T, id string) uint64 {
@@ -280,6 +305,50 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 		a := e.sb.PagerDuty().Alerts()
 		return len(e.sb.Slack().Messages()) == 3 && len(a) == 1 && a[0].Status == "triggered"
 	})
+}
+
+// Two failures of one group: one resolved by hand, the alerter restarted,
+// the other redriven. The group resolves only once both are settled, and
+// the restarted alerter knows the first one was.
+func TestAlerter_resolvedByHandAndRedrivenResolveTheGroupAcrossARestart(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	e.fub.InjectFault(sandbox.Fault{Method: "POST", Path: "/v1/events", Status: 400, Count: 2})
+	one, two := e.lead(t, "ld_one"), e.lead(t, "ld_two")
+	e.handled(t, bus.AlerterFailures, 2)
+	status := func() string {
+		a := e.sb.PagerDuty().Alerts()
+		if len(a) != 1 {
+			return fmt.Sprintf("%d incidents", len(a))
+		}
+		return a[0].Status
+	}
+	if s := status(); s != "triggered" {
+		t.Fatalf("PagerDuty: %s, want one triggered incident", s)
+	}
+	ctx := natstest.Context(t, 10*time.Second)
+	if _, err := bus.ResolveFailure(ctx, bus.NewPublisher(e.js, "brokerflow-cli", nil), bus.ServiceCRMSync,
+		&commonv1.MessageRef{Stream: bus.StreamLeads, Sequence: one}, "entered by hand", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	e.handled(t, bus.AlerterResolved, 1)
+	if s := status(); s != "triggered" {
+		t.Fatalf("PagerDuty after one of two resolved: %s, want triggered", s)
+	}
+
+	// A restart: the group's state is in the alerts bucket, not in memory.
+	e.stopAlerter()
+	e.startAlerter(t)
+	if _, err := bus.RequestRedrive(ctx, e.pub, bus.ServiceCRMSync, bus.StreamLeads, two, "test"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the group resolved", func() bool { return status() == "resolved" })
+	if n := len(e.fub.People()); n != 1 {
+		t.Fatalf("%d people in the CRM, want the redriven one", n)
+	}
+	if n := len(e.triggers()); n != 1 {
+		t.Fatalf("%d triggers, want 1", n)
+	}
 }
 
 func TestAlerter_piiOnShowsThePerson(t *testing.T) {

@@ -447,6 +447,89 @@ func (x *RedriveDone) GetCommandSequence() uint64 {
 	return 0
 }
 
+// FailureResolved is published on ops.resolved.<service> when a person
+// marks a failure resolved without a redrive (brokerflow failures resolve):
+// they handled it by hand. The alerter resolves the failure's alert group
+// once every failure of it was redriven or resolved.
+type FailureResolved struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service whose failure it was.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The failed message.
+	Message *v1.MessageRef `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// What the person did, for whoever reads it later.
+	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	ResolvedBy    string                 `protobuf:"bytes,4,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	ResolvedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailureResolved) Reset() {
+	*x = FailureResolved{}
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailureResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailureResolved) ProtoMessage() {}
+
+func (x *FailureResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailureResolved.ProtoReflect.Descriptor instead.
+func (*FailureResolved) Descriptor() ([]byte, []int) {
+	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FailureResolved) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *FailureResolved) GetMessage() *v1.MessageRef {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *FailureResolved) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *FailureResolved) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *FailureResolved) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
 // AlertSent is published on ops.alert.sent when the alerter delivered an
 // alert to every channel its routes name.
 type AlertSent struct {
@@ -476,7 +559,7 @@ type AlertSent struct {
 
 func (x *AlertSent) Reset() {
 	*x = AlertSent{}
-	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +571,7 @@ func (x *AlertSent) String() string {
 func (*AlertSent) ProtoMessage() {}
 
 func (x *AlertSent) ProtoReflect() protoreflect.Message {
-	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[3]
+	mi := &file_brokerflow_ops_v1_ops_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +584,7 @@ func (x *AlertSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSent.ProtoReflect.Descriptor instead.
 func (*AlertSent) Descriptor() ([]byte, []int) {
-	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{3}
+	return file_brokerflow_ops_v1_ops_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AlertSent) GetAlertId() string {
@@ -620,7 +703,15 @@ const file_brokerflow_ops_v1_ops_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\v2 .brokerflow.common.v1.MessageRefR\amessage\x12!\n" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x123\n" +
 	"\adone_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06doneAt\x12)\n" +
-	"\x10command_sequence\x18\x06 \x01(\x04R\x0fcommandSequence\"\xc7\x03\n" +
+	"\x10command_sequence\x18\x06 \x01(\x04R\x0fcommandSequence\"\xd9\x01\n" +
+	"\x0fFailureResolved\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12:\n" +
+	"\amessage\x18\x02 \x01(\v2 .brokerflow.common.v1.MessageRefR\amessage\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x1f\n" +
+	"\vresolved_by\x18\x04 \x01(\tR\n" +
+	"resolvedBy\x12;\n" +
+	"\vresolved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\"\xc7\x03\n" +
 	"\tAlertSent\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x120\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1c.brokerflow.ops.v1.AlertKindR\x04kind\x12\x14\n" +
@@ -664,35 +755,38 @@ func file_brokerflow_ops_v1_ops_proto_rawDescGZIP() []byte {
 }
 
 var file_brokerflow_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_brokerflow_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_brokerflow_ops_v1_ops_proto_goTypes = []any{
 	(ErrorClass)(0),               // 0: brokerflow.ops.v1.ErrorClass
 	(AlertKind)(0),                // 1: brokerflow.ops.v1.AlertKind
 	(*Failure)(nil),               // 2: brokerflow.ops.v1.Failure
 	(*Redrive)(nil),               // 3: brokerflow.ops.v1.Redrive
 	(*RedriveDone)(nil),           // 4: brokerflow.ops.v1.RedriveDone
-	(*AlertSent)(nil),             // 5: brokerflow.ops.v1.AlertSent
-	(*v1.MessageRef)(nil),         // 6: brokerflow.common.v1.MessageRef
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*v1.Correlation)(nil),        // 8: brokerflow.common.v1.Correlation
+	(*FailureResolved)(nil),       // 5: brokerflow.ops.v1.FailureResolved
+	(*AlertSent)(nil),             // 6: brokerflow.ops.v1.AlertSent
+	(*v1.MessageRef)(nil),         // 7: brokerflow.common.v1.MessageRef
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.Correlation)(nil),        // 9: brokerflow.common.v1.Correlation
 }
 var file_brokerflow_ops_v1_ops_proto_depIdxs = []int32{
-	6,  // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
+	7,  // 0: brokerflow.ops.v1.Failure.message:type_name -> brokerflow.common.v1.MessageRef
 	0,  // 1: brokerflow.ops.v1.Failure.class:type_name -> brokerflow.ops.v1.ErrorClass
-	7,  // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
-	8,  // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
-	7,  // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
-	6,  // 5: brokerflow.ops.v1.RedriveDone.message:type_name -> brokerflow.common.v1.MessageRef
-	7,  // 6: brokerflow.ops.v1.RedriveDone.done_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: brokerflow.ops.v1.AlertSent.kind:type_name -> brokerflow.ops.v1.AlertKind
-	6,  // 8: brokerflow.ops.v1.AlertSent.message:type_name -> brokerflow.common.v1.MessageRef
-	8,  // 9: brokerflow.ops.v1.AlertSent.correlation:type_name -> brokerflow.common.v1.Correlation
-	7,  // 10: brokerflow.ops.v1.AlertSent.sent_at:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 2: brokerflow.ops.v1.Failure.failed_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: brokerflow.ops.v1.Failure.correlation:type_name -> brokerflow.common.v1.Correlation
+	8,  // 4: brokerflow.ops.v1.Redrive.requested_at:type_name -> google.protobuf.Timestamp
+	7,  // 5: brokerflow.ops.v1.RedriveDone.message:type_name -> brokerflow.common.v1.MessageRef
+	8,  // 6: brokerflow.ops.v1.RedriveDone.done_at:type_name -> google.protobuf.Timestamp
+	7,  // 7: brokerflow.ops.v1.FailureResolved.message:type_name -> brokerflow.common.v1.MessageRef
+	8,  // 8: brokerflow.ops.v1.FailureResolved.resolved_at:type_name -> google.protobuf.Timestamp
+	1,  // 9: brokerflow.ops.v1.AlertSent.kind:type_name -> brokerflow.ops.v1.AlertKind
+	7,  // 10: brokerflow.ops.v1.AlertSent.message:type_name -> brokerflow.common.v1.MessageRef
+	9,  // 11: brokerflow.ops.v1.AlertSent.correlation:type_name -> brokerflow.common.v1.Correlation
+	8,  // 12: brokerflow.ops.v1.AlertSent.sent_at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_brokerflow_ops_v1_ops_proto_init() }
@@ -706,7 +800,7 @@ func file_brokerflow_ops_v1_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brokerflow_ops_v1_ops_proto_rawDesc), len(file_brokerflow_ops_v1_ops_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

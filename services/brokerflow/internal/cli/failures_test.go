@@ -114,7 +114,7 @@ func pagerDuty(sb *sandbox.Sandbox, dedupKey string) (sandbox.PagerDutyAlert, bo
 // redriven in bulk once the CRM is back, all of them reaching it.
 func TestFailures_operatorAfterACRMOutage(t *testing.T) {
 	t.Parallel()
-	const leads = 60
+	const leads = 200
 	a := startSystem(t)
 	environ := []string{"BROKERFLOW_NATS_URL=" + a.NATSURL, "BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir}
 

@@ -43,14 +43,21 @@ func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error
 	if err != nil {
 		return crm.Person{}, err
 	}
+	p := v.person()
+	p.ID = id
+	return p, nil
+}
+
+// person is the view as a crm.Person.
+func (v fubPersonView) person() crm.Person {
 	p := crm.Person{
-		ID: id, FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
+		ID: strconv.FormatInt(v.ID, 10), FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
 		Emails: fubValues(v.Emails), Phones: fubValues(v.Phones),
 	}
 	if t, err := time.Parse(time.RFC3339, v.Updated); err == nil {
 		p.Updated = t
 	}
-	return p, nil
+	return p
 }
 
 func fubValues(vs []fubValue) []string {

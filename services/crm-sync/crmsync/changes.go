@@ -129,11 +129,40 @@ func (c *changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	if n.Created.IsZero() {
 		n.Created = wr.GetReceivedAt().AsTime()
 	}
+	if n.Kind == crm.ChangeCreated && m.Attempt == 1 {
+		if err := c.awaitOwnCreation(ctx, src.Name(), n.ContactIDs); err != nil {
+			return err
+		}
+	}
 	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
 	for _, id := range n.ContactIDs {
 		read := func(ctx context.Context) (crm.Person, error) { return src.Person(ctx, id) }
 		if err := c.syncContact(ctx, src.Name(), id, read, n, ref); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// ownCreationWait is how long a creation webhook for a contact without a
+// record waits, once, for crm-sync to keep the person it may have just
+// created (the webhook can outrun the answer to the call that created them).
+const ownCreationWait = 500 * time.Millisecond
+
+// awaitOwnCreation asks for the webhook to come again after
+// ownCreationWait when a contact it names has no record yet: if crm-sync
+// created them, their record is kept by then and they need no read.
+func (c *changes) awaitOwnCreation(ctx context.Context, crmName string, ids []string) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, rev, err := loadContact(ctx, kv, contactKey(crmName, id)); err != nil {
+			return err
+		} else if rev == 0 {
+			return bus.RetryAfter(bus.WithCode("crm.creation_pending", fmt.Errorf(
+				"contact %s of %s: created, and not kept yet; perhaps crm-sync created it", id, crmName)), ownCreationWait)
 		}
 	}
 	return nil

@@ -41,9 +41,14 @@ type Options struct {
 	LeadDuration time.Duration
 	// CRMLeads is the burst of the CRM quota measurement.
 	CRMLeads int
+	// FUBLatency is how long the sandbox's Follow Up Boss takes to answer.
+	FUBLatency time.Duration
+	// CRMConcurrency is crm-sync's CRMSYNC_CONCURRENCY in the CRM runs.
+	CRMConcurrency int
 	// ReplayEvents is how many events the reporting rebuild reads.
 	ReplayEvents int
-	// Only, when "replay", runs the replay measurement alone.
+	// Only, when "replay", runs the replay measurement alone; when "crm",
+	// speed-to-lead and the CRM quota burst alone.
 	Only string
 }
 
@@ -61,8 +66,16 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "# machine: %s/%s, %d CPUs, %s; %d clients, %s per measurement\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
-	if o.Only == "replay" {
+	fmt.Fprintf(w, "bench: fub_latency_ms %d ms\n", o.FUBLatency.Milliseconds())
+	fmt.Fprintf(w, "bench: crm_sync_concurrency %d handlers\n", o.CRMConcurrency)
+	switch o.Only {
+	case "replay":
 		return Replay(ctx, o, w)
+	case "crm":
+		if err := SpeedToLead(ctx, o, w); err != nil {
+			return err
+		}
+		return CRMQuota(ctx, o, w)
 	}
 
 	idx := schemes[0]

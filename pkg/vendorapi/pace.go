@@ -20,12 +20,15 @@ import (
 // what the vendor's Classifier calls Throttled) stops every call until its
 // Retry-After has passed.
 //
-// It aims at Target of the limit. Three things keep that safe: a call
-// counts as ours from the moment it is sent until a window after its
-// answer came (the vendor counted it somewhere in between, so it leaves the
-// vendor's window no later); a call whose answer has not come yet counts
-// too; and the others' use is read from each answer, so a replica that
-// speeds up is seen within one call.
+// It spaces its calls evenly at Target of the limit, less the others' use,
+// and never lets a window hold more of its calls than the limit less the
+// most the others may have used. That cap is safe because a call counts as
+// ours from the moment it is sent until a window after its answer came (the
+// vendor counted it somewhere in between, so it leaves the vendor's window
+// no later), a call whose answer has not come yet counts too, and every
+// call of ours the vendor may have counted unseen is taken as the others'.
+// The others' use is read from each answer, so a replica that speeds up is
+// seen within a call.
 //
 // A Client with Config.Pacer waits for it before each counted call and
 // feeds it each answer. Clients of one account share one Pacer.

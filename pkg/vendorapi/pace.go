@@ -2,6 +2,7 @@ package vendorapi
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -148,13 +149,17 @@ func (p *Pacer) wait(ctx context.Context) (time.Time, error) {
 
 // othersNow is the most the others may have used of the window by now:
 // what was last seen, counting as theirs every call of ours the vendor may
-// have counted, and one more they may have sent since. The caller holds
-// mu.
+// have counted, and what they may have sent since: a call, or, when they
+// are seen busy, what the pacer leaves of the limit (1 - Target), their
+// calls in flight. The caller holds mu.
 func (p *Pacer) othersNow() int {
-	if p.othersAtMost == 0 {
+	switch {
+	case p.othersAtMost == 0:
 		return 0
+	case p.others == 0:
+		return p.othersAtMost + 1
 	}
-	return p.othersAtMost + 1
+	return p.othersAtMost + max(1, int(math.Ceil((1-Target)*float64(p.limit))))
 }
 
 // prune drops our calls that have left the window. The caller holds mu.

@@ -61,6 +61,9 @@ type Recorded struct {
 	Created   bool
 	// Ignored is true when the CRM accepted the lead but made no contact.
 	Ignored bool
+	// Person is the contact as the CRM answered the call, when it answers
+	// with one (Follow Up Boss's POST /v1/events does); nil otherwise.
+	Person *Person
 }
 
 // Person is a contact as the CRM holds it. Emails and phones are as the CRM

@@ -130,3 +130,59 @@ func TestPacer_readsTheVendorsOwnHeaderNames(t *testing.T) {
 		t.Fatal("the second call went out although the vendor reported no calls left")
 	}
 }
+
+// Two replicas share one account, each pacer starting from a documented
+// quota that is wrong (50 per 10 s against the account's 100 per second):
+// they learn the real one from the headers and meet no 429. Each runs 4
+// callers, as crm-sync's default concurrency. How much of the quota they
+// use is logged, not asserted: it depends on how loaded the machine is;
+// make bench reports it.
+func TestPacer_twoReplicasOnOneAccountUseTheQuotaWithoutA429(t *testing.T) {
+	t.Parallel()
+	const limit = 100 // per second
+	sb, base := startSandbox(t, sandbox.Options{FUB: sandbox.FUBOptions{Window: time.Second, GlobalLimit: limit}})
+	replica := func() *vendorapi.Client {
+		pacer := vendorapi.NewPacer(vendorapi.PacerConfig{Limit: 50, Window: 10 * time.Second, Exempt: fubEventsExempt})
+		return fubClient(base, func(c *vendorapi.Config) { c.Pacer, c.Timeout = pacer, 30*time.Second })
+	}
+	var (
+		failed atomic.Int64
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+		first  sync.Once
+	)
+	// Use is measured over four windows, after a first one in which the
+	// pacers learn the quota; the calls waiting when the storm stops
+	// count for the 429s only.
+	var (
+		at1s, at5s sandbox.Usage
+		stopped    = make(chan struct{})
+	)
+	t0 := time.Now()
+	time.AfterFunc(time.Second, func() { at1s = sb.FUB().Usage() })
+	time.AfterFunc(5*time.Second, func() {
+		at5s = sb.FUB().Usage()
+		stop.Store(true)
+		close(stopped)
+	})
+	for _, c := range []*vendorapi.Client{replica(), replica()} {
+		for range 4 {
+			wg.Go(func() {
+				for !stop.Load() {
+					if err := search(t.Context(), c, "nobody@example.com"); err != nil {
+						failed.Add(1)
+						first.Do(func() { t.Logf("first failure after %s: %v", time.Since(t0), err) })
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	<-stopped
+	u := sb.FUB().Usage()
+	n := at5s.Counted - at1s.Counted
+	t.Logf("%d counted calls in 4 windows: %.3f of the quota", n, float64(n)/(limit*4))
+	if u.Refused != 0 || failed.Load() != 0 {
+		t.Fatalf("%d calls refused with 429, %d failed: two replicas must share the account without exceeding it", u.Refused, failed.Load())
+	}
+}

@@ -180,17 +180,21 @@ func (c *Client) send(ctx context.Context, op, method, path string, body []byte)
 			}
 		}
 		paced := c.cfg.Pacer != nil && c.cfg.Pacer.counts(req)
+		var sent time.Time
 		if paced {
-			if err := c.cfg.Pacer.wait(ctx); err != nil {
+			if sent, err = c.cfg.Pacer.wait(ctx); err != nil {
 				return 0, nil, nil, c.unreachable(op, err)
 			}
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {
+			if paced {
+				c.cfg.Pacer.done(sent, nil)
+			}
 			return 0, nil, nil, c.unreachable(op, err)
 		}
 		if paced {
-			c.cfg.Pacer.observe(resp.Header)
+			c.cfg.Pacer.done(sent, resp.Header)
 		}
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxAnswer+1))
 		resp.Body.Close()

@@ -166,7 +166,8 @@ func (f *FollowUpBoss) Find(ctx context.Context, id crm.Identity) (crm.Match, bo
 
 // Record sends the lead as POST /v1/events. Follow Up Boss answers 201 when
 // it created the person, 200 when it matched one, and 204 when the source's
-// lead flow is archived.
+// lead flow is archived; the body of a 200 or 201 is the person, which
+// Recorded.Person carries.
 func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID string) (crm.Recorded, error) {
 	ev := f.event(l)
 	if contactID != "" {
@@ -176,9 +177,7 @@ func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID str
 		}
 		ev.Person.ID = id
 	}
-	var person struct {
-		ID int64 `json:"id"`
-	}
+	var person fubPersonView
 	status, err := f.api.Do(ctx, "send event", http.MethodPost, "/v1/events", ev, &person)
 	if err != nil {
 		return crm.Recorded{}, err
@@ -189,7 +188,8 @@ func (f *FollowUpBoss) Record(ctx context.Context, l *leadv1.Lead, contactID str
 	if person.ID == 0 {
 		return crm.Recorded{}, fmt.Errorf("followupboss: send event: HTTP %d without a person id", status)
 	}
-	return crm.Recorded{ContactID: strconv.FormatInt(person.ID, 10), Created: status == http.StatusCreated}, nil
+	p := person.person()
+	return crm.Recorded{ContactID: p.ID, Created: status == http.StatusCreated, Person: &p}, nil
 }
 
 // event maps the canonical lead to a Follow Up Boss event.

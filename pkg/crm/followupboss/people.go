@@ -45,8 +45,15 @@ func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error
 	if err != nil {
 		return crm.Person{}, err
 	}
+	p := v.person()
+	p.ID = id
+	return p, nil
+}
+
+// person is the view as a crm.Person.
+func (v fubPersonView) person() crm.Person {
 	p := crm.Person{
-		ID: id, FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
+		ID: strconv.FormatInt(v.ID, 10), FirstName: v.FirstName, LastName: v.LastName, Stage: v.Stage, Source: v.Source,
 		Emails: fubValues(v.Emails), Phones: fubValues(v.Phones),
 	}
 	if u := jsonscalar.String(v.AssignedUserID); u != "" && u != "0" {
@@ -55,7 +62,7 @@ func (f *FollowUpBoss) Person(ctx context.Context, id string) (crm.Person, error
 	if t, err := time.Parse(time.RFC3339, v.Updated); err == nil {
 		p.Updated = t
 	}
-	return p, nil
+	return p
 }
 
 func fubValues(vs []fubValue) []string {

@@ -129,11 +129,40 @@ func (c *changes) HandleChange(ctx context.Context, m *bus.Message) error {
 	if n.Created.IsZero() {
 		n.Created = wr.GetReceivedAt().AsTime()
 	}
+	if n.Kind == crm.ChangeCreated && m.Attempt == 1 {
+		if err := c.awaitOwnCreation(ctx, src.Name(), n.ContactIDs); err != nil {
+			return err
+		}
+	}
 	ref := &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject}
 	for _, id := range n.ContactIDs {
 		read := func(ctx context.Context) (crm.Person, error) { return src.Person(ctx, id) }
 		if err := c.syncContact(ctx, src.Name(), id, read, n, ref); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// ownCreationWait is how long a creation webhook for a contact without a
+// record waits, once, for crm-sync to keep the person it may have just
+// created (the webhook can outrun the answer to the call that created them).
+const ownCreationWait = 500 * time.Millisecond
+
+// awaitOwnCreation asks for the webhook to come again after
+// ownCreationWait when a contact it names has no record yet: if crm-sync
+// created them, their record is kept by then and they need no read.
+func (c *changes) awaitOwnCreation(ctx context.Context, crmName string, ids []string) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, rev, err := loadContact(ctx, kv, contactKey(crmName, id)); err != nil {
+			return err
+		} else if rev == 0 {
+			return bus.RetryAfter(bus.WithCode("crm.creation_pending", fmt.Errorf(
+				"contact %s of %s: created, and not kept yet; perhaps crm-sync created it", id, crmName)), ownCreationWait)
 		}
 	}
 	return nil
@@ -149,6 +178,32 @@ type contactRecord struct {
 	Emails    []string       `json:"emails"`
 	Phones    []string       `json:"phones"`
 	Pending   []pendingEvent `json:"pending,omitempty"`
+	// Created says the record is the person as the CRM answered
+	// crm-sync's own call that created them, kept before their creation
+	// webhook came: that webhook then needs no read of the person, and is
+	// announced as the first sight of them.
+	Created bool `json:"created,omitempty"`
+}
+
+// learnCreated keeps p, whom crm-sync's own call just created, as the
+// contact's record, unless a record exists already (the creation webhook
+// was quicker). A failure only costs the webhook a read of the person.
+func (c *changes) learnCreated(ctx context.Context, crmName string, p crm.Person) {
+	kv, err := c.bucket(ctx)
+	if err == nil {
+		rec := recordOf(p)
+		rec.Created = true
+		_, err = storeContact(ctx, kv, contactKey(crmName, p.ID), rec, 0)
+	}
+	if err != nil && !errors.Is(err, errConflict) {
+		logging.FromContext(ctx).Warn("could not keep the created contact; its webhook will read it", "contact_id", p.ID, "err", err)
+	}
+}
+
+// person is the record as the contact.
+func (r contactRecord) person(id string) crm.Person {
+	return crm.Person{ID: id, Stage: r.Stage, FirstName: r.FirstName, LastName: r.LastName,
+		Emails: slices.Clone(r.Emails), Phones: slices.Clone(r.Phones)}
 }
 
 type pendingEvent struct {
@@ -188,8 +243,11 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 				return err
 			}
 		}
-		p, err := read(ctx)
-		if err != nil {
+		var p crm.Person
+		if rec.Created && n.Kind == crm.ChangeCreated {
+			// crm-sync created the person and kept what the CRM answered.
+			p = rec.person(id)
+		} else if p, err = read(ctx); err != nil {
 			return fmt.Errorf("read %s contact %s: %w", crmName, id, err)
 		}
 		next := recordOf(p)
@@ -198,7 +256,7 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 			return err
 		}
 		if len(events) == 0 {
-			if rev != 0 && sameContact(rec, next) {
+			if rev != 0 && !rec.Created && sameContact(rec, next) {
 				return nil
 			}
 			// First sight, or a change outside what is announced: keep it.
@@ -242,7 +300,9 @@ func (c *changes) diff(crmName, id string, rec contactRecord, rev uint64, p crm.
 		at = now
 	}
 	corr := &commonv1.Correlation{ContactId: id, Source: p.Source}
-	firstSight := rev == 0
+	// A record kept from crm-sync's own creation is not a sight of the
+	// contact's changes yet.
+	firstSight := rev == 0 || rec.Created
 	suffix := fmt.Sprintf("%s:%s:%d", crmName, id, rev)
 
 	var out []pendingEvent

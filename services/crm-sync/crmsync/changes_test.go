@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/crm/crmtest"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
@@ -58,6 +61,11 @@ type changesEnv struct {
 	clock *sandboxClock
 	hooks *bus.TestHooks
 	gw    *bus.Publisher
+	// reads counts the calls that read one person (GET /v1/people/{id}).
+	reads atomic.Int64
+	// held, while open, keeps the stand-in gateway from answering
+	// webhooks: they wait until it is closed.
+	held chan struct{}
 }
 
 func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
@@ -69,9 +77,17 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 	nc, js := natstest.Connect(t, s)
 	clock := &sandboxClock{t: time.Now().UTC()}
 	sb := sandbox.New(sandbox.Options{Now: clock.Now, FUB: sandbox.FUBOptions{Webhooks: sandbox.FUBWebhookOptions{Backoff: 10 * time.Millisecond}}})
-	srv := httptest.NewServer(sb.Handler())
+	e := &changesEnv{js: js, fub: sb.FUB(), clock: clock, hooks: &bus.TestHooks{}, gw: bus.NewPublisher(js, bus.ServiceGateway, nil)}
+	personRead := regexp.MustCompile(`^/fub/v1/people/[^/]+$`)
+	h := sb.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && personRead.MatchString(r.URL.Path) {
+			e.reads.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-	e := &changesEnv{js: js, fub: sb.FUB(), base: srv.URL + "/fub", clock: clock, hooks: &bus.TestHooks{}, gw: bus.NewPublisher(js, bus.ServiceGateway, nil)}
+	e.base = srv.URL + "/fub"
 
 	gateway := httptest.NewServer(http.HandlerFunc(e.receive))
 	t.Cleanup(gateway.Close)
@@ -109,6 +125,13 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 
 // receive is the stand-in gateway: verify, persist, then 2xx.
 func (e *changesEnv) receive(w http.ResponseWriter, r *http.Request) {
+	if e.held != nil {
+		select {
+		case <-e.held:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil || r.Header.Get("FUB-Signature") != sandbox.SignFUBWebhook(sandbox.DefaultFUBSystemKey, body) {
 		w.WriteHeader(http.StatusUnauthorized)
@@ -405,5 +428,89 @@ func TestConfigFromEnv_activeStages(t *testing.T) {
 	}
 	if !cfg.IsActiveStage("pending") || !cfg.IsActiveStage(" Hot Prospect ") || cfg.IsActiveStage("Active Client") {
 		t.Fatal("IsActiveStage does not follow the configuration")
+	}
+}
+
+// A person whom crm-sync itself created is not read back when their
+// peopleCreated webhook comes: crm-sync keeps the person as Follow Up Boss
+// answered the call that created them. What it keeps is still right: a
+// later stage change is announced from the old stage, with the person's
+// details.
+func TestChanges_aPersonCrmSyncCreatedIsNotReadBack(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	// The webhook comes once the lead is recorded, as Follow Up Boss's
+	// usually does (it sends them after agent assignment).
+	e.held = make(chan struct{})
+	pub := bus.NewPublisher(e.js, "normalizer", nil)
+	if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:ld_own",
+		crmtest.Lead("ld_own", "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
+		return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == 1
+	})
+	close(e.held)
+	e.settle(t, 1)
+	if n := e.reads.Load(); n != 0 {
+		t.Fatalf("crm-sync read the person it created %d times on peopleCreated", n)
+	}
+	if n := len(e.stageChanges(t)) + len(e.updates(t)); n != 0 {
+		t.Fatalf("a new person made %d change events", n)
+	}
+	people := e.fub.People()
+	if len(people) != 1 {
+		t.Fatalf("%d people, want 1", len(people))
+	}
+	id := people[0].ID
+
+	if _, err := e.fub.SetStage(id, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, 3) // peopleStageUpdated and peopleUpdated: these are read
+	sc := e.stageChanges(t)
+	if len(sc) != 1 || sc[0].GetOldStage() != "Lead" || sc[0].GetNewStage() != "Active Client" || !sc[0].GetActiveClient() ||
+		sc[0].GetFirstName() != "Ada" || sc[0].GetLastName() != "Lovelace" ||
+		!slices.Equal(sc[0].GetEmails(), []string{"ada@example.com"}) || len(sc[0].GetPhones()) != 1 {
+		t.Fatalf("stage changes = %v", sc)
+	}
+	if u := e.updates(t); len(u) != 0 {
+		t.Fatalf("the kept person differs from the CRM's: %d updated events: %v", len(u), u)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures: %v", f)
+	}
+}
+
+// A returning person whom the identity records know under their email and
+// phone costs no counted call: no search, and POST /v1/events, which
+// Follow Up Boss does not count.
+func TestSyncer_aReturningPersonCostsNoCountedCall(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	e.held = make(chan struct{}) // no webhook reads in the count
+	defer close(e.held)
+	pub := bus.NewPublisher(e.js, "normalizer", nil)
+	send := func(id string, n uint64) {
+		t.Helper()
+		if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:"+id,
+			crmtest.Lead(id, "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
+			t.Fatal(err)
+		}
+		natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
+			return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == n
+		})
+	}
+	send("ld_first", 1)
+	first := e.fub.Usage().Counted
+	if first == 0 {
+		t.Fatal("the new person cost no counted call: the count does not see the searches")
+	}
+	send("ld_again", 2)
+	if again := e.fub.Usage().Counted - first; again != 0 {
+		t.Fatalf("the returning person cost %d counted calls, want 0", again)
+	}
+	if ev := e.fub.Events(); len(ev) != 2 || ev[0].PersonID != ev[1].PersonID {
+		t.Fatalf("events %+v: want both leads on one person", ev)
 	}
 }

@@ -201,6 +201,9 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return err
 	}
+	if rec.Created && rec.Person != nil {
+		s.changes.learnCreated(ctx, s.crm.Name(), *rec.Person)
+	}
 	if rec.Ignored {
 		st.identities.release(ctx, held)
 	} else {

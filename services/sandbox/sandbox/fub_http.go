@@ -80,6 +80,7 @@ func writeFUBError(w http.ResponseWriter, status int, format string, args ...any
 func (f *FUB) routes() {
 	f.HandleFunc("GET /v1/people", f.listPeople)
 	f.HandleFunc("GET /v1/people/{id}", f.getPerson)
+	f.HandleFunc("GET /v1/people/checkDuplicate", f.checkDuplicate)
 	f.HandleFunc("POST /v1/events", f.postEvent)
 	f.HandleFunc("GET /v1/events", f.listEvents)
 	f.HandleFunc("POST /v1/notes", f.postNote)
@@ -275,6 +276,42 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 		page.People = hits[offset:min(offset+limit, len(hits))]
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// checkDuplicate answers GET /v1/people/checkDuplicate?email=…&phone=…: whether a person
+// has the email or the phone, people still hidden by the assignment delay included (FUB
+// checks the whole account, people the key cannot see included), and which matched
+// (https://docs.followupboss.com/reference/peoplecheckduplicate; the fields found, matchedBy
+// and assignedTo are as public clients read them). The answer names no person. With both
+// parameters the sandbox checks the email, then the phone: what FUB does then is not
+// documented. It counts in "global", as any call but the events'.
+func (f *FUB) checkDuplicate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	email, phone := q.Get("email"), q.Get("phone")
+	if strings.TrimSpace(email) == "" && strings.TrimSpace(phone) == "" {
+		writeFUBError(w, http.StatusBadRequest, "Missing required parameter: email or phone")
+		return
+	}
+	answer := struct {
+		Found      bool   `json:"found"`
+		MatchedBy  string `json:"matchedBy,omitempty"`
+		AssignedTo string `json:"assignedTo,omitempty"`
+	}{}
+	f.mu.Lock()
+	for _, by := range []string{"email", "phone"} {
+		v := q.Get(by)
+		if strings.TrimSpace(v) == "" || answer.Found {
+			continue
+		}
+		for _, p := range f.people {
+			if by == "email" && hasValue(p.Emails, emailKey, emailKey(v)) || by == "phone" && hasValue(p.Phones, phoneKey, phoneKey(v)) {
+				answer.Found, answer.MatchedBy = true, by
+				break
+			}
+		}
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // fubPageParams reads FUB's paging: limit (default 10, at most 100), and offset or the next

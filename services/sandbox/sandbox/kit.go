@@ -1,9 +1,13 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,6 +123,29 @@ type Kit struct {
 	latency time.Duration
 	usage   Usage
 	closed  bool
+	onCall  []func(Call)
+}
+
+// Call is one call an emulated API answered, as OnCall reports it.
+type Call struct {
+	Method, Path string
+	Query        url.Values
+	// Body is the request's body (the API's handler read the same bytes).
+	Body []byte
+	// Counted says the call counted against the quota and was let through.
+	Counted bool
+	// Start is when the call arrived, before the kit's latency; End when
+	// its answer was written.
+	Start, End time.Time
+}
+
+// OnCall registers fn to be told of every call that reached the API's
+// handler (benchmarks attribute calls and their time with it). fn runs on
+// the call's goroutine, after the answer is written.
+func (k *Kit) OnCall(fn func(Call)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.onCall = append(k.onCall, fn)
 }
 
 // NewKit returns the kit of one vendor, with its default routes: a NotFound for every path of
@@ -227,8 +254,9 @@ func BearerToken(r *http.Request) string {
 // Every authenticated answer, faulted or refused with 429, carries the rate-limit headers.
 func (k *Kit) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		k.mu.Lock()
-		latency := k.latency
+		latency, observers := k.latency, slices.Clone(k.onCall)
 		k.mu.Unlock()
 		if !wait(r.Context(), latency) {
 			return
@@ -295,7 +323,18 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 				k.WriteError(w, http.StatusTooManyRequests, "Rate limit exceeded: "+per)
 			}
 		default:
+			if len(observers) == 0 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			next.ServeHTTP(w, r)
+			c := Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Body: body,
+				Counted: rl != nil && !bucket.Unlimited, Start: start, End: time.Now()}
+			for _, fn := range observers {
+				fn(c)
+			}
 		}
 	})
 }

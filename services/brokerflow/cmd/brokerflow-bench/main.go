@@ -32,13 +32,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "how long each measurement runs")
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "concurrent HTTP clients")
 	fs.StringVar(&o.Sync, "sync", "always", `JetStream sync policy: "always" (the embedded default) or an interval such as 2m`)
-	fs.Float64Var(&o.LeadRate, "lead-rate", 10, "leads per second for speed-to-lead; Follow Up Boss allows 25 calls/s and a new lead costs up to 2 searches")
-	fs.DurationVar(&o.LeadDuration, "lead-duration", 10*time.Second, "how long leads are sent for speed-to-lead")
+	fs.Float64Var(&o.LeadRate, "lead-rate", 12, "leads per second for speed-to-lead; Follow Up Boss allows 25 counted calls/s, a new lead costs 2 searches and 30% of the leads are from returning people, who cost none")
+	fs.DurationVar(&o.LeadDuration, "lead-duration", 85*time.Second, "how long leads are sent for speed-to-lead (lead-rate × lead-duration leads, at least 1,000 for the p99)")
+	fs.DurationVar(&o.FUBLatency, "fub-latency", 50*time.Millisecond, "how long the sandbox's Follow Up Boss takes to answer each call")
+	fs.IntVar(&o.CRMConcurrency, "crm-concurrency", 8, "crm-sync's handlers (CRMSYNC_CONCURRENCY) in the CRM runs: with the vendor's latency, 4 cannot keep 25 calls/s going")
 	fs.IntVar(&o.CRMLeads, "crm-leads", 2000, "burst of leads for the CRM quota measurement (drained at Follow Up Boss's 25 calls/s)")
 	fs.IntVar(&o.ReplayEvents, "replay-events", 100_000, "events the reporting rebuild reads (replay_events_per_s)")
 	fs.IntVar(&o.AlertLeads, "alert-leads", 1000, "leads a CRM outage fails, for the alerter's measurement (one alert, then one summary per 10 s window)")
 	fs.IntVar(&o.StageChanges, "stage-changes", 20, "contacts moved to Active Client one after another (stage_to_transaction)")
-	fs.StringVar(&o.Only, "only", "", `"replay", "alerter" or "tms" runs only that measurement (the reporting rebuild, the alerter's outage, stage_to_transaction)`)
+	fs.StringVar(&o.Only, "only", "", `"replay", "alerter", "tms" or "crm" runs only that measurement (the reporting rebuild, the alerter's outage, stage_to_transaction, or speed-to-lead and the CRM quota burst)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -41,13 +41,18 @@ type Options struct {
 	LeadDuration time.Duration
 	// CRMLeads is the burst of the CRM quota measurement.
 	CRMLeads int
+	// FUBLatency is how long the sandbox's Follow Up Boss takes to answer.
+	FUBLatency time.Duration
+	// CRMConcurrency is crm-sync's CRMSYNC_CONCURRENCY in the CRM runs.
+	CRMConcurrency int
 	// ReplayEvents is how many events the reporting rebuild reads.
 	ReplayEvents int
 	// AlertLeads is the burst of leads the CRM outage fails (the alerter's measurement).
 	AlertLeads int
 	// StageChanges is how many contacts stage_to_transaction moves to Active Client.
 	StageChanges int
-	// Only, when "replay", "alerter" or "tms", runs that measurement alone.
+	// Only, when "replay", "alerter", "tms" or "crm", runs that measurement
+	// alone ("crm": speed-to-lead and the CRM quota burst).
 	Only string
 }
 
@@ -65,6 +70,8 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "# machine: %s/%s, %d CPUs, %s; %d clients, %s per measurement\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.Concurrency, o.Duration)
 	fmt.Fprintf(w, "bench: jetstream_sync %s policy\n", policy)
+	fmt.Fprintf(w, "bench: fub_latency_ms %d ms\n", o.FUBLatency.Milliseconds())
+	fmt.Fprintf(w, "bench: crm_sync_concurrency %d handlers\n", o.CRMConcurrency)
 	switch o.Only {
 	case "replay":
 		return Replay(ctx, o, w)
@@ -72,6 +79,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return AlerterOutage(ctx, o, w)
 	case "tms":
 		return StageToTransaction(ctx, o, w)
+	case "crm":
+		if err := SpeedToLead(ctx, o, w); err != nil {
+			return err
+		}
+		return CRMQuota(ctx, o, w)
 	}
 
 	idx := schemes[0]

@@ -12,10 +12,12 @@ import (
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-// CRMQuota posts a burst of leads for distinct people at once, lets the
-// stream absorb it, and measures how much of Follow Up Boss's documented
-// quota (250 counted calls per 10 s for a registered system) crm-sync used
-// while draining it, and how many 429s it met.
+// CRMQuota posts a burst of leads at once, each with an email and a phone,
+// 30% of them from people who sent a lead before (their first leads are
+// sent and recorded beforehand), lets the stream absorb it, and measures
+// while crm-sync drains it: the counted Follow Up Boss calls per new and
+// per returning lead, how much of the documented quota (250 counted calls
+// per 10 s for a registered system) it used, and the 429s it met.
 func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 	a, stop, err := startSystem(ctx, o)
 	if err != nil {
@@ -23,42 +25,71 @@ func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 	}
 	defer stop()
 	fub := a.Sandbox.FUB()
-	var (
-		mu      sync.Mutex
-		created int
-		last    time.Time
-		all     = make(chan struct{})
-	)
-	fub.OnPersonCreated(func(sandbox.FUBPerson) {
-		mu.Lock()
-		defer mu.Unlock()
-		created++
-		last = time.Now()
-		if created == o.CRMLeads {
-			close(all)
-		}
-	})
-	start := time.Now()
-	postBurst(ctx, a, o.CRMLeads, "quota")
-	accepted := time.Since(start)
-	select {
-	case <-all:
-	case <-time.After(10 * time.Minute):
-	case <-ctx.Done():
-		return ctx.Err()
+	fub.SetLatency(o.FUBLatency)
+	leads, seed := workload(o.CRMLeads, "burst", 617)
+	calls := watchFUB(fub, append(leads, seed...))
+
+	url := a.WebhookURL + "/webhooks/idx"
+	if _, failed := send(ctx, url, seed, "seed"); failed > 0 {
+		return fmt.Errorf("crm quota: %d seed leads not accepted", failed)
 	}
-	mu.Lock()
-	elapsed, n := last.Sub(start), created
-	mu.Unlock()
+	if err := waitRecorded(ctx, calls, seed, len(seed), 5*time.Minute); err != nil {
+		return fmt.Errorf("crm quota seed: %w", err)
+	}
+	time.Sleep(2 * time.Second) // the seed leads' identity records settle
+	calls.reset()
+	before := fub.Usage()
+
+	start := time.Now()
+	_, failed := send(ctx, url, leads, "burst")
+	accepted := time.Since(start)
+	if err := waitRecorded(ctx, calls, leads, len(leads)-failed, 10*time.Minute); err != nil {
+		return fmt.Errorf("crm quota: %w", err)
+	}
+	drained := time.Since(start)
+	time.Sleep(2 * time.Second) // the last webhooks come back
+	calls.resolve()
 	u := fub.Usage()
-	limitPerSecond := float64(sandbox.DefaultFUBGlobalLimit) / 10
-	fmt.Fprintf(w, "bench: crm_burst_leads %d count\n", o.CRMLeads)
+	counted, refused := u.Counted-before.Counted, u.Refused-before.Refused
+
+	var newLeads, backLeads, newCalls, backCalls int
+	seen := map[string]bool{}
+	for _, p := range leads {
+		if p.returning {
+			backLeads++
+		} else {
+			newLeads++
+		}
+		if seen[p.email] {
+			continue
+		}
+		seen[p.email] = true
+		if p.returning {
+			backCalls += calls.counted[p.email]
+		} else {
+			newCalls += calls.counted[p.email]
+		}
+	}
+	calls.mu.Lock()
+	busy := calls.last.Sub(start)
+	other := calls.other
+	calls.mu.Unlock()
+	perSecond := float64(sandbox.DefaultFUBGlobalLimit) / 10
+	fmt.Fprintf(w, "bench: crm_burst_leads %d count\n", len(leads))
+	fmt.Fprintf(w, "bench: crm_burst_new_leads %d count\n", newLeads)
+	fmt.Fprintf(w, "bench: crm_burst_returning_leads %d count\n", backLeads)
+	fmt.Fprintf(w, "bench: crm_burst_post_errors %d count\n", failed)
 	fmt.Fprintf(w, "bench: crm_burst_accepted_s %.1f s\n", accepted.Seconds())
-	fmt.Fprintf(w, "bench: crm_burst_drained_s %.1f s\n", elapsed.Seconds())
-	fmt.Fprintf(w, "bench: crm_contacts_created %d count\n", n)
-	fmt.Fprintf(w, "bench: crm_counted_calls %d count\n", u.Counted)
-	fmt.Fprintf(w, "bench: crm_quota_utilization %.3f x\n", float64(u.Counted)/elapsed.Seconds()/limitPerSecond)
-	fmt.Fprintf(w, "bench: crm_429_count %d count\n", u.Refused)
+	fmt.Fprintf(w, "bench: crm_burst_drained_s %.1f s\n", drained.Seconds())
+	fmt.Fprintf(w, "bench: crm_burst_leads_per_s %.1f leads/s\n", float64(len(leads))/drained.Seconds())
+	fmt.Fprintf(w, "bench: crm_counted_calls %d count\n", counted)
+	fmt.Fprintf(w, "bench: crm_counted_calls_unattributed %d count\n", other)
+	fmt.Fprintf(w, "bench: crm_calls_per_new_lead %.2f calls\n", float64(newCalls)/float64(max(newLeads, 1)))
+	fmt.Fprintf(w, "bench: crm_calls_per_returning_lead %.2f calls\n", float64(backCalls)/float64(max(backLeads, 1)))
+	// Use is measured from the burst's first post to the last counted call
+	// (the returning leads that end the drain make none).
+	fmt.Fprintf(w, "bench: crm_quota_utilization %.3f x\n", float64(counted)/busy.Seconds()/perSecond)
+	fmt.Fprintf(w, "bench: crm_429_count %d count\n", refused)
 	return nil
 }
 

@@ -4,95 +4,113 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
-	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-// SpeedToLead posts leads to the whole system at a fixed rate and measures,
-// for each, the time from the webhook POST to the person existing in the
-// sandbox's Follow Up Boss.
+// SpeedToLead posts leads to the whole system at a fixed rate, under the
+// CRM's quota, each with an email and a phone, 30% of them from returning
+// people, and measures for each the time from the webhook POST to its
+// activity recorded in the sandbox's Follow Up Boss (the answer to POST
+// /v1/events): as measured, and with the time its CRM calls spent in the
+// vendor subtracted (Brokerflow's own share).
 func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 	a, stop, err := startSystem(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer stop()
-
-	var (
-		mu      sync.Mutex
-		sent    = map[string]time.Time{}
-		arrived = map[string]time.Duration{}
-		all     = make(chan struct{})
-	)
+	fub := a.Sandbox.FUB()
+	fub.SetLatency(o.FUBLatency)
 	total := int(o.LeadRate * o.LeadDuration.Seconds())
-	a.Sandbox.FUB().OnPersonCreated(func(p sandbox.FUBPerson) {
-		now := time.Now()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range p.Emails {
-			if t0, ok := sent[e.Value]; ok {
-				arrived[e.Value] = now.Sub(t0)
-			}
-		}
-		if len(arrived) == total {
-			close(all)
-		}
-	})
+	leads, seed := workload(total, "speed", 415)
+	calls := watchFUB(fub, append(leads, seed...))
+	url := a.WebhookURL + "/webhooks/idx"
+	if _, failed := send(ctx, url, seed, "seed"); failed > 0 {
+		return fmt.Errorf("speed to lead: %d seed leads not accepted", failed)
+	}
+	if err := waitRecorded(ctx, calls, seed, len(seed), 5*time.Minute); err != nil {
+		return fmt.Errorf("speed to lead seed: %w", err)
+	}
+	time.Sleep(2 * time.Second)
+	calls.reset()
 
-	client := &http.Client{Timeout: 30 * time.Second}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / o.LeadRate))
-	defer tick.Stop()
-	var wg sync.WaitGroup
-	errs := 0
-	var errMu sync.Mutex
-	for i := range total {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+	// Each returning person writes twice: the two leads are kept apart, so
+	// that each lead's calls and time are its own.
+	first, again := []person{}, []person{}
+	seen := map[string]bool{}
+	for _, p := range leads {
+		if seen[p.email] {
+			again = append(again, p)
+		} else {
+			seen[p.email] = true
+			first = append(first, p)
 		}
-		email := fmt.Sprintf("lead%05d@speed.example", i)
-		body := fmt.Sprintf(`{"type":"lead.created","data":{"name":"Speed Lead%d","email":"%s","inquiry_type":"buy"}}`, i, email)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mu.Lock()
-			sent[email] = time.Now()
-			mu.Unlock()
-			if !postSigned(ctx, client, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, fmt.Sprintf("msg_stl_%d", i), body) {
-				errMu.Lock()
-				errs++
-				errMu.Unlock()
+	}
+	errs := 0
+	measure := func(batch []person, tag string) ([]time.Duration, []time.Duration, error) {
+		calls.reset()
+		sent := make([]time.Time, len(batch))
+		tick := time.NewTicker(time.Duration(float64(time.Second) / o.LeadRate))
+		defer tick.Stop()
+		client := newClient()
+		for i, p := range batch {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-tick.C:
 			}
-		}()
+			sent[i] = time.Now()
+			go func() {
+				if !postSigned(ctx, client, url, app.DevIDXSecret, fmt.Sprintf("msg_stl_%s_%d", tag, i), p.body(i)) {
+					calls.mu.Lock()
+					errs++
+					calls.mu.Unlock()
+				}
+			}()
+		}
+		if err := waitRecorded(ctx, calls, batch, len(batch), 2*time.Minute); err != nil {
+			return nil, nil, err
+		}
+		time.Sleep(time.Second)
+		calls.resolve()
+		calls.mu.Lock()
+		defer calls.mu.Unlock()
+		var all, own []time.Duration
+		for i, p := range batch {
+			r := calls.recorded[p.email]
+			if len(r) == 0 {
+				continue
+			}
+			d := r[0].Sub(sent[i])
+			all = append(all, d)
+			own = append(own, max(0, d-calls.inVendor[p.email]))
+		}
+		return all, own, nil
 	}
-	wg.Wait()
-	select {
-	case <-all:
-	case <-time.After(2 * time.Minute):
-	case <-ctx.Done():
-		return ctx.Err()
+	all, own, err := measure(first, "a")
+	if err != nil {
+		return fmt.Errorf("speed to lead: %w", err)
 	}
-	mu.Lock()
-	lat := make([]time.Duration, 0, len(arrived))
-	for _, d := range arrived {
-		lat = append(lat, d)
+	all2, own2, err := measure(again, "b")
+	if err != nil {
+		return fmt.Errorf("speed to lead: %w", err)
 	}
-	mu.Unlock()
-	slices.Sort(lat)
-	r := result{latencies: lat}
+	all, own = append(all, all2...), append(own, own2...)
+	slices.Sort(all)
+	slices.Sort(own)
+	r, ro := result{latencies: all}, result{latencies: own}
 	fmt.Fprintf(w, "bench: speed_to_lead_rate %.0f leads/s\n", o.LeadRate)
-	fmt.Fprintf(w, "bench: speed_to_lead_arrived %d count\n", len(lat))
 	fmt.Fprintf(w, "bench: speed_to_lead_sent %d count\n", total)
+	fmt.Fprintf(w, "bench: speed_to_lead_arrived %d count\n", len(all))
 	fmt.Fprintf(w, "bench: speed_to_lead_post_errors %d count\n", errs)
 	fmt.Fprintf(w, "bench: speed_to_lead_p50_ms %.1f ms\n", r.percentile(0.50))
 	fmt.Fprintf(w, "bench: speed_to_lead_p99_ms %.1f ms\n", r.percentile(0.99))
+	fmt.Fprintf(w, "bench: speed_to_lead_own_p50_ms %.1f ms\n", ro.percentile(0.50))
+	fmt.Fprintf(w, "bench: speed_to_lead_own_p99_ms %.1f ms\n", ro.percentile(0.99))
 	return nil
 }
 
@@ -108,6 +126,7 @@ func startSystem(ctx context.Context, o Options, extra ...string) (*app.App, fun
 		"BROKERFLOW_OPS_ADDR=127.0.0.1:0", "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:0", "REPORTING_ADDR=127.0.0.1:0", "GATEWAY_ADDR=127.0.0.1:0",
 		// The bursts are the point: no per-source rate limit at the door.
 		"GATEWAY_RATE_PER_SOURCE=0",
+		fmt.Sprintf("CRMSYNC_CONCURRENCY=%d", o.CRMConcurrency),
 	}, extra...), app.Mode{Sandbox: true})
 	if err == nil {
 		var a *app.App

@@ -96,7 +96,7 @@ func TestQuickBooks_retryAfterAFailedDocumentBooksOnce(t *testing.T) {
 }
 
 // TestQuickBooks_payerWithoutEmailIsFoundByNameAndKey: a payer without an
-// email is recognised by the key kept on its customer; another payer of
+// email is recognized by the key kept on its customer; another payer of
 // the same name gets their own.
 func TestQuickBooks_payerWithoutEmailIsFoundByNameAndKey(t *testing.T) {
 	t.Parallel()

@@ -396,7 +396,7 @@ func check(b ledger.Booking) error {
 	if b.Payer.DisplayName == "" {
 		missing = append(missing, "the payer's name")
 	}
-	if b.Agent.Name == "" && b.Agent.LedgerID == "" {
+	if b.Agent.Name == "" && (b.Agent.LedgerID == "" || b.AgentAs == ledger.AgentAsClass) {
 		missing = append(missing, "the agent's name")
 	}
 	if len(b.Lines) == 0 {

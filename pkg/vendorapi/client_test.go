@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -231,4 +233,40 @@ func newHeaderServer(t *testing.T, header http.Header) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// Eight callers at once, again and again, as crm-sync's handlers call the
+// CRM: the client keeps its connections to the vendor open between calls
+// instead of dialing (and against the real vendor, shaking hands with TLS)
+// for most calls, as Go's default of 2 idle connections per host made it.
+func TestClient_keepsAConnectionPerConcurrentCallerOpen(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(sandbox.Options{})
+	t.Cleanup(sb.Close)
+	sb.FUB().SetLatency(5 * time.Millisecond) // the calls overlap
+	srv := httptest.NewUnstartedServer(sb.Handler())
+	var dialed atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := fubClient(srv.URL)
+	const callers, rounds = 8, 10
+	for range rounds {
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				if err := search(t.Context(), c, "nobody@example.com"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := dialed.Load(); n > callers {
+		t.Fatalf("%d connections dialed for %d calls from %d callers at once: at most %d, one per caller, kept open", n, callers*rounds, callers, callers)
+	}
 }

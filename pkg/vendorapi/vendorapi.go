@@ -28,6 +28,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 )
@@ -60,7 +64,9 @@ type Config struct {
 	// Pacer, when set, keeps the calls within the account's quota. Several
 	// clients of one account may share it.
 	Pacer *Pacer
-	// Transport sends the requests; nil means http.DefaultTransport.
+	// Transport sends the requests; nil means a transport of the client's
+	// own: http.DefaultTransport's settings, keeping up to MaxIdleConns
+	// connections to the vendor open between calls.
 	Transport http.RoundTripper
 	// MaxAnswer bounds the answer read; 0 means DefaultMaxAnswer. A larger
 	// answer is a permanent error ("<area>.answer_too_large").
@@ -82,11 +88,30 @@ func New(cfg Config) *Client {
 	if cfg.MaxAnswer <= 0 {
 		cfg.MaxAnswer = DefaultMaxAnswer
 	}
+	if cfg.Transport == nil {
+		cfg.Transport = newTransport()
+	}
 	return &Client{
 		cfg:  cfg,
 		base: strings.TrimRight(cfg.BaseURL, "/"),
 		http: &http.Client{Timeout: cfg.Timeout, Transport: cfg.Transport},
 	}
+}
+
+// MaxIdleConns is how many connections to its vendor a client keeps open
+// between calls: as many as a service's handlers call at once. Go's default
+// keeps 2 per host, so with more handlers most calls closed their
+// connection after the answer and the next call dialed again (and, against
+// the real vendor, shook hands with TLS again).
+const MaxIdleConns = 32
+
+func newTransport() *http.Transport {
+	t := &http.Transport{}
+	if d, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = d.Clone()
+	}
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = MaxIdleConns, MaxIdleConns
+	return t
 }
 
 // Error is a vendor's non-2xx answer. Adapters return it wrapped, with the
@@ -158,9 +183,27 @@ func (c *Client) Do(ctx context.Context, op, method, path string, in, out any) (
 	return status, nil
 }
 
+// tracerName names the spans of vendor calls.
+const tracerName = "github.com/brokerflow/brokerflow/pkg/vendorapi"
+
 // send makes the call: the pacer's wait, the credentials, and after a 401,
-// when the Auth can renew them, one refresh and a second try.
-func (c *Client) send(ctx context.Context, op, method, path string, body []byte) (int, http.Header, []byte, error) {
+// when the Auth can renew them, one refresh and a second try. Inside a
+// traced handler the call is a client span "<vendor> <op>", and the pacer's
+// wait a span "pace <vendor>" of its own (neither names the URL: a search
+// query holds personal data).
+func (c *Client) send(ctx context.Context, op, method, path string, body []byte) (status int, _ http.Header, _ []byte, err error) {
+	tracer := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
+	ctx, span := tracer.Start(ctx, c.cfg.Vendor+" "+op, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("brokerflow.vendor", c.cfg.Vendor)))
+	defer func() {
+		if status != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
+		if err != nil {
+			span.SetStatus(codes.Error, "call failed")
+		}
+		span.End()
+	}()
 	refreshed := false
 	for {
 		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bodyReader(body))
@@ -182,7 +225,10 @@ func (c *Client) send(ctx context.Context, op, method, path string, body []byte)
 		paced := c.cfg.Pacer != nil && c.cfg.Pacer.counts(req)
 		var sent time.Time
 		if paced {
-			if sent, err = c.cfg.Pacer.wait(ctx); err != nil {
+			_, pace := tracer.Start(ctx, "pace "+c.cfg.Vendor)
+			sent, err = c.cfg.Pacer.wait(ctx)
+			pace.End()
+			if err != nil {
 				return 0, nil, nil, c.unreachable(op, err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -140,6 +141,17 @@ func (s *Syncer) state(ctx context.Context) (*buckets, error) {
 	return s.bound, nil
 }
 
+// tracerName names crm-sync's spans.
+const tracerName = "github.com/brokerflow/brokerflow/services/crm-sync"
+
+// step starts a span for one step of a lead's handling, in the trace of its
+// delivery; together with the vendor calls' spans they show where a lead's
+// time goes (make bench prints the breakdown).
+func step(ctx context.Context, name string) trace.Span {
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "crm-sync "+name)
+	return span
+}
+
 // outcomeKey is the KV key of a lead's outcome. Lead ids are [a-z0-9_].
 func outcomeKey(leadID string) string { return "crm-sync.lead." + leadID }
 
@@ -172,7 +184,10 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	key := outcomeKey(l.GetLeadId())
-	if entry, err := st.outcomes.Get(ctx, key); err == nil {
+	claim := step(ctx, "claim lead")
+	entry, err := st.outcomes.Get(ctx, key)
+	if err == nil {
+		claim.End()
 		var done crmv1.ContactSynced
 		if err := proto.Unmarshal(entry.Value(), &done); err != nil {
 			return bus.Permanentf("decode kept outcome of %s: %w", l.GetLeadId(), err)
@@ -180,16 +195,20 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		logging.FromContext(ctx).Info("lead already synced; announcing again", "lead_id", l.GetLeadId())
 		return s.announce(ctx, &done)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		claim.End()
 		return fmt.Errorf("read outcome of %s: %w", l.GetLeadId(), err)
 	}
 
 	f := fenceOf(l.GetLeadId(), m)
 	p, err := beginPending(ctx, st.outcomes, f, s.inFlight, time.Now)
+	claim.End()
 	if err != nil {
 		return err
 	}
 	id := crm.IdentityOf(&l)
+	claimID := step(ctx, "claim identity")
 	held, err := st.identities.acquire(ctx, f, id)
+	claimID.End()
 	if err != nil {
 		return fmt.Errorf("resolve identity of lead %s: %w", l.GetLeadId(), err)
 	}
@@ -318,10 +337,13 @@ func (s *Syncer) recordOnce(ctx context.Context, ids *identities, p *pendingLead
 			return rec, err
 		}
 	}
-	if err := p.calling(ctx, pl.target); err != nil {
-		return crm.Recorded{}, err
+	fence := step(ctx, "fence")
+	err := p.calling(ctx, pl.target)
+	if err == nil {
+		err = ids.stillHeld(ctx, p.f, held)
 	}
-	if err := ids.stillHeld(ctx, p.f, held); err != nil {
+	fence.End()
+	if err != nil {
 		return crm.Recorded{}, err
 	}
 	rec, err := s.crm.Record(ctx, l, pl.target)

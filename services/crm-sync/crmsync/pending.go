@@ -60,18 +60,20 @@ type pendingLead struct {
 func beginPending(ctx context.Context, kv jetstream.KeyValue, f fence, inFlight time.Duration, now func() time.Time) (*pendingLead, error) {
 	p := &pendingLead{kv: kv, key: pendingKey(f.lead), f: f, now: now}
 	for {
-		e, err := kv.Get(ctx, p.key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			p.rec = pendingRecord{Fence: f.String()}
-			rev, err := kv.Create(ctx, p.key, encodePending(p.rec))
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("keep pending lead: %w", err)
-			}
+		// A lead's first delivery finds no record: create it at once,
+		// and read what is there only when that fails.
+		p.rec, p.prev = pendingRecord{Fence: f.String()}, pendingRecord{}
+		rev, err := kv.Create(ctx, p.key, encodePending(p.rec))
+		if err == nil {
 			p.rev = rev
 			return p, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("keep pending lead: %w", err)
+		}
+		e, err := kv.Get(ctx, p.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed since: create it again
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read pending lead: %w", err)
@@ -86,7 +88,7 @@ func beginPending(ctx context.Context, kv jetstream.KeyValue, f fence, inFlight 
 		}
 		p.rec = p.prev
 		p.rec.Fence = f.String()
-		rev, err := kv.Update(ctx, p.key, encodePending(p.rec), e.Revision())
+		rev, err = kv.Update(ctx, p.key, encodePending(p.rec), e.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}

@@ -151,21 +151,23 @@ func (c *committer) loop() {
 	}
 }
 
-// gather runs after a publish that answered some deliveries while others
-// queued. The senders just answered often send again at once (a client
-// with more webhooks to send): without a pause, they would miss the next
-// batch by a hair and form the one after, and batches would alternate
-// between two halves, each paying a whole commit. So when deliveries
-// already wait, it waits for as many more as were just answered, for at
-// most half the publish's time (and maxGather): a batch's cost is mostly
-// fixed (JetStream stages each batch in a store of its own), so a short
-// wait that merges two batches into one saves most of a commit. It never
-// delays a delivery that finds nothing queued: that one is published at
-// once.
+// gather runs after each publish. The senders just answered often send
+// again at once (a client with more webhooks to send): without a pause,
+// the first of them would find nothing in flight and be published alone,
+// the others would queue behind it, and publishes would alternate between
+// one delivery and the rest, each paying a whole commit (or, with
+// deliveries already queued, between two halves). So after a batch of
+// several deliveries, or when deliveries already wait, it waits for as
+// many more as were just answered, for at most half the publish's time
+// (and maxGather): a batch's cost is mostly fixed (JetStream stages each
+// batch in a store of its own), so a short wait that merges two publishes
+// into one saves most of a commit. A delivery alone, at low load, still
+// waits for nobody: after a publish of one with nothing queued the loop
+// ends, and the next delivery is published at once.
 func (c *committer) gather(answered int, took time.Duration) {
 	c.mu.Lock()
 	want := min(len(c.queue)+answered, c.maxMsgs)
-	if len(c.queue) == 0 || len(c.queue) >= want {
+	if (len(c.queue) == 0 && answered < 2) || len(c.queue) >= want {
 		c.mu.Unlock()
 		return
 	}

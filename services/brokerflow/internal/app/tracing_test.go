@@ -1,70 +1,23 @@
 package app_test
 
 import (
-	"encoding/hex"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/telemetry/otlptest"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 )
-
-// otlpReceiver is a local OTLP/HTTP trace receiver: it keeps, for each
-// trace id, the services (resource service.name) whose spans it received.
-type otlpReceiver struct {
-	mu     sync.Mutex
-	traces map[string][]string
-}
-
-func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(req.Body)
-	var export collectortrace.ExportTraceServiceRequest
-	if err != nil || req.URL.Path != "/v1/traces" || proto.Unmarshal(body, &export) != nil {
-		http.Error(w, "not an OTLP trace export", http.StatusBadRequest)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range export.GetResourceSpans() {
-		service := ""
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.GetKey() == "service.name" {
-				service = a.GetValue().GetStringValue()
-			}
-		}
-		for _, ss := range rs.GetScopeSpans() {
-			for _, sp := range ss.GetSpans() {
-				id := hex.EncodeToString(sp.GetTraceId())
-				if !slices.Contains(r.traces[id], service) {
-					r.traces[id] = append(r.traces[id], service)
-				}
-			}
-		}
-	}
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(nil)
-}
-
-func (r *otlpReceiver) services(traceID string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.traces[traceID])
-}
 
 // One lead, one trace, exported over OTLP: the gateway, the normalizer and
 // crm-sync each add their spans to the trace the webhook started.
 func TestSystem_oneTraceForOneLeadOverOTLP(t *testing.T) {
 	t.Parallel()
-	rcv := &otlpReceiver{traces: map[string][]string{}}
+	rcv := otlptest.NewReceiver()
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 	s := start(t, "OTEL_EXPORTER_OTLP_ENDPOINT="+srv.URL)
@@ -76,7 +29,7 @@ func TestSystem_oneTraceForOneLeadOverOTLP(t *testing.T) {
 	id := traceID(t, wh.Header)
 	want := []string{bus.ServiceGateway, bus.ServiceNormalizer, bus.ServiceCRMSync}
 	natstest.Eventually(t, 30*time.Second, "spans of every service in the lead's trace", func() bool {
-		got := rcv.services(id)
+		got := rcv.Services(id)
 		for _, w := range want {
 			if !slices.Contains(got, w) {
 				return false

@@ -51,8 +51,9 @@ type Options struct {
 	AlertLeads int
 	// StageChanges is how many contacts stage_to_transaction moves to Active Client.
 	StageChanges int
-	// Only, when "replay", "alerter", "tms", "crm" or "ledger", runs that
-	// measurement alone ("crm": speed-to-lead and the CRM quota burst).
+	// Only, when "gateway", "replay", "alerter", "tms", "speed", "crm" or
+	// "ledger", runs that measurement alone ("crm": speed-to-lead and the
+	// CRM quota burst).
 	Only string
 	// LedgerWorkers closings are booked at a time for LedgerDuration in the
 	// QuickBooks quota measurement.
@@ -83,6 +84,8 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return AlerterOutage(ctx, o, w)
 	case "tms":
 		return StageToTransaction(ctx, o, w)
+	case "speed":
+		return SpeedToLead(ctx, o, w)
 	case "ledger":
 		return LedgerQuota(ctx, o, w)
 	case "crm":
@@ -90,34 +93,77 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			return err
 		}
 		return CRMQuota(ctx, o, w)
+	case "gateway":
+		return Gateway(ctx, o, policy, w)
 	}
+	if err := Gateway(ctx, o, policy, w); err != nil {
+		return err
+	}
+	if err := SpeedToLead(ctx, o, w); err != nil {
+		return err
+	}
+	if err := StageToTransaction(ctx, o, w); err != nil {
+		return err
+	}
+	if err := CRMQuota(ctx, o, w); err != nil {
+		return err
+	}
+	if err := AlerterOutage(ctx, o, w); err != nil {
+		return err
+	}
+	if err := LedgerQuota(ctx, o, w); err != nil {
+		return err
+	}
+	return Replay(ctx, o, w)
+}
 
+// Gateway measures, in one run and under one sync policy, JetStream alone
+// (synchronous publishes, atomic batches), a bare HTTP handler, and the
+// gateway with group commit off and on, from o.Concurrency clients and from
+// one, and per auth scheme.
+func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer) error {
 	idx := schemes[0]
-	baseline, err := measure(ctx, o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The figures that are compared are measured in turns: the baseline,
+	// JetStream alone, and the gateway with group commit off and on, from
+	// o.Concurrency clients, one second each, five times.
+	baselineHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusAccepted)
-	}), "/webhooks/idx", idx.auth)
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
-	rawSync, err := measureSyncPublish(ctx, o, policy)
+	})
+	baselineM := &meter{close: func() {}, slice: func(ctx context.Context, o Options) (result, error) {
+		return measure(ctx, o, baselineHandler, "/webhooks/idx", idx.auth)
+	}}
+	rawSyncM, err := measureSyncPublish(ctx, policy)
 	if err != nil {
 		return fmt.Errorf("raw sync publish: %w", err)
 	}
-	rawBatch, err := measureAtomicBatch(ctx, o, policy)
+	defer rawSyncM.close()
+	rawBatchM, err := measureAtomicBatch(ctx, policy)
 	if err != nil {
 		return fmt.Errorf("raw atomic batch: %w", err)
 	}
-	// The gateway, with group commit off and on, from o.Concurrency clients
-	// and from one.
+	defer rawBatchM.close()
+	var gw [2]*gatewayMeter // group commit off, on
+	for j, groupCommit := range []bool{false, true} {
+		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit); err != nil {
+			return err
+		}
+		defer gw[j].close()
+	}
+	if err := inTurns(ctx, o, 5, baselineM, rawSyncM, rawBatchM, &gw[0].meter, &gw[1].meter); err != nil {
+		return err
+	}
+	baseline, rawSync, rawBatch := baselineM.total, rawSyncM.total, rawBatchM.total
+	// Then from one client, off and on, one after the other.
 	one := o
 	one.Concurrency = 1
 	var runs [2][2]gatewayRun // [clients: o.Concurrency, 1][group commit: off, on]
-	for i, opts := range []Options{o, one} {
-		for j, groupCommit := range []bool{false, true} {
-			if runs[i][j], err = measureGateway(ctx, opts, policy, groupCommit); err != nil {
-				return err
-			}
+	for j := range gw {
+		runs[0][j] = gatewayRun{result: gw[j].total, batchMean: batchMean(gw[j].reg)}
+	}
+	for j, groupCommit := range []bool{false, true} {
+		if runs[1][j], err = measureGateway(ctx, one, policy, groupCommit); err != nil {
+			return err
 		}
 	}
 	perScheme, err := measureSchemes(ctx, o, policy)
@@ -155,22 +201,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		errs += r.errors
 	}
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
-	if err := SpeedToLead(ctx, o, w); err != nil {
-		return err
-	}
-	if err := StageToTransaction(ctx, o, w); err != nil {
-		return err
-	}
-	if err := CRMQuota(ctx, o, w); err != nil {
-		return err
-	}
-	if err := AlerterOutage(ctx, o, w); err != nil {
-		return err
-	}
-	if err := LedgerQuota(ctx, o, w); err != nil {
-		return err
-	}
-	return Replay(ctx, o, w)
+	return nil
 }
 
 // gatewayRun is a measurement of the IDX gateway, with the mean size of
@@ -180,9 +211,14 @@ type gatewayRun struct {
 	batchMean float64
 }
 
-// measureGateway measures a gateway serving the IDX source, with group
-// commit on or off.
-func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, groupCommit bool) (gatewayRun, error) {
+// gatewayMeter measures a gateway serving the IDX source, with group
+// commit on or off, in slices; its metrics are on reg.
+type gatewayMeter struct {
+	meter
+	reg *prometheus.Registry
+}
+
+func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit bool) (*gatewayMeter, error) {
 	reg := prometheus.NewRegistry()
 	gw, cleanup, err := startGateway(ctx, policy, reg, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
 		cfg.IDXSecrets = []string{benchSecret}
@@ -190,14 +226,27 @@ func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, group
 		return gateway.New(cfg, deps)
 	})
 	if err != nil {
+		return nil, err
+	}
+	return &gatewayMeter{reg: reg, meter: meter{close: cleanup, slice: func(ctx context.Context, o Options) (result, error) {
+		r, err := measure(ctx, o, gw, "/webhooks/idx", schemes[0].auth)
+		if err != nil {
+			return r, fmt.Errorf("gateway (group commit %v, %d clients): %w", groupCommit, o.Concurrency, err)
+		}
+		return r, nil
+	}}}, nil
+}
+
+// measureGateway measures a gateway serving the IDX source, with group
+// commit on or off, for o.Duration.
+func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, groupCommit bool) (gatewayRun, error) {
+	m, err := newGatewayMeter(ctx, policy, groupCommit)
+	if err != nil {
 		return gatewayRun{}, err
 	}
-	r, err := measure(ctx, o, gw, "/webhooks/idx", schemes[0].auth)
-	cleanup()
-	if err != nil {
-		return gatewayRun{}, fmt.Errorf("gateway (group commit %v, %d clients): %w", groupCommit, o.Concurrency, err)
-	}
-	return gatewayRun{result: r, batchMean: batchMean(reg)}, nil
+	defer m.close()
+	r, err := m.slice(ctx, o)
+	return gatewayRun{result: r, batchMean: batchMean(m.reg)}, err
 }
 
 // scheme is how the clients authenticate to a source of one auth scheme.

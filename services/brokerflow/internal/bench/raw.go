@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -42,13 +43,19 @@ func (m *rawMessages) next(ctx context.Context) (*nats.Msg, error) {
 // measureSyncPublish is JetStream alone, without HTTP: o.Concurrency
 // publishers, each waiting for the ack of its message before the next, as
 // the gateway without group commit does for each request.
-func measureSyncPublish(ctx context.Context, o Options, policy app.SyncPolicy) (result, error) {
+func measureSyncPublish(ctx context.Context, policy app.SyncPolicy) (*meter, error) {
 	_, js, cleanup, err := startJetStream(ctx, policy)
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
-	defer cleanup()
 	msgs := &rawMessages{pub: bus.NewPublisher(js, bus.ServiceGateway, nil), start: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	return &meter{close: cleanup, slice: func(ctx context.Context, o Options) (result, error) {
+		return syncPublishes(ctx, o, js, msgs)
+	}}, nil
+}
+
+// syncPublishes is one slice of measureSyncPublish.
+func syncPublishes(ctx context.Context, o Options, js jetstream.JetStream, msgs *rawMessages) (result, error) {
 	var (
 		ok, failed atomic.Int64
 		wg         sync.WaitGroup
@@ -78,13 +85,19 @@ func measureSyncPublish(ctx context.Context, o Options, policy app.SyncPolicy) (
 // there are clients: one publisher storing atomic batches of o.Concurrency
 // messages back to back, the most a group commit of that many requests can
 // reach.
-func measureAtomicBatch(ctx context.Context, o Options, policy app.SyncPolicy) (result, error) {
+func measureAtomicBatch(ctx context.Context, policy app.SyncPolicy) (*meter, error) {
 	_, js, cleanup, err := startJetStream(ctx, policy)
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
-	defer cleanup()
 	msgs := &rawMessages{pub: bus.NewPublisher(js, bus.ServiceGateway, nil), start: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	return &meter{close: cleanup, slice: func(ctx context.Context, o Options) (result, error) {
+		return atomicBatches(ctx, o, js, msgs)
+	}}, nil
+}
+
+// atomicBatches is one slice of measureAtomicBatch.
+func atomicBatches(ctx context.Context, o Options, js jetstream.JetStream, msgs *rawMessages) (_ result, err error) {
 	var ok, failed int64
 	start := time.Now()
 	deadline := start.Add(o.Duration)
@@ -122,4 +135,34 @@ func batchMean(reg *prometheus.Registry) float64 {
 		}
 	}
 	return 0
+}
+
+// meter is a measurement whose system is started once and measured in
+// slices, so that several can be measured in turns, each slice of one close
+// in time to a slice of the others: on a shared machine whose load changes
+// from one second to the next, their ratio is then a fair one.
+type meter struct {
+	slice func(ctx context.Context, o Options) (result, error)
+	close func()
+	total result
+}
+
+// inTurns measures each meter for o.Duration in all, in rounds turns of
+// o.Duration/rounds each, one meter after the other.
+func inTurns(ctx context.Context, o Options, rounds int, meters ...*meter) error {
+	turn := o
+	turn.Duration = o.Duration / time.Duration(rounds)
+	for range rounds {
+		for _, m := range meters {
+			r, err := m.slice(ctx, turn)
+			if err != nil {
+				return err
+			}
+			m.total.ok += r.ok
+			m.total.errors += r.errors
+			m.total.elapsed += r.elapsed
+			m.total.latencies = append(m.total.latencies, r.latencies...)
+		}
+	}
+	return nil
 }

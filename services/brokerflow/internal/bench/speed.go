@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"time"
@@ -18,11 +19,20 @@ import (
 // /v1/events): as measured, and with the time its CRM calls spent in the
 // vendor subtracted (Brokerflow's own share).
 func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
-	a, stop, err := startSystem(ctx, o)
+	sink, err := startSpanSink(ctx)
+	if err != nil {
+		return err
+	}
+	defer sink.stop()
+	a, stop, err := startSystem(ctx, o, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+sink.URL)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	policy, err := app.ParseSyncPolicy(o.Sync)
+	if err != nil {
+		return err
+	}
 	fub := a.Sandbox.FUB()
 	fub.SetLatency(o.FUBLatency)
 	total := int(o.LeadRate * o.LeadDuration.Seconds())
@@ -51,6 +61,8 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 		}
 	}
 	errs := 0
+	var stagesOf []map[string]time.Duration
+	var stagesOwn []time.Duration
 	measure := func(batch []person, tag string) ([]time.Duration, []time.Duration, error) {
 		calls.reset()
 		sent := make([]time.Time, len(batch))
@@ -64,8 +76,14 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 			case <-tick.C:
 			}
 			sent[i] = time.Now()
+			_, traceparent := traceOf(tag, i)
+			sign := signStandard(app.DevIDXSecret)
+			traced := func(h http.Header, id string, body []byte) error {
+				h.Set("traceparent", traceparent)
+				return sign(h, id, body)
+			}
 			go func() {
-				if !postSigned(ctx, client, url, app.DevIDXSecret, fmt.Sprintf("msg_stl_%s_%d", tag, i), p.body(i)) {
+				if !postWith(ctx, client, url, traced, fmt.Sprintf("msg_stl_%s_%d", tag, i), p.body(i)) {
 					calls.mu.Lock()
 					errs++
 					calls.mu.Unlock()
@@ -77,6 +95,13 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 		}
 		time.Sleep(time.Second)
 		calls.resolve()
+		// The spans are exported in batches, every few seconds.
+		traced := func(i int) []span { id, _ := traceOf(tag, i); return sink.Trace(id) }
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if complete(traced(len(batch)-1)) && complete(traced(0)) {
+				break
+			}
+		}
 		calls.mu.Lock()
 		defer calls.mu.Unlock()
 		var all, own []time.Duration
@@ -88,9 +113,18 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 			d := r[0].Sub(sent[i])
 			all = append(all, d)
 			own = append(own, max(0, d-calls.inVendor[p.email]))
+			if st, ok := leadStages(traced(i), sent[i], r[0], calls.inVendor[p.email]); ok {
+				stagesOf = append(stagesOf, st)
+				stagesOwn = append(stagesOwn, own[len(own)-1])
+			}
 		}
 		return all, own, nil
 	}
+	stopProbe, err := probeStorage(ctx, policy)
+	if err != nil {
+		return err
+	}
+	defer stopProbe()
 	all, own, err := measure(first, "a")
 	if err != nil {
 		return fmt.Errorf("speed to lead: %w", err)
@@ -99,6 +133,7 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("speed to lead: %w", err)
 	}
+	probe := stopProbe()
 	all, own = append(all, all2...), append(own, own2...)
 	slices.Sort(all)
 	slices.Sort(own)
@@ -111,6 +146,12 @@ func SpeedToLead(ctx context.Context, o Options, w io.Writer) error {
 	fmt.Fprintf(w, "bench: speed_to_lead_p99_ms %.1f ms\n", r.percentile(0.99))
 	fmt.Fprintf(w, "bench: speed_to_lead_own_p50_ms %.1f ms\n", ro.percentile(0.50))
 	fmt.Fprintf(w, "bench: speed_to_lead_own_p99_ms %.1f ms\n", ro.percentile(0.99))
+	printStages(w, stagesOf, stagesOwn)
+	// The floor under the stages that store: one write, alone, at the same time.
+	fmt.Fprintf(w, "bench: storage_write_p50_ms %.2f ms\n", probe.percentile(0.50))
+	fmt.Fprintf(w, "bench: storage_write_p99_ms %.2f ms\n", probe.percentile(0.99))
+	fmt.Fprintf(w, "bench: storage_write_max_ms %.2f ms\n", probe.percentile(1))
+	fmt.Fprintf(w, "bench: storage_writes %d count\n", len(probe.latencies))
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -158,15 +157,14 @@ type batch struct {
 	// noKey turns the idempotency key off, for the test that shows it is
 	// needed. Never set otherwise.
 	noKey bool
-	// rebuild writes the facts only; finishRebuild derives the rest once.
-	// It remembers each lead's receipt, to write a speed to lead with the
-	// contact that completes it (LEADS is read before CRM).
-	rebuild  bool
-	received map[string]string
-	// seen are the event ids a rebuild has applied, and pending those of
-	// this batch, written at its end in multi-row statements.
+	// rebuild projects the batch in memory (bulk.go) and writes the facts
+	// only; finishRebuild derives the rest once. It keeps every lead's row
+	// (LEADS is read before CRM) and every event id it has applied, and
+	// rows are this batch's rows, written at its end.
+	rebuild bool
+	leads   map[string]*leadRow
 	seen    map[string]struct{}
-	pending []decoded
+	rows    bulkRows
 	// pipe, in a rebuild into PostgreSQL, queues the statements to send
 	// them at once (one round trip per batch, not per event).
 	pipe *pgx.Batch
@@ -204,7 +202,7 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 			return false, nil
 		}
 		b.seen[d.id] = struct{}{}
-		b.pending = append(b.pending, d)
+		b.rows.add(bulkApplied, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, int64(projected))
 	} else {
 		res, err := b.stmts.applied.ExecContext(ctx, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
 		if err != nil {
@@ -267,8 +265,8 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 		nullStr(l.GetCampaign().GetUtmSource()), nullStr(l.GetCampaign().GetUtmMedium()), nullStr(l.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
 	if b.rebuild {
-		b.received[l.GetLeadId()] = args[4].(string)
-		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
+		b.leadOf(l.GetLeadId()).setLead(args)
+		return nil
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -288,7 +286,8 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
 	if b.rebuild {
-		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
+		b.leadOf(r.GetLeadId()).setLead(args)
+		return nil
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -304,16 +303,8 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
 		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
 	if b.rebuild {
-		var speed sql.NullInt64
-		if r, ok := b.received[s.GetLeadId()]; ok && s.GetContactId() != "" {
-			rt, err1 := parseTime(r)
-			st, err2 := parseTime(args[6].(string))
-			if err := errors.Join(err1, err2); err != nil {
-				return err
-			}
-			speed = sql.NullInt64{Int64: speedMs(rt, st), Valid: true}
-		}
-		return b.exec(ctx, b.stmts.syncedFact, sqlSyncedFact, append(args, speed)...)
+		b.leadOf(s.GetLeadId()).setSynced(args)
+		return nil
 	}
 	var received, synced, source sql.NullString
 	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
@@ -349,13 +340,27 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 	if c.GetActiveClient() {
 		active = 1
 	}
-	err := b.exec(ctx, b.stmts.stage, sqlStage, d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
-		active, tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId())
-	if err != nil {
+	args := []any{d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
+		int64(active), tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId()}
+	if b.rebuild {
+		b.rows.add(bulkStages, args...)
+		return nil
+	}
+	if _, err := b.stmts.stage.ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("project stage change of %s: %w", c.GetContactId(), err)
 	}
 	b.mark(c.GetCrm(), c.GetContactId())
 	return nil
+}
+
+// leadOf is the row a rebuild keeps of the lead id.
+func (b *batch) leadOf(id string) *leadRow {
+	r := b.leads[id]
+	if r == nil {
+		r = &leadRow{}
+		b.leads[id] = r
+	}
+	return r
 }
 
 // mark notes a journey to recompute at the end of the batch (or, in a
@@ -372,9 +377,13 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 		fields = append(fields, strings.ToLower(strings.TrimPrefix(f.String(), "CONTACT_FIELD_")))
 	}
 	sort.Strings(fields)
-	err := b.exec(ctx, b.stmts.update, sqlUpdate, d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
-		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId())
-	if err != nil {
+	args := []any{d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
+		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId()}
+	if b.rebuild {
+		b.rows.add(bulkUpdates, args...)
+		return nil
+	}
+	if _, err := b.stmts.update.ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("project contact update of %s: %w", u.GetContactId(), err)
 	}
 	b.mark(u.GetCrm(), u.GetContactId())
@@ -455,38 +464,8 @@ func nullMoney(m *commonv1.Money) sql.NullInt64 {
 // speedMs is a lead's speed to lead as stored.
 func speedMs(received, synced time.Time) int64 { return max(synced.Sub(received).Milliseconds(), 0) }
 
-// flushApplied writes a rebuild batch's applied_events rows, appliedRows
-// to a statement.
-func (b *batch) flushApplied(ctx context.Context) error {
-	args := make([]any, 0, 6*appliedRows)
-	for len(b.pending) > 0 {
-		n := min(len(b.pending), appliedRows)
-		st, query := b.stmts.appliedMany, sqlAppliedMany
-		if n < appliedRows {
-			n, st, query = 1, b.stmts.appliedOne, sqlAppliedOne
-		}
-		args = args[:0]
-		for _, d := range b.pending[:n] {
-			projected := 0
-			if d.msg != nil {
-				projected = 1
-			}
-			args = append(args, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
-		}
-		// A copy: a pipeline keeps the arguments until it is sent.
-		if err := b.exec(ctx, st, query, slices.Clone(args)...); err != nil {
-			return fmt.Errorf("record events: %w", err)
-		}
-		b.pending = b.pending[n:]
-	}
-	return nil
-}
-
 // finish recomputes the journeys the batch touched and moves the cursors.
 func (b *batch) finish(ctx context.Context) error {
-	if err := b.flushApplied(ctx); err != nil {
-		return err
-	}
 	keys := make([]journeyKey, 0, len(b.journeys))
 	for k := range b.journeys {
 		keys = append(keys, k)

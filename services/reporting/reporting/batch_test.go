@@ -1,6 +1,7 @@
 package reporting_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,7 +24,8 @@ import (
 // rejected, some received at the same instant, some synced to no contact,
 // some synced with no lead event; stage changes and contact updates, some
 // at the same instant; transactions opened, updated and closed, corrected,
-// and closed without an opening; spend set and set again. They are
+// and closed without an opening; commissions booked and paid in parts,
+// a payment announced by two events; spend set and set again. They are
 // shuffled, so that closings come before openings and a contact's stage
 // before its leads.
 func busyDay(r *rand.Rand) []published {
@@ -96,6 +98,19 @@ func busyDay(r *rand.Rand) []published {
 		for k := range 1 + r.IntN(3) {
 			out = append(out, txClosed(loop, c, leadID, int64(400000+k*1000), int64(12000+k*30), 24*time.Hour+at(600)))
 		}
+		if i%3 != 2 { // booked in the ledger, and paid in parts, some twice
+			invoice := fmt.Sprintf("%d", 1000+i)
+			out = append(out, booked(loop, c, invoice, 1_200_000, 360_000, 840_000, 48*time.Hour+at(600)))
+			for k := range r.IntN(3) {
+				id := fmt.Sprintf("ledger.commission.paid:quickbooks:inv-%s:pay-%d", invoice, k)
+				p := paid(id, loop, invoice, fmt.Sprintf("pay-%d", k), 400_000, 800_000-int64(k)*400_000, 72*time.Hour+at(600))
+				out = append(out, p)
+				if r.IntN(2) == 0 {
+					p.id += ":again"
+					out = append(out, p)
+				}
+			}
+		}
 	}
 	for i := range 8 {
 		out = append(out, spend(sources[i%len(sources)], "2026-03", int64(100*(i+1)), i/len(sources)))
@@ -158,6 +173,35 @@ func streamEvents(t *testing.T, js jetstream.JetStream) []reporting.Event {
 	return out
 }
 
+// liveAndRebuilt projects the events of js's streams two ways into a new
+// place on db: live, one Apply per event in the order events gives, and by
+// a rebuild in batches of batchSize.
+func liveAndRebuilt(t *testing.T, js jetstream.JetStream, db string, events []reporting.Event, batchSize int) (live, rebuilt *reporting.Store, res reporting.ReplayResult) {
+	t.Helper()
+	dir, dsn := newPlace(t, db)
+	place := openPlace(t, dir, dsn)
+	ctx := natstest.Context(t, time.Minute)
+	open := func(name string) *reporting.Store {
+		st, err := place.Open(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	live = open("live")
+	for _, e := range events {
+		if _, err := live.Apply(ctx, []reporting.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := reporting.Rebuild(ctx, js, place, "rebuilt", reporting.ReplayOptions{BatchSize: batchSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live, open("rebuilt"), res
+}
+
 // A rebuild projects each batch in memory and writes each table once per
 // batch (and the leads and journeys once at its end); the live projection
 // applies event by event. Over the same events, copies and shuffled
@@ -172,44 +216,24 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 		publishWithCopies(t, js, r, busyDay(r))
 		events := streamEvents(t, js)
 
-		dir, dsn := newPlace(t, db)
-		place := openPlace(t, dir, dsn)
-		ctx := natstest.Context(t, time.Minute)
-		live, err := place.Open(ctx, "live")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer live.Close()
 		// Event by event, in an order of their own: the live consumers
-		// interleave the streams, and several handlers each stream.
+		// interleave the streams, and several handlers each stream. The
+		// rebuild in batches of 7, so that a lead and its CRM step, a
+		// contact's facts and the copies of an event fall into different
+		// batches.
 		r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-		for _, e := range events {
-			if _, err := live.Apply(ctx, []reporting.Event{e}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want := dump(t, live)
-
-		// Batches of 7, so that a lead and its CRM step, a contact's facts and
-		// the copies of an event fall into different batches.
-		res, err := reporting.Rebuild(ctx, js, place, "rebuilt", reporting.ReplayOptions{BatchSize: 7})
-		if err != nil {
-			t.Fatal(err)
-		}
+		live, rebuilt, res := liveAndRebuilt(t, js, db, events, 7)
 		if res.Read != len(events) {
 			t.Fatalf("the rebuild read %d events, want %d", res.Read, len(events))
 		}
-		rebuilt, err := place.Open(ctx, "rebuilt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rebuilt.Close()
+		want := dump(t, live)
 		got := dump(t, rebuilt)
 		sameTables(t, "batched against event by event", want, got)
 
 		// The scenario reaches what it means to: joins, ties, speeds, copies.
+		ctx := context.Background()
 		var journeys, speeds, closings int
-		err = errors.Join(
+		err := errors.Join(
 			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM journeys WHERE first_lead_id IS NOT NULL AND stage IS NOT NULL AND transaction_id IS NOT NULL`).Scan(&journeys),
 			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM leads WHERE speed_to_lead_ms IS NOT NULL`).Scan(&speeds),
 			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE closed_at IS NOT NULL`).Scan(&closings),
@@ -217,9 +241,13 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if journeys == 0 || speeds < 50 || closings < 10 || res.Applied >= res.Read {
-			t.Fatalf("the scenario is thinner than meant: %d full journeys, %d speeds, %d closings, %d of %d events new",
-				journeys, speeds, closings, res.Applied, res.Read)
+		var paidTx int
+		if err := rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE commission_paid_minor > 0`).Scan(&paidTx); err != nil {
+			t.Fatal(err)
+		}
+		if journeys == 0 || speeds < 50 || closings < 10 || paidTx < 2 || res.Applied >= res.Read {
+			t.Fatalf("the scenario is thinner than meant: %d full journeys, %d speeds, %d closings, %d paid, %d of %d events new",
+				journeys, speeds, closings, paidTx, res.Applied, res.Read)
 		}
 	})
 }

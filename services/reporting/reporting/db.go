@@ -193,29 +193,38 @@ func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebui
 
 // finishRebuild writes what a rebuild's batches kept (every lead, with its
 // speed to lead) and derives the rest from the facts, as the live
-// projection does event by event: every closed transaction, then every
-// journey, in one statement.
+// projection does event by event: every closed, booked or paid
+// transaction, then every journey, in one statement.
 func (s *Store) finishRebuild(ctx context.Context, memo *rebuildMemo, batchSize int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.writeLeads(ctx, memo.leads, batchSize); err != nil {
 		return fmt.Errorf("finish the rebuild: %w", err)
 	}
-	// Each closed transaction's closing columns, before the journeys that show them.
-	var rows [][]any
-	err := each(ctx, s.DB, sqlAllClosed, nil, func(sc scanner) error {
-		var id string
-		if err := sc.Scan(&id); err != nil {
-			return err
+	// Each closed transaction's closing columns, and each booked or paid
+	// one's commission columns, before the journeys that show them.
+	for _, d := range []struct {
+		what, which, query string
+		stmt               func(*statements) *sql.Stmt
+	}{
+		{"closings", sqlAllClosed, sqlTxClosing, func(st *statements) *sql.Stmt { return st.txClosing }},
+		{"commissions", sqlAllLedgered, sqlTxLedger, func(st *statements) *sql.Stmt { return st.txLedger }},
+	} {
+		var rows [][]any
+		err := each(ctx, s.DB, d.which, nil, func(sc scanner) error {
+			var id string
+			if err := sc.Scan(&id); err != nil {
+				return err
+			}
+			rows = append(rows, []any{id})
+			return nil
+		})
+		if err == nil {
+			err = s.execMany(ctx, d.stmt, d.query, rows, batchSize)
 		}
-		rows = append(rows, []any{id})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.txClosing }, sqlTxClosing, rows, batchSize); err != nil {
-		return fmt.Errorf("finish the rebuild: closings: %w", err)
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: %s: %w", d.what, err)
+		}
 	}
 	if s.dialect == dialectPostgres {
 		// The planner's statistics of the facts, for the journeys' plan.

@@ -18,6 +18,7 @@ import (
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	ledgerv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ledger/v1"
 	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
 	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 )
@@ -71,6 +72,10 @@ func (e Event) Type() string {
 		return typeTxUpdated
 	case e.Subject == "tms.transaction.closed":
 		return typeTxClosed
+	case e.Subject == "ledger.commission.booked":
+		return typeBooked
+	case e.Subject == "ledger.commission.paid":
+		return typePaid
 	}
 	return "unknown"
 }
@@ -86,14 +91,16 @@ var (
 	typeTxOpened       = string((&tmsv1.TransactionOpened{}).ProtoReflect().Descriptor().FullName())
 	typeTxUpdated      = string((&tmsv1.TransactionUpdated{}).ProtoReflect().Descriptor().FullName())
 	typeTxClosed       = string((&tmsv1.TransactionClosed{}).ProtoReflect().Descriptor().FullName())
+	typeBooked         = string((&ledgerv1.CommissionBooked{}).ProtoReflect().Descriptor().FullName())
+	typePaid           = string((&ledgerv1.CommissionPaid{}).ProtoReflect().Descriptor().FullName())
 )
 
 // errUndecodable marks an event whose body is not its type.
 var errUndecodable = errors.New("reporting: undecodable event")
 
 // decoded is an event with its body decoded; msg is nil for a type the
-// projection does not know yet (LEDGER events, until their schema exists):
-// it is recorded as applied but not projected.
+// projection does not know (a message type added to a stream after this
+// version): it is recorded as applied but not projected.
 type decoded struct {
 	Event
 	id, typ string
@@ -121,16 +128,24 @@ func decode(e Event) (decoded, error) {
 		d.msg = &tmsv1.TransactionUpdated{}
 	case typeTxClosed:
 		d.msg = &tmsv1.TransactionClosed{}
+	case typeBooked:
+		d.msg = &ledgerv1.CommissionBooked{}
+	case typePaid:
+		d.msg = &ledgerv1.CommissionPaid{}
 	default:
 		return d, nil
 	}
 	if err := proto.Unmarshal(e.Data, d.msg); err != nil {
 		return d, fmt.Errorf("%w: %s at %s/%d: %w", errUndecodable, d.typ, e.Stream, e.Seq, err)
 	}
-	// A TMS event is keyed by its transaction: without one it says nothing
-	// the read model could hold.
+	// A TMS or LEDGER event is keyed by its transaction, and a payment by
+	// its id on its document: without them it says nothing the read model
+	// could hold.
 	if tx, ok := d.msg.(interface{ GetTransactionId() string }); ok && tx.GetTransactionId() == "" {
 		return d, fmt.Errorf("%w: %s at %s/%d: no transaction id", errUndecodable, d.typ, e.Stream, e.Seq)
+	}
+	if p, ok := d.msg.(*ledgerv1.CommissionPaid); ok && (p.GetPaymentId() == "" || p.GetDocumentId() == "") {
+		return d, fmt.Errorf("%w: %s at %s/%d: no payment or document id", errUndecodable, d.typ, e.Stream, e.Seq)
 	}
 	return d, nil
 }
@@ -233,6 +248,10 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 		return true, b.txNamed(ctx, m.GetTransactionId(), m.GetTms(), m.GetCrm(), m.GetContactId(), m.GetCorrelation().GetLeadId(), "")
 	case *tmsv1.TransactionClosed:
 		return true, b.txClosed(ctx, d, m)
+	case *ledgerv1.CommissionBooked:
+		return true, b.booked(ctx, d, m)
+	case *ledgerv1.CommissionPaid:
+		return true, b.paid(ctx, d, m)
 	}
 	return true, nil
 }
@@ -455,6 +474,55 @@ func (b *batch) txClosed(ctx context.Context, d decoded, c *tmsv1.TransactionClo
 		return fmt.Errorf("project transaction closed %s: %w", id, err)
 	}
 	return nil
+}
+
+func (b *batch) booked(ctx context.Context, d decoded, c *ledgerv1.CommissionBooked) error {
+	id, corr := c.GetTransactionId(), c.GetCorrelation()
+	if err := b.txNamed(ctx, id, c.GetTms(), "", corr.GetContactId(), corr.GetLeadId(), ""); err != nil {
+		return err
+	}
+	err := b.exec(ctx, b.stmts.booking, sqlBooking, d.Stream, int64(d.Seq), d.id, id, c.GetTms(), c.GetLedger(), c.GetCompanyId(),
+		c.GetDocumentType(), c.GetDocumentId(), c.GetDocumentNumber(), c.GetAgentId(), nullMoney(c.GetGross()),
+		nullMoney(c.GetBrokerageNet()), nullMoney(c.GetAgentShare()), nullStr(c.GetGross().GetCurrencyCode()), c.GetPlanId(),
+		tsOr(c.GetBookedAt(), d.eventTime()), c.GetFactsHash(), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
+	if err == nil {
+		err = b.ledgered(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("project commission booked %s: %w", id, err)
+	}
+	return nil
+}
+
+func (b *batch) paid(ctx context.Context, d decoded, p *ledgerv1.CommissionPaid) error {
+	id, corr := p.GetTransactionId(), p.GetCorrelation()
+	if err := b.txNamed(ctx, id, "", "", corr.GetContactId(), corr.GetLeadId(), ""); err != nil {
+		return err
+	}
+	fully := int64(0)
+	if p.GetFullyPaid() {
+		fully = 1
+	}
+	err := b.exec(ctx, b.stmts.payment, sqlPayment, p.GetLedger(), p.GetDocumentId(), p.GetPaymentId(), d.Stream, int64(d.Seq), d.id,
+		id, p.GetCompanyId(), p.GetDocumentType(), p.GetAmount().GetAmountMinor(), nullStr(p.GetAmount().GetCurrencyCode()),
+		nullStr(p.GetPaidDate()), nullMoney(p.GetBalance()), fully, tsOr(p.GetObservedAt(), d.eventTime()))
+	if err == nil {
+		err = b.ledgered(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("project commission paid %s: %w", id, err)
+	}
+	return nil
+}
+
+// ledgered derives the transaction's commission columns, live; a rebuild
+// derives them once at its end.
+func (b *batch) ledgered(ctx context.Context, id string) error {
+	if b.rebuild {
+		return nil
+	}
+	_, err := b.stmts.txLedger.ExecContext(ctx, id)
+	return err
 }
 
 func nullMoney(m *commonv1.Money) sql.NullInt64 {

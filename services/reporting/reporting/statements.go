@@ -92,6 +92,25 @@ RETURNING crm, contact_id`
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < transaction_closings.seq`
 
+	// Every commission booking announced; a copy keeps the lowest sequence.
+	sqlBooking = `INSERT INTO commission_bookings (stream, seq, event_id, transaction_id, tms, ledger, company_id, document_type,
+  document_id, document_number, agent_id, gross_minor, brokerage_net_minor, agent_share_minor, currency, plan_id, booked_at,
+  facts_hash, contact_id, lead_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (event_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq WHERE excluded.seq < commission_bookings.seq`
+
+	// Every payment once, by the ledger's payment id on its document,
+	// whatever event announced it: the one with the lowest sequence.
+	sqlPayment = `INSERT INTO commission_payments (ledger, document_id, payment_id, stream, seq, event_id, transaction_id, company_id,
+  document_type, amount_minor, currency, paid_date, balance_minor, fully_paid, observed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (ledger, document_id, payment_id) DO UPDATE SET stream = excluded.stream, seq = excluded.seq,
+  event_id = excluded.event_id, transaction_id = excluded.transaction_id, company_id = excluded.company_id,
+  document_type = excluded.document_type, amount_minor = excluded.amount_minor, currency = excluded.currency,
+  paid_date = excluded.paid_date, balance_minor = excluded.balance_minor, fully_paid = excluded.fully_paid,
+  observed_at = excluded.observed_at
+WHERE excluded.seq < commission_payments.seq`
+
 	sqlCursor = `INSERT INTO stream_cursors (stream, last_seq, last_time) VALUES ($1, $2, $3)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time
 WHERE excluded.last_seq > stream_cursors.last_seq`
@@ -110,6 +129,39 @@ var sqlTxClosing = func() string {
 	}
 	return "UPDATE transactions SET " + strings.Join(sets, ",\n  ") + "\nWHERE transaction_id = $1"
 }()
+
+// sqlTxLedger derives a transaction's ($1) commission columns: the booked
+// ones from its latest booking, by stream sequence (a booking announced
+// again replaces the one before it), the paid amount from the sum of its
+// payments, and when and how it was last paid from its latest payment, by
+// the time ledger-sync saw it. Whatever order the events came in.
+var sqlTxLedger = func() string {
+	booking := func(col string) string {
+		return `(SELECT ` + col + ` FROM commission_bookings WHERE transaction_id = $1 ORDER BY seq DESC, event_id DESC LIMIT 1)`
+	}
+	payment := func(col string) string {
+		return `(SELECT ` + col + ` FROM commission_payments WHERE transaction_id = $1 ORDER BY observed_at DESC, seq DESC LIMIT 1)`
+	}
+	sets := []string{"ledger = COALESCE(" + booking("ledger") + ", " + payment("ledger") + ")"}
+	for _, c := range [][2]string{{"commission_booked_at", "booked_at"}, {"brokerage_net_minor", "brokerage_net_minor"},
+		{"agent_share_minor", "agent_share_minor"}, {"commission_gross_minor", "gross_minor"},
+		{"commission_document_type", "document_type"}, {"commission_document_id", "document_id"},
+		{"commission_document_number", "document_number"}} {
+		sets = append(sets, c[0]+" = "+booking(c[1]))
+	}
+	sets = append(sets,
+		"commission_payments = (SELECT COUNT(*) FROM commission_payments WHERE transaction_id = $1)",
+		"commission_paid_minor = (SELECT SUM(amount_minor) FROM commission_payments WHERE transaction_id = $1)",
+		"commission_paid_at = "+payment("observed_at"), "commission_paid_date = "+payment("paid_date"),
+		"commission_fully_paid = "+payment("fully_paid"))
+	return "UPDATE transactions SET " + strings.Join(sets, ",\n  ") + "\nWHERE transaction_id = $1"
+}()
+
+// journeyTxCols are the columns a journey shows of its latest transaction,
+// by their name in transactions.
+var journeyTxCols = []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
+	"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency",
+	"transaction_type", "agent_id", "side", "agent_share_minor", "commission_fully_paid"}
 
 // journeySQL recomputes the journeys of the contacts keys names (a FROM
 // item k with the columns crm and contact_id) from the facts: their leads,
@@ -141,9 +193,7 @@ func journeySQL(keys string) string {
 		{"active_client_at", `(SELECT MIN(changed_at) FROM stage_changes` + ofContact + ` AND active_client = 1)`},
 		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
 	}
-	for _, c := range []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
-		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency",
-		"transaction_type", "agent_id", "side"} {
+	for _, c := range journeyTxCols {
 		name := c
 		if c == "opened_at" {
 			name = "transaction_opened_at"
@@ -206,9 +256,7 @@ var sqlAllJourneysWindowed = func() string {
 	numbered := func(cols, table, where, order string) string {
 		return `SELECT crm, contact_id, ` + cols + `, ROW_NUMBER() OVER (PARTITION BY crm, contact_id ORDER BY ` + order + `) AS r FROM ` + table + where
 	}
-	txCols := []string{"transaction_id", "tms", "opened_at", "closed_at", "sale_price_minor", "ledger", "commission_booked_at",
-		"gross_commission_minor", "brokerage_net_minor", "commission_paid_at", "commission_paid_minor", "currency",
-		"transaction_type", "agent_id", "side"}
+	txCols := journeyTxCols
 	names := []string{"crm", "contact_id", "leads", "first_lead_id", "first_source", "first_lead_at", "last_lead_id", "last_source",
 		"last_lead_at", "contact_at", "crm_source", "stage", "stage_at", "active_client_at", "transactions"}
 	exprs := []string{"k.crm", "k.contact_id", "COALESCE(n.leads, 0)", "f.lead_id", "f.source", "f.received_at", "l.lead_id", "l.source",
@@ -241,11 +289,16 @@ var sqlTxNamedFact, _, _ = strings.Cut(sqlTxNamed, "\nRETURNING")
 // sqlAllClosed is every transaction with a closing, for a rebuild's end.
 const sqlAllClosed = `SELECT DISTINCT transaction_id FROM transaction_closings ORDER BY 1`
 
+// sqlAllLedgered is every transaction with a booking or a payment, for a
+// rebuild's end.
+const sqlAllLedgered = `SELECT transaction_id FROM commission_bookings UNION SELECT transaction_id FROM commission_payments ORDER BY 1`
+
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
 	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
 	spendSet                                                            *sql.Stmt
 	txOpened, txNamed, txNamedFact, closing, txClosing                  *sql.Stmt
+	booking, payment, txLedger                                          *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -259,6 +312,7 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		{&s.journey, sqlJourney}, {&s.spendSet, sqlSpendSet},
 		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
 		{&s.closing, sqlClosing}, {&s.txClosing, sqlTxClosing},
+		{&s.booking, sqlBooking}, {&s.payment, sqlPayment}, {&s.txLedger, sqlTxLedger},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -285,13 +339,14 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 		txOpened: tx.StmtContext(ctx, s.txOpened), txNamed: tx.StmtContext(ctx, s.txNamed),
 		txNamedFact: tx.StmtContext(ctx, s.txNamedFact), closing: tx.StmtContext(ctx, s.closing),
 		txClosing: tx.StmtContext(ctx, s.txClosing),
+		booking:   tx.StmtContext(ctx, s.booking), payment: tx.StmtContext(ctx, s.payment), txLedger: tx.StmtContext(ctx, s.txLedger),
 	}
 }
 
 func (s *statements) close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
-		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing} {
+		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing, s.booking, s.payment, s.txLedger} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -151,7 +151,19 @@ func publishSynthetic(ctx context.Context, js jetstream.JetStream, n int) (int, 
 		h[bus.HeaderID] = []string{id}
 		h[bus.HeaderType] = []string{string(m.ProtoReflect().Descriptor().FullName())}
 		h.Set(bus.HeaderContentType, bus.ContentTypeProtobuf)
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
+		msg := &nats.Msg{Subject: subject, Header: h, Data: data}
+		if _, err := js.PublishMsgAsync(msg); errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// A loaded machine: let the acknowledgements catch up, then go on.
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			_, err = js.PublishMsgAsync(msg)
+			if err != nil {
+				return err
+			}
+		} else if err != nil {
 			return err
 		}
 		sent++

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Store is one read-model database (a SQLite file, or a schema of a
@@ -26,6 +25,8 @@ type Store struct {
 	mu      sync.Mutex
 	// noKey turns the idempotency key off (tests that show it matters).
 	noKey bool
+	// bulk are a rebuild's multi-row INSERTs (SQLite), by table and rows.
+	bulk map[string]*sql.Stmt
 }
 
 type dialect int
@@ -73,7 +74,11 @@ func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.stmts.close(), s.DB.Close())
+	errs := []error{s.stmts.close()}
+	for _, st := range s.bulk {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, s.DB.Close())...)
 }
 
 // Applied is what one Apply did.
@@ -99,9 +104,10 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 	return s.apply(ctx, ds, nil)
 }
 
-// apply projects ds in one transaction. A rebuild's batch (rebuild, the
-// receipt of every lead it has read, not nil) writes the facts only, and
-// finishRebuild derives the rest once at the end.
+// apply projects ds in one transaction. A rebuild's batch (rebuild, what
+// the rebuild keeps across its batches, not nil) is projected in memory
+// and writes the facts only, and finishRebuild derives the rest once at
+// the end.
 func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,10 +128,13 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 		rebuild:  rebuild != nil,
 	}
 	if rebuild != nil {
-		b.received, b.seen = rebuild.received, rebuild.seen
+		b.leads, b.seen, b.rows = rebuild.leads, rebuild.seen, bulkRows{}
 	}
 	out, err := b.run(ctx, ds)
 	if err != nil {
+		return Applied{}, err
+	}
+	if err := s.writeBulk(ctx, tx, b.rows); err != nil {
 		return Applied{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -164,8 +173,9 @@ func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebui
 		cursors:  map[string]cursor{},
 		noKey:    s.noKey,
 		rebuild:  true,
-		received: rebuild.received,
+		leads:    rebuild.leads,
 		seen:     rebuild.seen,
+		rows:     bulkRows{},
 		pipe:     &pgx.Batch{},
 	}
 	out, err := b.run(ctx, ds)
@@ -175,76 +185,60 @@ func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebui
 	if err := s.sendPipeline(ctx, b.pipe); err != nil {
 		return Applied{}, fmt.Errorf("write a batch: %w", err)
 	}
+	if err := s.writeBulk(ctx, nil, b.rows); err != nil {
+		return Applied{}, fmt.Errorf("write a batch: %w", err)
+	}
 	return out, nil
 }
 
-// finishRebuild derives what a rebuild's batches left out, from the facts,
-// as the live projection does event by event: every lead's speed to lead,
-// then every closed transaction, then every journey.
-func (s *Store) finishRebuild(ctx context.Context, batchSize int) error {
+// finishRebuild writes what a rebuild's batches kept (every lead, with its
+// speed to lead) and derives the rest from the facts, as the live
+// projection does event by event: every closed, booked or paid
+// transaction, then every journey, in one statement.
+func (s *Store) finishRebuild(ctx context.Context, memo *rebuildMemo, batchSize int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type speed struct {
-		lead string
-		ms   int64
+	if err := s.writeLeads(ctx, memo.leads, batchSize); err != nil {
+		return fmt.Errorf("finish the rebuild: %w", err)
 	}
-	var speeds []speed
-	err := each(ctx, s.DB, sqlAllSpeeds, nil, func(sc scanner) error {
-		var id, r, y string
-		if err := sc.Scan(&id, &r, &y); err != nil {
-			return err
+	// Each closed transaction's closing columns, and each booked or paid
+	// one's commission columns, before the journeys that show them.
+	for _, d := range []struct {
+		what, which, query string
+		stmt               func(*statements) *sql.Stmt
+	}{
+		{"closings", sqlAllClosed, sqlTxClosing, func(st *statements) *sql.Stmt { return st.txClosing }},
+		{"commissions", sqlAllLedgered, sqlTxLedger, func(st *statements) *sql.Stmt { return st.txLedger }},
+	} {
+		var rows [][]any
+		err := each(ctx, s.DB, d.which, nil, func(sc scanner) error {
+			var id string
+			if err := sc.Scan(&id); err != nil {
+				return err
+			}
+			rows = append(rows, []any{id})
+			return nil
+		})
+		if err == nil {
+			err = s.execMany(ctx, d.stmt, d.query, rows, batchSize)
 		}
-		rt, err1 := parseTime(r)
-		yt, err2 := parseTime(y)
-		if err := errors.Join(err1, err2); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("finish the rebuild: %s: %w", d.what, err)
 		}
-		speeds = append(speeds, speed{id, speedMs(rt, yt)})
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	rows := make([][]any, len(speeds))
-	for i, sp := range speeds {
-		rows[i] = []any{sp.ms, sp.lead}
-	}
-	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.speed }, sqlSpeed, rows, batchSize); err != nil {
-		return fmt.Errorf("finish the rebuild: speeds: %w", err)
-	}
-	// Each closed transaction's closing columns, before the journeys that show them.
-	rows = rows[:0]
-	err = each(ctx, s.DB, sqlAllClosed, nil, func(sc scanner) error {
-		var id string
-		if err := sc.Scan(&id); err != nil {
-			return err
+	if s.dialect == dialectPostgres {
+		// The planner's statistics of the facts, for the journeys' plan.
+		for _, t := range []string{"leads", "stage_changes", "contact_updates", "transactions"} {
+			if _, err := s.DB.ExecContext(ctx, `ANALYZE `+t); err != nil {
+				return fmt.Errorf("finish the rebuild: %w", err)
+			}
 		}
-		rows = append(rows, []any{id})
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.txClosing }, sqlTxClosing, rows, batchSize); err != nil {
-		return fmt.Errorf("finish the rebuild: closings: %w", err)
+	journeys := sqlAllJourneys
+	if s.dialect == dialectPostgres {
+		journeys = sqlAllJourneysWindowed
 	}
-	var keys []journeyKey
-	err = each(ctx, s.DB, sqlAllJourneys, nil, func(sc scanner) error {
-		var k journeyKey
-		if err := sc.Scan(&k.crm, &k.contactID); err != nil {
-			return err
-		}
-		keys = append(keys, k)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	rows = make([][]any, len(keys))
-	for i, k := range keys {
-		rows[i] = []any{k.crm, k.contactID}
-	}
-	if err := s.execMany(ctx, func(st *statements) *sql.Stmt { return st.journey }, sqlJourney, rows, batchSize); err != nil {
+	if _, err := s.DB.ExecContext(ctx, journeys); err != nil {
 		return fmt.Errorf("finish the rebuild: journeys: %w", err)
 	}
 	return nil
@@ -264,7 +258,7 @@ func (s *Store) execMany(ctx context.Context, stmt func(*statements) *sql.Stmt, 
 			}
 			err = s.sendPipeline(ctx, pipe)
 		} else {
-			err = s.inTx(ctx, func(st *statements) error {
+			err = s.inTx(ctx, func(_ *sql.Tx, st *statements) error {
 				for _, args := range chunk {
 					if _, err := stmt(st).ExecContext(ctx, args...); err != nil {
 						return err
@@ -283,37 +277,26 @@ func (s *Store) execMany(ctx context.Context, stmt func(*statements) *sql.Stmt, 
 // sendPipeline sends the statements of pipe to PostgreSQL at once and
 // returns the first error.
 func (s *Store) sendPipeline(ctx context.Context, pipe *pgx.Batch) error {
-	conn, err := s.DB.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("not a pgx connection: %T", dc)
-		}
-		return c.Conn().SendBatch(ctx, pipe).Close()
-	})
+	return s.withPgx(ctx, func(c *pgx.Conn) error { return c.SendBatch(ctx, pipe).Close() })
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(*statements) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx, *statements) error) error {
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := fn(s.stmts.in(ctx, tx)); err != nil {
+	if err := fn(tx, s.stmts.in(ctx, tx)); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
 // rebuildMemo is what a rebuild remembers across its batches: each lead's
-// receipt (for its speed to lead) and each event id applied.
+// row, written at its end, and each event id applied.
 type rebuildMemo struct {
-	received map[string]string
-	seen     map[string]struct{}
+	leads map[string]*leadRow
+	seen  map[string]struct{}
 }
 
 // rebuiltTo returns where the rebuild that made the database stopped in

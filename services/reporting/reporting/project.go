@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	ledgerv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ledger/v1"
 	reportingv1 "github.com/brokerflow/brokerflow/proto/brokerflow/reporting/v1"
 	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 )
@@ -72,6 +72,10 @@ func (e Event) Type() string {
 		return typeTxUpdated
 	case e.Subject == "tms.transaction.closed":
 		return typeTxClosed
+	case e.Subject == "ledger.commission.booked":
+		return typeBooked
+	case e.Subject == "ledger.commission.paid":
+		return typePaid
 	}
 	return "unknown"
 }
@@ -87,14 +91,16 @@ var (
 	typeTxOpened       = string((&tmsv1.TransactionOpened{}).ProtoReflect().Descriptor().FullName())
 	typeTxUpdated      = string((&tmsv1.TransactionUpdated{}).ProtoReflect().Descriptor().FullName())
 	typeTxClosed       = string((&tmsv1.TransactionClosed{}).ProtoReflect().Descriptor().FullName())
+	typeBooked         = string((&ledgerv1.CommissionBooked{}).ProtoReflect().Descriptor().FullName())
+	typePaid           = string((&ledgerv1.CommissionPaid{}).ProtoReflect().Descriptor().FullName())
 )
 
 // errUndecodable marks an event whose body is not its type.
 var errUndecodable = errors.New("reporting: undecodable event")
 
 // decoded is an event with its body decoded; msg is nil for a type the
-// projection does not know yet (LEDGER events, until their schema exists):
-// it is recorded as applied but not projected.
+// projection does not know (a message type added to a stream after this
+// version): it is recorded as applied but not projected.
 type decoded struct {
 	Event
 	id, typ string
@@ -122,16 +128,24 @@ func decode(e Event) (decoded, error) {
 		d.msg = &tmsv1.TransactionUpdated{}
 	case typeTxClosed:
 		d.msg = &tmsv1.TransactionClosed{}
+	case typeBooked:
+		d.msg = &ledgerv1.CommissionBooked{}
+	case typePaid:
+		d.msg = &ledgerv1.CommissionPaid{}
 	default:
 		return d, nil
 	}
 	if err := proto.Unmarshal(e.Data, d.msg); err != nil {
 		return d, fmt.Errorf("%w: %s at %s/%d: %w", errUndecodable, d.typ, e.Stream, e.Seq, err)
 	}
-	// A TMS event is keyed by its transaction: without one it says nothing
-	// the read model could hold.
+	// A TMS or LEDGER event is keyed by its transaction, and a payment by
+	// its id on its document: without them it says nothing the read model
+	// could hold.
 	if tx, ok := d.msg.(interface{ GetTransactionId() string }); ok && tx.GetTransactionId() == "" {
 		return d, fmt.Errorf("%w: %s at %s/%d: no transaction id", errUndecodable, d.typ, e.Stream, e.Seq)
+	}
+	if p, ok := d.msg.(*ledgerv1.CommissionPaid); ok && (p.GetPaymentId() == "" || p.GetDocumentId() == "") {
+		return d, fmt.Errorf("%w: %s at %s/%d: no payment or document id", errUndecodable, d.typ, e.Stream, e.Seq)
 	}
 	return d, nil
 }
@@ -158,15 +172,14 @@ type batch struct {
 	// noKey turns the idempotency key off, for the test that shows it is
 	// needed. Never set otherwise.
 	noKey bool
-	// rebuild writes the facts only; finishRebuild derives the rest once.
-	// It remembers each lead's receipt, to write a speed to lead with the
-	// contact that completes it (LEADS is read before CRM).
-	rebuild  bool
-	received map[string]string
-	// seen are the event ids a rebuild has applied, and pending those of
-	// this batch, written at its end in multi-row statements.
+	// rebuild projects the batch in memory (bulk.go) and writes the facts
+	// only; finishRebuild derives the rest once. It keeps every lead's row
+	// (LEADS is read before CRM) and every event id it has applied, and
+	// rows are this batch's rows, written at its end.
+	rebuild bool
+	leads   map[string]*leadRow
 	seen    map[string]struct{}
-	pending []decoded
+	rows    bulkRows
 	// pipe, in a rebuild into PostgreSQL, queues the statements to send
 	// them at once (one round trip per batch, not per event).
 	pipe *pgx.Batch
@@ -204,7 +217,7 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 			return false, nil
 		}
 		b.seen[d.id] = struct{}{}
-		b.pending = append(b.pending, d)
+		b.rows.add(bulkApplied, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, int64(projected))
 	} else {
 		res, err := b.stmts.applied.ExecContext(ctx, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
 		if err != nil {
@@ -235,6 +248,10 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 		return true, b.txNamed(ctx, m.GetTransactionId(), m.GetTms(), m.GetCrm(), m.GetContactId(), m.GetCorrelation().GetLeadId(), "")
 	case *tmsv1.TransactionClosed:
 		return true, b.txClosed(ctx, d, m)
+	case *ledgerv1.CommissionBooked:
+		return true, b.booked(ctx, d, m)
+	case *ledgerv1.CommissionPaid:
+		return true, b.paid(ctx, d, m)
 	}
 	return true, nil
 }
@@ -267,8 +284,8 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 		nullStr(l.GetCampaign().GetUtmSource()), nullStr(l.GetCampaign().GetUtmMedium()), nullStr(l.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
 	if b.rebuild {
-		b.received[l.GetLeadId()] = args[4].(string)
-		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
+		b.leadOf(l.GetLeadId()).setLead(args)
+		return nil
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -288,7 +305,8 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
 	if b.rebuild {
-		return b.exec(ctx, b.stmts.leadFact, sqlLeadFact, args...)
+		b.leadOf(r.GetLeadId()).setLead(args)
+		return nil
 	}
 	var received, synced sql.NullString
 	var crm, contact sql.NullString
@@ -304,16 +322,8 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
 		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
 	if b.rebuild {
-		var speed sql.NullInt64
-		if r, ok := b.received[s.GetLeadId()]; ok && s.GetContactId() != "" {
-			rt, err1 := parseTime(r)
-			st, err2 := parseTime(args[6].(string))
-			if err := errors.Join(err1, err2); err != nil {
-				return err
-			}
-			speed = sql.NullInt64{Int64: speedMs(rt, st), Valid: true}
-		}
-		return b.exec(ctx, b.stmts.syncedFact, sqlSyncedFact, append(args, speed)...)
+		b.leadOf(s.GetLeadId()).setSynced(args)
+		return nil
 	}
 	var received, synced, source sql.NullString
 	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
@@ -349,13 +359,27 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 	if c.GetActiveClient() {
 		active = 1
 	}
-	err := b.exec(ctx, b.stmts.stage, sqlStage, d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
-		active, tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId())
-	if err != nil {
+	args := []any{d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
+		int64(active), tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId()}
+	if b.rebuild {
+		b.rows.add(bulkStages, args...)
+		return nil
+	}
+	if _, err := b.stmts.stage.ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("project stage change of %s: %w", c.GetContactId(), err)
 	}
 	b.mark(c.GetCrm(), c.GetContactId())
 	return nil
+}
+
+// leadOf is the row a rebuild keeps of the lead id.
+func (b *batch) leadOf(id string) *leadRow {
+	r := b.leads[id]
+	if r == nil {
+		r = &leadRow{}
+		b.leads[id] = r
+	}
+	return r
 }
 
 // mark notes a journey to recompute at the end of the batch (or, in a
@@ -372,9 +396,13 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 		fields = append(fields, strings.ToLower(strings.TrimPrefix(f.String(), "CONTACT_FIELD_")))
 	}
 	sort.Strings(fields)
-	err := b.exec(ctx, b.stmts.update, sqlUpdate, d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
-		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId())
-	if err != nil {
+	args := []any{d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
+		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId()}
+	if b.rebuild {
+		b.rows.add(bulkUpdates, args...)
+		return nil
+	}
+	if _, err := b.stmts.update.ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("project contact update of %s: %w", u.GetContactId(), err)
 	}
 	b.mark(u.GetCrm(), u.GetContactId())
@@ -448,6 +476,55 @@ func (b *batch) txClosed(ctx context.Context, d decoded, c *tmsv1.TransactionClo
 	return nil
 }
 
+func (b *batch) booked(ctx context.Context, d decoded, c *ledgerv1.CommissionBooked) error {
+	id, corr := c.GetTransactionId(), c.GetCorrelation()
+	if err := b.txNamed(ctx, id, c.GetTms(), "", corr.GetContactId(), corr.GetLeadId(), ""); err != nil {
+		return err
+	}
+	err := b.exec(ctx, b.stmts.booking, sqlBooking, d.Stream, int64(d.Seq), d.id, id, c.GetTms(), c.GetLedger(), c.GetCompanyId(),
+		c.GetDocumentType(), c.GetDocumentId(), c.GetDocumentNumber(), c.GetAgentId(), nullMoney(c.GetGross()),
+		nullMoney(c.GetBrokerageNet()), nullMoney(c.GetAgentShare()), nullStr(c.GetGross().GetCurrencyCode()), c.GetPlanId(),
+		tsOr(c.GetBookedAt(), d.eventTime()), c.GetFactsHash(), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
+	if err == nil {
+		err = b.ledgered(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("project commission booked %s: %w", id, err)
+	}
+	return nil
+}
+
+func (b *batch) paid(ctx context.Context, d decoded, p *ledgerv1.CommissionPaid) error {
+	id, corr := p.GetTransactionId(), p.GetCorrelation()
+	if err := b.txNamed(ctx, id, "", "", corr.GetContactId(), corr.GetLeadId(), ""); err != nil {
+		return err
+	}
+	fully := int64(0)
+	if p.GetFullyPaid() {
+		fully = 1
+	}
+	err := b.exec(ctx, b.stmts.payment, sqlPayment, p.GetLedger(), p.GetDocumentId(), p.GetPaymentId(), d.Stream, int64(d.Seq), d.id,
+		id, p.GetCompanyId(), p.GetDocumentType(), p.GetAmount().GetAmountMinor(), nullStr(p.GetAmount().GetCurrencyCode()),
+		nullStr(p.GetPaidDate()), nullMoney(p.GetBalance()), fully, tsOr(p.GetObservedAt(), d.eventTime()))
+	if err == nil {
+		err = b.ledgered(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("project commission paid %s: %w", id, err)
+	}
+	return nil
+}
+
+// ledgered derives the transaction's commission columns, live; a rebuild
+// derives them once at its end.
+func (b *batch) ledgered(ctx context.Context, id string) error {
+	if b.rebuild {
+		return nil
+	}
+	_, err := b.stmts.txLedger.ExecContext(ctx, id)
+	return err
+}
+
 func nullMoney(m *commonv1.Money) sql.NullInt64 {
 	return sql.NullInt64{Int64: m.GetAmountMinor(), Valid: m != nil}
 }
@@ -455,38 +532,8 @@ func nullMoney(m *commonv1.Money) sql.NullInt64 {
 // speedMs is a lead's speed to lead as stored.
 func speedMs(received, synced time.Time) int64 { return max(synced.Sub(received).Milliseconds(), 0) }
 
-// flushApplied writes a rebuild batch's applied_events rows, appliedRows
-// to a statement.
-func (b *batch) flushApplied(ctx context.Context) error {
-	args := make([]any, 0, 6*appliedRows)
-	for len(b.pending) > 0 {
-		n := min(len(b.pending), appliedRows)
-		st, query := b.stmts.appliedMany, sqlAppliedMany
-		if n < appliedRows {
-			n, st, query = 1, b.stmts.appliedOne, sqlAppliedOne
-		}
-		args = args[:0]
-		for _, d := range b.pending[:n] {
-			projected := 0
-			if d.msg != nil {
-				projected = 1
-			}
-			args = append(args, d.id, d.Stream, int64(d.Seq), d.Subject, d.typ, projected)
-		}
-		// A copy: a pipeline keeps the arguments until it is sent.
-		if err := b.exec(ctx, st, query, slices.Clone(args)...); err != nil {
-			return fmt.Errorf("record events: %w", err)
-		}
-		b.pending = b.pending[n:]
-	}
-	return nil
-}
-
 // finish recomputes the journeys the batch touched and moves the cursors.
 func (b *batch) finish(ctx context.Context) error {
-	if err := b.flushApplied(ctx); err != nil {
-		return err
-	}
 	keys := make([]journeyKey, 0, len(b.journeys))
 	for k := range b.journeys {
 		keys = append(keys, k)

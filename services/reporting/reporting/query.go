@@ -78,7 +78,7 @@ type Row struct {
 	BrokerageNetMinor    int64  `json:"brokerage_net_minor"`
 	PaidMinor            int64  `json:"paid_minor"`
 	// UnpaidMinor is the gross commission booked in the ledger and not yet
-	// paid (0 until ledger-sync exists, like the net and paid).
+	// paid. The net, paid and unpaid come from the LEDGER events.
 	UnpaidMinor int64 `json:"unpaid_minor"`
 	// SpendMinor is the source's spend in the period's months (null by day:
 	// spend is set per month).
@@ -196,13 +196,13 @@ WHERE `+at+` >= $1 AND `+at+` < $2 AND contact_at IS NOT NULL`, []any{from, to},
 
 	// Transactions and commissions, credited as their contact is.
 	err = each(ctx, s.DB, `SELECT j.`+src+`, j.`+at+`, t.opened_at, t.closed_at, t.gross_commission_minor,
-  t.brokerage_net_minor, t.commission_paid_minor, t.currency, t.commission_booked_at
+  t.brokerage_net_minor, t.commission_paid_minor, t.currency, t.commission_booked_at, t.commission_gross_minor
 FROM transactions t JOIN journeys j ON j.crm = t.crm AND j.contact_id = t.contact_id
 WHERE j.`+at+` >= $1 AND j.`+at+` < $2`, []any{from, to}, func(sc scanner) error {
 		var source, when string
 		var opened, closed, currency, booked sql.NullString
-		var gross, net, paid sql.NullInt64
-		if err := sc.Scan(&source, &when, &opened, &closed, &gross, &net, &paid, &currency, &booked); err != nil {
+		var gross, net, paid, bookedGross sql.NullInt64
+		if err := sc.Scan(&source, &when, &opened, &closed, &gross, &net, &paid, &currency, &booked, &bookedGross); err != nil {
 			return err
 		}
 		if !keep(source) {
@@ -221,10 +221,14 @@ WHERE j.`+at+` >= $1 AND j.`+at+` < $2`, []any{from, to}, func(sc scanner) error
 			}
 		}
 		// The gross is the TMS's closing's; only what the ledger booked
-		// can be unpaid.
+		// (its gross, or else the closing's) can be unpaid.
 		r.GrossCommissionMinor += gross.Int64
 		if booked.Valid {
-			r.bookedMinor += gross.Int64
+			if bookedGross.Valid {
+				r.bookedMinor += bookedGross.Int64
+			} else {
+				r.bookedMinor += gross.Int64
+			}
 		}
 		r.BrokerageNetMinor += net.Int64
 		r.PaidMinor += paid.Int64

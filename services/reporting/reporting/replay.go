@@ -89,6 +89,7 @@ func (r ReplayResult) Rate() float64 {
 // events.
 func Rebuild(ctx context.Context, js jetstream.JetStream, p Place, name string, o ReplayOptions) (ReplayResult, error) {
 	o.defaults()
+	start := time.Now()
 	if ok, err := p.exists(ctx, name); err != nil || ok {
 		return ReplayResult{}, errors.Join(err, fmt.Errorf("rebuild: %s exists in %s; a rebuild writes a fresh database", name, p))
 	}
@@ -96,9 +97,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, p Place, name string, 
 	if err != nil {
 		return ReplayResult{}, err
 	}
-	res, err := rebuild(ctx, js, st, o)
+	res, memo, err := rebuild(ctx, js, st, o)
 	if err == nil {
-		err = st.finishRebuild(ctx, o.BatchSize)
+		err = st.finishRebuild(ctx, memo, o.BatchSize)
 	}
 	if err == nil {
 		err = st.setRebuiltTo(ctx, ReplayStreams, res.Cursors)
@@ -111,6 +112,12 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, p Place, name string, 
 		err = cerr
 	}
 	res.Name = name
+	// The whole rebuild, derived tables and the final sync included.
+	res.Elapsed = time.Since(start)
+	if err == nil {
+		fmt.Fprintf(o.Progress, "replay: %d events read, %d applied, %d undecodable, in %s (%.0f events/s)\n",
+			res.Read, res.Applied, res.Undecodable, res.Elapsed.Round(time.Millisecond), res.Rate())
+	}
 	return res, err
 }
 
@@ -125,9 +132,9 @@ type rebuildState struct {
 	bad     atomic.Int64
 }
 
-func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOptions) (ReplayResult, error) {
+func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOptions) (ReplayResult, *rebuildMemo, error) {
 	start := time.Now()
-	s := &rebuildState{o: o, next: map[string]uint64{}, memo: rebuildMemo{received: map[string]string{}, seen: map[string]struct{}{}}}
+	s := &rebuildState{o: o, next: map[string]uint64{}, memo: rebuildMemo{leads: map[string]*leadRow{}, seen: map[string]struct{}{}}}
 	stop := s.report(start)
 	var err error
 	for pass := 0; ; pass++ {
@@ -140,16 +147,14 @@ func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOpt
 	stop()
 	res := ReplayResult{
 		Read: int(s.read.Load()), Applied: int(s.applied.Load()), Undecodable: int(s.bad.Load()),
-		Elapsed: time.Since(start), Cursors: map[string]uint64{},
+		Cursors: map[string]uint64{},
 	}
 	for stream, next := range s.next {
 		if next > 1 {
 			res.Cursors[stream] = next - 1
 		}
 	}
-	fmt.Fprintf(o.Progress, "replay: %d events read, %d applied, %d undecodable, in %s (%.0f events/s)\n",
-		res.Read, res.Applied, res.Undecodable, res.Elapsed.Round(time.Millisecond), res.Rate())
-	return res, err
+	return res, &s.memo, err
 }
 
 // report prints the progress every ProgressEvery until stopped.

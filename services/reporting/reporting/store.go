@@ -38,6 +38,8 @@ var Tables = []Table{
 	{"contact_updates", []string{"stream", "seq"}},
 	{"transactions", []string{"transaction_id"}},
 	{"transaction_closings", []string{"stream", "seq"}},
+	{"commission_bookings", []string{"stream", "seq"}},
+	{"commission_payments", []string{"ledger", "document_id", "payment_id"}},
 	{"spend", []string{"source", "month"}},
 	{"spend_sets", []string{"source", "month", "seq"}},
 	{"applied_events", []string{"event_id"}},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,9 +61,17 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 
-	raw, err := rawConsume(ctx, js, n)
-	if err != nil {
-		return fmt.Errorf("raw consume: %w", err)
+	// The fastest of three reads: one read takes well under a second, and
+	// on a shared machine a single one swings several times over with the
+	// other jobs; the fastest is the broker's pace, so the ratio is the
+	// rebuild's cost against it, not against a slow moment.
+	var raw float64
+	for range 3 {
+		r, err := rawConsume(ctx, js, n)
+		if err != nil {
+			return fmt.Errorf("raw consume: %w", err)
+		}
+		raw = max(raw, r)
 	}
 	rows, err := eventRows(ctx, js)
 	if err != nil {
@@ -70,6 +79,9 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "bench: replay_events %d count\n", n)
 	fmt.Fprintf(w, "bench: replay_raw_consume_per_s %.0f events/s\n", raw)
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(w, "# load average before the rebuilds: %s\n", strings.Join(strings.Fields(string(load))[:3], " "))
+	}
 
 	sqlite := reporting.SQLiteDir(dir)
 	bulkDB, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "bulk.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)")
@@ -139,7 +151,19 @@ func publishSynthetic(ctx context.Context, js jetstream.JetStream, n int) (int, 
 		h[bus.HeaderID] = []string{id}
 		h[bus.HeaderType] = []string{string(m.ProtoReflect().Descriptor().FullName())}
 		h.Set(bus.HeaderContentType, bus.ContentTypeProtobuf)
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
+		msg := &nats.Msg{Subject: subject, Header: h, Data: data}
+		if _, err := js.PublishMsgAsync(msg); errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// A loaded machine: let the acknowledgements catch up, then go on.
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			_, err = js.PublishMsgAsync(msg)
+			if err != nil {
+				return err
+			}
+		} else if err != nil {
 			return err
 		}
 		sent++

@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -157,5 +158,42 @@ func TestAuthorize_loopbackRedirect(t *testing.T) {
 	})
 	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" || time.Until(tok.Expiry) < 11*time.Hour {
 		t.Fatalf("Authorize = %+v, %v", tok, err)
+	}
+}
+
+// TestAuthorize_pkce: with PKCE the flow sends an S256 challenge and
+// exchanges the code with its verifier, which SkySlope's sandbox checks;
+// without it the sandbox refuses the authorization.
+func TestAuthorize_pkce(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(sandbox.Options{})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(sb.Close)
+	cfg := oauth.Config{
+		Vendor: "skyslope", Area: "tms", ClientID: sandbox.DefaultSkySlopeClientID, ClientSecret: sandbox.DefaultSkySlopeClientSecret,
+		AuthURL: srv.URL + "/skyslope/oauth2/authorize", TokenURL: srv.URL + "/skyslope/oauth2/token", PKCE: true,
+		Scopes: []string{"forms.files", "offline_access"},
+	}
+	browse := func(ctx context.Context) func(string) {
+		return func(authURL string) {
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+	}
+	ctx := natstest.Context(t, 30*time.Second)
+	tok, err := oauth.Authorize(ctx, cfg, "", browse(ctx))
+	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("Authorize with PKCE = %+v, %v", tok, err)
+	}
+	cfg.PKCE = false
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := oauth.Authorize(short, cfg, "", browse(short)); err == nil {
+		t.Fatal("Authorize without PKCE succeeded against a server that requires it")
 	}
 }

@@ -8,7 +8,7 @@
 //     Transaction and Transactions read GET /files.
 //   - The Listings/Sales ("Files") API (https://api.skyslope.com), behind its
 //     HMAC session login (POST /auth/login, then the Session header): Details
-//     and ChangedSince read the sales (GET /api/files/sales), their status,
+//     and Sales read the sales (GET /api/files/sales), their status,
 //     sale price and closing date.
 //
 // What neither allows answers tms.ErrUnsupported, and Capabilities say so:
@@ -25,6 +25,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -428,6 +429,8 @@ type Sale struct {
 	Property          Property  `json:"property"`
 	CreatedOn         time.Time `json:"createdOn"`
 	ModifiedOn        time.Time `json:"modifiedOn"`
+	// Raw is the sale as the Files API answered it, every field included.
+	Raw json.RawMessage `json:"-"`
 }
 
 // Change is the sale as a tms.Change: its transaction id is the Forms file
@@ -465,30 +468,23 @@ func (s *SkySlope) Sales(ctx context.Context, since time.Time) ([]Sale, error) {
 			q.Set("earliestDate", strconv.FormatInt(since.Unix(), 10))
 		}
 		var out struct {
-			Value []Sale `json:"value"`
+			Value []json.RawMessage `json:"value"`
 		}
 		if _, err := s.files.Do(ctx, "list sales", http.MethodGet, "/api/files/sales?"+q.Encode(), nil, &out); err != nil {
 			return nil, err
 		}
-		all = append(all, out.Value...)
+		for _, raw := range out.Value {
+			x, err := ParseSale(raw)
+			if err != nil {
+				return nil, bus.WithCode("tms.bad_answer", fmt.Errorf("skyslope list sales: %w", err))
+			}
+			all = append(all, x)
+		}
 		if len(out.Value) < salesPageSize {
 			break
 		}
 	}
 	return all, nil
-}
-
-// ChangedSince is the sales modified at or after since, as changes.
-func (s *SkySlope) ChangedSince(ctx context.Context, since time.Time) ([]tms.Change, error) {
-	sales, err := s.Sales(ctx, since)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]tms.Change, len(sales))
-	for i, x := range sales {
-		out[i] = x.Change()
-	}
-	return out, nil
 }
 
 var guidRe = regexp.MustCompile(`^[0-9a-fA-F-]{36}$`)
@@ -547,4 +543,20 @@ func (s *SkySlope) Subscriptions(context.Context) ([]tms.Subscription, error) {
 // Unsubscribe: see Subscribe.
 func (s *SkySlope) Unsubscribe(context.Context, string) error {
 	return fmt.Errorf("skyslope webhooks: %w", tms.ErrUnsupported)
+}
+
+// ErrBadSale is wrapped by every error of ParseSale.
+var ErrBadSale = errors.New("not a SkySlope sale")
+
+// ParseSale reads a sale as the Files API lists it (and tms-sync stores it).
+func ParseSale(body []byte) (Sale, error) {
+	var x Sale
+	if err := json.Unmarshal(body, &x); err != nil {
+		return Sale{}, fmt.Errorf("%w: %w", ErrBadSale, err)
+	}
+	if x.SaleGUID == "" || x.Status == "" {
+		return Sale{}, fmt.Errorf("%w: no saleGuid or status", ErrBadSale)
+	}
+	x.Raw = append(json.RawMessage(nil), body...)
+	return x, nil
 }

@@ -2,6 +2,7 @@ package skyslope_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,9 +56,9 @@ func TestSkySlope_openSendsTheFile(t *testing.T) {
 			}
 		}
 	}
-	changes, err := a.ChangedSince(ctx, time.Now().Add(-time.Minute))
-	if err != nil || len(changes) != 1 || changes[0].Transaction.ID != tx.ID || changes[0].Transaction.Status != skyslope.StatusClosed {
-		t.Fatalf("ChangedSince = %+v, %v", changes, err)
+	sales, err := a.Sales(ctx, time.Now().Add(-time.Minute))
+	if err != nil || len(sales) != 1 || sales[0].Change().Transaction.ID != tx.ID || sales[0].Status != skyslope.StatusClosed || !strings.Contains(string(sales[0].Raw), `"saleGuid"`) {
+		t.Fatalf("Sales = %+v, %v", sales, err)
 	}
 	if _, err := a.Details(ctx, "", "999"); !errors.Is(err, tms.ErrNotFound) {
 		t.Fatalf("Details of an unknown file: %v", err)

@@ -84,3 +84,54 @@ func TestSystem_activeClientBecomesALoopThatFollowsAndCloses(t *testing.T) {
 		t.Fatalf("%d loops at the end, want 1", n)
 	}
 }
+
+// TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses drives the
+// whole path with TMSSYNC_TMS=skyslope against the sandbox: the lead's
+// contact moved to Active Client in Follow Up Boss opens exactly one Forms
+// file with the lead's property; its sale closed in SkySlope with a price
+// is polled and becomes tms.transaction.closed, which says the commission is
+// not available.
+func TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses(t *testing.T) {
+	t.Parallel()
+	s := start(t, "CRMSYNC_ACTIVE_STAGES=Active Client", "TMSSYNC_TMS=skyslope", "TMSSYNC_POLL_INTERVAL=100ms")
+	a, js := s.App, s.js
+	t.Cleanup(a.Sandbox.Close)
+	fub, ss := a.Sandbox.FUB(), a.Sandbox.SkySlope()
+
+	if code, body := postSigned(t, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_skyslope", time.Now(), buyerLead); code != http.StatusAccepted {
+		t.Fatalf("lead: %d %s", code, body)
+	}
+	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	person := fub.People()[0]
+	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
+	})
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	files := ss.Files()
+	if len(files) != 1 || files[0].RepresentationType != "Buyer" || files[0].Property.StreetNumber != "2100" || files[0].Property.PostalCode != "94114" {
+		t.Fatalf("files = %+v, want exactly one with the lead's property", files)
+	}
+	sale, ok := ss.SaleOfFile(files[0].FileID)
+	if !ok {
+		t.Fatal("no sale for the file")
+	}
+	if err := ss.CloseSale(sale.SaleGUID, sandbox.SkySlopeClosing{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.closed", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")) == 1
+	})
+	var closed tmsv1.TransactionClosed
+	if err := proto.Unmarshal(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")[0].Data(), &closed); err != nil {
+		t.Fatal(err)
+	}
+	if closed.GetTms() != "skyslope" || closed.GetTransactionId() != strconv.FormatInt(files[0].FileID, 10) || closed.GetSalePrice().GetAmountMinor() != 52_500_000 ||
+		closed.GetCommission().GetGross() != nil || closed.GetCommission().GetUnavailable() == "" ||
+		closed.GetCorrelation().GetContactId() != strconv.FormatInt(person.ID, 10) || closed.GetCorrelation().GetLeadId() == "" {
+		t.Fatalf("closed = %v", &closed)
+	}
+}

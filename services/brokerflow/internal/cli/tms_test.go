@@ -76,3 +76,53 @@ func TestTMS_connectThenManageWebhooks(t *testing.T) {
 		t.Fatalf("register without a key: %v", err)
 	}
 }
+
+// TestTMS_connectSkySlope: `brokerflow connect skyslope` runs the PKCE flow
+// with a loopback redirect against the sandbox's SkySlope (which refuses an
+// authorization without a challenge and a code without its verifier) and
+// stores the tokens.
+func TestTMS_connectSkySlope(t *testing.T) {
+	t.Parallel()
+	a := startSystem(t)
+	env := []string{
+		"BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir,
+		"TMSSYNC_SKYSLOPE_AUTH_BASE_URL=" + a.SandboxURL + "/skyslope/oauth2", "TMSSYNC_SKYSLOPE_FORMS_BASE_URL=" + a.SandboxURL + "/skyslope/partner/api",
+		"TMSSYNC_SKYSLOPE_FILES_BASE_URL=" + a.SandboxURL + "/skyslope",
+		"TMSSYNC_SKYSLOPE_CLIENT_ID=" + sandbox.DefaultSkySlopeClientID, "TMSSYNC_SKYSLOPE_CLIENT_SECRET=" + sandbox.DefaultSkySlopeClientSecret,
+		"TMSSYNC_SKYSLOPE_ACCESS_KEY=" + sandbox.DefaultSkySlopeAccessKey, "TMSSYNC_SKYSLOPE_ACCESS_SECRET=" + sandbox.DefaultSkySlopeAccessSecret,
+		"TMSSYNC_SKYSLOPE_FILES_CLIENT_ID=" + sandbox.DefaultSkySlopeFilesClientID, "TMSSYNC_SKYSLOPE_FILES_CLIENT_SECRET=" + sandbox.DefaultSkySlopeFilesClientSecret,
+	}
+	ctx := natstest.Context(t, time.Minute)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- cli.Execute(ctx, []string{"connect", "skyslope", "--listen", "127.0.0.1:0", "--server", a.NATSURL}, env, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	var out strings.Builder
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if strings.HasPrefix(line, "http") {
+			if !strings.Contains(line, "code_challenge_method=S256") || !strings.Contains(line, "forms.files") {
+				t.Errorf("the authorization URL asks no S256 challenge or no forms.files scope: %s", line)
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+		}
+	}
+	if err := <-done; err != nil || !strings.Contains(out.String(), "connected skyslope") {
+		t.Fatalf("connect: %v\n%s", err, out.String())
+	}
+	if valid, _, _ := a.Sandbox.SkySlope().TokenCounts(); valid != 1 {
+		t.Fatalf("%d valid SkySlope access tokens, want the new one", valid)
+	}
+	if _, err := execute(t, []string{"BROKERFLOW_NATS_CREDS_DIR=" + a.CredsDir}, "connect", "skyslope", "--server", a.NATSURL); err == nil || !strings.Contains(err.Error(), "TMSSYNC_SKYSLOPE_CLIENT_ID") {
+		t.Fatalf("connect without a client: %v", err)
+	}
+}

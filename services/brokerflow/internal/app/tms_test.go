@@ -17,6 +17,23 @@ import (
 
 const buyerLead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{"name":"Grace Hopper","email":"Grace.Hopper@Example.org","phone":"+1 (212) 555-0199","inquiry_type":"buy","message":"Can I see it on Saturday?","property":{"address":"2100 Waterview Dr","city":"San Francisco","state":"CA","postal_code":"94114","mls_number":"43FSB8"}}}`
 
+// activeClient posts buyerLead, signed, and moves its contact to Active
+// Client in the sandbox's Follow Up Boss.
+func activeClient(t *testing.T, s *system, msgID string) sandbox.FUBPerson {
+	t.Helper()
+	fub := s.App.Sandbox.FUB()
+	if code, body := postSigned(t, s.App.WebhookURL+"/webhooks/idx", app.DevIDXSecret, msgID, time.Now(), buyerLead); code != http.StatusAccepted {
+		t.Fatalf("lead: %d %s", code, body)
+	}
+	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
+	person := fub.People()[0]
+	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	return person
+}
+
 // TestSystem_activeClientBecomesALoopThatFollowsAndCloses drives the whole
 // path against the sandbox, from a signed lead webhook: the lead becomes a
 // contact; the contact moved to Active Client in Follow Up Boss becomes
@@ -30,16 +47,7 @@ func TestSystem_activeClientBecomesALoopThatFollowsAndCloses(t *testing.T) {
 	t.Cleanup(a.Sandbox.Close) // before the shutdown: no delivery outlives the gateway
 	fub, dl := a.Sandbox.FUB(), a.Sandbox.Dotloop()
 
-	if code, body := postSigned(t, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_tms", time.Now(), buyerLead); code != http.StatusAccepted {
-		t.Fatalf("lead: %d %s", code, body)
-	}
-	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
-	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
-	person := fub.People()[0]
-
-	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
-		t.Fatal(err)
-	}
+	person := activeClient(t, s, "msg_tms")
 	natstest.Eventually(t, 30*time.Second, "a loop in Dotloop", func() bool { return len(dl.Loops()) == 1 })
 	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
 		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
@@ -96,17 +104,9 @@ func TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses(t *testing.T) {
 	s := start(t, "CRMSYNC_ACTIVE_STAGES=Active Client", "TMSSYNC_TMS=skyslope", "TMSSYNC_POLL_INTERVAL=100ms")
 	a, js := s.App, s.js
 	t.Cleanup(a.Sandbox.Close)
-	fub, ss := a.Sandbox.FUB(), a.Sandbox.SkySlope()
+	ss := a.Sandbox.SkySlope()
 
-	if code, body := postSigned(t, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_skyslope", time.Now(), buyerLead); code != http.StatusAccepted {
-		t.Fatalf("lead: %d %s", code, body)
-	}
-	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
-	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
-	person := fub.People()[0]
-	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
-		t.Fatal(err)
-	}
+	person := activeClient(t, s, "msg_skyslope")
 	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
 		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
 	})

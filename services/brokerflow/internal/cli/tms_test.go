@@ -9,9 +9,42 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/cli"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
+
+// connect runs `brokerflow connect <vendor>` with a "browser" that follows
+// the printed URL (checked by check): the sandbox approves and redirects to
+// the loopback callback.
+func connect(t *testing.T, a *app.App, env []string, vendor string, check func(authURL string)) {
+	t.Helper()
+	ctx := natstest.Context(t, time.Minute)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- cli.Execute(ctx, []string{"connect", vendor, "--listen", "127.0.0.1:0", "--server", a.NATSURL}, env, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	var out strings.Builder
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if strings.HasPrefix(line, "http") {
+			check(line)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+		}
+	}
+	if err := <-done; err != nil || !strings.Contains(out.String(), "connected "+vendor) {
+		t.Fatalf("connect: %v\n%s", err, out.String())
+	}
+}
 
 // TestTMS_connectThenManageWebhooks: `brokerflow connect dotloop` runs the
 // authorization-code flow with a loopback redirect against the sandbox and
@@ -25,31 +58,7 @@ func TestTMS_connectThenManageWebhooks(t *testing.T) {
 		"TMSSYNC_DOTLOOP_BASE_URL=" + a.SandboxURL + "/dotloop/public/v2", "TMSSYNC_DOTLOOP_AUTH_URL=" + a.SandboxURL + "/dotloop/oauth",
 		"TMSSYNC_DOTLOOP_CLIENT_ID=" + sandbox.DefaultDotloopClientID, "TMSSYNC_DOTLOOP_CLIENT_SECRET=" + sandbox.DefaultDotloopClientSecret,
 	}
-	ctx := natstest.Context(t, time.Minute)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Execute(ctx, []string{"connect", "dotloop", "--listen", "127.0.0.1:0", "--server", a.NATSURL}, env, pw, io.Discard)
-		_ = pw.Close()
-	}()
-	var out strings.Builder
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
-		out.WriteString(line + "\n")
-		if strings.HasPrefix(line, "http") {
-			// The "browser": the sandbox approves and redirects to the loopback callback.
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
-		}
-	}
-	if err := <-done; err != nil || !strings.Contains(out.String(), "connected dotloop") {
-		t.Fatalf("connect: %v\n%s", err, out.String())
-	}
+	connect(t, a, env, "dotloop", func(string) {})
 	if valid, _ := a.Sandbox.Dotloop().TokenCounts(); valid != 2 {
 		t.Fatalf("%d valid access tokens, want the run's and the new one", valid)
 	}
@@ -92,33 +101,11 @@ func TestTMS_connectSkySlope(t *testing.T) {
 		"TMSSYNC_SKYSLOPE_ACCESS_KEY=" + sandbox.DefaultSkySlopeAccessKey, "TMSSYNC_SKYSLOPE_ACCESS_SECRET=" + sandbox.DefaultSkySlopeAccessSecret,
 		"TMSSYNC_SKYSLOPE_FILES_CLIENT_ID=" + sandbox.DefaultSkySlopeFilesClientID, "TMSSYNC_SKYSLOPE_FILES_CLIENT_SECRET=" + sandbox.DefaultSkySlopeFilesClientSecret,
 	}
-	ctx := natstest.Context(t, time.Minute)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Execute(ctx, []string{"connect", "skyslope", "--listen", "127.0.0.1:0", "--server", a.NATSURL}, env, pw, io.Discard)
-		_ = pw.Close()
-	}()
-	var out strings.Builder
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
-		out.WriteString(line + "\n")
-		if strings.HasPrefix(line, "http") {
-			if !strings.Contains(line, "code_challenge_method=S256") || !strings.Contains(line, "forms.files") {
-				t.Errorf("the authorization URL asks no S256 challenge or no forms.files scope: %s", line)
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
+	connect(t, a, env, "skyslope", func(authURL string) {
+		if !strings.Contains(authURL, "code_challenge_method=S256") || !strings.Contains(authURL, "forms.files") {
+			t.Errorf("the authorization URL asks no S256 challenge or no forms.files scope: %s", authURL)
 		}
-	}
-	if err := <-done; err != nil || !strings.Contains(out.String(), "connected skyslope") {
-		t.Fatalf("connect: %v\n%s", err, out.String())
-	}
+	})
 	if valid, _, _ := a.Sandbox.SkySlope().TokenCounts(); valid != 1 {
 		t.Fatalf("%d valid SkySlope access tokens, want the new one", valid)
 	}

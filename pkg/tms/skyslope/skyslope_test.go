@@ -95,3 +95,26 @@ func TestSkySlope_sessionRenewedAfterExpiry(t *testing.T) {
 		t.Fatalf("%d logins, want 2", logins)
 	}
 }
+
+// FuzzParseSale: a sale from the Files API (or a stored one) parses or is
+// refused with ErrBadSale; one that parses has its GUID and status, and its
+// change names a transaction.
+func FuzzParseSale(f *testing.F) {
+	f.Add([]byte(`{"saleGuid":"5a1e0000-0000-4000-8000-000000000001","fileId":477309,"status":"Closed","salePrice":525000,"actualClosingDate":"2026-12-01","modifiedOn":"2026-11-29T10:00:00Z"}`))
+	f.Add([]byte(`{"saleGuid":"x","status":"Pending","salePrice":null,"property":{"streetNumber":"1"}}`))
+	f.Add([]byte(`{"saleGuid":"","status":"Closed"}`))
+	f.Add([]byte(`{"saleGuid":"g","status":"Closed","salePrice":-1e308,"fileId":-3}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		x, err := skyslope.ParseSale(body)
+		if err != nil {
+			if !errors.Is(err, skyslope.ErrBadSale) {
+				t.Fatalf("error %v is not ErrBadSale", err)
+			}
+			return
+		}
+		c := x.Change()
+		if x.SaleGUID == "" || x.Status == "" || c.Transaction.ID == "" || c.Details.Field(skyslope.SectionSale, skyslope.FieldSaleGUID) != x.SaleGUID {
+			t.Fatalf("parsed %+v into %+v", x, c)
+		}
+	})
+}

@@ -23,7 +23,11 @@ func (e *env) authorizeSkySlope(t *testing.T, challenge string) string {
 		"state": {"s1"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	c := *e.srv.Client()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Get(e.srv.URL + "/skyslope/oauth2/authorize?" + q.Encode())
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.srv.URL+"/skyslope/oauth2/authorize?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +41,12 @@ func (e *env) authorizeSkySlope(t *testing.T, challenge string) string {
 
 func (e *env) skyslopeToken(t *testing.T, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := e.srv.Client().PostForm(e.srv.URL+"/skyslope/oauth2/token", form)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.srv.URL+"/skyslope/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,13 +150,10 @@ func (s *Syncer) facts(d tms.Details) (closing, []string) {
 	if c.price, err = ParseMoney(field(d, s.cfg.PriceField)); err != nil || c.price <= 0 {
 		missing = append(missing, "sale price ("+s.cfg.PriceField+")")
 	}
-	switch {
-	case s.cfg.CommissionField == "":
+	if s.cfg.CommissionField == "" {
 		c.unavailable = "gross commission: " + s.tms.Name() + "'s public API does not expose commission fields"
-	default:
-		if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
-			missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")
-		}
+	} else if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
+		missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")
 	}
 	c.closeDate = normalizeDate(field(d, s.cfg.CloseDateField))
 	if v := field(d, s.cfg.ReferralField); v != "" {

@@ -21,8 +21,8 @@ const buyerLead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","da
 // Client in the sandbox's Follow Up Boss.
 func activeClient(t *testing.T, s *system, msgID string) sandbox.FUBPerson {
 	t.Helper()
-	fub := s.App.Sandbox.FUB()
-	if code, body := postSigned(t, s.App.WebhookURL+"/webhooks/idx", app.DevIDXSecret, msgID, time.Now(), buyerLead); code != http.StatusAccepted {
+	fub := s.Sandbox.FUB()
+	if code, body := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, msgID, time.Now(), buyerLead); code != http.StatusAccepted {
 		t.Fatalf("lead: %d %s", code, body)
 	}
 	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })

@@ -196,7 +196,7 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 		return &commonv1.Money{AmountMinor: v, CurrencyCode: s.cfg.Currency}
 	}
 	agentID := rec.AgentID
-	if agentID == "" {
+	if agentID == "" && tx.Profile != "" { // SkySlope's sales name no profile
 		if a, ok := s.cfg.Agents.ForDotloopProfile(tx.Profile); ok {
 			agentID = a.ID
 		}

@@ -223,3 +223,22 @@ func TestSkySlope_closedWithoutPriceIsRecorded(t *testing.T) {
 		t.Fatalf("closings %v", c)
 	}
 }
+
+// TestSkySlope_saleNotOpenedByBrokerflowStillCloses: a sale entered in
+// SkySlope by a person closes under its GUID, without a contact, a lead or
+// an agent (SkySlope's sales name no profile to find one by).
+func TestSkySlope_saleNotOpenedByBrokerflowStillCloses(t *testing.T) {
+	t.Parallel()
+	e := setupSkySlope(t, nil)
+	e.start(t)
+	sale := e.ss.AddSale(sandbox.SkySlopeProperty{StreetNumber: "1", StreetName: "Elm St", City: "Springfield", State: "IL", PostalCode: "62701"})
+	if err := e.ss.CloseSale(sale.SaleGUID, sandbox.SkySlopeClosing{Price: 300000}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the closing", func() bool { return len(e.closed(t)) == 1 })
+	c := e.closed(t)[0]
+	if c.GetTransactionId() != sale.SaleGUID || c.GetSalePrice().GetAmountMinor() != 30_000_000 || c.GetName() != "1 Elm St, Springfield" ||
+		c.GetCorrelation().GetContactId() != "" || c.GetCommission().GetAgentId() != "" {
+		t.Fatalf("closed = %v", c)
+	}
+}

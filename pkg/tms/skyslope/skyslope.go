@@ -103,6 +103,8 @@ func (c Config) Validate(prefix string) error {
 		return fmt.Errorf("%sACCESS_KEY, %sACCESS_SECRET, %sFILES_CLIENT_ID and %sFILES_CLIENT_SECRET (or their _FILE) are required for SkySlope's Files API", prefix, prefix, prefix, prefix)
 	case c.MaxPages < 1:
 		return fmt.Errorf("%sMAX_PAGES must be at least 1", prefix)
+	case c.Timeout <= 0:
+		return fmt.Errorf("%sTIMEOUT must be positive", prefix)
 	}
 	for _, e := range []struct{ name, url string }{{"FORMS_", c.FormsURL}, {"AUTH_", c.AuthURL}, {"FILES_", c.FilesURL}} {
 		if err := vendorapi.CheckEndpoint(prefix+e.name, e.url, c.Timeout); err != nil {

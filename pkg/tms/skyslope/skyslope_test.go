@@ -1,7 +1,10 @@
 package skyslope_test
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +120,32 @@ func FuzzParseSale(f *testing.F) {
 			t.Fatalf("parsed %+v into %+v", x, c)
 		}
 	})
+}
+
+// TestFileBody_matchesTheReference: the body the adapter sends for the
+// reference's file has the reference's fields and values (the county aside:
+// leads carry none).
+func TestFileBody_matchesTheReference(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../../services/sandbox/sandbox/testdata/skyslope/create_file_request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]any
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	body, err := skyslope.FileBody(tms.Open{Name: "Brian Erwin", Type: tms.TypePurchase, Property: &tms.Property{
+		StreetNumber: "2100", StreetName: "Waterview Dr", Unit: "12", City: "San Francisco", State: "CA", PostalCode: "94114",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(body)
+	var got map[string]any
+	_ = json.Unmarshal(b, &got)
+	delete(want["property"].(map[string]any), "county")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("body %s\nwant %s", b, raw)
+	}
 }

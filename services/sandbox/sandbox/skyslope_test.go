@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +181,29 @@ func TestSkySlope_formsValidation(t *testing.T) {
 	}
 	if n := len(e.sb.SkySlope().Files()); n != 0 {
 		t.Fatalf("%d files after a refused request", n)
+	}
+}
+
+// TestSkySlope_createFileMatchesTheReference: the Forms API's documented
+// request (its field names; the values invented) is answered with the
+// documented {"fileId"} (the first id the sandbox gives is the example's).
+func TestSkySlope_createFileMatchesTheReference(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sandbox.Options{})
+	req, err := os.ReadFile("testdata/skyslope/create_file_request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/skyslope/create_file_response.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := e.sb.SkySlope().IssueTokens().AccessToken
+	got := e.do(t, request{method: "POST", path: "/skyslope/partner/api/files", body: string(req), auth: authNone, header: map[string]string{"Authorization": "Bearer " + tok}}).want(t, http.StatusOK)
+	if strings.TrimSpace(string(got.body)) != strings.TrimSpace(string(want)) {
+		t.Fatalf("answer %s, want %s", got.body, want)
+	}
+	if f := e.sb.SkySlope().Files()[0]; f.Property.County != "San Francisco" || f.Property.UnitNumber != "12" || f.RepresentationType != "Buyer" {
+		t.Fatalf("file = %+v", f)
 	}
 }

@@ -150,7 +150,7 @@ func (s *Syncer) facts(d tms.Details) (closing, []string) {
 	if c.price, err = ParseMoney(field(d, s.cfg.PriceField)); err != nil || c.price <= 0 {
 		missing = append(missing, "sale price ("+s.cfg.PriceField+")")
 	}
-	if s.cfg.CommissionField == "" {
+	if s.cfg.CommissionField == "" || !s.tms.Capabilities().Commission {
 		c.unavailable = "gross commission: " + s.tms.Name() + "'s public API does not expose commission fields"
 	} else if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
 		missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")

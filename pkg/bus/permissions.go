@@ -65,14 +65,17 @@ var Services = []ServiceSpec{
 	},
 	// tms-sync reads the lead a contact came with from LEADS (by sequence),
 	// keeps its episodes under tms-sync.> and the TMS account's OAuth
-	// tokens under their vendor's name.
+	// tokens under their vendor's name. It stores the SkySlope sales it
+	// polls in WEBHOOKS (SkySlope sends no webhooks for them), with its
+	// cursor under tms-sync.>.
 	{
 		Name:      ServiceTMSSync,
-		Publishes: []string{"tms.transaction.>"},
+		Publishes: []string{"tms.transaction.>", "webhook.received.tms.skyslope"},
 		Streams:   []string{StreamLeads},
 		KV: []KVAccess{
 			{Bucket: "idempotency", Keys: ServiceTMSSync + ".>", Write: true},
 			{Bucket: "oauth_tokens", Keys: ">", Write: true},
+			{Bucket: "cursors", Keys: ServiceTMSSync + ".>", Write: true},
 		},
 		Pauses: true,
 	},

@@ -17,9 +17,10 @@ import (
 // listens on listenAddr (127.0.0.1:0 when empty), hands the authorization
 // URL to show (which prints it, or opens a browser), waits for the vendor to
 // redirect the browser back with a code, checks the state, and exchanges the
-// code for tokens. The caller stores them (Store.Save). With
-// Config.AccountParam, the redirect must name the account, and the token's
-// Extra of that name holds it.
+// code for tokens. With cfg.PKCE it sends an S256 code challenge and
+// exchanges the code with its verifier. With Config.AccountParam, the
+// redirect must name the account, and the token's Extra of that name holds
+// it. The caller stores them (Store.Save).
 func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(authURL string)) (*oauth2.Token, error) {
 	if listenAddr == "" {
 		listenAddr = "127.0.0.1:0"
@@ -75,7 +76,13 @@ func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(aut
 		_ = srv.Shutdown(sctx)
 	}()
 
-	show(oc.AuthCodeURL(state))
+	var authOpts, exchangeOpts []oauth2.AuthCodeOption
+	if cfg.PKCE {
+		verifier := oauth2.GenerateVerifier()
+		authOpts = append(authOpts, oauth2.S256ChallengeOption(verifier))
+		exchangeOpts = append(exchangeOpts, oauth2.VerifierOption(verifier))
+	}
+	show(oc.AuthCodeURL(state, authOpts...))
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -83,7 +90,7 @@ func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(aut
 		if res.err != nil {
 			return nil, res.err
 		}
-		tok, err := oc.Exchange(cfg.ctx(ctx), res.code)
+		tok, err := oc.Exchange(cfg.ctx(ctx), res.code, exchangeOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("exchange the code for tokens: %w", err)
 		}

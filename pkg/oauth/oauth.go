@@ -15,8 +15,8 @@
 // every call fails with an error that says to run `brokerflow connect
 // <vendor>` again.
 //
-// Authorize runs the authorization-code flow with a loopback redirect, for
-// that command.
+// Authorize runs the authorization-code flow with a loopback redirect (with
+// PKCE when the vendor wants it), for that command.
 package oauth
 
 import (
@@ -51,6 +51,9 @@ type Config struct {
 	AuthURL  string
 	TokenURL string
 	Scopes   []string
+	// PKCE adds a code challenge (S256) to the authorization and its
+	// verifier to the code exchange (RFC 7636), as SkySlope requires.
+	PKCE bool
 	// Area prefixes the reason codes of failures: "tms" gives
 	// tms.oauth_not_connected and tms.oauth_invalid_grant.
 	Area string
@@ -64,9 +67,13 @@ type Config struct {
 }
 
 func (c Config) oauth2(redirect string) *oauth2.Config {
+	style := oauth2.AuthStyleInHeader
+	if c.ClientSecret == "" {
+		style = oauth2.AuthStyleInParams // a public client (PKCE) sends its id alone
+	}
 	return &oauth2.Config{
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, RedirectURL: redirect, Scopes: c.Scopes,
-		Endpoint: oauth2.Endpoint{AuthURL: c.AuthURL, TokenURL: c.TokenURL, AuthStyle: oauth2.AuthStyleInHeader},
+		Endpoint: oauth2.Endpoint{AuthURL: c.AuthURL, TokenURL: c.TokenURL, AuthStyle: style},
 	}
 }
 

@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -17,15 +18,22 @@ import (
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-func dotloopSandbox(t *testing.T) (*sandbox.Dotloop, oauth.Config) {
+// newSandbox serves a sandbox over HTTP for the test, and returns it with its URL.
+func newSandbox(t *testing.T) (*sandbox.Sandbox, string) {
 	t.Helper()
 	sb := sandbox.New(sandbox.Options{})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Close)
+	return sb, srv.URL
+}
+
+func dotloopSandbox(t *testing.T) (*sandbox.Dotloop, oauth.Config) {
+	t.Helper()
+	sb, url := newSandbox(t)
 	return sb.Dotloop(), oauth.Config{
 		Vendor: "dotloop", Area: "tms", ClientID: sandbox.DefaultDotloopClientID, ClientSecret: sandbox.DefaultDotloopClientSecret,
-		AuthURL: srv.URL + "/dotloop/oauth/authorize", TokenURL: srv.URL + "/dotloop/oauth/token",
+		AuthURL: url + "/dotloop/oauth/authorize", TokenURL: url + "/dotloop/oauth/token",
 	}
 }
 
@@ -140,21 +148,26 @@ func TestStore_invalidGrantIsPermanentAndSaysToReconnect(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-// TestAuthorize_loopbackRedirect: the authorization-code flow with a
-// loopback redirect ends with tokens the API accepts.
-func TestAuthorize_loopbackRedirect(t *testing.T) {
-	t.Parallel()
-	_, cfg := dotloopSandbox(t)
-	ctx := natstest.Context(t, 30*time.Second)
-	tok, err := oauth.Authorize(ctx, cfg, "", func(authURL string) {
-		// The "browser": the sandbox approves at once and redirects to the loopback callback.
+// browse is the "browser" of an authorization: the sandbox approves at once
+// and redirects it to the loopback callback.
+func browse(ctx context.Context) func(authURL string) {
+	return func(authURL string) {
 		go func() {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
 			if resp, err := http.DefaultClient.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()
-	})
+	}
+}
+
+// TestAuthorize_loopbackRedirect: the authorization-code flow with a
+// loopback redirect ends with tokens the API accepts.
+func TestAuthorize_loopbackRedirect(t *testing.T) {
+	t.Parallel()
+	_, cfg := dotloopSandbox(t)
+	ctx := natstest.Context(t, 30*time.Second)
+	tok, err := oauth.Authorize(ctx, cfg, "", browse(ctx))
 	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" || time.Until(tok.Expiry) < 11*time.Hour {
 		t.Fatalf("Authorize = %+v, %v", tok, err)
 	}
@@ -165,25 +178,16 @@ func TestAuthorize_loopbackRedirect(t *testing.T) {
 // account, Save keeps it, and a refresh does not lose it.
 func TestStore_accountFromTheRedirectIsKeptAcrossRefreshes(t *testing.T) {
 	t.Parallel()
-	sb := sandbox.New(sandbox.Options{})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
+	sb, url := newSandbox(t)
 	cfg := oauth.Config{
 		Vendor: "quickbooks", Area: "ledger", ClientID: sandbox.DefaultQuickBooksClientID, ClientSecret: sandbox.DefaultQuickBooksClientSecret,
-		AuthURL: srv.URL + "/quickbooks/connect/oauth2", TokenURL: srv.URL + "/quickbooks/oauth2/v1/tokens/bearer", AccountParam: "realmId",
+		AuthURL: url + "/quickbooks/connect/oauth2", TokenURL: url + "/quickbooks/oauth2/v1/tokens/bearer", AccountParam: "realmId",
 	}
 	ns := natstest.Start(t)
 	_, js := natstest.Connect(t, ns)
 	natstest.Apply(t, js, bus.DefaultTopology())
 	ctx := natstest.Context(t, 30*time.Second)
-	tok, err := oauth.Authorize(ctx, cfg, "", func(authURL string) {
-		go func() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}()
-	})
+	tok, err := oauth.Authorize(ctx, cfg, "", browse(ctx))
 	if err != nil || tok.Extra("realmId") != sandbox.DefaultQuickBooksRealm {
 		t.Fatalf("Authorize = %+v (realmId %v), %v", tok, tok.Extra("realmId"), err)
 	}
@@ -205,5 +209,29 @@ func TestStore_accountFromTheRedirectIsKeptAcrossRefreshes(t *testing.T) {
 	// A token without the account is refused.
 	if err := s.Save(ctx, &oauth2.Token{AccessToken: "a", RefreshToken: "r"}); err == nil {
 		t.Fatal("saved a connection that names no company")
+	}
+}
+
+// TestAuthorize_pkce: with PKCE the flow sends an S256 challenge and
+// exchanges the code with its verifier, which SkySlope's sandbox checks;
+// without it the sandbox refuses the authorization.
+func TestAuthorize_pkce(t *testing.T) {
+	t.Parallel()
+	_, url := newSandbox(t)
+	cfg := oauth.Config{
+		Vendor: "skyslope", Area: "tms", ClientID: sandbox.DefaultSkySlopeClientID, ClientSecret: sandbox.DefaultSkySlopeClientSecret,
+		AuthURL: url + "/skyslope/oauth2/authorize", TokenURL: url + "/skyslope/oauth2/token", PKCE: true,
+		Scopes: []string{"forms.files", "offline_access"},
+	}
+	ctx := natstest.Context(t, 30*time.Second)
+	tok, err := oauth.Authorize(ctx, cfg, "", browse(ctx))
+	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("Authorize with PKCE = %+v, %v", tok, err)
+	}
+	cfg.PKCE = false
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := oauth.Authorize(short, cfg, "", browse(short)); err == nil {
+		t.Fatal("Authorize without PKCE succeeded against a server that requires it")
 	}
 }

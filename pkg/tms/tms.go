@@ -1,5 +1,5 @@
 // Package tms is the vocabulary that transaction-management adapters
-// (tms/dotloop; SkySlope to come) and the services that use them share: a
+// (tms/dotloop, tms/skyslope) and the services that use them share: a
 // transaction to open, a transaction and its participants as the TMS holds
 // them, its details, webhook subscriptions, the capability flags of an
 // adapter, and ErrUnsupported for what a TMS cannot do.
@@ -36,6 +36,11 @@ type Capabilities struct {
 	// ListTransactions: Transactions, which finds a transaction opened by a
 	// call whose answer was lost.
 	ListTransactions bool
+	// Participants: Participants reads a transaction's parties.
+	Participants bool
+	// Commission: a closing's Details carry its gross commission. Without
+	// it, a closing says the commission is not available.
+	Commission bool
 }
 
 // Transaction types and client roles.
@@ -95,6 +100,13 @@ type Details map[string]map[string]string
 
 // Field returns the value at "Section.Field" ("" when absent).
 func (d Details) Field(section, field string) string { return d[section][field] }
+
+// Change is a transaction that changed, with its details, as a TMS without
+// webhooks answers when asked what changed since a time.
+type Change struct {
+	Transaction Transaction
+	Details     Details
+}
 
 // Subscription is a webhook subscription.
 type Subscription struct {

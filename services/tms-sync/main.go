@@ -1,5 +1,5 @@
-// Command tms-sync keeps the brokerage's transaction manager (Dotloop) in
-// step with its CRM.
+// Command tms-sync keeps the brokerage's transaction manager (Dotloop or
+// SkySlope) in step with its CRM.
 package main
 
 import (
@@ -22,7 +22,7 @@ func run(ctx context.Context, environ []string, stderr io.Writer) error {
 		return err
 	}
 	if !cfg.Enabled() {
-		return errors.New("TMSSYNC_TMS is none: tms-sync is off (set TMSSYNC_TMS=dotloop)")
+		return errors.New("TMSSYNC_TMS is none: tms-sync is off (set TMSSYNC_TMS=dotloop or skyslope)")
 	}
 	opts := service.ServeOptions{Name: "tms-sync", NATS: cfg.NATS, Log: cfg.Log, DrainTimeout: cfg.ShutdownTimeout, Environ: environ}
 	return service.Serve(ctx, opts, stderr, func(d service.Deps) (service.Service, error) {

@@ -110,7 +110,7 @@ func (d *Dotloop) Name() string { return Name }
 
 // Capabilities: Dotloop does everything the interface names.
 func (d *Dotloop) Capabilities() tms.Capabilities {
-	return tms.Capabilities{Webhooks: true, UpdateParticipants: true, ListTransactions: true}
+	return tms.Capabilities{Webhooks: true, UpdateParticipants: true, ListTransactions: true, Participants: true, Commission: true}
 }
 
 type loop struct {

@@ -30,7 +30,9 @@ func TestDotloop_contract(t *testing.T) {
 // suite's ErrUnsupported branches run against it.
 type readOnly struct{ *dotloop.Dotloop }
 
-func (r readOnly) Capabilities() tms.Capabilities { return tms.Capabilities{ListTransactions: true} }
+func (r readOnly) Capabilities() tms.Capabilities {
+	return tms.Capabilities{ListTransactions: true, Participants: true, Commission: true}
+}
 func (r readOnly) UpdateParticipant(context.Context, string, string, tms.Party) (tms.Party, error) {
 	return tms.Party{}, tms.ErrUnsupported
 }
@@ -40,6 +42,7 @@ func (r readOnly) Subscribe(context.Context, tms.Subscription) (tms.Subscription
 func (r readOnly) Subscriptions(context.Context) ([]tms.Subscription, error) {
 	return nil, tms.ErrUnsupported
 }
+func (r readOnly) Unsubscribe(context.Context, string) error { return tms.ErrUnsupported }
 
 func TestContract_unsupportedCapabilities(t *testing.T) {
 	t.Parallel()

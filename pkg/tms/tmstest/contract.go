@@ -1,5 +1,5 @@
 // Package tmstest is the contract every TMS adapter passes: the same suite
-// runs against each adapter (tms/dotloop; SkySlope to come), talking over
+// runs against each adapter (tms/dotloop, tms/skyslope), talking over
 // real HTTP to the sandbox. What an adapter's Capabilities say it cannot do
 // must answer tms.ErrUnsupported, and the suite checks that too.
 package tmstest
@@ -64,19 +64,25 @@ func Run(t *testing.T, newTMS Factory) {
 			t.Fatalf("Open = %+v", tx)
 		}
 		got, err := a.Transaction(ctx(t), tx.Profile, tx.ID)
-		if err != nil || got.ID != tx.ID || got.Status != "PRE_OFFER" {
-			t.Fatalf("Transaction = %+v, %v", got, err)
+		if err != nil || got.ID != tx.ID || got.Status != tx.Status || got.Type != tms.TypePurchase || got.Name != tx.Name {
+			t.Fatalf("Transaction = %+v, %v; want %+v", got, err, tx)
+		}
+		if be.Transactions(t) != 1 {
+			t.Fatalf("%d transactions, want 1", be.Transactions(t))
 		}
 		parties, err := a.Participants(ctx(t), tx.Profile, tx.ID)
+		if !a.Capabilities().Participants {
+			if !errors.Is(err, tms.ErrUnsupported) {
+				t.Fatalf("Participants without the capability: %v, want ErrUnsupported", err)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		i := slices.IndexFunc(parties, func(p tms.Party) bool { return p.Role == tms.RoleBuyer })
 		if i < 0 || parties[i].Email != Client.Email || parties[i].Phone != Client.Phone || parties[i].FullName != Client.FullName || parties[i].ID == "" {
 			t.Fatalf("participants = %+v", parties)
-		}
-		if be.Transactions(t) != 1 {
-			t.Fatalf("%d transactions, want 1", be.Transactions(t))
 		}
 	})
 
@@ -118,18 +124,20 @@ func Run(t *testing.T, newTMS Factory) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !a.Capabilities().UpdateParticipants {
+			p := Client
+			p.ID, p.Phone = "1", "+14155550199"
+			if _, err := a.UpdateParticipant(ctx(t), tx.Profile, tx.ID, p); !errors.Is(err, tms.ErrUnsupported) {
+				t.Fatalf("UpdateParticipant without the capability: %v, want ErrUnsupported", err)
+			}
+			return
+		}
 		parties, err := a.Participants(ctx(t), tx.Profile, tx.ID)
 		if err != nil || len(parties) == 0 {
 			t.Fatalf("participants %v, %v", parties, err)
 		}
 		p := parties[0]
 		p.Phone = "+14155550199"
-		if !a.Capabilities().UpdateParticipants {
-			if _, err := a.UpdateParticipant(ctx(t), tx.Profile, tx.ID, p); !errors.Is(err, tms.ErrUnsupported) {
-				t.Fatalf("UpdateParticipant without the capability: %v, want ErrUnsupported", err)
-			}
-			return
-		}
 		if _, err := a.UpdateParticipant(ctx(t), tx.Profile, tx.ID, p); err != nil {
 			t.Fatal(err)
 		}
@@ -149,6 +157,9 @@ func Run(t *testing.T, newTMS Factory) {
 			}
 			if _, err := a.Subscriptions(ctx(t)); !errors.Is(err, tms.ErrUnsupported) {
 				t.Fatalf("Subscriptions without the capability: %v, want ErrUnsupported", err)
+			}
+			if err := a.Unsubscribe(ctx(t), "1"); !errors.Is(err, tms.ErrUnsupported) {
+				t.Fatalf("Unsubscribe without the capability: %v, want ErrUnsupported", err)
 			}
 			return
 		}

@@ -2,7 +2,6 @@ package crmsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brokerflow/brokerflow/pkg/crm"
-	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/service"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 )
 
@@ -23,10 +22,6 @@ type ChangePoller interface {
 	ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error)
 }
 
-// cursorBucket keeps each poller's cursor, so that a restart or another
-// replica resumes where the last poll ended.
-const cursorBucket = "cursors"
-
 // poller turns a ChangePoller's changes into the same events as webhooks
 // (crm.contact.updated, crm.contact.stage_changed), through changes, whose
 // compare-and-swap records make replicas that poll at once announce each
@@ -36,31 +31,19 @@ type poller struct {
 	changes  *changes
 	js       jetstream.JetStream
 	interval time.Duration
-	cursors  jetstream.KeyValue // bound by run
+	cursor   *service.Cursor // bound by run
 }
 
 func (p *poller) key() string { return "crm-sync." + p.crm.Name() }
 
-// run polls every interval until ctx is done. A failed poll is logged and
-// tried again at the next tick, from the same cursor: nothing is skipped.
+// run polls every interval until ctx is done, from the cursor.
 func (p *poller) run(ctx context.Context) error {
-	cursors, err := p.js.KeyValue(ctx, cursorBucket)
+	c, err := service.BindCursor(ctx, p.js, p.key())
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", cursorBucket, err)
+		return err
 	}
-	p.cursors = cursors
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
-	for {
-		if err := p.poll(ctx); err != nil && ctx.Err() == nil {
-			logging.FromContext(ctx).Warn("CRM poll failed; will try again", "crm", p.crm.Name(), "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	p.cursor = c
+	return service.PollEvery(ctx, p.interval, "CRM "+p.crm.Name(), p.poll)
 }
 
 // poll reads the changes since the cursor, announces them, and moves the
@@ -68,7 +51,7 @@ func (p *poller) run(ctx context.Context) error {
 // so a contact updated twice in the cursor's instant is read again; its
 // record shows no difference the second time.
 func (p *poller) poll(ctx context.Context) error {
-	since, err := p.cursor(ctx)
+	since, err := p.cursor.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -96,26 +79,7 @@ func (p *poller) poll(ctx context.Context) error {
 		}
 	}
 	if next.After(since) {
-		if _, err := p.cursors.Put(ctx, p.key(), []byte(next.UTC().Format(time.RFC3339Nano))); err != nil {
-			return fmt.Errorf("store cursor: %w", err)
-		}
+		return p.cursor.Save(ctx, next)
 	}
 	return nil
-}
-
-// cursor is where the last poll ended; the zero time at first, so that
-// the first poll learns every contact.
-func (p *poller) cursor(ctx context.Context) (time.Time, error) {
-	e, err := p.cursors.Get(ctx, p.key())
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return time.Time{}, nil
-	}
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read cursor: %w", err)
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("cursor %q: %w", e.Value(), err)
-	}
-	return t, nil
 }

@@ -182,9 +182,8 @@ type DotloopFinancials struct {
 // Dotloop is the Dotloop Public API v2 emulation. Its methods are safe for concurrent use.
 type Dotloop struct {
 	*Kit
-	opts DotloopOptions
-	now  func() time.Time
-
+	opts  DotloopOptions
+	now   func() time.Time
 	oauth *oauthServer
 
 	mu     sync.Mutex
@@ -234,11 +233,11 @@ func newDotloop(o DotloopOptions, now func() time.Time) *Dotloop {
 }
 
 func (d *Dotloop) resetState() {
+	d.oauth.reset()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.loops, d.subs, d.delivs = nil, nil, nil
 	d.lastID.loop, d.lastID.participant, d.lastID.sub = 34307, 2354, 0
-	d.oauth.reset()
 }
 
 // dotloopError is the sandbox's choice of Dotloop's error body.

@@ -24,8 +24,7 @@ func checkURL(raw string) error {
 const dotloopAPI = "/public/v2"
 
 func (d *Dotloop) routes() {
-	d.HandleFunc("GET /oauth/authorize", d.oauth.authorize)
-	d.HandleFunc("POST /oauth/token", d.oauth.token)
+	d.oauth.mount(d.Kit, "/oauth/authorize", "/oauth/token", nil)
 	d.HandleFunc("GET "+dotloopAPI+"/profile", d.listProfiles)
 	d.HandleFunc("POST "+dotloopAPI+"/loop-it", d.loopIt)
 	d.HandleFunc("GET "+dotloopAPI+"/profile/{pid}/loop", d.listLoops)
@@ -38,10 +37,6 @@ func (d *Dotloop) routes() {
 	d.HandleFunc("GET "+dotloopAPI+"/subscription", d.listSubscriptions)
 	d.HandleFunc("DELETE "+dotloopAPI+"/subscription/{id}", d.deleteSubscription)
 	d.HandleKnob("POST /loops/{id}/status", d.postStatusForm)
-	d.HandleKnob("POST /tokens/expire", func(w http.ResponseWriter, _ *http.Request) {
-		d.ExpireAccessTokens()
-		w.WriteHeader(http.StatusNoContent)
-	})
 }
 
 // auth: the OAuth endpoints authenticate the client themselves; the API wants a valid,
@@ -371,11 +366,7 @@ func (d *Dotloop) postStatusForm(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, knobError{err.Error()})
 		return
 	}
-	if strings.Contains(r.Header.Get("Accept"), "text/html") {
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	knobDone(w, r)
 }
 
 // tables show the loops, newest first, with their buttons, and the deliveries.

@@ -22,22 +22,10 @@ func (e *env) dl(t *testing.T, method, path, token, body string) response {
 	return e.do(t, request{method: method, path: path, body: body, auth: authNone, header: map[string]string{"Authorization": "Bearer " + token}})
 }
 
-// oauthToken posts a grant to the token endpoint with the default client.
+// oauthToken posts a grant to Dotloop's token endpoint with the default client, in the query.
 func (e *env) oauthToken(t *testing.T, form url.Values) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.srv.URL+"/dotloop/oauth/token?"+form.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.SetBasicAuth(sandbox.DefaultDotloopClientID, sandbox.DefaultDotloopClientSecret)
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return e.tokenGrant(t, "/dotloop/oauth/token?"+form.Encode(), nil, sandbox.DefaultDotloopClientID, sandbox.DefaultDotloopClientSecret)
 }
 
 func TestDotloop_loopItMatchesTheReference(t *testing.T) {

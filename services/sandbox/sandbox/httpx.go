@@ -63,3 +63,13 @@ func writeFault(w http.ResponseWriter, f Fault, defaultBody func(status int) any
 type knobError struct {
 	Error string `json:"error"`
 }
+
+// knobDone answers a knob that did its work: a button on the page (a browser, which accepts
+// text/html) is sent back to the page, any other caller gets 204.
+func knobDone(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,18 +1,22 @@
 package sandbox
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
 )
 
-// oauthServer is the OAuth 2.0 authorization server that Dotloop's and QuickBooks Online's
-// emulations share: the authorization-code grant with HTTP Basic client credentials, access
-// tokens with a lifetime, and refresh tokens that rotate on every refresh. What differs between
-// vendors is in its options: how long a rotated refresh token still works, whether a refresh
-// ends the access tokens granted before, and the account the tokens act for (QuickBooks'
-// company, its realm id). Its methods are safe for concurrent use.
+// oauthServer is the OAuth 2.0 authorization server that the emulations of Dotloop, QuickBooks
+// Online and SkySlope's Forms API share: the authorization-code grant, approved at once (there
+// is no user to ask), with HTTP Basic client credentials, access tokens with a lifetime, and
+// refresh tokens that rotate on every refresh. What differs between vendors is in its options:
+// PKCE (S256), how long a rotated refresh token still works, whether a refresh ends the access
+// tokens granted before, and the account the tokens act for (QuickBooks' company, its realm
+// id). Its methods are safe for concurrent use; it has its own lock.
 type oauthServer struct {
 	o oauthOptions
 
@@ -37,13 +41,17 @@ type oauthOptions struct {
 	rotatedGrace time.Duration
 	// revokeOnRotate ends every access token granted before a refresh (Dotloop).
 	revokeOnRotate bool
+	// pkce requires a code_challenge (S256) on the authorization and its code_verifier on the
+	// code exchange (RFC 7636), and lets a public client send its client_id in the form
+	// without a secret (SkySlope).
+	pkce bool
 	// subject picks the account an authorization is for from the authorize request, and may
 	// add parameters to the redirect (QuickBooks' realmId). Nil: no subject.
 	subject func(q url.Values, redirect url.Values) (string, error)
 	now     func() time.Time
 }
 
-type oauthCode struct{ redirect, subject string }
+type oauthCode struct{ redirect, subject, challenge string }
 
 type oauthGrant struct {
 	until   time.Time
@@ -148,6 +156,26 @@ func (s *oauthServer) stats() (grants, refreshes int) {
 	return s.grants, s.refreshes
 }
 
+// mount serves the server on k: the authorization endpoint (GET authorizePath), the token
+// endpoint (POST tokenPath), and two knobs: POST /tokens/expire expires every access token now
+// (and runs also, when not nil, for the vendor's other credentials), POST /tokens/revoke makes
+// every refresh token answer invalid_grant, as a user who disconnects the app does.
+func (s *oauthServer) mount(k *Kit, authorizePath, tokenPath string, also func()) {
+	k.HandleFunc("GET "+authorizePath, s.authorize)
+	k.HandleFunc("POST "+tokenPath, s.token)
+	k.HandleKnob("POST /tokens/expire", func(w http.ResponseWriter, _ *http.Request) {
+		s.expireAccess()
+		if also != nil {
+			also()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	k.HandleKnob("POST /tokens/revoke", func(w http.ResponseWriter, _ *http.Request) {
+		s.revokeRefresh()
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
@@ -166,6 +194,11 @@ func (s *oauthServer) authorize(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri must be an absolute http(s) URL")
 		return
 	}
+	challenge := q.Get("code_challenge")
+	if s.o.pkce && (challenge == "" || q.Get("code_challenge_method") != "S256") {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+		return
+	}
 	v := u.Query()
 	var subject string
 	if s.o.subject != nil {
@@ -176,7 +209,7 @@ func (s *oauthServer) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomToken(s.o.prefix + "c_")
 	s.mu.Lock()
-	s.codes[code] = oauthCode{redirect: redirect, subject: subject}
+	s.codes[code] = oauthCode{redirect: redirect, subject: subject, challenge: challenge}
 	s.mu.Unlock()
 	v.Set("code", code)
 	if st := q.Get("state"); st != "" {
@@ -186,18 +219,33 @@ func (s *oauthServer) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
-// token is the token endpoint, with HTTP Basic client credentials and the grant in the query or
-// a form body: authorization_code (code, redirect_uri) or refresh_token (refresh_token). A
-// refresh rotates both tokens.
-func (s *oauthServer) token(w http.ResponseWriter, r *http.Request) {
-	id, secret, ok := r.BasicAuth()
-	if !ok || id != s.o.clientID || secret != s.o.clientSecret {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "send the client id and secret with HTTP Basic")
-		return
+// clientOK checks the client's credentials: HTTP Basic; with PKCE also client_id (with or
+// without client_secret) in the form, as a public client sends them.
+func (s *oauthServer) clientOK(r *http.Request) bool {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
+		if !s.o.pkce {
+			return false
+		}
+		id, secret = r.Form.Get("client_id"), r.Form.Get("client_secret")
+		if id == s.o.clientID && secret == "" {
+			return true
+		}
 	}
+	return id == s.o.clientID && subtle.ConstantTimeCompare([]byte(secret), []byte(s.o.clientSecret)) == 1
+}
+
+// token is the token endpoint, with the grant in the query or a form body: authorization_code
+// (code, redirect_uri and, with PKCE, code_verifier) or refresh_token (refresh_token). A refresh
+// rotates both tokens.
+func (s *oauthServer) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if !s.clientOK(r) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "send the client id and secret with HTTP Basic")
 		return
 	}
 	s.mu.Lock()
@@ -210,7 +258,12 @@ func (s *oauthServer) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown or used code, or another redirect_uri")
 			return
 		}
+		// The code is spent either way, as RFC 7636 wants a failed verification to be final.
 		delete(s.codes, r.Form.Get("code"))
+		if c.challenge != "" && !verifierMatches(r.Form.Get("code_verifier"), c.challenge) {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
+			return
+		}
 		writeJSON(w, http.StatusOK, s.issueLocked(c.subject))
 	case "refresh_token":
 		rt := r.Form.Get("refresh_token")
@@ -238,4 +291,13 @@ func (s *oauthServer) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
 	}
+}
+
+// verifierMatches is RFC 7636's S256: BASE64URL(SHA256(verifier)) == challenge.
+func verifierMatches(verifier, challenge string) bool {
+	if verifier == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }

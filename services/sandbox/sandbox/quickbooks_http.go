@@ -21,20 +21,11 @@ var qbPaths = map[string]string{
 }
 
 func (q *QuickBooks) routes() {
-	q.HandleFunc("GET /connect/oauth2", q.oauth.authorize)
-	q.HandleFunc("POST /oauth2/v1/tokens/bearer", q.oauth.token)
+	q.oauth.mount(q.Kit, "/connect/oauth2", "/oauth2/v1/tokens/bearer", nil)
 	q.HandleFunc("GET "+qbCompany+"/query", q.query)
 	q.HandleFunc("POST "+qbCompany+"/query", q.query)
 	q.HandleFunc("POST "+qbCompany+"/{resource}", q.write)
 	q.HandleFunc("GET "+qbCompany+"/{resource}/{id}", q.read)
-	q.HandleKnob("POST /tokens/expire", func(w http.ResponseWriter, _ *http.Request) {
-		q.ExpireAccessTokens()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	q.HandleKnob("POST /tokens/revoke", func(w http.ResponseWriter, _ *http.Request) {
-		q.RevokeRefreshTokens()
-		w.WriteHeader(http.StatusNoContent)
-	})
 	q.HandleKnob("POST /realms/{realm}/{resource}/{id}/active", q.activeKnob)
 }
 

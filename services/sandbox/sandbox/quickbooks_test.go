@@ -27,20 +27,7 @@ func (e *env) qb(t *testing.T, method, path, token, body string) response {
 // qbToken posts a grant to QuickBooks' token endpoint with the default client, as a form.
 func (e *env) qbToken(t *testing.T, form url.Values) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.srv.URL+"/quickbooks/oauth2/v1/tokens/bearer", strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(sandbox.DefaultQuickBooksClientID, sandbox.DefaultQuickBooksClientSecret)
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return e.tokenGrant(t, "/quickbooks/oauth2/v1/tokens/bearer", form, sandbox.DefaultQuickBooksClientID, sandbox.DefaultQuickBooksClientSecret)
 }
 
 func (r response) qbObject(t *testing.T, entity string) sandbox.QBObject {

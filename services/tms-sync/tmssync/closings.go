@@ -18,13 +18,11 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 )
-
-// statusSold is the TMS status of a closed sale.
-const statusSold = "SOLD"
 
 // soldRecord is the first sight of a transaction marked sold without its
 // financials, under tms-sync.sold.<tms>.<id>.
@@ -32,8 +30,9 @@ type soldRecord struct {
 	First time.Time `json:"first"`
 }
 
-// HandleWebhook handles one TMS webhook: a transaction that is now sold with
-// a price and a gross commission becomes tms.transaction.closed.
+// HandleWebhook handles one TMS delivery: a Dotloop webhook, or a SkySlope
+// sale the poller stored (poll.go). A transaction that is now sold (closed)
+// with its financials becomes tms.transaction.closed.
 func (s *Syncer) HandleWebhook(ctx context.Context, m *bus.Message) error {
 	var wr webhookv1.WebhookReceived
 	if err := proto.Unmarshal(m.Data, &wr); err != nil {
@@ -44,30 +43,60 @@ func (s *Syncer) HandleWebhook(ctx context.Context, m *bus.Message) error {
 		log.Info("TMS webhook ignored: not from the configured TMS", "source", wr.GetSource(), "tms", s.tms.Name())
 		return nil
 	}
-	n, err := dotloop.ParseWebhook(wr.GetBody())
-	if err != nil {
-		return bus.WithCode("tms.bad_webhook", bus.Permanentf("parse %s webhook %s: %w", wr.GetSource(), wr.GetDeliveryId(), err))
+	var tx tms.Transaction
+	var details tms.Details
+	switch s.tms.Name() {
+	case skyslope.Name:
+		sale, err := skyslope.ParseSale(wr.GetBody())
+		if err != nil {
+			return bus.WithCode("tms.bad_webhook", bus.Permanentf("parse %s delivery %s: %w", wr.GetSource(), wr.GetDeliveryId(), err))
+		}
+		c := sale.Change()
+		tx, details = c.Transaction, c.Details
+		if !s.sold(tx) {
+			log.Info("sale changed, not closed", "transaction_id", tx.ID, "status", tx.Status)
+			return nil
+		}
+	default:
+		n, err := dotloop.ParseWebhook(wr.GetBody())
+		if err != nil {
+			return bus.WithCode("tms.bad_webhook", bus.Permanentf("parse %s webhook %s: %w", wr.GetSource(), wr.GetDeliveryId(), err))
+		}
+		if n.Transaction == "" {
+			log.Info("TMS webhook ignored: not about a transaction", "event", n.Event, "event_id", n.EventID)
+			return nil
+		}
+		tx, err = s.tms.Transaction(ctx, n.Profile, n.Transaction)
+		if errors.Is(err, tms.ErrNotFound) {
+			// Recorded, never dropped: a failure record an operator can redrive.
+			return bus.WithCode("tms.unknown_transaction", bus.Permanentf("%s webhook %s names transaction %s in profile %s, which the TMS does not show", s.tms.Name(), n.EventID, n.Transaction, n.Profile))
+		}
+		if err != nil {
+			return fmt.Errorf("read transaction %s: %w", n.Transaction, err)
+		}
+		if !s.sold(tx) {
+			log.Info("transaction updated, not sold", "transaction_id", tx.ID, "status", tx.Status)
+			return nil
+		}
+		if details, err = s.tms.Details(ctx, tx.Profile, tx.ID); err != nil {
+			return fmt.Errorf("read details of transaction %s: %w", tx.ID, err)
+		}
 	}
-	if n.Transaction == "" {
-		log.Info("TMS webhook ignored: not about a transaction", "event", n.Event, "event_id", n.EventID)
-		return nil
-	}
-	tx, err := s.tms.Transaction(ctx, n.Profile, n.Transaction)
-	if errors.Is(err, tms.ErrNotFound) {
-		// Recorded, never dropped: a failure record an operator can redrive.
-		return bus.WithCode("tms.unknown_transaction", bus.Permanentf("%s webhook %s names transaction %s in profile %s, which the TMS does not show", s.tms.Name(), n.EventID, n.Transaction, n.Profile))
-	}
-	if err != nil {
-		return fmt.Errorf("read transaction %s: %w", n.Transaction, err)
-	}
-	if !strings.EqualFold(tx.Status, statusSold) {
-		log.Info("transaction updated, not sold", "transaction_id", tx.ID, "status", tx.Status)
-		return nil
-	}
-	details, err := s.tms.Details(ctx, tx.Profile, tx.ID)
-	if err != nil {
-		return fmt.Errorf("read details of transaction %s: %w", tx.ID, err)
-	}
+	return s.closeTransaction(ctx, tx, details, m)
+}
+
+func (s *Syncer) sold(tx tms.Transaction) bool { return strings.EqualFold(tx.Status, s.cfg.SoldStatus) }
+
+// closedRecord is the facts hash last announced of a transaction, under
+// tms-sync.closed.<tms>.<id>: the same closing read again after the
+// duplicate window is not announced twice.
+type closedRecord struct {
+	FactsHash string `json:"facts_hash"`
+}
+
+// closeTransaction announces the closing of tx, sold, from its details.
+func (s *Syncer) closeTransaction(ctx context.Context, tx tms.Transaction, details tms.Details, m *bus.Message) error {
+	log := logging.FromContext(ctx)
 	f, missing := s.facts(details)
 	if len(missing) > 0 {
 		return s.incomplete(ctx, tx, missing)
@@ -77,20 +106,34 @@ func (s *Syncer) HandleWebhook(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	ev := s.closedEvent(tx, f, rec, m)
-	if _, err := s.w.Publisher().Publish(ctx, SubjectClosed, SubjectClosed+":"+s.tms.Name()+":"+tx.ID+":"+ev.GetFactsHash(), ev); err != nil {
+	key := closedKey(s.tms.Name(), tx.ID)
+	var last closedRecord
+	rev, err := s.load(ctx, key, &last)
+	if err != nil {
 		return err
 	}
-	log.Info("transaction closed", "transaction_id", tx.ID, "facts_hash", ev.GetFactsHash(), "contact_id", rec.ContactID)
+	if last.FactsHash == ev.GetFactsHash() {
+		log.Info("closing announced already", "transaction_id", tx.ID, "facts_hash", ev.GetFactsHash())
+	} else {
+		if _, err := s.w.Publisher().Publish(ctx, SubjectClosed, SubjectClosed+":"+s.tms.Name()+":"+tx.ID+":"+ev.GetFactsHash(), ev); err != nil {
+			return err
+		}
+		if _, err := s.store(ctx, key, closedRecord{FactsHash: ev.GetFactsHash()}, rev); err != nil && !errors.Is(err, errConflict) {
+			return err
+		}
+		log.Info("transaction closed", "transaction_id", tx.ID, "facts_hash", ev.GetFactsHash(), "contact_id", rec.ContactID)
+	}
 	if rec.EpisodeKey != "" {
 		return s.endEpisode(ctx, rec.CRM, rec.ContactID, rec.EpisodeN, "transaction "+tx.ID+" closed")
 	}
 	return nil
 }
 
-// closing is a closing's facts, in minor units.
+// closing is a closing's facts, in minor units. unavailable says why the
+// commission is not given, when it is not.
 type closing struct {
-	price, commission, referral int64
-	closeDate, referralSource   string
+	price, commission, referral            int64
+	closeDate, referralSource, unavailable string
 }
 
 func field(d tms.Details, at string) string {
@@ -107,7 +150,9 @@ func (s *Syncer) facts(d tms.Details) (closing, []string) {
 	if c.price, err = ParseMoney(field(d, s.cfg.PriceField)); err != nil || c.price <= 0 {
 		missing = append(missing, "sale price ("+s.cfg.PriceField+")")
 	}
-	if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
+	if s.cfg.CommissionField == "" || !s.tms.Capabilities().Commission {
+		c.unavailable = "gross commission: " + s.tms.Name() + "'s public API does not expose commission fields"
+	} else if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
 		missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")
 	}
 	c.closeDate = normalizeDate(field(d, s.cfg.CloseDateField))
@@ -141,6 +186,9 @@ func (s *Syncer) incomplete(ctx context.Context, tx tms.Transaction, missing []s
 }
 
 func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus.Message) *tmsv1.TransactionClosed {
+	if tx.Type == "" {
+		tx.Type = rec.Type // SkySlope's sales do not say; the file tms-sync opened did
+	}
 	money := func(v int64) *commonv1.Money {
 		if v <= 0 {
 			return nil
@@ -148,7 +196,7 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 		return &commonv1.Money{AmountMinor: v, CurrencyCode: s.cfg.Currency}
 	}
 	agentID := rec.AgentID
-	if agentID == "" {
+	if agentID == "" && tx.Profile != "" { // SkySlope's sales name no profile
 		if a, ok := s.cfg.Agents.ForDotloopProfile(tx.Profile); ok {
 			agentID = a.ID
 		}
@@ -159,11 +207,14 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%d|%d|%s|%d|%s|%s|%s", s.cfg.Currency, f.price, f.commission, f.closeDate, f.referral, f.referralSource, agentID, side)
+	if f.unavailable != "" {
+		fmt.Fprintf(h, "|%s", f.unavailable) // absent before the field existed: Dotloop's hashes are unchanged
+	}
 	hash := hex.EncodeToString(h.Sum(nil))[:16]
 	return &tmsv1.TransactionClosed{
 		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: tx.Profile, Status: tx.Status, SalePrice: money(f.price),
 		CloseDate: f.closeDate, FactsHash: hash, ClosedAt: timestamppb.New(s.now()), TransactionType: tx.Type, Name: tx.Name,
-		Commission:  &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource},
+		Commission:  &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource, Unavailable: f.unavailable},
 		Correlation: &commonv1.Correlation{LeadId: rec.LeadID, ContactId: rec.ContactID, TransactionId: tx.ID},
 		Webhook:     &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 )
 
 // Prefix is the environment prefix of every tms-sync setting.
@@ -20,15 +21,19 @@ const Prefix = "TMSSYNC_"
 const (
 	TMSNone     = "none"
 	TMSDotloop  = dotloop.Name
-	TMSSkySlope = "skyslope"
+	TMSSkySlope = skyslope.Name
 )
 
 // Config is tms-sync's configuration, from TMSSYNC_* variables.
 type Config struct {
 	// TMS is the brokerage's transaction manager: none (tms-sync is off),
-	// dotloop, or skyslope (not built).
-	TMS     string         `env:"TMS" envDefault:"none"`
-	Dotloop dotloop.Config `envPrefix:"DOTLOOP_"`
+	// dotloop, or skyslope.
+	TMS      string          `env:"TMS" envDefault:"none"`
+	Dotloop  dotloop.Config  `envPrefix:"DOTLOOP_"`
+	SkySlope skyslope.Config `envPrefix:"SKYSLOPE_"`
+	// PollInterval is how often the sales of a TMS without webhooks
+	// (SkySlope) are read for closings.
+	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"1m"`
 	// AgentsFile is the agent directory (pkg/agents), required with a TMS.
 	AgentsFile string `env:"AGENTS_FILE"`
 	// CRM, when "followupboss", is read for the one thing the CRM's events
@@ -49,10 +54,13 @@ type Config struct {
 	Templates map[string]string `env:"TEMPLATES"`
 
 	// The closing: where in the TMS's details each fact is, as
-	// "<section>:<field>" (docs/tms.md#closings).
-	PriceField          string `env:"PRICE_FIELD" envDefault:"Financials:Purchase/Sale Price"`
-	CommissionField     string `env:"COMMISSION_FIELD" envDefault:"Financials:Sale Commission Total"`
-	CloseDateField      string `env:"CLOSE_DATE_FIELD" envDefault:"Contract Dates:Closing Date"`
+	// "<section>:<field>" (docs/tms.md#closings); empty takes the TMS's
+	// default (tmsDefaults). SoldStatus is the TMS's status of a closed
+	// transaction (Dotloop's SOLD, SkySlope's Closed).
+	PriceField          string `env:"PRICE_FIELD"`
+	CommissionField     string `env:"COMMISSION_FIELD"`
+	CloseDateField      string `env:"CLOSE_DATE_FIELD"`
+	SoldStatus          string `env:"SOLD_STATUS"`
 	ReferralField       string `env:"REFERRAL_FIELD" envDefault:"Referral:Referral Fee"`
 	ReferralSourceField string `env:"REFERRAL_SOURCE_FIELD" envDefault:"Referral:Referral Source"`
 	Currency            string `env:"CURRENCY" envDefault:"USD"`
@@ -96,6 +104,9 @@ func (c *Config) Resolve() error {
 	if err := c.Dotloop.ReadSecret(Prefix + "DOTLOOP_"); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	if err := c.SkySlope.ReadSecrets(Prefix + "SKYSLOPE_"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if c.Agents == nil {
 		if c.AgentsFile == "" {
 			return fmt.Errorf("%w: TMSSYNC_AGENTS_FILE is required with TMSSYNC_TMS=%s (docs/tms.md#the-agent-directory)", ErrConfig, c.TMS)
@@ -109,8 +120,33 @@ func (c *Config) Resolve() error {
 	return c.Validate()
 }
 
+// tmsDefaults are each TMS's closing fields and sold status, where the
+// configuration leaves them empty. SkySlope has no commission field: its
+// public API does not expose one.
+var tmsDefaults = map[string]struct{ price, commission, closeDate, sold string }{
+	TMSDotloop:  {"Financials:Purchase/Sale Price", "Financials:Sale Commission Total", "Contract Dates:Closing Date", "SOLD"},
+	TMSSkySlope: {skyslope.SectionSale + ":" + skyslope.FieldSalePrice, "", skyslope.SectionSale + ":" + skyslope.FieldCloseDate, skyslope.StatusClosed},
+}
+
+// withDefaults returns c with its TMS's defaults in the settings left empty.
+func (c Config) withDefaults() Config {
+	d := tmsDefaults[c.TMS]
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&c.PriceField, d.price}, {&c.CommissionField, d.commission}, {&c.CloseDateField, d.closeDate}, {&c.SoldStatus, d.sold},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	return c
+}
+
 // Validate reports the first invalid setting, naming the variable.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	switch c.TMS {
 	case TMSNone:
 		return nil
@@ -119,7 +155,12 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	case TMSSkySlope:
-		return fmt.Errorf("%w: TMSSYNC_TMS=skyslope: the SkySlope adapter is not built yet (none, dotloop)", ErrConfig)
+		if err := c.SkySlope.Validate(Prefix + "SKYSLOPE_"); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if c.PollInterval <= 0 {
+			return fmt.Errorf("%w: TMSSYNC_POLL_INTERVAL must be positive", ErrConfig)
+		}
 	default:
 		return fmt.Errorf("%w: TMSSYNC_TMS %q is not one of none, dotloop, skyslope", ErrConfig, c.TMS)
 	}
@@ -144,6 +185,9 @@ func (c Config) Validate() error {
 		{"PRICE_FIELD", c.PriceField}, {"COMMISSION_FIELD", c.CommissionField}, {"CLOSE_DATE_FIELD", c.CloseDateField},
 		{"REFERRAL_FIELD", c.ReferralField}, {"REFERRAL_SOURCE_FIELD", c.ReferralSourceField},
 	} {
+		if f.v == "" && f.name == "COMMISSION_FIELD" && c.TMS == TMSSkySlope {
+			continue // none: the closing says the commission is unavailable
+		}
 		if sec, fld, ok := strings.Cut(f.v, ":"); !ok || sec == "" || fld == "" {
 			return fmt.Errorf("%w: TMSSYNC_%s %q must be <section>:<field>", ErrConfig, f.name, f.v)
 		}

@@ -22,6 +22,8 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	dotloop := []string{"TMSSYNC_TMS=dotloop", "TMSSYNC_DOTLOOP_CLIENT_ID=c", "TMSSYNC_DOTLOOP_CLIENT_SECRET=s"}
+	skyslope := []string{"TMSSYNC_TMS=skyslope", "TMSSYNC_SKYSLOPE_CLIENT_ID=c", "TMSSYNC_SKYSLOPE_ACCESS_KEY=k", "TMSSYNC_SKYSLOPE_ACCESS_SECRET=s",
+		"TMSSYNC_SKYSLOPE_FILES_CLIENT_ID=fc", "TMSSYNC_SKYSLOPE_FILES_CLIENT_SECRET=fs"}
 	for _, c := range []struct {
 		name string
 		env  []string
@@ -29,7 +31,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{"off_by_default", nil, ""},
 		{"dotloop", append(dotloop, "TMSSYNC_AGENTS_FILE="+agentsFile), ""},
-		{"skyslope_not_built", []string{"TMSSYNC_TMS=skyslope", "TMSSYNC_AGENTS_FILE=" + agentsFile}, "not built"},
+		{"skyslope", append(skyslope, "TMSSYNC_AGENTS_FILE="+agentsFile), ""},
+		{"skyslope_no_files_keys", []string{"TMSSYNC_TMS=skyslope", "TMSSYNC_SKYSLOPE_CLIENT_ID=c", "TMSSYNC_AGENTS_FILE=" + agentsFile}, "TMSSYNC_SKYSLOPE_ACCESS_KEY"},
+		{"skyslope_no_client", []string{"TMSSYNC_TMS=skyslope", "TMSSYNC_AGENTS_FILE=" + agentsFile}, "TMSSYNC_SKYSLOPE_CLIENT_ID"},
 		{"unknown_tms", []string{"TMSSYNC_TMS=brokermint", "TMSSYNC_AGENTS_FILE=" + agentsFile}, "not one of"},
 		{"no_agent_directory", dotloop, "TMSSYNC_AGENTS_FILE is required"},
 		{"invalid_agent_directory", append(dotloop, "TMSSYNC_AGENTS_FILE="+badAgents), "id must match"},

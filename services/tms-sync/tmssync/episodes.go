@@ -16,6 +16,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
 	"github.com/brokerflow/brokerflow/pkg/tms"
+	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
@@ -81,6 +82,8 @@ type txRecord struct {
 	EpisodeKey string `json:"episode_key"`
 	EpisodeN   int    `json:"episode_n"`
 	AgentID    string `json:"agent_id"`
+	// Type is the transaction type it was opened with.
+	Type string `json:"type,omitempty"`
 }
 
 // leadRecord is a contact's latest lead with a property, under
@@ -184,8 +187,14 @@ func (s *Syncer) newEpisode(ctx context.Context, ev *crmv1.ContactStageChanged, 
 	if err != nil {
 		return episode{}, bus.WithCode("tms.no_agent", bus.AsPermanent(err))
 	}
-	if agent.DotloopProfileID == "" {
-		return episode{}, bus.WithCode("tms.no_agent", bus.Permanentf("agent %q has no dotloop_profile_id in the agent directory", agent.ID))
+	// Dotloop opens a loop in the agent's profile; SkySlope's Forms API
+	// opens the file in the connected user's account, which has no profiles.
+	profile := ""
+	if s.tms.Name() == dotloop.Name {
+		if agent.DotloopProfileID == "" {
+			return episode{}, bus.WithCode("tms.no_agent", bus.Permanentf("agent %q has no dotloop_profile_id in the agent directory", agent.ID))
+		}
+		profile = agent.DotloopProfileID
 	}
 	var lead leadRecord
 	if _, err := s.load(ctx, leadKey(ev.GetCrm(), ev.GetContactId()), &lead); err != nil {
@@ -199,7 +208,7 @@ func (s *Syncer) newEpisode(ctx context.Context, ev *crmv1.ContactStageChanged, 
 		agentRole = "LISTING_AGENT"
 	}
 	req := tms.Open{
-		Profile: agent.DotloopProfileID, Name: client.FullName, Type: typ, Status: r.status,
+		Profile: profile, Name: client.FullName, Type: typ, Status: r.status,
 		TemplateID: s.cfg.Templates[typ],
 		Parties:    []tms.Party{client, {FullName: agent.Name, Email: agent.Email, Role: agentRole}},
 	}
@@ -268,7 +277,7 @@ func (s *Syncer) settle(ctx context.Context, key string, ep episode, rev uint64,
 		// this transaction in the TMS.
 		return fmt.Errorf("record transaction %s of contact %s: %w", tx.ID, ep.ContactID, err)
 	}
-	rec := txRecord{CRM: ep.CRM, ContactID: ep.ContactID, LeadID: ep.LeadID, EpisodeKey: key, EpisodeN: ep.N, AgentID: ep.AgentID}
+	rec := txRecord{CRM: ep.CRM, ContactID: ep.ContactID, LeadID: ep.LeadID, EpisodeKey: key, EpisodeN: ep.N, AgentID: ep.AgentID, Type: ep.Request.Type}
 	if err := s.put(ctx, txKey(s.tms.Name(), tx.ID), rec); err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 // Package tmssync keeps the brokerage's transaction manager in step with its
 // CRM: a contact who enters an opening stage gets one prefilled transaction
-// (a Dotloop loop) per episode, the contact's later changes follow into the
-// transaction's client participant, and a transaction marked sold with its
-// financials becomes tms.transaction.closed.
+// (a Dotloop loop, a SkySlope Forms file) per episode, the contact's later
+// changes follow into the transaction's client participant where the TMS
+// allows it, and a transaction marked sold (closed) with its financials
+// becomes tms.transaction.closed: from Dotloop's webhooks, or from SkySlope's
+// sales, polled (poll.go).
 package tmssync
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 )
 
 // Deps is what the caller owns.
@@ -87,19 +90,27 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 		return nil, err
 	}
 	store := oauth.NewStore(js, OAuthConfig(cfg))
+	if cfg.TMS == TMSSkySlope {
+		return NewWithTMS(cfg, deps, skyslope.New(cfg.SkySlope, store))
+	}
 	return NewWithTMS(cfg, deps, dotloop.New(cfg.Dotloop, store))
 }
 
-// OAuthConfig is the OAuth client of cfg's Dotloop.
+// OAuthConfig is the OAuth client of cfg's TMS.
 func OAuthConfig(cfg Config) oauth.Config {
+	if cfg.TMS == TMSSkySlope {
+		return cfg.SkySlope.OAuth()
+	}
 	return oauth.Config{
 		Vendor: dotloop.Name, Area: tms.Area, ClientID: cfg.Dotloop.ClientID, ClientSecret: cfg.Dotloop.ClientSecret,
 		AuthURL: cfg.Dotloop.AuthorizeURL(), TokenURL: cfg.Dotloop.TokenURL(),
 	}
 }
 
-// NewWithTMS returns tms-sync using adapter.
+// NewWithTMS returns tms-sync using adapter. An adapter that is a
+// ChangePoller (SkySlope) is polled every TMSSYNC_POLL_INTERVAL.
 func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {
+	cfg = cfg.withDefaults()
 	if cfg.Agents == nil {
 		return nil, fmt.Errorf("%w: no agent directory", ErrConfig)
 	}
@@ -118,6 +129,10 @@ func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {
 	// stops them, not just the message.
 	w.Handle(bus.TMSSyncCRM, s.HandleCRM, bus.PauseOnThrottle())
 	w.Handle(bus.TMSSyncWebhooks, s.HandleWebhook, bus.PauseOnThrottle())
+	if cp, ok := adapter.(ChangePoller); ok && cfg.PollInterval > 0 {
+		p := &poller{tms: cp, js: w.JetStream(), pub: w.Publisher(), interval: cfg.PollInterval}
+		w.Go(p.run)
+	}
 	return s, nil
 }
 
@@ -179,6 +194,9 @@ func leadKey(crmName, contact string) string {
 func txKey(tmsName, id string) string { return "tms-sync.tx." + keyPart(tmsName) + "." + keyPart(id) }
 func soldKey(tmsName, id string) string {
 	return "tms-sync.sold." + keyPart(tmsName) + "." + keyPart(id)
+}
+func closedKey(tmsName, id string) string {
+	return "tms-sync.closed." + keyPart(tmsName) + "." + keyPart(id)
 }
 
 // errConflict is a compare-and-swap that lost.

@@ -44,14 +44,7 @@ type env struct {
 // as `brokerflow connect dotloop` leaves it; change adjusts the config.
 func setup(t *testing.T, replicas int, change func(*tmssync.Config)) *env {
 	t.Helper()
-	sb := sandbox.New(sandbox.Options{})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	t.Cleanup(sb.Close)
-	ns := natstest.Start(t)
-	_, js := natstest.Connect(t, ns)
-	bcfg := service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}}
-	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
+	sb, srv, ns, js, bcfg := startParts(t)
 	dir, err := agents.New(agents.Agent{ID: "ada", Name: "Ada Agent", Email: "ada.agent@brokerage.example", DotloopProfileID: strconv.Itoa(sandbox.DefaultDotloopProfileID), Default: true})
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +76,21 @@ func setup(t *testing.T, replicas int, change func(*tmssync.Config)) *env {
 	}
 	natstest.WaitConsumer(t, js, bus.StreamCRM, "tms-sync-crm")
 	return &env{js: js, dl: sb.Dotloop(), api: dotloop.New(cfg.Dotloop, store), pub: bus.NewPublisher(js, "crm-sync", nil), hooks: hooks}
+}
+
+// startParts runs the sandbox over real HTTP and an embedded JetStream with
+// the declarations applied, on a fast retry schedule.
+func startParts(t *testing.T) (*sandbox.Sandbox, *httptest.Server, *natstest.Server, jetstream.JetStream, service.ConsumeConfig) {
+	t.Helper()
+	sb := sandbox.New(sandbox.Options{})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(sb.Close)
+	ns := natstest.Start(t)
+	_, js := natstest.Connect(t, ns)
+	bcfg := service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}}
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
+	return sb, srv, ns, js, bcfg
 }
 
 func (e *env) publish(t *testing.T, subject string, m proto.Message) {

@@ -220,7 +220,7 @@ type TransactionOpened struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The TMS's id of the transaction (Dotloop's loop id).
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
-	// The TMS: "dotloop".
+	// The TMS: "dotloop" or "skyslope".
 	Tms string `protobuf:"bytes,2,opt,name=tms,proto3" json:"tms,omitempty"`
 	// The TMS profile the transaction was opened in (the agent's).
 	ProfileId string `protobuf:"bytes,3,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
@@ -534,8 +534,13 @@ type Commission struct {
 	// A referral fee paid out of the commission, when there is one.
 	Referral       *v1.Money `protobuf:"bytes,4,opt,name=referral,proto3" json:"referral,omitempty"`
 	ReferralSource string    `protobuf:"bytes,5,opt,name=referral_source,json=referralSource,proto3" json:"referral_source,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set when the TMS cannot give the commission facts (gross is then
+	// absent): what is missing and why, e.g. "gross commission: SkySlope's
+	// public API does not expose commission fields". A consumer that needs
+	// them records a failure that says so.
+	Unavailable   string `protobuf:"bytes,6,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Commission) Reset() {
@@ -603,8 +608,16 @@ func (x *Commission) GetReferralSource() string {
 	return ""
 }
 
+func (x *Commission) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
+	}
+	return ""
+}
+
 // TransactionClosed is published on tms.transaction.closed when the TMS shows
-// the transaction sold with a sale price and a gross commission. Its id is
+// the transaction sold (closed) with a sale price and, where the TMS gives
+// it, a gross commission (else commission.unavailable says why). Its id is
 // the transaction id and a hash of these facts, so a corrected closing is a
 // new event.
 type TransactionClosed struct {
@@ -813,14 +826,15 @@ const file_brokerflow_tms_v1_tms_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12C\n" +
 	"\vcorrelation\x18\t \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x126\n" +
 	"\x05cause\x18\n" +
-	" \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\"\xd0\x01\n" +
+	" \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\"\xf2\x01\n" +
 	"\n" +
 	"Commission\x121\n" +
 	"\x05gross\x18\x01 \x01(\v2\x1b.brokerflow.common.v1.MoneyR\x05gross\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04side\x18\x03 \x01(\tR\x04side\x127\n" +
 	"\breferral\x18\x04 \x01(\v2\x1b.brokerflow.common.v1.MoneyR\breferral\x12'\n" +
-	"\x0freferral_source\x18\x05 \x01(\tR\x0ereferralSource\"\xb5\x04\n" +
+	"\x0freferral_source\x18\x05 \x01(\tR\x0ereferralSource\x12 \n" +
+	"\vunavailable\x18\x06 \x01(\tR\vunavailable\"\xb5\x04\n" +
 	"\x11TransactionClosed\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x10\n" +
 	"\x03tms\x18\x02 \x01(\tR\x03tms\x12\x1d\n" +

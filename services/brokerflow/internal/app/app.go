@@ -329,6 +329,9 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 			cfg.Alerter.PagerDutyURL = a.SandboxURL + "/pagerduty/v2/enqueue"
 		}
 		cfg.TMSSync.Dotloop.BaseURL, cfg.TMSSync.Dotloop.AuthURL = a.SandboxURL+"/dotloop/public/v2", a.SandboxURL+"/dotloop/oauth"
+		if cfg.TMSSync.TMS == tmssync.TMSSkySlope {
+			sandboxSkySlopeURLs(&cfg.TMSSync.SkySlope, a.SandboxURL)
+		}
 		cfg.TMSSync.FUB.BaseURL = cfg.CRMSync.FUB.BaseURL
 		a.cfg = cfg
 	}
@@ -391,7 +394,7 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 			return nil, err
 		}
 		if a.Sandbox != nil {
-			if err := connectSandboxDotloop(ctx, d.NATS, cfg.TMSSync, a.Sandbox.Dotloop()); err != nil {
+			if err := connectSandboxTMS(ctx, d.NATS, cfg.TMSSync, a.Sandbox); err != nil {
 				return nil, err
 			}
 		}
@@ -561,10 +564,12 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
 	}
 	fmt.Fprintf(w, "  alerts          %s\n", a.alertChannels())
-	if t := a.cfg.TMSSync; t.Enabled() {
+	if t := a.cfg.TMSSync; t.Enabled() && t.TMS == tmssync.TMSSkySlope {
+		fmt.Fprintf(w, "  TMS             skyslope: Forms API at %s, sales at %s  (no webhooks: polled every %s; opening stages %v; docs/tms.md#skyslope)\n", t.SkySlope.FormsURL, t.SkySlope.FilesURL, t.PollInterval, t.OpeningStages)
+	} else if t.Enabled() {
 		fmt.Fprintf(w, "  TMS             %s at %s  (tms-sync: opening stages %v; docs/tms.md)\n", t.TMS, t.Dotloop.BaseURL, t.OpeningStages)
 	} else {
-		fmt.Fprintf(w, "  TMS             none  (TMSSYNC_TMS=dotloop turns tms-sync on; docs/tms.md)\n")
+		fmt.Fprintf(w, "  TMS             none  (TMSSYNC_TMS=dotloop or skyslope turns tms-sync on; docs/tms.md)\n")
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)

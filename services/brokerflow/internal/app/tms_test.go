@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
@@ -16,6 +17,36 @@ import (
 )
 
 const buyerLead = `{"type":"lead.created","timestamp":"2026-11-26T20:00:00Z","data":{"name":"Grace Hopper","email":"Grace.Hopper@Example.org","phone":"+1 (212) 555-0199","inquiry_type":"buy","message":"Can I see it on Saturday?","property":{"address":"2100 Waterview Dr","city":"San Francisco","state":"CA","postal_code":"94114","mls_number":"43FSB8"}}}`
+
+// activeClient posts buyerLead, signed, and moves its contact to Active
+// Client in the sandbox's Follow Up Boss.
+func activeClient(t *testing.T, s *system, msgID string) sandbox.FUBPerson {
+	t.Helper()
+	fub := s.Sandbox.FUB()
+	if code, body := postSigned(t, s.WebhookURL+"/webhooks/idx", app.DevIDXSecret, msgID, time.Now(), buyerLead); code != http.StatusAccepted {
+		t.Fatalf("lead: %d %s", code, body)
+	}
+	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
+	person := fub.People()[0]
+	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	return person
+}
+
+// theClosing waits for the one tms.transaction.closed and decodes it.
+func theClosing(t *testing.T, js jetstream.JetStream) *tmsv1.TransactionClosed {
+	t.Helper()
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.closed", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")) == 1
+	})
+	var closed tmsv1.TransactionClosed
+	if err := proto.Unmarshal(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")[0].Data(), &closed); err != nil {
+		t.Fatal(err)
+	}
+	return &closed
+}
 
 // TestSystem_activeClientBecomesALoopThatFollowsAndCloses drives the whole
 // path against the sandbox, from a signed lead webhook: the lead becomes a
@@ -30,16 +61,7 @@ func TestSystem_activeClientBecomesALoopThatFollowsAndCloses(t *testing.T) {
 	t.Cleanup(a.Sandbox.Close) // before the shutdown: no delivery outlives the gateway
 	fub, dl := a.Sandbox.FUB(), a.Sandbox.Dotloop()
 
-	if code, body := postSigned(t, a.WebhookURL+"/webhooks/idx", app.DevIDXSecret, "msg_tms", time.Now(), buyerLead); code != http.StatusAccepted {
-		t.Fatalf("lead: %d %s", code, body)
-	}
-	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
-	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
-	person := fub.People()[0]
-
-	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {
-		t.Fatal(err)
-	}
+	person := activeClient(t, s, "msg_tms")
 	natstest.Eventually(t, 30*time.Second, "a loop in Dotloop", func() bool { return len(dl.Loops()) == 1 })
 	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
 		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
@@ -68,19 +90,50 @@ func TestSystem_activeClientBecomesALoopThatFollowsAndCloses(t *testing.T) {
 	if err := dl.SetLoopStatus(l.ID, sandbox.DotloopSold, sandbox.DotloopFinancials{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"}); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 30*time.Second, "tms.transaction.closed", func() bool {
-		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")) == 1
-	})
-	var closed tmsv1.TransactionClosed
-	if err := proto.Unmarshal(natstest.All(t, js, bus.StreamTMS, "tms.transaction.closed")[0].Data(), &closed); err != nil {
-		t.Fatal(err)
-	}
+	closed := theClosing(t, js)
 	if closed.GetTransactionId() != strconv.FormatInt(l.ID, 10) || closed.GetSalePrice().GetAmountMinor() != 52_500_000 ||
 		closed.GetCommission().GetGross().GetAmountMinor() != 1_575_000 || closed.GetCloseDate() != "2026-12-01" ||
 		closed.GetCorrelation().GetContactId() != strconv.FormatInt(person.ID, 10) || closed.GetCorrelation().GetLeadId() == "" {
-		t.Fatalf("closed = %v", &closed)
+		t.Fatalf("closed = %v", closed)
 	}
 	if n := len(dl.Loops()); n != 1 {
 		t.Fatalf("%d loops at the end, want 1", n)
+	}
+}
+
+// TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses drives the
+// whole path with TMSSYNC_TMS=skyslope against the sandbox: the lead's
+// contact moved to Active Client in Follow Up Boss opens exactly one Forms
+// file with the lead's property; its sale closed in SkySlope with a price
+// is polled and becomes tms.transaction.closed, which says the commission is
+// not available.
+func TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses(t *testing.T) {
+	t.Parallel()
+	s := start(t, "CRMSYNC_ACTIVE_STAGES=Active Client", "TMSSYNC_TMS=skyslope", "TMSSYNC_POLL_INTERVAL=100ms")
+	a, js := s.App, s.js
+	t.Cleanup(a.Sandbox.Close)
+	ss := a.Sandbox.SkySlope()
+
+	person := activeClient(t, s, "msg_skyslope")
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
+	})
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	files := ss.Files()
+	if len(files) != 1 || files[0].RepresentationType != "Buyer" || files[0].Property.StreetNumber != "2100" || files[0].Property.PostalCode != "94114" {
+		t.Fatalf("files = %+v, want exactly one with the lead's property", files)
+	}
+	sale, ok := ss.SaleOfFile(files[0].FileID)
+	if !ok {
+		t.Fatal("no sale for the file")
+	}
+	if err := ss.CloseSale(sale.SaleGUID, sandbox.SkySlopeClosing{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"}); err != nil {
+		t.Fatal(err)
+	}
+	closed := theClosing(t, js)
+	if closed.GetTms() != "skyslope" || closed.GetTransactionId() != strconv.FormatInt(files[0].FileID, 10) || closed.GetSalePrice().GetAmountMinor() != 52_500_000 ||
+		closed.GetCommission().GetGross() != nil || closed.GetCommission().GetUnavailable() == "" ||
+		closed.GetCorrelation().GetContactId() != strconv.FormatInt(person.ID, 10) || closed.GetCorrelation().GetLeadId() == "" {
+		t.Fatalf("closed = %v", closed)
 	}
 }

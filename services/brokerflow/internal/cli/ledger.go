@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"context"
-	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/brokerflow/brokerflow/pkg/ledger/quickbooks"
-	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/service"
 )
 
@@ -52,26 +48,7 @@ ledger.oauth_invalid_grant says so).`,
 			if err != nil {
 				return err
 			}
-			nc, js, err := nf.connect(environ)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
-			defer cancel()
-			oc := cfg.OAuthConfig()
-			tok, err := oauth.Authorize(ctx, oc, listen, func(u string) {
-				fmt.Fprintf(stdout, "Open this URL in a browser, choose the company and approve Brokerflow:\n%s\n", u)
-			})
-			if err != nil {
-				return err
-			}
-			if err := oauth.NewStore(js, oc).Save(ctx, tok); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "connected quickbooks: company %v; tokens stored in %s (access token valid until %s)\n",
-				tok.Extra(oc.AccountParam), oauth.Bucket, tok.Expiry.UTC().Format(time.RFC3339))
-			return nil
+			return authorize(cmd, nf, environ, stdout, cfg.OAuthConfig(), listen, "company")
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8765", "where the loopback redirect is received (the redirect URI is http://<listen>/callback)")

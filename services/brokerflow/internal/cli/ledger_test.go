@@ -1,9 +1,7 @@
 package cli_test
 
 import (
-	"bufio"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -37,29 +35,8 @@ func TestConnect_quickbooksStoresTokensAndRealm(t *testing.T) {
 		cli.QuickBooksPrefix + "CLIENT_ID=" + cfg.ClientID, cli.QuickBooksPrefix + "CLIENT_SECRET=" + cfg.ClientSecret,
 	}
 	ctx := natstest.Context(t, time.Minute)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Execute(ctx, []string{"connect", "quickbooks", "--listen", "127.0.0.1:0", "--server", ns.ClientURL()}, env, pw, io.Discard)
-		_ = pw.Close()
-	}()
-	var out strings.Builder
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
-		out.WriteString(line + "\n")
-		if strings.HasPrefix(line, "http") {
-			// The "browser": the sandbox approves and redirects to the loopback callback.
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, line, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
-		}
-	}
-	if err := <-done; err != nil || !strings.Contains(out.String(), "connected quickbooks: company 4620816365") {
-		t.Fatalf("connect: %v\n%s", err, out.String())
+	if out := connect(t, ns.ClientURL(), env, "quickbooks", func(string) {}); !strings.Contains(out, "connected quickbooks: company 4620816365") {
+		t.Fatalf("connect printed:\n%s", out)
 	}
 	store := oauth.NewStore(js, cfg.OAuthConfig())
 	rec, _, err := store.Load(ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
 )
 
@@ -35,9 +36,56 @@ func oauthConfig(c dotloop.Config) oauth.Config {
 	return tmssync.OAuthConfig(tmssync.Config{Dotloop: c})
 }
 
-// connectCmd is `brokerflow connect dotloop`: the authorization-code flow
-// with a loopback redirect; the tokens go into oauth_tokens, written as
-// tms-sync's NATS user (the one that refreshes them).
+// skyslopeConfig reads TMSSYNC_SKYSLOPE_* (and its secret files) from environ.
+func skyslopeConfig(environ []string) (skyslope.Config, error) {
+	var c skyslope.Config
+	const prefix = tmssync.Prefix + "SKYSLOPE_"
+	if err := service.ParseEnv(&c, prefix, environ); err != nil {
+		return c, err
+	}
+	if err := c.ReadSecrets(prefix); err != nil {
+		return c, err
+	}
+	return c, c.Validate(prefix)
+}
+
+// authorize runs the flow of oc with a loopback redirect on listen and
+// stores the tokens as the NATS user of nf. account names, in the messages,
+// what the redirect's Config.AccountParam identifies (QuickBooks: company);
+// empty when the vendor names no account.
+func authorize(cmd *cobra.Command, nf *natsFlags, environ []string, stdout io.Writer, oc oauth.Config, listen, account string) error {
+	nc, js, err := nf.connect(environ)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+	defer cancel()
+	choose := ""
+	if account != "" {
+		choose = ", choose the " + account
+	}
+	tok, err := oauth.Authorize(ctx, oc, listen, func(u string) {
+		fmt.Fprintf(stdout, "Open this URL in a browser%s and approve Brokerflow:\n%s\n", choose, u)
+	})
+	if err != nil {
+		return err
+	}
+	if err := oauth.NewStore(js, oc).Save(ctx, tok); err != nil {
+		return err
+	}
+	which := ""
+	if account != "" {
+		which = fmt.Sprintf(" %s %v;", account, tok.Extra(oc.AccountParam))
+	}
+	fmt.Fprintf(stdout, "connected %s:%s tokens stored in %s (access token valid until %s)\n", oc.Vendor, which, oauth.Bucket, tok.Expiry.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// connectCmd is `brokerflow connect dotloop|skyslope|quickbooks`: the
+// authorization-code flow with a loopback redirect (with PKCE for SkySlope,
+// and QuickBooks' realmId); the tokens go into oauth_tokens, written as
+// tms-sync's NATS user (the one that refreshes Dotloop's and SkySlope's).
 func connectCmd(environ []string, stdout io.Writer) *cobra.Command {
 	var nf natsFlags
 	var listen string
@@ -58,29 +106,34 @@ token was refused (a failure record with reason code tms.oauth_invalid_grant say
 			if err != nil {
 				return err
 			}
-			nc, js, err := nf.connect(environ)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
-			defer cancel()
-			oc := oauthConfig(cfg)
-			tok, err := oauth.Authorize(ctx, oc, listen, func(u string) {
-				fmt.Fprintf(stdout, "Open this URL in a browser and approve Brokerflow:\n%s\n", u)
-			})
-			if err != nil {
-				return err
-			}
-			if err := oauth.NewStore(js, oc).Save(ctx, tok); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "connected dotloop: tokens stored in %s (access token valid until %s)\n", oauth.Bucket, tok.Expiry.UTC().Format(time.RFC3339))
-			return nil
+			return authorize(cmd, &nf, environ, stdout, oauthConfig(cfg), listen, "")
 		},
 	}
 	dl.Flags().StringVar(&listen, "listen", "127.0.0.1:8765", "where the loopback redirect is received (the redirect URI is http://<listen>/callback)")
-	cmd.AddCommand(dl, connectQuickBooksCmd(environ, stdout, &nf))
+	ss := &cobra.Command{
+		Use:   "skyslope",
+		Short: "Log in to SkySlope's Forms API in a browser (PKCE) and store the account's tokens for tms-sync",
+		Long: `Run SkySlope's OAuth 2.0 authorization-code flow with PKCE (S256) and a loopback redirect, for the
+Partnership (Forms) API with the scopes forms.files and offline_access: open the printed URL,
+approve, and SkySlope redirects the browser to http://<--listen>/callback, where this command
+exchanges the code (with its verifier) for tokens and stores them in the oauth_tokens bucket (as
+tms-sync's NATS user); tms-sync refreshes them, and SkySlope rotates the refresh token each time.
+Register that redirect URI with SkySlope for the client. The Files API (sales) needs no login
+here: its keys come from configuration, and tms-sync logs in with them. Settings:
+TMSSYNC_SKYSLOPE_CLIENT_ID, TMSSYNC_SKYSLOPE_CLIENT_SECRET (or _FILE; may be empty for a public
+client), TMSSYNC_SKYSLOPE_AUTH_BASE_URL, and the Files API's TMSSYNC_SKYSLOPE_ACCESS_KEY,
+_ACCESS_SECRET, _FILES_CLIENT_ID, _FILES_CLIENT_SECRET (docs/tms.md#skyslope).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := skyslopeConfig(environ)
+			if err != nil {
+				return err
+			}
+			return authorize(cmd, &nf, environ, stdout, cfg.OAuth(), listen, "")
+		},
+	}
+	ss.Flags().StringVar(&listen, "listen", "127.0.0.1:8765", "where the loopback redirect is received (the redirect URI is http://<listen>/callback)")
+	cmd.AddCommand(dl, ss, connectQuickBooksCmd(environ, stdout, &nf))
 	return cmd
 }
 

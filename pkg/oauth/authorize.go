@@ -17,7 +17,9 @@ import (
 // listens on listenAddr (127.0.0.1:0 when empty), hands the authorization
 // URL to show (which prints it, or opens a browser), waits for the vendor to
 // redirect the browser back with a code, checks the state, and exchanges the
-// code for tokens. The caller stores them (Store.Save).
+// code for tokens. The caller stores them (Store.Save). With
+// Config.AccountParam, the redirect must name the account, and the token's
+// Extra of that name holds it.
 func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(authURL string)) (*oauth2.Token, error) {
 	if listenAddr == "" {
 		listenAddr = "127.0.0.1:0"
@@ -35,8 +37,8 @@ func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(aut
 	state := hex.EncodeToString(b[:])
 
 	type result struct {
-		code string
-		err  error
+		code, account string
+		err           error
 	}
 	got := make(chan result, 1)
 	mux := http.NewServeMux()
@@ -50,8 +52,10 @@ func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(aut
 			res.err = fmt.Errorf("the vendor refused: %s %s", q.Get("error"), q.Get("error_description"))
 		case q.Get("code") == "":
 			res.err = errors.New("the redirect carries no code")
+		case cfg.AccountParam != "" && q.Get(cfg.AccountParam) == "":
+			res.err = fmt.Errorf("the redirect does not say which account was connected (%s)", cfg.AccountParam)
 		default:
-			res.code = q.Get("code")
+			res.code, res.account = q.Get("code"), q.Get(cfg.AccountParam)
 		}
 		if res.err != nil {
 			http.Error(w, res.err.Error(), http.StatusBadRequest)
@@ -82,6 +86,9 @@ func Authorize(ctx context.Context, cfg Config, listenAddr string, show func(aut
 		tok, err := oc.Exchange(cfg.ctx(ctx), res.code)
 		if err != nil {
 			return nil, fmt.Errorf("exchange the code for tokens: %w", err)
+		}
+		if cfg.AccountParam != "" {
+			tok = tok.WithExtra(map[string]any{cfg.AccountParam: res.account})
 		}
 		return tok, nil
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	Area string
 	// HTTPClient calls the token endpoint; nil means one with a 15 s timeout.
 	HTTPClient *http.Client
+	// AccountParam, when set, names the parameter of the authorization
+	// redirect that says which of the vendor's accounts the tokens are for
+	// (QuickBooks Online: realmId, the company). Authorize requires it and
+	// returns it in the token's Extra; Save keeps it as Record.Account.
+	AccountParam string
 }
 
 func (c Config) oauth2(redirect string) *oauth2.Config {
@@ -87,6 +92,9 @@ type Record struct {
 	// Refreshed counts the refreshes, for operators.
 	Refreshed int       `json:"refreshed"`
 	Connected time.Time `json:"connected"`
+	// Account is the vendor's account the tokens act for, when the vendor
+	// names one at connection (Config.AccountParam): QuickBooks' realm id.
+	Account string `json:"account,omitempty"`
 }
 
 // Claim is a refresh in progress.
@@ -144,12 +152,20 @@ func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // Save stores a new connection's tokens, replacing whatever was there.
+// With Config.AccountParam, the account is the token's Extra of that name,
+// as Authorize returns it.
 func (s *Store) Save(ctx context.Context, t *oauth2.Token) error {
 	kv, err := s.bucket(ctx)
 	if err != nil {
 		return err
 	}
 	rec := Record{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType, Expiry: t.Expiry, Connected: s.now().UTC()}
+	if s.cfg.AccountParam != "" {
+		rec.Account, _ = t.Extra(s.cfg.AccountParam).(string)
+		if rec.Account == "" {
+			return fmt.Errorf("save %s tokens: the connection names no account (%s)", s.cfg.Vendor, s.cfg.AccountParam)
+		}
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -188,6 +204,19 @@ func (s *Store) failed(rec Record) error {
 
 func (s *Store) fresh(rec Record) bool {
 	return rec.AccessToken != "" && (rec.Expiry.IsZero() || s.now().Add(s.Margin).Before(rec.Expiry))
+}
+
+// Account returns the vendor's account the stored tokens act for
+// (Record.Account): QuickBooks' realm id.
+func (s *Store) Account(ctx context.Context) (string, error) {
+	rec, _, err := s.Load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if rec.Account == "" {
+		return "", s.permanent("oauth_no_account", fmt.Errorf("%w: the %s connection names no account; run `brokerflow connect %s`", ErrNotConnected, s.cfg.Vendor, s.cfg.Vendor))
+	}
+	return rec.Account, nil
 }
 
 // Token returns a valid access token, refreshing it first when it has
@@ -295,7 +324,7 @@ func (s *Store) refreshHolding(ctx context.Context, rec Record, claimRev uint64)
 	bus.Crash(ctx, CrashAfterRefresh)
 	next := Record{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry,
-		Refreshed: rec.Refreshed + 1, Connected: rec.Connected,
+		Refreshed: rec.Refreshed + 1, Connected: rec.Connected, Account: rec.Account,
 	}
 	if next.RefreshToken == "" {
 		next.RefreshToken = rec.RefreshToken // a vendor that does not rotate

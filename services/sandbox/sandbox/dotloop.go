@@ -166,13 +166,7 @@ type DotloopDelivery struct {
 }
 
 // DotloopTokens is a token answer.
-type DotloopTokens struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	RefreshToken string `json:"refresh_token"`
-	ExpiresIn    int    `json:"expires_in"`
-	Scope        string `json:"scope"`
-}
+type DotloopTokens = OAuthTokens
 
 // DotloopFinancials is what the page's "sold" button sets in a loop's detail.
 type DotloopFinancials struct {
@@ -191,17 +185,14 @@ type Dotloop struct {
 	opts DotloopOptions
 	now  func() time.Time
 
-	mu       sync.Mutex
-	loops    []*DotloopLoopState // in id order
-	subs     []DotloopSubscription
-	delivs   []*DotloopDelivery
-	codes    map[string]string    // authorization code → redirect_uri
-	access   map[string]time.Time // access token → expiry
-	refresh  map[string]bool      // refresh token → still valid
-	lastID   struct{ loop, participant, sub int64 }
-	grants   int // tokens issued
-	refreshN int // refreshes
-	hooks    []func(DotloopLoop)
+	oauth *oauthServer
+
+	mu     sync.Mutex
+	loops  []*DotloopLoopState // in id order
+	subs   []DotloopSubscription
+	delivs []*DotloopDelivery
+	lastID struct{ loop, participant, sub int64 }
+	hooks  []func(DotloopLoop)
 }
 
 // OnLoopCreated registers fn to be called, outside the sandbox's locks and before the answer
@@ -214,7 +205,10 @@ func (d *Dotloop) OnLoopCreated(fn func(DotloopLoop)) {
 
 func newDotloop(o DotloopOptions, now func() time.Time) *Dotloop {
 	o.setDefaults()
-	d := &Dotloop{opts: o, now: now}
+	d := &Dotloop{opts: o, now: now, oauth: newOAuthServer(oauthOptions{
+		clientID: o.ClientID, clientSecret: o.ClientSecret, prefix: "dl", accessTTL: o.AccessTTL,
+		scope: "account:read, profile:*, loop:*, contact:*, template:read", revokeOnRotate: true, now: now,
+	})}
 	d.resetState()
 	d.Kit = NewKit(KitOptions{
 		Name: dotloopName, Title: "Dotloop (Public API v2, under /dotloop/public/v2; OAuth under /dotloop/oauth)",
@@ -243,9 +237,8 @@ func (d *Dotloop) resetState() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.loops, d.subs, d.delivs = nil, nil, nil
-	d.codes, d.access, d.refresh = map[string]string{}, map[string]time.Time{}, map[string]bool{}
 	d.lastID.loop, d.lastID.participant, d.lastID.sub = 34307, 2354, 0
-	d.grants, d.refreshN = 0, 0
+	d.oauth.reset()
 }
 
 // dotloopError is the sandbox's choice of Dotloop's error body.
@@ -282,45 +275,13 @@ func randomToken(prefix string) string {
 
 // IssueTokens grants a new pair of tokens, as the authorization-code flow ends: for tests and
 // the all-in-one, which skip the browser.
-func (d *Dotloop) IssueTokens() DotloopTokens {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.issueLocked()
-}
-
-func (d *Dotloop) issueLocked() DotloopTokens {
-	t := DotloopTokens{
-		AccessToken: randomToken("dla_"), TokenType: "Bearer", RefreshToken: randomToken("dlr_"),
-		ExpiresIn: int(d.opts.AccessTTL / time.Second), Scope: "account:read, profile:*, loop:*, contact:*, template:read",
-	}
-	d.access[t.AccessToken] = d.now().Add(d.opts.AccessTTL)
-	d.refresh[t.RefreshToken] = true
-	d.grants++
-	return t
-}
+func (d *Dotloop) IssueTokens() DotloopTokens { return d.oauth.issue("") }
 
 // ExpireAccessTokens makes every access token expired now, as 12 hours passing would.
-func (d *Dotloop) ExpireAccessTokens() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	for tok := range d.access {
-		d.access[tok] = now
-	}
-}
+func (d *Dotloop) ExpireAccessTokens() { d.oauth.expireAccess() }
 
 // TokenCounts are the access tokens valid now, and the refreshes granted.
-func (d *Dotloop) TokenCounts() (valid, refreshes int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	for _, exp := range d.access {
-		if now.Before(exp) {
-			valid++
-		}
-	}
-	return valid, d.refreshN
-}
+func (d *Dotloop) TokenCounts() (valid, refreshes int) { return d.oauth.counts() }
 
 // Loops returns a copy of every loop, in id order.
 func (d *Dotloop) Loops() []DotloopLoopState {
@@ -497,6 +458,7 @@ func (d *Dotloop) state() any {
 	for i := range subs {
 		subs[i].SigningKey = "" // a secret: not shown
 	}
+	grants, refreshes := d.oauth.stats()
 	return struct {
 		Profiles      []DotloopProfile      `json:"profiles"`
 		Loops         []DotloopLoopState    `json:"loops"`
@@ -504,5 +466,5 @@ func (d *Dotloop) state() any {
 		Deliveries    []DotloopDelivery     `json:"deliveries"`
 		Grants        int                   `json:"tokenGrants"`
 		Refreshes     int                   `json:"tokenRefreshes"`
-	}{d.opts.Profiles, loops, nonNil(subs), nonNil(delivs), d.grants, d.refreshN}
+	}{d.opts.Profiles, loops, nonNil(subs), nonNil(delivs), grants, refreshes}
 }

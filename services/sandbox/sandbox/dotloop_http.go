@@ -24,8 +24,8 @@ func checkURL(raw string) error {
 const dotloopAPI = "/public/v2"
 
 func (d *Dotloop) routes() {
-	d.HandleFunc("GET /oauth/authorize", d.authorize)
-	d.HandleFunc("POST /oauth/token", d.token)
+	d.HandleFunc("GET /oauth/authorize", d.oauth.authorize)
+	d.HandleFunc("POST /oauth/token", d.oauth.token)
 	d.HandleFunc("GET "+dotloopAPI+"/profile", d.listProfiles)
 	d.HandleFunc("POST "+dotloopAPI+"/loop-it", d.loopIt)
 	d.HandleFunc("GET "+dotloopAPI+"/profile/{pid}/loop", d.listLoops)
@@ -51,15 +51,12 @@ func (d *Dotloop) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "oauth", true
 	}
 	tok := BearerToken(r)
-	d.mu.Lock()
-	exp, ok := d.access[tok]
-	now := d.now()
-	d.mu.Unlock()
+	_, known, ok := d.oauth.valid(tok)
 	switch {
-	case !ok:
+	case !known:
 		d.Unauthorized(w, `Bearer error="invalid_token"`, "Unauthorized: send a valid access token as Authorization: Bearer <token>")
 		return "", false
-	case !now.Before(exp):
+	case !ok:
 		d.Unauthorized(w, `Bearer error="invalid_token", error_description="expired"`, "Unauthorized: the access token has expired")
 		return "", false
 	}
@@ -69,83 +66,6 @@ func (d *Dotloop) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
 // bucket: the OAuth endpoints are not counted.
 func (d *Dotloop) bucket(r *http.Request, _ string) Bucket {
 	return Bucket{Unlimited: strings.HasPrefix(r.URL.Path, "/oauth/")}
-}
-
-func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-// authorize approves at once (there is no user to ask) and redirects to redirect_uri with a
-// code and the state.
-func (d *Dotloop) authorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Get("response_type") != "code" || q.Get("client_id") != d.opts.ClientID {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "response_type=code and the client_id are required")
-		return
-	}
-	redirect := q.Get("redirect_uri")
-	u, err := url.Parse(redirect)
-	if err != nil || checkURL(redirect) != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri must be an absolute http(s) URL")
-		return
-	}
-	code := randomToken("dlc_")
-	d.mu.Lock()
-	d.codes[code] = redirect
-	d.mu.Unlock()
-	v := u.Query()
-	v.Set("code", code)
-	if s := q.Get("state"); s != "" {
-		v.Set("state", s)
-	}
-	u.RawQuery = v.Encode()
-	http.Redirect(w, r, u.String(), http.StatusFound)
-}
-
-// token is POST /oauth/token with HTTP Basic client credentials and the grant in the query
-// (or a form body): authorization_code (code, redirect_uri) or refresh_token (refresh_token).
-// A refresh rotates both tokens.
-func (d *Dotloop) token(w http.ResponseWriter, r *http.Request) {
-	id, secret, ok := r.BasicAuth()
-	if !ok || id != d.opts.ClientID || secret != d.opts.ClientSecret {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "send the client id and secret with HTTP Basic")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch r.Form.Get("grant_type") {
-	case "authorization_code":
-		redirect, ok := d.codes[r.Form.Get("code")]
-		if !ok || redirect != r.Form.Get("redirect_uri") {
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown or used code, or another redirect_uri")
-			return
-		}
-		delete(d.codes, r.Form.Get("code"))
-		writeJSON(w, http.StatusOK, d.issueLocked())
-	case "refresh_token":
-		rt := r.Form.Get("refresh_token")
-		if !d.refresh[rt] {
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown or was already used")
-			return
-		}
-		d.refresh[rt] = false
-		// The access tokens granted before stop working, as a rotation revokes them.
-		now := d.now()
-		for tok := range d.access {
-			if now.Before(d.access[tok]) {
-				d.access[tok] = now
-			}
-		}
-		d.refreshN++
-		writeJSON(w, http.StatusOK, d.issueLocked())
-	default:
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
-	}
 }
 
 type dotloopData[T any] struct {

@@ -38,6 +38,9 @@ type KitOptions struct {
 	// Expired answers a call whose token expired (ExpireToken, or a Fault with ExpireToken).
 	// Default: 401 with ErrorBody.
 	Expired http.HandlerFunc
+	// Throttled answers a call over the rate limit, after the rate-limit headers are set.
+	// Default: 429 with Retry-After and ErrorBody.
+	Throttled func(w http.ResponseWriter, r *http.Request, retryAfter time.Duration)
 	// RateLimit, when set, limits each account over a sliding window and puts the rate-limit
 	// headers on every authenticated answer. Nil: no limit and no headers.
 	RateLimit *RateLimit
@@ -67,6 +70,16 @@ type RateLimit struct {
 	// Bucket, when set, picks the bucket a call counts in; nil: every call counts in one bucket
 	// of Limit.
 	Bucket func(r *http.Request, account string) Bucket
+	// Also are more limits every call counts against besides Limit per Window, each with its
+	// own window (QuickBooks Online: 500 a minute and 10 a second). A call over any of them is
+	// refused and counted in none.
+	Also []RateWindow
+}
+
+// RateWindow is one more limit: Limit calls over a sliding Window.
+type RateWindow struct {
+	Limit  int
+	Window time.Duration
 }
 
 // RateHeaders are the names of a vendor's rate-limit headers.
@@ -88,6 +101,9 @@ type Bucket struct {
 	Limit int
 	// Unlimited counts nothing: the headers say Limit, all of it remaining.
 	Unlimited bool
+	// Key, when set, is what the call counts under instead of its account: a vendor whose
+	// limit belongs to a company, whatever token calls for it, names the company.
+	Key string
 }
 
 // Usage is how an emulation's quota has been used since the last reset: the calls counted
@@ -119,6 +135,7 @@ type Kit struct {
 	mu      sync.Mutex
 	faults  faultQueue
 	limits  *slidingWindow
+	also    []*slidingWindow
 	expired map[string]bool
 	latency time.Duration
 	usage   Usage
@@ -174,6 +191,11 @@ func NewKit(o KitOptions) *Kit {
 		}
 		if rl.Headers == (RateHeaders{}) {
 			rl.Headers = defaultRateHeaders
+		}
+		for _, a := range rl.Also {
+			if a.Limit <= 0 || a.Window <= 0 {
+				panic("sandbox: every RateLimit.Also needs a positive Limit and Window")
+			}
 		}
 		o.RateLimit = &rl
 	}
@@ -281,6 +303,9 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 
 		now := k.opts.Now()
 		key := account + " " + bucket.Name
+		if bucket.Key != "" {
+			key = bucket.Key + " " + bucket.Name
+		}
 		k.mu.Lock()
 		fault, faulted := k.faults.take(r.Method, r.URL.Path)
 		// A fault that only adds latency lets the call go on, counted as usual.
@@ -294,7 +319,7 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 		case fails:
 			remaining = k.limits.remaining(key, limit, now)
 		default:
-			remaining, retryAfter, allowed = k.limits.take(key, limit, now)
+			remaining, retryAfter, allowed = k.takeLocked(key, limit, now)
 			k.usage.count(allowed)
 		}
 		k.mu.Unlock()
@@ -314,6 +339,8 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 			writeFault(w, fault, func(status int) any {
 				return k.opts.ErrorBody(status, fmt.Sprintf("sandbox: injected fault (%d %s)", status, http.StatusText(status)))
 			})
+		case !allowed && k.opts.Throttled != nil:
+			k.opts.Throttled(w, r, retryAfter)
 		case !allowed:
 			w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(retryAfter)))
 			per := fmt.Sprintf("%d requests per %d seconds", limit, ceilSeconds(rl.Window))
@@ -337,6 +364,23 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 			}
 		}
 	})
+}
+
+// takeLocked counts a call under key if it fits the limit and every other (RateLimit.Also).
+// The caller holds mu.
+func (k *Kit) takeLocked(key string, limit int, now time.Time) (remaining int, retryAfter time.Duration, ok bool) {
+	for i, a := range k.opts.RateLimit.Also {
+		if wait, full := k.also[i].full(key, a.Limit, now); full {
+			return k.limits.remaining(key, limit, now), wait, false
+		}
+	}
+	remaining, retryAfter, ok = k.limits.take(key, limit, now)
+	if ok {
+		for i, a := range k.opts.RateLimit.Also {
+			k.also[i].take(key, a.Limit, now)
+		}
+	}
+	return remaining, retryAfter, ok
 }
 
 func (k *Kit) rateHeaders(h http.Header, bucket string, limit, remaining int) {
@@ -436,6 +480,12 @@ func (k *Kit) resetLocked() {
 		window = k.opts.RateLimit.Window
 	}
 	k.limits = newSlidingWindow(window)
+	k.also = nil
+	if k.opts.RateLimit != nil {
+		for _, a := range k.opts.RateLimit.Also {
+			k.also = append(k.also, newSlidingWindow(a.Window))
+		}
+	}
 	k.expired = map[string]bool{}
 	k.latency = 0
 	k.usage = Usage{}

@@ -46,6 +46,16 @@ func (s *slidingWindow) take(key string, limit int, now time.Time) (remaining in
 	return limit - len(log) - 1, 0, true
 }
 
+// full reports whether key has limit requests in the window at now, and if so how long until
+// a slot frees, without counting one.
+func (s *slidingWindow) full(key string, limit int, now time.Time) (time.Duration, bool) {
+	log := s.prune(key, now)
+	if len(log) < limit {
+		return 0, false
+	}
+	return log[len(log)-limit].Add(s.window).Sub(now), true
+}
+
 // remaining returns how many requests key may still make at now, without counting one.
 func (s *slidingWindow) remaining(key string, limit int, now time.Time) int {
 	return max(0, limit-len(s.prune(key, now)))

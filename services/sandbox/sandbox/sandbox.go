@@ -4,7 +4,8 @@
 //
 // Each vendor is one file set (fub*.go for Follow Up Boss, liondesk*.go for LionDesk, graph*.go
 // for the Facebook Graph lead read and Lead Ads notifications, slack.go for Slack's incoming
-// webhooks, pagerduty.go for PagerDuty's Events API v2, dotloop*.go for Dotloop) built on a Kit
+// webhooks, pagerduty.go for PagerDuty's Events API v2, dotloop*.go for Dotloop, quickbooks*.go for QuickBooks
+// Online; oauth.go is the OAuth 2.0 server Dotloop and QuickBooks share) built on a Kit
 // (kit.go): the kit mounts the vendor's API under /<vendor>/ behind one gate (latency, auth, expired tokens, the
 // fault queue, the rate limit with the vendor's headers), serves its knobs and JSON state under
 // /_sandbox/<vendor>/, sends its signed webhooks (webhook.go) and shows its section of the page.
@@ -18,12 +19,13 @@ import (
 
 // Options configures a Sandbox. The zero value is usable: every vendor gets its defaults.
 type Options struct {
-	FUB       FUBOptions
-	LionDesk  LionDeskOptions
-	Graph     GraphOptions
-	Slack     SlackOptions
-	PagerDuty PagerDutyOptions
-	Dotloop   DotloopOptions
+	FUB        FUBOptions
+	LionDesk   LionDeskOptions
+	Graph      GraphOptions
+	Slack      SlackOptions
+	PagerDuty  PagerDutyOptions
+	Dotloop    DotloopOptions
+	QuickBooks QuickBooksOptions
 	// Vendors are more emulations, each built with NewKit (a test's own vendor, say): they are
 	// served beside the built-in ones, shown on the page and closed by Close. Each has its own
 	// clock (KitOptions.Now). Two vendors of one name panic.
@@ -41,6 +43,7 @@ type Sandbox struct {
 	slack    *Slack
 	pd       *PagerDuty
 	dotloop  *Dotloop
+	qbo      *QuickBooks
 	vendors  []*Kit
 	handler  http.Handler
 }
@@ -52,8 +55,9 @@ func New(o Options) *Sandbox {
 		now = time.Now
 	}
 	s := &Sandbox{fub: newFUB(o.FUB, now), liondesk: newLionDesk(o.LionDesk, now), graph: newGraph(o.Graph, now),
-		slack: newSlack(o.Slack, now), pd: newPagerDuty(o.PagerDuty, now), dotloop: newDotloop(o.Dotloop, now)}
-	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.slack.Kit, s.pd.Kit, s.dotloop.Kit}, o.Vendors...)
+		slack: newSlack(o.Slack, now), pd: newPagerDuty(o.PagerDuty, now), dotloop: newDotloop(o.Dotloop, now),
+		qbo: newQuickBooks(o.QuickBooks, now)}
+	s.vendors = append([]*Kit{s.fub.Kit, s.liondesk.Kit, s.graph.Kit, s.slack.Kit, s.pd.Kit, s.dotloop.Kit, s.qbo.Kit}, o.Vendors...)
 
 	mux := http.NewServeMux()
 	for _, v := range s.vendors {
@@ -87,6 +91,10 @@ func (s *Sandbox) PagerDuty() *PagerDuty { return s.pd }
 // Dotloop returns the Dotloop emulation (OAuth, loops, subscriptions, signed LOOP_UPDATED
 // deliveries), for tests to inspect its state and turn its knobs.
 func (s *Sandbox) Dotloop() *Dotloop { return s.dotloop }
+
+// QuickBooks returns the QuickBooks Online emulation (OAuth, companies and their books), for
+// tests to inspect its state and turn its knobs.
+func (s *Sandbox) QuickBooks() *QuickBooks { return s.qbo }
 
 // Close stops every vendor's background work (webhook deliveries) and waits for it.
 func (s *Sandbox) Close() {

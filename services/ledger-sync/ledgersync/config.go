@@ -9,6 +9,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/agents"
 	"github.com/brokerflow/brokerflow/pkg/commission"
 	"github.com/brokerflow/brokerflow/pkg/ledger"
+	"github.com/brokerflow/brokerflow/pkg/ledger/quickbooks"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
@@ -30,7 +31,8 @@ const PayerClient = "client"
 type Config struct {
 	// Ledger is the brokerage's accounting ledger: none (ledger-sync is
 	// off) or quickbooks.
-	Ledger string `env:"LEDGER" envDefault:"none"`
+	Ledger     string            `env:"LEDGER" envDefault:"none"`
+	QuickBooks quickbooks.Config `envPrefix:"QUICKBOOKS_"`
 
 	// TMS is the transaction manager the closings come from, read again
 	// before each booking: dotloop.

@@ -91,12 +91,7 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 }
 
 // OAuthConfig is the OAuth client of cfg's Dotloop.
-func OAuthConfig(cfg Config) oauth.Config {
-	return oauth.Config{
-		Vendor: dotloop.Name, Area: tms.Area, ClientID: cfg.Dotloop.ClientID, ClientSecret: cfg.Dotloop.ClientSecret,
-		AuthURL: cfg.Dotloop.AuthorizeURL(), TokenURL: cfg.Dotloop.TokenURL(),
-	}
-}
+func OAuthConfig(cfg Config) oauth.Config { return cfg.Dotloop.OAuthConfig() }
 
 // NewWithTMS returns tms-sync using adapter.
 func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {

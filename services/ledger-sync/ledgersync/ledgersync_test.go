@@ -298,10 +298,14 @@ func TestLedgerSync_exactlyOnce(t *testing.T) {
 		arm  func(e *env)
 		// twice publishes the closing again under another message id.
 		twice bool
+		// replayed says the ledger is called again (and answers with the
+		// first call's document): only after a crash between the call and
+		// its record. Otherwise the transaction's record says it is booked.
+		replayed bool
 	}{
 		{name: "redelivered", arm: func(e *env) { e.hooks.SkipNextAcksOf("ledger-sync", 1) }},
 		{name: "crash_after_year_to_date", arm: func(e *env) { e.hooks.CrashAt(ledgersync.CrashAfterYearToDate, 1) }},
-		{name: "crash_after_ledger_call", arm: func(e *env) { e.hooks.CrashAt(ledgersync.CrashAfterLedgerCall, 1) }},
+		{name: "crash_after_ledger_call", arm: func(e *env) { e.hooks.CrashAt(ledgersync.CrashAfterLedgerCall, 1) }, replayed: true},
 		{name: "announced_twice", arm: func(*env) {}, twice: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -323,6 +327,9 @@ func TestLedgerSync_exactlyOnce(t *testing.T) {
 			}
 			if n := len(e.booked(t)); n != 1 {
 				t.Fatalf("%d ledger.commission.booked, want 1", n)
+			}
+			if r := e.qb.Q.Replayed(); (r > 0) != c.replayed {
+				t.Fatalf("QuickBooks replayed %d creates; want replays: %v", r, c.replayed)
 			}
 			if total, n := e.yearToDate(t, "ada", "2026-01-01"); total != 444_150 || n != 1 {
 				t.Fatalf("year to date %d over %d closings, want 444150 over 1", total, n)

@@ -246,10 +246,10 @@ func newQuickBooks(o QuickBooksOptions, now func() time.Time) *QuickBooks {
 		Note:  "Each company's books, newest first.",
 		Auth:  q.auth, ErrorBody: q.errorBody,
 		Expired: func(w http.ResponseWriter, _ *http.Request) {
-			writeQBXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired")
+			q.writeXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired")
 		},
 		Throttled: func(w http.ResponseWriter, _ *http.Request, _ time.Duration) {
-			writeQBXMLFault(w, http.StatusTooManyRequests, "SERVICE", "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "The request limit was reached.  Try again later")
+			q.writeXMLFault(w, http.StatusTooManyRequests, "SERVICE", "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "The request limit was reached.  Try again later")
 		},
 		RateLimit: &RateLimit{
 			Limit: o.Limit, Window: o.Window,
@@ -411,7 +411,7 @@ func (f *qbFault) Error() string { return f.code + " " + f.message + ": " + f.de
 
 func faultDuplicateName() *qbFault {
 	return &qbFault{http.StatusBadRequest, "ValidationFault", "6240", "Duplicate Name Exists Error",
-		"The name supplied already exists. : Another customer, vendor or employee is already using this name. Please use a different name.", "DisplayName"}
+		"The name supplied already exists. : Another customer, vendor or employee is already using this name. Please use a different name.", ""}
 }
 
 func faultStale() *qbFault {
@@ -474,9 +474,9 @@ func (q *QuickBooks) errorBody(status int, message string) any {
 	return q.qbFaultBody(f)
 }
 
-// writeQBXMLFault answers with the XML Fault Intuit sends for authentication and throttling,
+// writeXMLFault answers with the XML Fault Intuit sends for authentication and throttling,
 // whatever the client asked for.
-func writeQBXMLFault(w http.ResponseWriter, status int, typ, code, message, detail string) {
+func (q *QuickBooks) writeXMLFault(w http.ResponseWriter, status int, typ, code, message, detail string) {
 	w.Header().Set("Content-Type", "application/xml")
 	w.WriteHeader(status)
 	_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -488,7 +488,7 @@ func writeQBXMLFault(w http.ResponseWriter, status int, typ, code, message, deta
     </Error>
   </Fault>
 </IntuitResponse>
-`, time.Now().Format("2006-01-02T15:04:05.000-07:00"), typ, code, message, detail)
+`, q.stamp(), typ, code, message, detail)
 }
 
 // state is every company's books and the token counts.

@@ -59,10 +59,10 @@ func (q *QuickBooks) auth(w http.ResponseWriter, r *http.Request) (string, bool)
 	subject, _, ok := q.oauth.valid(tok)
 	switch {
 	case !ok:
-		writeQBXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired or invalid")
+		q.writeXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired or invalid")
 		return "", false
 	case subject != realm:
-		writeQBXMLFault(w, http.StatusForbidden, "AUTHORIZATION", "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "The token is not for company "+realm)
+		q.writeXMLFault(w, http.StatusForbidden, "AUTHORIZATION", "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "The token is not for company "+realm)
 		return "", false
 	}
 	return tok, true

@@ -80,7 +80,7 @@ token was refused (a failure record with reason code tms.oauth_invalid_grant say
 		},
 	}
 	dl.Flags().StringVar(&listen, "listen", "127.0.0.1:8765", "where the loopback redirect is received (the redirect URI is http://<listen>/callback)")
-	cmd.AddCommand(dl)
+	cmd.AddCommand(dl, connectQuickBooksCmd(environ, stdout, &nf))
 	return cmd
 }
 

@@ -2,17 +2,14 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
 	"github.com/brokerflow/brokerflow/pkg/agents"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
-	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
@@ -55,17 +52,9 @@ func sandboxTMS(c *Config, environ []string) {
 // connectSandboxDotloop stores a fresh pair of the sandbox Dotloop's tokens
 // in oauth_tokens, as `brokerflow connect dotloop` would after a login.
 func connectSandboxDotloop(ctx context.Context, nc *nats.Conn, cfg tmssync.Config, d *sandbox.Dotloop) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	tok := d.IssueTokens()
-	err = oauth.NewStore(js, tmssync.OAuthConfig(cfg)).Save(ctx, &oauth2.Token{
+	return saveTokens(ctx, nc, tmssync.OAuthConfig(cfg), &oauth2.Token{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType,
 		Expiry: time.Now().Add(time.Duration(tok.ExpiresIn) * time.Second),
-	})
-	if err != nil {
-		return fmt.Errorf("sandbox: store the %s tokens: %w", dotloop.Name, err)
-	}
-	return nil
+	}, dotloop.Name)
 }

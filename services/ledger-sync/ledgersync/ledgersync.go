@@ -24,9 +24,6 @@ type Deps = service.Deps
 // SubjectBooked is where ledger-sync announces a booked commission.
 const SubjectBooked = "ledger.commission.booked"
 
-// subjectClosed is what ledger-sync consumes.
-const subjectClosed = "tms.transaction.closed"
-
 // stateBucket holds ledger-sync's records under ledger-sync.>: each
 // transaction's booking and each agent's plan-year total.
 const stateBucket = "idempotency"

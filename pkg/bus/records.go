@@ -89,3 +89,19 @@ func KeyPart(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "h" + hex.EncodeToString(sum[:12])
 }
+
+// Put writes v at key whatever is there.
+func (r *Records) Put(ctx context.Context, key string, v any) error {
+	kv, err := r.KV(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

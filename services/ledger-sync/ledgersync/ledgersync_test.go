@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/agents"
@@ -154,25 +153,12 @@ func (e *env) settle(t *testing.T) {
 	natstest.WaitSettled(t, e.js, bus.StreamTMS, "ledger-sync")
 }
 
-func readAll[M proto.Message](t *testing.T, js jetstream.JetStream, stream, subject string, fresh func() M) []M {
-	t.Helper()
-	var out []M
-	for _, m := range natstest.All(t, js, stream, subject) {
-		v := fresh()
-		if err := proto.Unmarshal(m.Data(), v); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
 func (e *env) booked(t *testing.T) []*ledgerv1.CommissionBooked {
-	return readAll(t, e.js, bus.StreamLedger, ledgersync.SubjectBooked, func() *ledgerv1.CommissionBooked { return &ledgerv1.CommissionBooked{} })
+	return natstest.Messages(t, e.js, bus.StreamLedger, ledgersync.SubjectBooked, func() *ledgerv1.CommissionBooked { return &ledgerv1.CommissionBooked{} })
 }
 
 func (e *env) failures(t *testing.T) []*opsv1.Failure {
-	return readAll(t, e.js, bus.StreamOps, bus.FailureSubject(bus.ServiceLedgerSync), func() *opsv1.Failure { return &opsv1.Failure{} })
+	return natstest.Messages(t, e.js, bus.StreamOps, bus.FailureSubject(bus.ServiceLedgerSync), func() *opsv1.Failure { return &opsv1.Failure{} })
 }
 
 // yearToDate is the agent's plan-year total as ledger-sync keeps it.

@@ -108,12 +108,20 @@ func soldLoopFromALead(t *testing.T, s *system, before func(*testing.T, *system)
 		t.Fatalf("lead: %d %s", code, body)
 	}
 	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	// tms-sync keeps the lead's property from crm.contact.synced: the loop
+	// opened later is prefilled with it.
+	natstest.Eventually(t, 30*time.Second, "crm.contact.synced", func() bool {
+		return len(natstest.All(t, s.js, bus.StreamCRM, "crm.contact.synced")) == 1
+	})
 	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
 	if _, err := fub.SetStage(fub.People()[0].ID, "Active Client"); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 30*time.Second, "a loop in Dotloop", func() bool { return len(dl.Loops()) == 1 })
 	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
+	if addr := dl.Loops()[0].Detail["Property Address"]; addr["Street Name"] != "Waterview Dr" {
+		t.Fatalf("the loop's property is %v, want the lead's", addr)
+	}
 	if before != nil {
 		before(t, s)
 	}

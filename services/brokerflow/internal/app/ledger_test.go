@@ -43,7 +43,8 @@ func TestSystem_closingBecomesOneInvoice(t *testing.T) {
 			s.hooks.CrashAtOf("ledger-sync", ledgersync.CrashAfterLedgerCall, 1)
 			s.Sandbox.QuickBooks().ExpireAccessTokens()
 		}},
-		{name: "redelivered_to_two_replicas", before: func(t *testing.T, s *system) {
+		// Each replica keeps to half the company's throttle.
+		{name: "redelivered_to_two_replicas", extra: []string{"LEDGERSYNC_QUICKBOOKS_RATE_LIMIT=250", "LEDGERSYNC_QUICKBOOKS_PER_SECOND=5"}, before: func(t *testing.T, s *system) {
 			s.hooks.SkipNextAcksOf("ledger-sync", 1)
 			secondLedgerSync(t, s)
 		}},

@@ -598,7 +598,7 @@ func configVars(t *testing.T, svc, prefix string) map[string]bool {
 	var leaves, nested []string
 	// The CRM and TMS adapters own their settings (pkg/crm/<vendor>, pkg/tms/<vendor>), read
 	// under crm-sync's and tms-sync's prefixes.
-	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service"), filepath.Join(repoRoot, "pkg", "crm"), filepath.Join(repoRoot, "pkg", "tms")} {
+	for _, dir := range []string{filepath.Join(repoRoot, "services", svc), filepath.Join(repoRoot, "pkg", "service"), filepath.Join(repoRoot, "pkg", "crm"), filepath.Join(repoRoot, "pkg", "tms"), filepath.Join(repoRoot, "pkg", "ledger")} {
 		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err

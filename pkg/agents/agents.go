@@ -2,7 +2,7 @@
 // the brokerage across systems, the CRM user, the Dotloop profile, and for
 // the ledger the commission plan and the QuickBooks vendor. tms-sync reads
 // it to open a loop in the assigned agent's profile and to name the agent of
-// a closing; ledger-sync will read it to book the commission.
+// a closing; ledger-sync reads it to book the commission.
 //
 // The file is YAML (docs/tms.md#the-agent-directory):
 //
@@ -42,7 +42,8 @@ type Agent struct {
 	// DotloopProfileID is the agent's INDIVIDUAL profile in Dotloop, where
 	// their loops are opened.
 	DotloopProfileID string `yaml:"dotloop_profile_id,omitempty"`
-	// CommissionPlan and QuickBooksVendorID are for ledger-sync (not built).
+	// CommissionPlan (a plan id of the commission plans file, pkg/commission;
+	// empty for the default plan) and QuickBooksVendorID are for ledger-sync.
 	CommissionPlan     string `yaml:"commission_plan,omitempty"`
 	QuickBooksVendorID string `yaml:"quickbooks_vendor_id,omitempty"`
 	// Default takes the contacts whose assigned agent is unknown or not in

@@ -79,6 +79,19 @@ var Services = []ServiceSpec{
 		},
 		Pauses: true,
 	},
+	// ledger-sync reads the closing's transaction from the TMS (the TMS's
+	// OAuth tokens) and books it in the ledger (the ledger's), and keeps
+	// each transaction's booking and each agent's year to date under
+	// ledger-sync.>.
+	{
+		Name:      ServiceLedgerSync,
+		Publishes: []string{"ledger.commission.>"},
+		KV: []KVAccess{
+			{Bucket: "idempotency", Keys: ServiceLedgerSync + ".>", Write: true},
+			{Bucket: "oauth_tokens", Keys: ">", Write: true},
+		},
+		Pauses: true,
+	},
 	// reporting only reads: it publishes nothing but its failure records
 	// (and the outcome of their redrive), which every consumer may.
 	{Name: ServiceReporting},

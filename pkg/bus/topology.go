@@ -79,6 +79,7 @@ const (
 	ServiceReporting  = "reporting"
 	ServiceAlerter    = "alerter"
 	ServiceTMSSync    = "tms-sync"
+	ServiceLedgerSync = "ledger-sync"
 )
 
 // The declared consumers, one typed value each. A service binds its
@@ -104,10 +105,13 @@ var (
 	// TMSSyncWebhooks is every TMS webhook (a loop updated).
 	TMSSyncWebhooks = ConsumerSpec{Service: ServiceTMSSync, Stream: StreamWebhooks, Durable: "tms-sync-webhooks", FilterSubjects: []string{"webhook.received.tms.>"}, MaxAckPending: 16}
 
+	// LedgerSyncClosings is every closing the TMS announces. Sized to
+	// QuickBooks Online's 10 requests a second per company: a closing costs
+	// a handful of calls.
+	LedgerSyncClosings = ConsumerSpec{Service: ServiceLedgerSync, Stream: StreamTMS, Durable: "ledger-sync", FilterSubjects: []string{"tms.transaction.closed"}, MaxAckPending: 8}
+
 	// The reporting read model takes every event of the streams it
 	// projects; a local database keeps up with far more than 256 at once.
-	// LEDGER has no publisher yet: its consumer exists, empty, so that the
-	// projection takes its events from the first one on.
 	ReportingLeads  = ConsumerSpec{Service: ServiceReporting, Stream: StreamLeads, Durable: "reporting-leads", FilterSubjects: []string{"lead.>"}, MaxAckPending: 256}
 	ReportingCRM    = ConsumerSpec{Service: ServiceReporting, Stream: StreamCRM, Durable: "reporting-crm", FilterSubjects: []string{"crm.>"}, MaxAckPending: 256}
 	ReportingTMS    = ConsumerSpec{Service: ServiceReporting, Stream: StreamTMS, Durable: "reporting-tms", FilterSubjects: []string{"tms.>"}, MaxAckPending: 256}
@@ -133,6 +137,7 @@ var (
 var Consumers = []ConsumerSpec{
 	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
 	TMSSyncCRM, TMSSyncWebhooks,
+	LedgerSyncClosings,
 	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
 	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected, AlerterResolved,
 }

@@ -148,6 +148,12 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			kvPut("crm_contacts", "followupboss.1"), redrive(bus.ServiceTMSSync), changeConsumer(bus.TMSSyncCRM),
 			readMessage(bus.StreamReporting), subscribe("_INBOX.>"),
 		}},
+		{bus.ServiceLedgerSync, []action{
+			publish("tms.transaction.closed"), publish("crm.contact.synced"), publish("ops.failure.tms-sync"),
+			createStream("EVIL"), kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "tms-sync.tx.dotloop.1"),
+			redrive(bus.ServiceTMSSync), changeConsumer(bus.LedgerSyncClosings), readMessage(bus.StreamLeads),
+			readMessage(bus.StreamWebhooks), subscribe("_INBOX.>"),
+		}},
 		{bus.ServiceReporting, []action{
 			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish(bus.SpendSubject("zillow", "2026-03")),
 			publish("ops.failure.crm-sync"), publish("tms.transaction.closed"), createStream("EVIL"), deleteStream(bus.StreamLeads),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 )
@@ -97,4 +98,19 @@ func Apply(tb testing.TB, js jetstream.JetStream, topo bus.Topology) {
 	if err := bus.Apply(Context(tb, 30*time.Second), js, topo); err != nil {
 		tb.Fatalf("natstest: apply the declarations: %v", err)
 	}
+}
+
+// Messages decodes every message of subject in stream, each into a new M
+// from fresh.
+func Messages[M proto.Message](tb testing.TB, js jetstream.JetStream, stream, subject string, fresh func() M) []M {
+	tb.Helper()
+	var out []M
+	for _, m := range All(tb, js, stream, subject) {
+		v := fresh()
+		if err := proto.Unmarshal(m.Data(), v); err != nil {
+			tb.Fatalf("natstest: decode %s at %s/%s: %v", subject, stream, m.Subject(), err)
+		}
+		out = append(out, v)
+	}
+	return out
 }

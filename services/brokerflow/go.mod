@@ -8,6 +8,7 @@ replace (
 	github.com/brokerflow/brokerflow/services/alerter => ../alerter
 	github.com/brokerflow/brokerflow/services/crm-sync => ../crm-sync
 	github.com/brokerflow/brokerflow/services/ingest-gateway => ../ingest-gateway
+	github.com/brokerflow/brokerflow/services/ledger-sync => ../ledger-sync
 	github.com/brokerflow/brokerflow/services/normalizer => ../normalizer
 	github.com/brokerflow/brokerflow/services/reporting => ../reporting
 	github.com/brokerflow/brokerflow/services/sandbox => ../sandbox
@@ -20,6 +21,7 @@ require (
 	github.com/brokerflow/brokerflow/services/alerter v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/crm-sync v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/ingest-gateway v0.0.0-00010101000000-000000000000
+	github.com/brokerflow/brokerflow/services/ledger-sync v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/normalizer v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/reporting v0.0.0-00010101000000-000000000000
 	github.com/brokerflow/brokerflow/services/sandbox v0.0.0-00010101000000-000000000000

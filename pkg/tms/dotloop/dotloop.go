@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/brokerflow/brokerflow/pkg/jsonscalar"
+	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/vendorapi"
@@ -78,6 +79,15 @@ func (c *Config) ReadSecret(prefix string) error {
 // TokenURL and AuthorizeURL are the OAuth endpoints under AuthURL.
 func (c Config) TokenURL() string     { return strings.TrimRight(c.AuthURL, "/") + "/token" }
 func (c Config) AuthorizeURL() string { return strings.TrimRight(c.AuthURL, "/") + "/authorize" }
+
+// OAuthConfig is the OAuth client of c: its tokens are kept under
+// "dotloop", shared by every service that calls the account.
+func (c Config) OAuthConfig() oauth.Config {
+	return oauth.Config{
+		Vendor: Name, Area: tms.Area, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
+		AuthURL: c.AuthorizeURL(), TokenURL: c.TokenURL(),
+	}
+}
 
 // Dotloop is the adapter.
 type Dotloop struct {

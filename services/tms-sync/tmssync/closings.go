@@ -1,13 +1,11 @@
 package tmssync
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/money"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
 	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
@@ -129,37 +128,22 @@ func (s *Syncer) closeTransaction(ctx context.Context, tx tms.Transaction, detai
 	return nil
 }
 
-// closing is a closing's facts, in minor units. unavailable says why the
-// commission is not given, when it is not.
-type closing struct {
-	price, commission, referral            int64
-	closeDate, referralSource, unavailable string
-}
-
-func field(d tms.Details, at string) string {
-	sec, f, _ := strings.Cut(at, ":")
-	return strings.TrimSpace(d.Field(sec, f))
-}
-
 // facts reads the closing from the details with the configured mapping;
-// missing names the required facts absent or unreadable.
-func (s *Syncer) facts(d tms.Details) (closing, []string) {
-	var c closing
-	var missing []string
-	var err error
-	if c.price, err = ParseMoney(field(d, s.cfg.PriceField)); err != nil || c.price <= 0 {
-		missing = append(missing, "sale price ("+s.cfg.PriceField+")")
+// missing names the required facts absent or unreadable. A TMS whose API
+// gives no commission (SkySlope) closes with the commission marked
+// unavailable rather than missing.
+func (s *Syncer) facts(d tms.Details) (tms.Closing, []string) {
+	f := tms.ClosingFields{
+		Price: s.cfg.PriceField, Commission: s.cfg.CommissionField, CloseDate: s.cfg.CloseDateField,
+		Referral: s.cfg.ReferralField, ReferralSource: s.cfg.ReferralSourceField,
 	}
-	if s.cfg.CommissionField == "" || !s.tms.Capabilities().Commission {
-		c.unavailable = "gross commission: " + s.tms.Name() + "'s public API does not expose commission fields"
-	} else if c.commission, err = ParseMoney(field(d, s.cfg.CommissionField)); err != nil || c.commission <= 0 {
-		missing = append(missing, "gross commission ("+s.cfg.CommissionField+")")
+	if !s.tms.Capabilities().Commission {
+		f.Commission = ""
 	}
-	c.closeDate = normalizeDate(field(d, s.cfg.CloseDateField))
-	if v := field(d, s.cfg.ReferralField); v != "" {
-		c.referral, _ = ParseMoney(v)
+	c, missing := f.ReadClosing(d)
+	if f.Commission == "" {
+		c.Unavailable = "gross commission: " + s.tms.Name() + "'s public API does not expose commission fields"
 	}
-	c.referralSource = field(d, s.cfg.ReferralSourceField)
 	return c, missing
 }
 
@@ -185,7 +169,7 @@ func (s *Syncer) incomplete(ctx context.Context, tx tms.Transaction, missing []s
 	return bus.WithCode("tms.closing_incomplete", bus.Permanentf("transaction %s was marked sold %s ago without %s: fill them in the TMS (its next update closes it) or redrive this message", tx.ID, s.cfg.SoldWait, what))
 }
 
-func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus.Message) *tmsv1.TransactionClosed {
+func (s *Syncer) closedEvent(tx tms.Transaction, f tms.Closing, rec txRecord, m *bus.Message) *tmsv1.TransactionClosed {
 	if tx.Type == "" {
 		tx.Type = rec.Type // SkySlope's sales do not say; the file tms-sync opened did
 	}
@@ -206,15 +190,15 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 		side = r.side
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%d|%d|%s|%d|%s|%s|%s", s.cfg.Currency, f.price, f.commission, f.closeDate, f.referral, f.referralSource, agentID, side)
-	if f.unavailable != "" {
-		fmt.Fprintf(h, "|%s", f.unavailable) // absent before the field existed: Dotloop's hashes are unchanged
+	fmt.Fprintf(h, "%s|%d|%d|%s|%d|%s|%s|%s", s.cfg.Currency, f.PriceMinor, f.CommissionMinor, f.CloseDate, f.ReferralMinor, f.ReferralSource, agentID, side)
+	if f.Unavailable != "" {
+		fmt.Fprintf(h, "|%s", f.Unavailable) // absent before the field existed: Dotloop's hashes are unchanged
 	}
 	hash := hex.EncodeToString(h.Sum(nil))[:16]
 	return &tmsv1.TransactionClosed{
-		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: tx.Profile, Status: tx.Status, SalePrice: money(f.price),
-		CloseDate: f.closeDate, FactsHash: hash, ClosedAt: timestamppb.New(s.now()), TransactionType: tx.Type, Name: tx.Name,
-		Commission:  &tmsv1.Commission{Gross: money(f.commission), AgentId: agentID, Side: side, Referral: money(f.referral), ReferralSource: f.referralSource, Unavailable: f.unavailable},
+		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: tx.Profile, Status: tx.Status, SalePrice: money(f.PriceMinor),
+		CloseDate: f.CloseDate, FactsHash: hash, ClosedAt: timestamppb.New(s.now()), TransactionType: tx.Type, Name: tx.Name,
+		Commission:  &tmsv1.Commission{Gross: money(f.CommissionMinor), AgentId: agentID, Side: side, Referral: money(f.ReferralMinor), ReferralSource: f.ReferralSource, Unavailable: f.Unavailable},
 		Correlation: &commonv1.Correlation{LeadId: rec.LeadID, ContactId: rec.ContactID, TransactionId: tx.ID},
 		Webhook:     &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
 	}
@@ -222,34 +206,4 @@ func (s *Syncer) closedEvent(tx tms.Transaction, f closing, rec txRecord, m *bus
 
 // ParseMoney reads an amount as an agent types it ("$525,000.00",
 // "525000", "1,250.5") into minor units (cents).
-func ParseMoney(s string) (int64, error) {
-	t := strings.NewReplacer("$", "", ",", "", " ", "", "USD", "").Replace(strings.TrimSpace(s))
-	if t == "" {
-		return 0, errors.New("empty amount")
-	}
-	whole, frac, _ := strings.Cut(t, ".")
-	if len(frac) > 2 {
-		return 0, fmt.Errorf("amount %q has more than two decimals", s)
-	}
-	frac += strings.Repeat("0", 2-len(frac))
-	w, err := strconv.ParseInt(cmp.Or(whole, "0"), 10, 64)
-	if err != nil || w < 0 {
-		return 0, fmt.Errorf("amount %q is not a number", s)
-	}
-	f, err := strconv.ParseInt(frac, 10, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("amount %q is not a number", s)
-	}
-	return w*100 + f, nil
-}
-
-// normalizeDate returns an ISO 8601 date for the formats agents use, or the
-// value as it is.
-func normalizeDate(v string) string {
-	for _, layout := range []string{"2006-01-02", "01/02/2006", "1/2/2006", time.RFC3339} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.Format("2006-01-02")
-		}
-	}
-	return v
-}
+func ParseMoney(s string) (int64, error) { return money.ParseMinor(s) }

@@ -9,13 +9,7 @@ package tmssync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"regexp"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,11 +63,9 @@ type Syncer struct {
 	people PersonReader
 	now    func() time.Time
 
-	mu sync.Mutex
-	kv jetstream.KeyValue
-	// staleAfter is when a pending episode claim of another message may be
-	// taken over: by then JetStream has redelivered its holder's message.
-	staleAfter time.Duration
+	// recs are its records; a pending episode claim of another message may
+	// be taken over once stale (Records.StaleAfter).
+	recs *bus.Records
 }
 
 // New returns tms-sync with the TMS cfg names; its OAuth tokens are read
@@ -101,10 +93,7 @@ func OAuthConfig(cfg Config) oauth.Config {
 	if cfg.TMS == TMSSkySlope {
 		return cfg.SkySlope.OAuth()
 	}
-	return oauth.Config{
-		Vendor: dotloop.Name, Area: tms.Area, ClientID: cfg.Dotloop.ClientID, ClientSecret: cfg.Dotloop.ClientSecret,
-		AuthURL: cfg.Dotloop.AuthorizeURL(), TokenURL: cfg.Dotloop.TokenURL(),
-	}
+	return cfg.Dotloop.OAuthConfig()
 }
 
 // NewWithTMS returns tms-sync using adapter. An adapter that is a
@@ -121,7 +110,7 @@ func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{w: w, cfg: cfg, tms: adapter, now: time.Now}
+	s := &Syncer{w: w, cfg: cfg, tms: adapter, now: time.Now, recs: bus.NewRecords(w.JetStream(), stateBucket, bus.TMSSyncCRM)}
 	if cfg.CRM == followupboss.Name {
 		s.people = followupboss.New(cfg.FUB)
 	}
@@ -155,35 +144,16 @@ func (s *Syncer) HandleCRM(ctx context.Context, m *bus.Message) error {
 	return bus.Permanentf("tms-sync does not handle %s", m.Subject)
 }
 
-func (s *Syncer) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
-	}
-	kv, err := s.w.JetStream().KeyValue(ctx, stateBucket)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", stateBucket, err)
-	}
-	sc, err := bus.Verify(ctx, s.w.JetStream(), bus.TMSSyncCRM)
-	if err != nil {
+// bucket binds the state bucket and learns when a claim is stale.
+func (s *Syncer) bucket(ctx context.Context) (*bus.Records, error) {
+	if _, err := s.recs.StaleAfter(ctx); err != nil {
 		return nil, err
 	}
-	s.staleAfter = 5 * sc.AckWait
-	s.kv = kv
-	return kv, nil
+	return s.recs, nil
 }
-
-var plainKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // keyPart is id as a KV key token, or a hash of an id that is not plain.
-func keyPart(id string) string {
-	if plainKeyRe.MatchString(id) {
-		return id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return "h" + hex.EncodeToString(sum[:12])
-}
+func keyPart(id string) string { return bus.KeyPart(id) }
 
 func episodeKey(crmName, contact string) string {
 	return "tms-sync.episode." + keyPart(crmName) + "." + keyPart(contact)
@@ -204,48 +174,27 @@ var errConflict = bus.ErrConflict
 
 // load reads the JSON record at key into v; its revision, 0 when absent.
 func (s *Syncer) load(ctx context.Context, key string, v any) (uint64, error) {
-	kv, err := s.bucket(ctx)
+	r, err := s.bucket(ctx)
 	if err != nil {
 		return 0, err
 	}
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", key, err)
-	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
-		return 0, bus.Permanentf("decode %s: %w", key, err)
-	}
-	return e.Revision(), nil
+	return r.Load(ctx, key, v)
 }
 
 // store writes v at key if the record is still at rev (absent for 0).
 func (s *Syncer) store(ctx context.Context, key string, v any, rev uint64) (uint64, error) {
-	kv, err := s.bucket(ctx)
+	r, err := s.bucket(ctx)
 	if err != nil {
 		return 0, err
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0, err
-	}
-	return bus.WriteAt(ctx, kv, key, b, rev)
+	return r.Store(ctx, key, v, rev)
 }
 
 // put writes v at key whatever is there.
 func (s *Syncer) put(ctx context.Context, key string, v any) error {
-	kv, err := s.bucket(ctx)
+	r, err := s.bucket(ctx)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
-	}
-	return nil
+	return r.Put(ctx, key, v)
 }

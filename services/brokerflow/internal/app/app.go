@@ -29,6 +29,7 @@ import (
 	"github.com/brokerflow/brokerflow/services/alerter/alerter"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
+	"github.com/brokerflow/brokerflow/services/ledger-sync/ledgersync"
 	"github.com/brokerflow/brokerflow/services/normalizer/normalizer"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
@@ -105,6 +106,7 @@ type Config struct {
 	Reporting  reporting.Config  `env:"-"`
 	Alerter    alerter.Config    `env:"-"`
 	TMSSync    tmssync.Config    `env:"-"`
+	LedgerSync ledgersync.Config `env:"-"`
 	sync       SyncPolicy
 }
 
@@ -128,7 +130,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	for _, s := range []struct {
 		cfg    any
 		prefix string
-	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.Alerter, alerter.Prefix}, {&c.TMSSync, tmssync.Prefix}} {
+	}{{&c.Gateway, gateway.Prefix}, {&c.Normalizer, normalizer.Prefix}, {&c.CRMSync, crmsync.Prefix}, {&c.Reporting, reporting.Prefix}, {&c.Alerter, alerter.Prefix}, {&c.TMSSync, tmssync.Prefix}, {&c.LedgerSync, ledgersync.Prefix}} {
 		if err := service.ParseEnv(s.cfg, s.prefix, environ); err != nil {
 			return c, err
 		}
@@ -162,6 +164,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 			c.CRMSync.PollInterval = SandboxPollInterval
 		}
 		sandboxTMS(&c, environ)
+		sandboxLedger(&c, environ)
 		// The alerter tells the sandbox's Slack and PagerDuty, unless a
 		// channel is set; Start points them at the sandbox's bound address.
 		if c.Alerter.SlackWebhookURL == "" && c.Alerter.SlackWebhookURLFile == "" {
@@ -183,6 +186,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		return c, err
 	}
 	c.Tracing = tracing
+	shareWithTMSSync(&c, environ)
 	// The sources file's secrets come from the same environment.
 	c.Gateway.Environ = service.EnvMap(environ)
 	// One sources file for the gateway and the normalizer.
@@ -199,6 +203,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	// One process, one retry schedule and one ops listener for every service.
 	c.Normalizer.Bus, c.CRMSync.Bus, c.Reporting.Bus, c.Alerter.Bus, c.TMSSync.Bus = c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig, c.Bus.ConsumeConfig
 	c.Gateway.OpsAddr, c.Normalizer.OpsAddr, c.CRMSync.OpsAddr, c.Reporting.OpsAddr, c.Alerter.OpsAddr, c.TMSSync.OpsAddr = "", "", "", "", "", ""
+	c.LedgerSync.Bus, c.LedgerSync.OpsAddr = c.Bus.ConsumeConfig, ""
 	err = c.Validate()
 	return c, err
 }
@@ -240,6 +245,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.TMSSync.Resolve(); err != nil {
+		return err
+	}
+	if err := c.LedgerSync.Resolve(); err != nil {
 		return err
 	}
 	return c.CRMSync.Resolve()
@@ -333,6 +341,7 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 			sandboxSkySlopeURLs(&cfg.TMSSync.SkySlope, a.SandboxURL)
 		}
 		cfg.TMSSync.FUB.BaseURL = cfg.CRMSync.FUB.BaseURL
+		sandboxLedgerURLs(&cfg.LedgerSync, a.SandboxURL)
 		a.cfg = cfg
 	}
 
@@ -402,6 +411,20 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 			return nil, err
 		}
 	}
+	var ledgerSync *ledgersync.Syncer
+	if cfg.LedgerSync.Enabled() {
+		if d, err = deps(bus.ServiceLedgerSync); err != nil {
+			return nil, err
+		}
+		if a.Sandbox != nil {
+			if err := connectSandboxQuickBooks(ctx, d.NATS, cfg.LedgerSync, a.Sandbox.QuickBooks()); err != nil {
+				return nil, err
+			}
+		}
+		if ledgerSync, err = ledgersync.New(cfg.LedgerSync, d); err != nil {
+			return nil, err
+		}
+	}
 	webLn, err := lc.Listen(ctx, "tcp", cfg.Gateway.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen GATEWAY_ADDR %s: %w", cfg.Gateway.Addr, err)
@@ -460,6 +483,10 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 	if tmsSync != nil {
 		eg.Go(func() error { return tmsSync.Run(runCtx) })
 		checks["tms-sync"] = tmsSync.Ready
+	}
+	if ledgerSync != nil {
+		eg.Go(func() error { return ledgerSync.Run(runCtx) })
+		checks["ledger-sync"] = ledgerSync.Ready
 	}
 	if repLn != nil {
 		eg.Go(func() error { return opshttp.Serve(runCtx, repLn, rep.Handler(), cfg.Reporting.ShutdownTimeout) })
@@ -554,7 +581,7 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  dev secret      %s  (public: for development only)\n", DevIDXSecret)
 	}
 	if a.SandboxURL != "" {
-		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph, Dotloop at /dotloop)\n", a.SandboxURL)
+		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph, Dotloop at /dotloop, QuickBooks Online at /quickbooks)\n", a.SandboxURL)
 		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
 	}
 	crm := a.cfg.CRMSync
@@ -570,6 +597,11 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  TMS             %s at %s  (tms-sync: opening stages %v; docs/tms.md)\n", t.TMS, t.Dotloop.BaseURL, t.OpeningStages)
 	} else {
 		fmt.Fprintf(w, "  TMS             none  (TMSSYNC_TMS=dotloop or skyslope turns tms-sync on; docs/tms.md)\n")
+	}
+	if l := a.cfg.LedgerSync; l.Enabled() {
+		fmt.Fprintf(w, "  ledger          %s at %s  (ledger-sync: %s, agent as %s, payer %s, bill %v; docs/ledger.md)\n", l.Ledger, l.QuickBooks.BaseURL, l.Document, l.AgentAs, l.Payer, l.Bill)
+	} else {
+		fmt.Fprintf(w, "  ledger          none  (LEDGERSYNC_LEDGER=quickbooks turns ledger-sync on; docs/ledger.md)\n")
 	}
 	if a.GRPCAddr != "" {
 		fmt.Fprintf(w, "  gRPC intake     %s  (brokerflow.intake.v1.IntakeService/SubmitLead, bearer token, plaintext: docs/intake-grpc.md)\n", a.GRPCAddr)

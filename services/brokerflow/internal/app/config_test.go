@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,6 +127,54 @@ func TestConfig_tmsSyncIsOptIn(t *testing.T) {
 			if tc.want == "dotloop" && (cfg.TMSSync.Dotloop.BaseURL != "http://127.0.0.1:9999/dotloop/public/v2" || cfg.TMSSync.Agents == nil ||
 				len(cfg.Gateway.DotloopSigningKeys) != 1 || cfg.TMSSync.Dotloop.ClientID != sandbox.DefaultDotloopClientID) {
 				t.Fatalf("sandbox tms-sync config %+v, gateway keys %v", cfg.TMSSync.Dotloop, cfg.Gateway.DotloopSigningKeys)
+			}
+		})
+	}
+}
+
+// ledger-sync is opt-in the same way: off without --sandbox unless
+// LEDGERSYNC_LEDGER says so, on with the sandbox's QuickBooks Online (and
+// the Dotloop tms-sync reads) with --sandbox, off there with
+// LEDGERSYNC_LEDGER=none; and on without the sandbox it refuses to start
+// without its agent directory, naming the setting.
+func TestConfig_ledgerSyncIsOptIn(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		environ []string
+		mode    app.Mode
+		want    string
+		err     string
+	}{
+		"dev_default":     {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "CRMSYNC_FUB_API_KEY=k"}, app.Mode{Dev: true}, "none", ""},
+		"sandbox_default": {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999"}, app.Mode{Sandbox: true}, "quickbooks", ""},
+		"sandbox_off":     {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "LEDGERSYNC_LEDGER=none"}, app.Mode{Sandbox: true}, "none", ""},
+		"sandbox_tms_off": {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "TMSSYNC_TMS=none"}, app.Mode{Sandbox: true}, "none", ""},
+		"dev_on_without_credentials": {
+			[]string{"CRMSYNC_FUB_API_KEY=k", "LEDGERSYNC_LEDGER=quickbooks"}, app.Mode{Dev: true}, "", "LEDGERSYNC_AGENTS_FILE",
+		},
+		"unknown_document": {
+			[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "LEDGERSYNC_DOCUMENT=receipt"}, app.Mode{Sandbox: true}, "", "LEDGERSYNC_DOCUMENT",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir()}, tc.environ...), tc.mode)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.LedgerSync.Ledger != tc.want || (tc.want == "quickbooks") != cfg.LedgerSync.Enabled() {
+				t.Fatalf("LEDGERSYNC_LEDGER = %q (enabled %v), want %q", cfg.LedgerSync.Ledger, cfg.LedgerSync.Enabled(), tc.want)
+			}
+			l := cfg.LedgerSync
+			if tc.want == "quickbooks" && (l.QuickBooks.BaseURL != "http://127.0.0.1:9999/quickbooks" || l.QuickBooks.ClientID != sandbox.DefaultQuickBooksClientID ||
+				l.Dotloop.BaseURL != "http://127.0.0.1:9999/dotloop/public/v2" || l.Agents == nil || l.Plans == nil || l.Document != "invoice" || l.AgentAs != "class" || l.Payer != "client" || l.Bill) {
+				t.Fatalf("sandbox ledger-sync config %+v", l)
 			}
 		})
 	}

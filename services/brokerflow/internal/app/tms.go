@@ -2,17 +2,14 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
 	"github.com/brokerflow/brokerflow/pkg/agents"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
-	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
@@ -72,20 +69,12 @@ func sandboxSkySlopeURLs(c *skyslope.Config, base string) {
 // connectSandboxTMS stores a fresh pair of the sandbox TMS's tokens in
 // oauth_tokens, as `brokerflow connect dotloop|skyslope` would after a login.
 func connectSandboxTMS(ctx context.Context, nc *nats.Conn, cfg tmssync.Config, sb *sandbox.Sandbox) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	tok := sb.Dotloop().IssueTokens()
 	if cfg.TMS == tmssync.TMSSkySlope {
 		tok = sb.SkySlope().IssueTokens()
 	}
-	err = oauth.NewStore(js, tmssync.OAuthConfig(cfg)).Save(ctx, &oauth2.Token{
+	return saveTokens(ctx, nc, tmssync.OAuthConfig(cfg), &oauth2.Token{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType,
 		Expiry: time.Now().Add(time.Duration(tok.ExpiresIn) * time.Second),
-	})
-	if err != nil {
-		return fmt.Errorf("sandbox: store the %s tokens: %w", cfg.TMS, err)
-	}
-	return nil
+	}, cfg.TMS)
 }

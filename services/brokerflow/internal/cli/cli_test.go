@@ -14,6 +14,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/cli"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 func execute(t *testing.T, environ []string, args ...string) (string, error) {
@@ -88,6 +89,14 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 	// tms-sync opened one loop for her, prefilled, read from the sandbox's state.
 	if !strings.Contains(out, `tms-sync opened Dotloop loop`) || !strings.Contains(out, "ada.lovelace@example.com") || len(a.Sandbox.Dotloop().Loops()) != 1 {
 		t.Fatalf("demo output lacks the loop (%d loops):\n%s", len(a.Sandbox.Dotloop().Loops()), out)
+	}
+	// The loop marked sold became one invoice in QuickBooks, for her, with the agent and the
+	// property of her latest lead.
+	invoices := a.Sandbox.QuickBooks().Objects(sandbox.DefaultQuickBooksRealm, sandbox.QBInvoice)
+	if !strings.Contains(out, "ledger-sync booked QuickBooks Invoice") || !strings.Contains(out, "to Ada Lovelace for 15750.00") ||
+		!strings.Contains(out, "agent Sandbox Agent") || !strings.Contains(out, `property "14 Main St"`) ||
+		!strings.Contains(out, "lead -> contact -> loop -> invoice") || len(invoices) != 1 {
+		t.Fatalf("demo output lacks the invoice (%d invoices):\n%s", len(invoices), out)
 	}
 }
 

@@ -224,8 +224,7 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdou
 				fmt.Fprintf(stdout, "tms-sync opened Dotloop loop %d %q (%s, %s): %s %s %s as %s; property %q.\n",
 					l.ID, l.Name, l.TransactionType, l.Status, p.FullName, p.Email, p.Phone, p.Role,
 					strings.TrimSpace(a["Street Number"]+" "+a["Street Name"]+", "+a["City"]))
-				fmt.Fprintf(stdout, "See %s/_sandbox/dotloop/state; the page's buttons mark it sold, and tms-sync announces tms.transaction.closed.\n", sandboxURL)
-				return nil
+				return demoInvoice(ctx, client, sandboxURL, l.ID, stdout)
 			}
 		}
 		select {
@@ -235,6 +234,79 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdou
 		}
 	}
 	fmt.Fprintf(stdout, "No Dotloop loop for Ada within 15 s: is tms-sync on (TMSSYNC_TMS=dotloop)? See brokerflow failures ls.\n")
+	return nil
+}
+
+// demoInvoice plays the agent again: it marks Ada's loop sold with a price
+// and a commission in the sandbox's Dotloop (the page's button does the
+// same), whose webhook makes tms-sync announce the closing, and waits for
+// the invoice ledger-sync books in the sandbox's QuickBooks Online.
+func demoInvoice(ctx context.Context, client *http.Client, sandboxURL string, loopID int64, stdout io.Writer) error {
+	form := "status=SOLD&price=525000&commission=15750&close_date=" + time.Now().Format(time.DateOnly)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/_sandbox/dotloop/loops/%d/status", sandboxURL, loopID), strings.NewReader(form))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	fmt.Fprintf(stdout, "The agent marks loop %d sold in Dotloop: $525,000, a $15,750 commission (HTTP %d).\n", loopID, resp.StatusCode)
+	type object map[string]any
+	var state struct {
+		Realms []struct {
+			ID      string              `json:"realmId"`
+			Objects map[string][]object `json:"objects"`
+		} `json:"realms"`
+	}
+	name := func(objs []object, id any) string {
+		for _, o := range objs {
+			if o["Id"] == id {
+				if n, ok := o["DisplayName"].(string); ok {
+					return n
+				}
+				return fmt.Sprint(o["Name"])
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := getJSON(ctx, client, sandboxURL+"/_sandbox/quickbooks/state", &state); err != nil {
+			return err
+		}
+		for _, r := range state.Realms {
+			for _, inv := range r.Objects["Invoice"] {
+				if !strings.Contains(fmt.Sprint(inv["PrivateMemo"]), fmt.Sprintf("transaction %d ", loopID)) {
+					continue
+				}
+				total, _ := inv["TotalAmt"].(float64)
+				customer, _ := inv["CustomerRef"].(map[string]any)
+				class, _ := inv["ClassRef"].(map[string]any)
+				ship, _ := inv["ShipAddr"].(map[string]any)
+				fmt.Fprintf(stdout, "ledger-sync booked QuickBooks Invoice %v (id %v, company %s) to %s for %.2f: agent %s, property %q.\n",
+					inv["DocNumber"], inv["Id"], r.ID, name(r.Objects["Customer"], customer["value"]), total,
+					name(r.Objects["Class"], class["value"]), ship["Line1"])
+				lines, _ := inv["Line"].([]any)
+				for _, l := range lines {
+					if m, ok := l.(map[string]any); ok && m["DetailType"] == "SalesItemLineDetail" {
+						amount, _ := m["Amount"].(float64)
+						fmt.Fprintf(stdout, "  %-44v %10.2f\n", m["Description"], amount)
+					}
+				}
+				fmt.Fprintf(stdout, "lead -> contact -> loop -> invoice. See %s/ (the sandbox page) and %s/_sandbox/quickbooks/state.\n", sandboxURL, sandboxURL)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(stdout, "No QuickBooks invoice for loop %d within 20 s: is ledger-sync on (LEDGERSYNC_LEDGER=quickbooks)? See brokerflow failures ls.\n", loopID)
 	return nil
 }
 

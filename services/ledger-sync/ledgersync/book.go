@@ -121,6 +121,11 @@ func (s *Syncer) HandleClosed(ctx context.Context, m *bus.Message) error {
 	if ev.GetTransactionId() == "" {
 		return bus.Undecodable("the closing at %s/%d has no transaction id", m.Stream, m.Sequence)
 	}
+	if why := ev.GetCommission().GetUnavailable(); why != "" {
+		// A TMS that cannot give the commission (SkySlope): the rule for
+		// missing financials, before asking a TMS that cannot say either.
+		return bus.WithCode("ledger.closing_incomplete", bus.Permanentf("transaction %s closed in %s without %s: nothing booked. Book it by hand, or enter the commission where ledger-sync can read it", ev.GetTransactionId(), ev.GetTms(), why))
+	}
 	if ev.GetTms() != s.tms.Name() {
 		return bus.WithCode("ledger.unknown_tms", bus.Permanentf("transaction %s closed in %q, and ledger-sync reads %q (LEDGERSYNC_TMS): nothing booked", ev.GetTransactionId(), ev.GetTms(), s.tms.Name()))
 	}

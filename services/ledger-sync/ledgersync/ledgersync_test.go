@@ -527,3 +527,30 @@ func TestLedgerSync_throttlePausesTheConsumer(t *testing.T) {
 		t.Fatalf("failures %v", f)
 	}
 }
+
+// TestLedgerSync_aClosingWhoseTMSGivesNoCommissionBooksNothing: a SkySlope
+// closing says its commission is unavailable; it is the rule for missing
+// financials, a failure record that says why, and nothing is booked.
+func TestLedgerSync_aClosingWhoseTMSGivesNoCommissionBooksNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 1, nil)
+	why := "gross commission: skyslope's public API does not expose commission fields"
+	ev := &tmsv1.TransactionClosed{
+		TransactionId: "sale-1", Tms: "skyslope", Status: "Closed",
+		SalePrice: &commonv1.Money{AmountMinor: 52_500_000, CurrencyCode: "USD"}, CloseDate: "2026-12-01", FactsHash: "h1",
+		ClosedAt:   timestamppb.Now(),
+		Commission: &tmsv1.Commission{Unavailable: why},
+	}
+	if _, err := e.pub.Publish(natstest.Context(t, 10*time.Second), "tms.transaction.closed", "tms.transaction.closed:skyslope:sale-1:h1", ev); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "a failure record", func() bool { return len(e.failures(t)) == 1 })
+	e.settle(t)
+	f := e.failures(t)[0]
+	if f.GetReasonCode() != "ledger.closing_incomplete" || !strings.Contains(f.GetReason(), why) || f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT {
+		t.Fatalf("failure = %v; want ledger.closing_incomplete saying %q", f, why)
+	}
+	if docs, b := e.qb.Documents(t), e.booked(t); len(docs) != 0 || len(b) != 0 {
+		t.Fatalf("%d documents and %d bookings, want none", len(docs), len(b))
+	}
+}

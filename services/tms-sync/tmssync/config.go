@@ -69,7 +69,7 @@ type Config struct {
 	SoldWait time.Duration `env:"SOLD_WAIT" envDefault:"24h"`
 
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"4"`
-	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9094"`
+	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9096"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
 	NATS service.NATSConfig    `envPrefix:"NATS_"`

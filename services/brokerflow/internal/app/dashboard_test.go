@@ -160,14 +160,15 @@ func checkDashboard(t *testing.T, base string, truth map[string]*gen.Counts, spe
 		}
 		speedLabels = append(speedLabels, p50, p90)
 
-		// ROI: the spend set and the closings' gross commission; no net
-		// before a ledger exists, so -100%.
-		wantROI := []string{dollars(want.SpendMinor), dollars(want.GrossMinor), "$0.00", "$0.00", "$0.00", "-100.0%",
+		// ROI: the spend set, the closings' gross commission, the net the
+		// ledger booked, nothing paid yet, and ROI on the net.
+		roi := dollarsPrinter.Sprintf("%.1f%%", 100*float64(want.NetMinor-want.SpendMinor)/float64(want.SpendMinor))
+		wantROI := []string{dollars(want.SpendMinor), dollars(want.GrossMinor), dollars(want.NetMinor), "$0.00", dollars(want.GrossMinor), roi,
 			dollars(want.SpendMinor / int64(want.Leads)), dollars(want.SpendMinor / int64(want.Contacts))}
 		if !slices.Equal(dom.ROI[source], wantROI) {
 			t.Errorf("ROI table, %s: %v, want %v", source, dom.ROI[source], wantROI)
 		}
-		roiLabels = append(roiLabels, dollars(want.SpendMinor), "$0.00")
+		roiLabels = append(roiLabels, dollars(want.SpendMinor), dollars(want.NetMinor))
 	}
 	if len(dom.Funnel) != len(truth) {
 		t.Errorf("funnel table has %d sources, the generator used %d", len(dom.Funnel), len(truth))
@@ -187,15 +188,15 @@ func checkDashboard(t *testing.T, base string, truth map[string]*gen.Counts, spe
 	}
 
 	// The journey of a returning person who became an active client: two
-	// leads, each to the contact, the stage change, the loop and its
-	// closing, in the API's order.
+	// leads, each to the contact, the stage change, the loop, its closing
+	// and the commission booked, in the API's order.
 	wantSteps := make([]string, len(journey.Steps))
 	for i, s := range journey.Steps {
 		wantSteps[i] = s.Step + "@" + s.Source
 	}
 	if !slices.Equal(dom.Steps, wantSteps) || !slices.Equal(sorted(wantSteps), sorted([]string{
 		"lead@website", "lead@zillow", "contact@followupboss", "contact@followupboss", "active_client@followupboss",
-		"transaction@dotloop", "closing@dotloop",
+		"transaction@dotloop", "closing@dotloop", "commission_booked@quickbooks",
 	})) {
 		t.Errorf("journey steps %v; the API's %v", dom.Steps, wantSteps)
 	}

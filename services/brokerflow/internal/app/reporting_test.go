@@ -23,6 +23,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/pgtest"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
 	leadv1 "github.com/brokerflow/brokerflow/proto/brokerflow/lead/v1"
+	ledgerv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ledger/v1"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/cli"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/gen"
@@ -181,6 +182,23 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 		return natstest.Count(t, js, bus.StreamTMS, "tms.transaction.closed") == uint64(len(plan.Closings))
 	})
 
+	// ledger-sync books each closing; the brokerage's net is what it booked,
+	// credited like the closing to the contact's first source.
+	natstest.Eventually(t, 60*time.Second, "every closing booked in the ledger", func() bool {
+		return natstest.Count(t, js, bus.StreamLedger, "ledger.commission.booked") == uint64(len(plan.Closings))
+	})
+	personOf := map[string]int{}
+	for _, c := range plan.Closings {
+		personOf[strconv.FormatInt(people[gen.Email(c.Person)], 10)] = c.Person
+	}
+	for _, b := range natstest.Messages(t, js, bus.StreamLedger, "ledger.commission.booked", func() *ledgerv1.CommissionBooked { return &ledgerv1.CommissionBooked{} }) {
+		person, ok := personOf[b.GetCorrelation().GetContactId()]
+		if !ok {
+			t.Fatalf("a booking of contact %q, who closed nothing", b.GetCorrelation().GetContactId())
+		}
+		truth[plan.FirstSource(person)].NetMinor += b.GetBrokerageNet().GetAmountMinor()
+	}
+
 	// The spend, as the operator sets it.
 	spendFile := filepath.Join(dir, "spend.csv")
 	if err := os.WriteFile(spendFile, []byte(plan.SpendCSV()), 0o600); err != nil {
@@ -220,8 +238,12 @@ func TestSystem_aDayOfActivityIsReportedAndRebuiltByReplay(t *testing.T) {
 		if ttc := r.TimeToCloseDaysP50; (want.Closings > 0) != (ttc != nil) || ttc != nil && (*ttc <= 0 || *ttc > time.Since(start).Hours()/24) {
 			t.Errorf("%s: time to close %v days for %d closings", source, deref(ttc), want.Closings)
 		}
-		// ROI and costs from the spend; no net commission exists before ledger-sync.
-		if r.ROI == nil || *r.ROI != -1 || deref(r.CostPerLeadMinor) != want.SpendMinor/int64(want.Leads) || deref(r.CostPerContactMinor) != want.SpendMinor/int64(want.Contacts) {
+		// The ledger's net, nothing paid yet, and ROI on the net against the
+		// spend.
+		if r.BrokerageNetMinor != want.NetMinor || r.PaidMinor != 0 || r.UnpaidMinor != want.GrossMinor {
+			t.Errorf("%s: net %d, paid %d, unpaid %d; the ledger booked net %d of gross %d", source, r.BrokerageNetMinor, r.PaidMinor, r.UnpaidMinor, want.NetMinor, want.GrossMinor)
+		}
+		if r.ROI == nil || *r.ROI != float64(want.NetMinor-want.SpendMinor)/float64(want.SpendMinor) || deref(r.CostPerLeadMinor) != want.SpendMinor/int64(want.Leads) || deref(r.CostPerContactMinor) != want.SpendMinor/int64(want.Contacts) {
 			t.Errorf("%s: roi %v, cost per lead %v, per contact %v", source, r.ROI, r.CostPerLeadMinor, r.CostPerContactMinor)
 		}
 		// Speed to lead: the API's percentiles are those of the events on

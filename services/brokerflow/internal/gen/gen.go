@@ -129,6 +129,21 @@ type Counts struct {
 	Transactions, Closings int
 	GrossMinor             int64
 	SpendMinor             int64
+	// NetMinor is the brokerage's net of the closings as the ledger booked
+	// them. The plan does not split commissions, so Truth leaves it 0 and
+	// whoever reads the bookings (ledger.commission.booked) fills it in.
+	NetMinor int64
+}
+
+// FirstSource is the source of person's first usable lead: the source a
+// contact, and its closing, are credited to.
+func (p Plan) FirstSource(person int) string {
+	for _, l := range p.Leads {
+		if l.Person == person && !l.Reject {
+			return l.Source
+		}
+	}
+	return ""
 }
 
 // Truth is what the day must yield per source.

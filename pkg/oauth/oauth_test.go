@@ -159,3 +159,51 @@ func TestAuthorize_loopbackRedirect(t *testing.T) {
 		t.Fatalf("Authorize = %+v, %v", tok, err)
 	}
 }
+
+// TestStore_accountFromTheRedirectIsKeptAcrossRefreshes: with
+// AccountParam (QuickBooks' realmId), Authorize returns the redirect's
+// account, Save keeps it, and a refresh does not lose it.
+func TestStore_accountFromTheRedirectIsKeptAcrossRefreshes(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(sandbox.Options{})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	cfg := oauth.Config{
+		Vendor: "quickbooks", Area: "ledger", ClientID: sandbox.DefaultQuickBooksClientID, ClientSecret: sandbox.DefaultQuickBooksClientSecret,
+		AuthURL: srv.URL + "/quickbooks/connect/oauth2", TokenURL: srv.URL + "/quickbooks/oauth2/v1/tokens/bearer", AccountParam: "realmId",
+	}
+	ns := natstest.Start(t)
+	_, js := natstest.Connect(t, ns)
+	natstest.Apply(t, js, bus.DefaultTopology())
+	ctx := natstest.Context(t, 30*time.Second)
+	tok, err := oauth.Authorize(ctx, cfg, "", func(authURL string) {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	})
+	if err != nil || tok.Extra("realmId") != sandbox.DefaultQuickBooksRealm {
+		t.Fatalf("Authorize = %+v (realmId %v), %v", tok, tok.Extra("realmId"), err)
+	}
+	s := oauth.NewStore(js, cfg)
+	if err := s.Save(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	sb.QuickBooks().ExpireAccessTokens()
+	if err := s.Refresh(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := s.Load(ctx)
+	if err != nil || rec.Refreshed != 1 || rec.AccessToken == tok.AccessToken {
+		t.Fatalf("record %+v, %v", rec, err)
+	}
+	if acct, err := s.Account(ctx); err != nil || acct != sandbox.DefaultQuickBooksRealm {
+		t.Fatalf("Account after a refresh = %q, %v", acct, err)
+	}
+	// A token without the account is refused.
+	if err := s.Save(ctx, &oauth2.Token{AccessToken: "a", RefreshToken: "r"}); err == nil {
+		t.Fatal("saved a connection that names no company")
+	}
+}

@@ -1,5 +1,6 @@
 // Command sandbox serves the vendor emulations (Follow Up Boss, LionDesk, the Facebook Graph
-// lead read, Slack incoming webhooks, PagerDuty Events API v2) for development and tests.
+// lead read, Slack incoming webhooks, PagerDuty Events API v2, Dotloop, QuickBooks Online) for
+// development and tests.
 package main
 
 import (
@@ -22,7 +23,7 @@ import (
 func main() {
 	// Every setting is an environment variable; the only flag is -h/--help (exit 0).
 	flag.Usage = func() {
-		fmt.Fprint(flag.CommandLine.Output(), "Usage: sandbox\n\nServes the vendor emulations (Follow Up Boss, LionDesk, the Facebook Graph lead read, Slack incoming webhooks, PagerDuty Events API v2).\nEvery setting is a SANDBOX_* environment variable (see the README); there are no flags.\n")
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: sandbox\n\nServes the vendor emulations (Follow Up Boss, LionDesk, the Facebook Graph lead read, Slack incoming webhooks, PagerDuty Events API v2, Dotloop, QuickBooks Online).\nEvery setting is a SANDBOX_* environment variable (see the README); there are no flags.\n")
 	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

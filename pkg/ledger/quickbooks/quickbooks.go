@@ -87,9 +87,9 @@ func (c Config) Validate(prefix string) error {
 	if c.IncomeAccount == "" || c.ExpenseAccount == "" {
 		return fmt.Errorf("%sINCOME_ACCOUNT and %sEXPENSE_ACCOUNT name the accounts and must not be empty", prefix, prefix)
 	}
-	for name, u := range map[string]string{"AUTH_": c.AuthURL, "TOKEN_": c.TokenURL} {
-		if err := vendorapi.CheckEndpoint(prefix+name, u, c.Timeout); err != nil {
-			return fmt.Errorf("%s (the %sURL)", err, name)
+	for _, e := range []struct{ name, url string }{{"AUTH_URL", c.AuthURL}, {"TOKEN_URL", c.TokenURL}} {
+		if u, err := url.Parse(e.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s%s %q is not an absolute http(s) URL", prefix, e.name, e.url)
 		}
 	}
 	return vendorapi.CheckEndpoint(prefix, c.BaseURL, c.Timeout)
@@ -224,7 +224,7 @@ type party struct {
 	PrimaryEmailAddr *emailAddr `json:"PrimaryEmailAddr,omitempty"`
 	PrimaryPhone     *phone     `json:"PrimaryPhone,omitempty"`
 	// Notes (Customer) and AcctNum (Vendor) hold Brokerflow's key of the
-	// party, to recognise it by name when it has no email.
+	// party, to recognize it by name when it has no email.
 	Notes   string `json:"Notes,omitempty"`
 	AcctNum string `json:"AcctNum,omitempty"`
 	Active  *bool  `json:"Active,omitempty"`
@@ -396,7 +396,7 @@ func check(b ledger.Booking) error {
 	if b.Payer.DisplayName == "" {
 		missing = append(missing, "the payer's name")
 	}
-	if b.Agent.Name == "" && b.Agent.LedgerID == "" {
+	if b.Agent.Name == "" && (b.Agent.LedgerID == "" || b.AgentAs == ledger.AgentAsClass) {
 		missing = append(missing, "the agent's name")
 	}
 	if len(b.Lines) == 0 {

@@ -96,7 +96,7 @@ func TestQuickBooks_retryAfterAFailedDocumentBooksOnce(t *testing.T) {
 }
 
 // TestQuickBooks_payerWithoutEmailIsFoundByNameAndKey: a payer without an
-// email is recognised by the key kept on its customer; another payer of
+// email is recognized by the key kept on its customer; another payer of
 // the same name gets their own.
 func TestQuickBooks_payerWithoutEmailIsFoundByNameAndKey(t *testing.T) {
 	t.Parallel()
@@ -188,5 +188,37 @@ func TestQuickBooks_invalidGrantNamesTheCommand(t *testing.T) {
 	_, err := quickbooks.New(e.Config, e.Store).Book(natstest.Context(t, 30*time.Second), ledgertest.NewBooking())
 	if !errors.Is(err, ledger.ErrReconnect) || !strings.Contains(err.Error(), "run `brokerflow connect quickbooks`") || bus.ReasonCode(err, bus.Permanent) != "ledger.oauth_invalid_grant" {
 		t.Fatalf("error %v, code %q", err, bus.ReasonCode(err, bus.Permanent))
+	}
+}
+
+// TestQuickBooks_incompleteBookingsSayWhatIsMissing: a booking the adapter
+// cannot book is a permanent failure naming what is missing, and makes no
+// call.
+func TestQuickBooks_incompleteBookingsSayWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	e := ledgertest.NewQuickBooksEnv(t, sandbox.QuickBooksOptions{})
+	a := quickbooks.New(e.Config, e.Store)
+	for name, tc := range map[string]struct {
+		edit func(*ledger.Booking)
+		want string
+	}{
+		"no_key":                   {func(b *ledger.Booking) { b.Key = "" }, "key"},
+		"no_payer":                 {func(b *ledger.Booking) { b.Payer.DisplayName = "" }, "the payer's name"},
+		"class_without_agent_name": {func(b *ledger.Booking) { b.Agent.Name, b.Agent.LedgerID = "", "57" }, "the agent's name"},
+		"line_without_item":        {func(b *ledger.Booking) { b.Lines[1].Item = "" }, "line 2's item"},
+		"unknown_document":         {func(b *ledger.Booking) { b.Document = "receipt" }, "document"},
+		"unknown_agent_attachment": {func(b *ledger.Booking) { b.AgentAs = "tag" }, "agent_as"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := ledgertest.NewBooking()
+			tc.edit(&b)
+			_, err := a.Book(natstest.Context(t, 10*time.Second), b)
+			if err == nil || bus.DefaultClassify(err) != bus.Permanent || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v: want permanent, naming %q", err, tc.want)
+			}
+		})
+	}
+	if u := e.Sandbox.QuickBooks().Usage(); u.Counted != 0 {
+		t.Fatalf("%d calls for bookings that cannot be booked", u.Counted)
 	}
 }

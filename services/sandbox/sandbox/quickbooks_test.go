@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -406,4 +407,39 @@ func TestQuickBooks_documentsTotalNumberAndShowOnThePage(t *testing.T) {
 			t.Fatalf("the page lacks %q", want)
 		}
 	}
+}
+
+// FuzzQuickBooks_query: whatever the query, the endpoint answers 200 with a QueryResponse or 400
+// with a Fault, and never fails otherwise.
+func FuzzQuickBooks_query(f *testing.F) {
+	for _, s := range []string{
+		"select * from Customer where PrimaryEmailAddr = 'ada@example.com'",
+		"SELECT * FROM Item WHERE Name = 'Commission income' maxresults 10",
+		"select count(*) from Invoice",
+		"select * from Customer where DisplayName = 'O\\'Hara' and Active = false startposition 2",
+		"select * from Customer where DisplayName = 'unclosed",
+		"select Id from Nothing",
+		"",
+	} {
+		f.Add(s)
+	}
+	// No throttle in the way.
+	sb := sandbox.New(sandbox.Options{QuickBooks: sandbox.QuickBooksOptions{Limit: 1 << 30, PerSecond: 1 << 30}})
+	tok := sb.QuickBooks().IssueTokens(qbRealm).AccessToken
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/quickbooks/v3/company/"+qbRealm+"/query?query="+url.QueryEscape(query), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		sb.Handler().ServeHTTP(rec, req)
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("%q: answer %d is not JSON: %s", query, rec.Code, rec.Body)
+		}
+		switch {
+		case rec.Code == http.StatusOK && body["QueryResponse"] != nil:
+		case rec.Code == http.StatusBadRequest && body["Fault"] != nil:
+		default:
+			t.Fatalf("%q: answer %d %s", query, rec.Code, rec.Body)
+		}
+	})
 }

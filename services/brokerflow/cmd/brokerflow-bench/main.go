@@ -40,7 +40,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.ReplayEvents, "replay-events", 100_000, "events the reporting rebuild reads (replay_events_per_s)")
 	fs.IntVar(&o.AlertLeads, "alert-leads", 1000, "leads a CRM outage fails, for the alerter's measurement (one alert, then one summary per 10 s window)")
 	fs.IntVar(&o.StageChanges, "stage-changes", 20, "contacts moved to Active Client one after another (stage_to_transaction)")
-	fs.StringVar(&o.Only, "only", "", `"replay", "alerter", "tms" or "crm" runs only that measurement (the reporting rebuild, the alerter's outage, stage_to_transaction, or speed-to-lead and the CRM quota burst)`)
+	fs.StringVar(&o.Only, "only", "", `"replay", "alerter", "tms", "crm" or "ledger" runs only that measurement (the reporting rebuild, the alerter's outage, stage_to_transaction, speed-to-lead and the CRM quota burst, or the QuickBooks quota)`)
+	fs.IntVar(&o.LedgerWorkers, "ledger-workers", 4, "closings booked at a time in the QuickBooks quota measurement")
+	fs.DurationVar(&o.LedgerDuration, "ledger-duration", 24*time.Second, "how long closings are booked back to back in the QuickBooks quota measurement (4 of its 6 s windows)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

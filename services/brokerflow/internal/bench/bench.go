@@ -51,9 +51,13 @@ type Options struct {
 	AlertLeads int
 	// StageChanges is how many contacts stage_to_transaction moves to Active Client.
 	StageChanges int
-	// Only, when "replay", "alerter", "tms" or "crm", runs that measurement
-	// alone ("crm": speed-to-lead and the CRM quota burst).
+	// Only, when "replay", "alerter", "tms", "crm" or "ledger", runs that
+	// measurement alone ("crm": speed-to-lead and the CRM quota burst).
 	Only string
+	// LedgerWorkers closings are booked at a time for LedgerDuration in the
+	// QuickBooks quota measurement.
+	LedgerWorkers  int
+	LedgerDuration time.Duration
 }
 
 const benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci10aGUtYnJva2VyZmxvdy1nYXRld2F5"
@@ -79,6 +83,8 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return AlerterOutage(ctx, o, w)
 	case "tms":
 		return StageToTransaction(ctx, o, w)
+	case "ledger":
+		return LedgerQuota(ctx, o, w)
 	case "crm":
 		if err := SpeedToLead(ctx, o, w); err != nil {
 			return err
@@ -159,6 +165,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 	if err := AlerterOutage(ctx, o, w); err != nil {
+		return err
+	}
+	if err := LedgerQuota(ctx, o, w); err != nil {
 		return err
 	}
 	return Replay(ctx, o, w)

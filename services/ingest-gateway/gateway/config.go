@@ -33,6 +33,11 @@ type Config struct {
 	DotloopSigningKeys     []string `env:"DOTLOOP_SIGNING_KEYS"`
 	DotloopSigningKeysFile string   `env:"DOTLOOP_SIGNING_KEYS_FILE"`
 	DotloopSigned          string   `env:"DOTLOOP_SIGNED" envDefault:"timestamp_body"`
+	// QuickBooksVerifierTokens are the verifier tokens of the brokerage's
+	// Intuit app (its Webhooks page); the quickbooks source (kind ledger)
+	// is served only when set. Several are valid at once during a rotation.
+	QuickBooksVerifierTokens     []string `env:"QUICKBOOKS_VERIFIER_TOKENS"`
+	QuickBooksVerifierTokensFile string   `env:"QUICKBOOKS_VERIFIER_TOKENS_FILE"`
 	// SourcesFile is a sources file (pkg/sources): every source it declares
 	// is served, with its secrets read from the environment at start, and
 	// the IDX and Follow Up Boss sources above are added when they are set
@@ -123,8 +128,12 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: GATEWAY_DOTLOOP_SIGNING_KEYS_FILE: %w", ErrConfig, err)
 	}
-	if len(secrets) == 0 && len(fubKeys) == 0 && len(dotloopKeys) == 0 && c.SourcesFile == "" && c.GRPCAddr == "" {
-		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...), GATEWAY_FUB_SYSTEM_KEYS or GATEWAY_DOTLOOP_SIGNING_KEYS (or their _FILE), or GATEWAY_GRPC_ADDR for first-party intake only", ErrConfig)
+	qbTokens, err := service.Secrets(c.QuickBooksVerifierTokens, c.QuickBooksVerifierTokensFile)
+	if err != nil {
+		return fmt.Errorf("%w: GATEWAY_QUICKBOOKS_VERIFIER_TOKENS_FILE: %w", ErrConfig, err)
+	}
+	if len(secrets) == 0 && len(fubKeys) == 0 && len(dotloopKeys) == 0 && len(qbTokens) == 0 && c.SourcesFile == "" && c.GRPCAddr == "" {
+		return fmt.Errorf("%w: no source is configured: set GATEWAY_SOURCES_FILE, GATEWAY_IDX_SECRETS (whsec_...), GATEWAY_FUB_SYSTEM_KEYS, GATEWAY_DOTLOOP_SIGNING_KEYS or GATEWAY_QUICKBOOKS_VERIFIER_TOKENS (or their _FILE), or GATEWAY_GRPC_ADDR for first-party intake only", ErrConfig)
 	}
 	if len(dotloopKeys) > 0 {
 		if _, err := webhooksig.NewDotloopSignature(dotloopKeys, webhooksig.DotloopSigned(c.DotloopSigned), c.TimestampTolerance); err != nil {

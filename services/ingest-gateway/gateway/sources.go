@@ -268,8 +268,9 @@ func idxSpec(secrets []string, tolerance time.Duration) sources.Spec {
 
 // BuiltinSources returns the sources this version knows that cfg configures:
 // the brokerage's own IDX website, signed with Standard Webhooks, when its
-// secrets are set, Follow Up Boss (fub.go) when its system keys are set, and
-// Dotloop (dotloop.go) when its signing keys are set.
+// secrets are set, Follow Up Boss (fub.go) when its system keys are set,
+// Dotloop (dotloop.go) when its signing keys are set, and QuickBooks Online
+// (quickbooks.go) when its verifier tokens are set.
 func BuiltinSources(cfg Config) ([]Source, error) {
 	secrets, err := service.Secrets(cfg.IDXSecrets, cfg.IDXSecretsFile)
 	if err != nil {
@@ -292,6 +293,13 @@ func BuiltinSources(cfg Config) ([]Source, error) {
 	}
 	if len(dotloopKeys) > 0 {
 		specs = append(specs, dotloopSpec(dotloopKeys, cfg.DotloopSigned, cfg.TimestampTolerance))
+	}
+	qbTokens, err := service.Secrets(cfg.QuickBooksVerifierTokens, cfg.QuickBooksVerifierTokensFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(qbTokens) > 0 {
+		specs = append(specs, quickbooksSpec(qbTokens))
 	}
 	out := make([]Source, 0, len(specs))
 	for _, s := range specs {

@@ -296,7 +296,6 @@ func cloudEventVerb(op string) string {
 	return strings.ToLower(op)
 }
 
-
 // cdc is GET …/cdc?entities=<list>&changedSince=<date-time>.
 func (q *QuickBooks) cdc(w http.ResponseWriter, r *http.Request) {
 	realm := q.company(r)

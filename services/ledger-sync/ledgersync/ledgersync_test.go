@@ -49,11 +49,18 @@ type env struct {
 	pub   *bus.Publisher
 	hooks *bus.TestHooks
 	seq   int
+	qbURL string
 }
 
 // setup runs replicas of ledger-sync against the sandbox's Dotloop and
 // QuickBooks Online, both connected as `brokerflow connect` leaves them.
 func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
+	t.Helper()
+	return setupWindow(t, replicas, time.Hour, change)
+}
+
+// setupWindow is setup with the streams' duplicate window.
+func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*ledgersync.Config)) *env {
 	t.Helper()
 	sb := sandbox.New(sandbox.Options{})
 	srv := httptest.NewServer(sb.Handler())
@@ -62,7 +69,7 @@ func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
 	ns := natstest.Start(t)
 	_, js := natstest.Connect(t, ns)
 	bcfg := service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}}
-	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: window, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
 	dir, err := agents.New(agents.Agent{ID: "ada", Name: "Ada Agent", Email: "ada.agent@brokerage.example", DotloopProfileID: strconv.Itoa(sandbox.DefaultDotloopProfileID), CommissionPlan: "standard", Default: true})
 	if err != nil {
 		t.Fatal(err)
@@ -99,9 +106,10 @@ func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
 		natstest.Run(t, s.Run)
 	}
 	natstest.WaitConsumer(t, js, bus.StreamTMS, "ledger-sync")
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, bus.LedgerSyncPayments.Durable)
 	return &env{
 		js: js, sb: sb, qb: ledgertest.QuickBooksBackend{Q: sb.QuickBooks(), Realm: sandbox.DefaultQuickBooksRealm},
-		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks,
+		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, qbURL: srv.URL,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,14 +20,39 @@ import (
 type Records struct {
 	js     jetstream.JetStream
 	bucket string
+	// claims is the consumer whose messages hold claims in these records.
+	claims ConsumerSpec
 
-	mu sync.Mutex
-	kv jetstream.KeyValue
+	mu         sync.Mutex
+	kv         jetstream.KeyValue
+	staleAfter time.Duration
 }
 
-// NewRecords returns the records of bucket.
-func NewRecords(js jetstream.JetStream, bucket string) *Records {
-	return &Records{js: js, bucket: bucket}
+// NewRecords returns the records of bucket, in which the messages of the
+// consumer claims hold claims (see StaleAfter).
+func NewRecords(js jetstream.JetStream, bucket string, claims ConsumerSpec) *Records {
+	return &Records{js: js, bucket: bucket, claims: claims}
+}
+
+// StaleAfter is when a claim held by a message of the claims consumer may
+// be taken over: five of its ack waits, by when JetStream has redelivered
+// the holder's message had its holder died. It checks the consumer exists
+// (once).
+func (r *Records) StaleAfter(ctx context.Context) (time.Duration, error) {
+	if _, err := r.KV(ctx); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.staleAfter > 0 {
+		return r.staleAfter, nil
+	}
+	sc, err := Verify(ctx, r.js, r.claims)
+	if err != nil {
+		return 0, err
+	}
+	r.staleAfter = 5 * sc.AckWait
+	return r.staleAfter, nil
 }
 
 // KV returns the bound bucket.

@@ -291,3 +291,35 @@ func TestPlans_check(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: a plans file never panics the parser, and every plan it
+// accepts splits any closing into components that add up to the gross.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(plansFile))
+	f.Add([]byte("plans:\n  - id: a\n    agent_split: 100\n    franchise_fee: 100\n"))
+	f.Add([]byte("plans:\n  - id: a\n    agent_split: 0\n    cap: 1\n    post_cap_agent_split: 0\n    transaction_fee: 99999999\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := commission.Parse(b)
+		if err != nil {
+			return
+		}
+		for _, p := range ps.Plans() {
+			for _, gross := range []int64{1, 99, 1_575_000} {
+				s, err := commission.Compute(gross, gross/4, p, 1_000_000)
+				if errors.Is(err, commission.ErrSplit) {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := int64(0)
+				for _, c := range s.Components() {
+					sum += c.AmountMinor
+				}
+				if sum != gross {
+					t.Fatalf("plan %+v: components add up to %d, not %d", p, sum, gross)
+				}
+			}
+		}
+	})
+}

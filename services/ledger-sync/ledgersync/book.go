@@ -189,13 +189,13 @@ func (s *Syncer) HandleClosed(ctx context.Context, m *bus.Message) error {
 // claim takes the transaction's record for the message fence, or says why
 // not: errBooked (with the record), errBusy, or a correction.
 func (s *Syncer) claim(ctx context.Context, key, fence string, f facts, planID, planYear string) (txRecord, uint64, error) {
-	recs, err := s.records(ctx)
+	staleAfter, err := s.recs.StaleAfter(ctx)
 	if err != nil {
 		return txRecord{}, 0, err
 	}
 	for range casAttempts {
 		var rec txRecord
-		rev, err := recs.Load(ctx, key, &rec)
+		rev, err := s.recs.Load(ctx, key, &rec)
 		if err != nil {
 			return rec, 0, err
 		}
@@ -207,7 +207,7 @@ func (s *Syncer) claim(ctx context.Context, key, fence string, f facts, planID, 
 			return rec, rev, correction(key, rec, f)
 		case rec.State == stateBooked:
 			return rec, rev, errBooked
-		case rec.Fence != fence && now.Before(rec.Since.Add(s.staleAfter)):
+		case rec.Fence != fence && now.Before(rec.Since.Add(staleAfter)):
 			return rec, rev, errBusy
 		default:
 			// Its holder stopped after the claim (a crash, a failed call),
@@ -215,7 +215,7 @@ func (s *Syncer) claim(ctx context.Context, key, fence string, f facts, planID, 
 			// step after is idempotent by the transaction.
 			rec.Since, rec.Fence = now, fence
 		}
-		rev, err = recs.Store(ctx, key, rec, rev)
+		rev, err = s.recs.Store(ctx, key, rec, rev)
 		if errors.Is(err, bus.ErrConflict) {
 			continue
 		}

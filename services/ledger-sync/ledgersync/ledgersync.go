@@ -9,7 +9,6 @@ package ledgersync
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,10 +53,6 @@ type Syncer struct {
 	passed   *prometheus.CounterVec
 
 	recs *bus.Records
-	mu   sync.Mutex
-	// staleAfter is when a pending claim of another message may be taken
-	// over: by then JetStream has redelivered its holder's message.
-	staleAfter time.Duration
 }
 
 // NewWithAdapters returns ledger-sync booking in led, reading the TMS
@@ -76,7 +71,7 @@ func NewWithAdapters(cfg Config, deps Deps, led ledger.Ledger, t tms.TMS) (*Sync
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{w: w, cfg: cfg, ledger: led, tms: t, now: time.Now, recs: bus.NewRecords(w.JetStream(), stateBucket)}
+	s := &Syncer{w: w, cfg: cfg, ledger: led, tms: t, now: time.Now, recs: bus.NewRecords(w.JetStream(), stateBucket, bus.LedgerSyncClosings)}
 	// One ledger company serves every closing: its throttle stops the
 	// consumer, not just the message.
 	w.Handle(bus.LedgerSyncClosings, s.HandleClosed, bus.PauseOnThrottle())
@@ -105,24 +100,6 @@ func (s *Syncer) Run(ctx context.Context) error { return s.w.Run(ctx) }
 
 // Ready reports whether ledger-sync can reach NATS.
 func (s *Syncer) Ready(ctx context.Context) error { return s.w.Ready(ctx) }
-
-// records binds the state bucket and checks the consumer's ack wait.
-func (s *Syncer) records(ctx context.Context) (*bus.Records, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.staleAfter > 0 {
-		return s.recs, nil
-	}
-	if _, err := s.recs.KV(ctx); err != nil {
-		return nil, err
-	}
-	sc, err := bus.Verify(ctx, s.w.JetStream(), bus.LedgerSyncClosings)
-	if err != nil {
-		return nil, err
-	}
-	s.staleAfter = 5 * sc.AckWait
-	return s.recs, nil
-}
 
 // TxKey is the KV key of a transaction's booking record.
 func TxKey(tmsName, id string) string {

@@ -439,6 +439,7 @@ func TestLedgerSync_permanentFailures(t *testing.T) {
 		name     string
 		fin      sandbox.DotloopFinancials
 		before   func(e *env)
+		after    func(t *testing.T, e *env, tx tms.Transaction)
 		code     string
 		contains string
 	}{
@@ -446,6 +447,16 @@ func TestLedgerSync_permanentFailures(t *testing.T) {
 		{
 			name: "reconnect", fin: sandbox.DotloopFinancials{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"},
 			before: func(e *env) { e.qb.ExpireToken(nil); e.qb.Revoke(nil) }, code: "ledger.reconnect", contains: "brokerflow connect quickbooks",
+		},
+		{
+			name: "no_longer_sold", fin: sandbox.DotloopFinancials{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"},
+			after: func(t *testing.T, e *env, tx tms.Transaction) {
+				id, _ := strconv.ParseInt(tx.ID, 10, 64)
+				if err := e.sb.Dotloop().SetLoopStatus(id, sandbox.DotloopUnderContract, sandbox.DotloopFinancials{}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			code: "ledger.not_closed", contains: "not SOLD",
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -455,6 +466,9 @@ func TestLedgerSync_permanentFailures(t *testing.T) {
 				c.before(e)
 			}
 			tx := e.soldLoop(t, "Grace Hopper", c.fin)
+			if c.after != nil {
+				c.after(t, e, tx)
+			}
 			e.close(t, tx, 15750, "h1")
 			natstest.Eventually(t, 30*time.Second, "a failure record", func() bool { return len(e.failures(t)) == 1 })
 			e.settle(t)

@@ -116,7 +116,8 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 	}
 	key := episodeKey(ev.GetCrm(), ev.GetContactId())
 	fence := fmt.Sprintf("%s/%d", m.Stream, m.Sequence)
-	if _, err := s.bucket(ctx); err != nil {
+	staleAfter, err := s.recs.StaleAfter(ctx)
+	if err != nil {
 		return err
 	}
 	for range casAttempts {
@@ -130,7 +131,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 		case rev != 0 && ep.State == stateOpen:
 			log.Info("the episode has its transaction already", "contact_id", ev.GetContactId(), "transaction_id", ep.Transaction.ID)
 			return s.announceOpened(ctx, ep)
-		case rev != 0 && ep.State == statePending && ep.Fence != fence && now.Before(ep.Since.Add(s.staleAfter)):
+		case rev != 0 && ep.State == statePending && ep.Fence != fence && now.Before(ep.Since.Add(staleAfter)):
 			return errBusy
 		case rev != 0 && ep.State == statePending:
 			// Its holder stopped between the claim and the record (a crash,

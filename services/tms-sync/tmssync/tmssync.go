@@ -8,7 +8,6 @@ package tmssync
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,11 +60,9 @@ type Syncer struct {
 	people PersonReader
 	now    func() time.Time
 
-	mu   sync.Mutex
+	// recs are its records; a pending episode claim of another message may
+	// be taken over once stale (Records.StaleAfter).
 	recs *bus.Records
-	// staleAfter is when a pending episode claim of another message may be
-	// taken over: by then JetStream has redelivered its holder's message.
-	staleAfter time.Duration
 }
 
 // New returns tms-sync with the TMS cfg names; its OAuth tokens are read
@@ -100,7 +97,7 @@ func NewWithTMS(cfg Config, deps Deps, adapter tms.TMS) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{w: w, cfg: cfg, tms: adapter, now: time.Now, recs: bus.NewRecords(w.JetStream(), stateBucket)}
+	s := &Syncer{w: w, cfg: cfg, tms: adapter, now: time.Now, recs: bus.NewRecords(w.JetStream(), stateBucket, bus.TMSSyncCRM)}
 	if cfg.CRM == followupboss.Name {
 		s.people = followupboss.New(cfg.FUB)
 	}
@@ -130,21 +127,11 @@ func (s *Syncer) HandleCRM(ctx context.Context, m *bus.Message) error {
 	return bus.Permanentf("tms-sync does not handle %s", m.Subject)
 }
 
-// bucket binds the state bucket and reads the consumer's ack wait, once.
+// bucket binds the state bucket and learns when a claim is stale.
 func (s *Syncer) bucket(ctx context.Context) (*bus.Records, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.staleAfter > 0 {
-		return s.recs, nil
-	}
-	if _, err := s.recs.KV(ctx); err != nil {
+	if _, err := s.recs.StaleAfter(ctx); err != nil {
 		return nil, err
 	}
-	sc, err := bus.Verify(ctx, s.w.JetStream(), bus.TMSSyncCRM)
-	if err != nil {
-		return nil, err
-	}
-	s.staleAfter = 5 * sc.AckWait
 	return s.recs, nil
 }
 

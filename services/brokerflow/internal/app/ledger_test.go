@@ -43,7 +43,8 @@ func TestSystem_closingBecomesOneInvoice(t *testing.T) {
 			s.hooks.CrashAtOf("ledger-sync", ledgersync.CrashAfterLedgerCall, 1)
 			s.Sandbox.QuickBooks().ExpireAccessTokens()
 		}},
-		{name: "redelivered_to_two_replicas", before: func(t *testing.T, s *system) {
+		// Each replica keeps to half the company's throttle.
+		{name: "redelivered_to_two_replicas", extra: []string{"LEDGERSYNC_QUICKBOOKS_RATE_LIMIT=250", "LEDGERSYNC_QUICKBOOKS_PER_SECOND=5"}, before: func(t *testing.T, s *system) {
 			s.hooks.SkipNextAcksOf("ledger-sync", 1)
 			secondLedgerSync(t, s)
 		}},
@@ -108,12 +109,20 @@ func soldLoopFromALead(t *testing.T, s *system, before func(*testing.T, *system)
 		t.Fatalf("lead: %d %s", code, body)
 	}
 	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	// tms-sync keeps the lead's property from crm.contact.synced: the loop
+	// opened later is prefilled with it.
+	natstest.Eventually(t, 30*time.Second, "crm.contact.synced", func() bool {
+		return len(natstest.All(t, s.js, bus.StreamCRM, "crm.contact.synced")) == 1
+	})
 	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
 	if _, err := fub.SetStage(fub.People()[0].ID, "Active Client"); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 30*time.Second, "a loop in Dotloop", func() bool { return len(dl.Loops()) == 1 })
 	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
+	if addr := dl.Loops()[0].Detail["Property Address"]; addr["Street Name"] != "Waterview Dr" {
+		t.Fatalf("the loop's property is %v, want the lead's", addr)
+	}
 	if before != nil {
 		before(t, s)
 	}

@@ -160,8 +160,8 @@ func (s *Syncer) followDocument(ctx context.Context, company, doc string, c ledg
 		return s.ledgerError("read "+doc+" "+c.ID, err)
 	}
 	for _, p := range st.Payments {
-		if _, seen := rec.Paid[p]; seen {
-			continue // announced; its own notification or a redelivery announces it again
+		if e, seen := rec.Paid[p]; seen && e.Announced {
+			continue // announced already: nothing to read
 		}
 		if err := s.followPayment(ctx, company, p, cause); err != nil {
 			return err

@@ -300,3 +300,22 @@ func (e *env) qbPost(t *testing.T, token, resource string, o sandbox.QBObject) s
 	t.Fatalf("create %s: no id in %v", resource, out)
 	return ""
 }
+
+// TestPayments_aChangedInvoiceLeadsToItsPayments: a notification naming
+// only the booked Invoice (Intuit sends one per entity it changed) leads to
+// the payments the invoice links, announced once.
+func TestPayments_aChangedInvoiceLeadsToItsPayments(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 1, nil)
+	invoice := e.bookOne(t)
+	payment, _ := e.pay(t, invoice, 300_000)
+	body := `{"eventNotifications":[{"realmId":"` + realm + `","dataChangeEvent":{"entities":[{"name":"Invoice","id":"` + invoice + `","operation":"Update","lastUpdated":"2026-12-15T10:00:00.000Z"}]}}]}`
+	e.notify(t, body, "d1")
+	natstest.Eventually(t, 30*time.Second, "ledger.commission.paid", func() bool { return len(e.paid(t)) == 1 })
+	e.notify(t, body, "d2")
+	e.settlePayments(t)
+	paid := e.paid(t)
+	if len(paid) != 1 || paid[0].GetPaymentId() != payment || paid[0].GetAmount().GetAmountMinor() != 300_000 || paid[0].GetFullyPaid() {
+		t.Fatalf("paid = %v", paid)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/agents"
@@ -50,6 +51,7 @@ type env struct {
 	hooks *bus.TestHooks
 	seq   int
 	qbURL string
+	reg   *prometheus.Registry
 }
 
 // setup runs replicas of ledger-sync against the sandbox's Dotloop and
@@ -97,9 +99,14 @@ func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*
 	tmstest.Connect(t, sb.Dotloop(), dlStore)
 	ledgertest.ConnectQuickBooks(t, sb.QuickBooks(), sandbox.DefaultQuickBooksRealm, oauth.NewStore(js, cfg.QuickBooks.OAuthConfig()))
 	hooks := &bus.TestHooks{}
-	for range replicas {
+	reg := prometheus.NewRegistry()
+	for i := range replicas {
 		nc, _ := natstest.Connect(t, ns)
-		s, err := ledgersync.New(cfg, service.Deps{NATS: nc, Hooks: hooks, Logger: testLogger(t)})
+		d := service.Deps{NATS: nc, Hooks: hooks, Logger: testLogger(t)}
+		if i == 0 {
+			d.Registerer = reg // the first replica's metrics
+		}
+		s, err := ledgersync.New(cfg, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +116,7 @@ func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*
 	natstest.WaitConsumer(t, js, bus.StreamWebhooks, bus.LedgerSyncPayments.Durable)
 	return &env{
 		js: js, sb: sb, qb: ledgertest.QuickBooksBackend{Q: sb.QuickBooks(), Realm: sandbox.DefaultQuickBooksRealm},
-		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, qbURL: srv.URL,
+		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, qbURL: srv.URL, reg: reg,
 	}
 }
 

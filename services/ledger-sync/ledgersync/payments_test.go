@@ -234,6 +234,11 @@ func TestPayments_passesByWhatIsNotItsOwn(t *testing.T) {
 	if f := e.failures(t); len(f) != 0 {
 		t.Fatalf("failures %v", f)
 	}
+	// The payment's webhook names the Payment and its Invoice: both lead to
+	// the invoice ledger-sync did not book.
+	if got := e.passedBy(t); got["other_company"] != 1 || got["entity"] != 1 || got["not_booked"] != 2 {
+		t.Fatalf("passed by %v, want one of another company, one Customer, and the payment and the invoice not booked", got)
+	}
 	e.notify(t, `{"eventNotifications":[{"dataChangeEvent":{"entities":[{"name":"Payment"}]}}]}`, "d4")
 	natstest.Eventually(t, 30*time.Second, "the failure record", func() bool { return len(e.failures(t)) == 1 })
 	if f := e.failures(t)[0]; f.GetClass() != opsv1.ErrorClass_ERROR_CLASS_PERMANENT {
@@ -318,4 +323,27 @@ func TestPayments_aChangedInvoiceLeadsToItsPayments(t *testing.T) {
 	if len(paid) != 1 || paid[0].GetPaymentId() != payment || paid[0].GetAmount().GetAmountMinor() != 300_000 || paid[0].GetFullyPaid() {
 		t.Fatalf("paid = %v", paid)
 	}
+}
+
+// passedBy reads brokerflow_ledger_changes_passed_by_total by reason.
+func (e *env) passedBy(t *testing.T) map[string]float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "brokerflow_ledger_changes_passed_by_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -104,6 +104,12 @@ func TestQuickBooks_paymentsLowerTheBalanceAndSendSignedWebhooks(t *testing.T) {
 		t.Fatalf("a payment without TotalAmt: fault %s", code)
 	}
 
+	page := string(e.do(t, request{method: http.MethodGet, path: "/", auth: authNone}).want(t, http.StatusOK).body)
+	for _, want := range []string{"/_sandbox/quickbooks/realms/" + qbRealm + "/invoices/" + id + "/payments", "Half ($300.00)", "The balance ($600.00)", "Payment " + p.String("Id") + " Create"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("the page lacks %q", want)
+		}
+	}
 	bodies, sigs := sink.wait(t, 1)
 	if sigs[0] != sandbox.SignQuickBooks("vt-1", []byte(bodies[0])) {
 		t.Fatalf("signature %q does not sign the body with the verifier token", sigs[0])

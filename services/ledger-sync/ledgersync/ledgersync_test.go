@@ -3,12 +3,14 @@ package ledgersync_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,9 +51,28 @@ type env struct {
 	api   *dotloop.Dotloop
 	pub   *bus.Publisher
 	hooks *bus.TestHooks
+	logs  *logBuffer
 	seq   int
 	qbURL string
 	reg   *prometheus.Registry
+}
+
+// logBuffer keeps what the replicas log.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // setup runs replicas of ledger-sync against the sandbox's Dotloop and
@@ -98,11 +119,16 @@ func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*
 	dlStore := oauth.NewStore(js, cfg.Dotloop.OAuthConfig())
 	tmstest.Connect(t, sb.Dotloop(), dlStore)
 	ledgertest.ConnectQuickBooks(t, sb.QuickBooks(), sandbox.DefaultQuickBooksRealm, oauth.NewStore(js, cfg.QuickBooks.OAuthConfig()))
-	hooks := &bus.TestHooks{}
+	hooks, logs := &bus.TestHooks{}, &logBuffer{}
+	var out io.Writer = logs
+	if os.Getenv("LEDGERSYNC_TEST_LOG") != "" {
+		out = io.MultiWriter(logs, os.Stderr)
+	}
+	logger := slog.New(slog.NewTextHandler(out, nil))
 	reg := prometheus.NewRegistry()
 	for i := range replicas {
 		nc, _ := natstest.Connect(t, ns)
-		d := service.Deps{NATS: nc, Hooks: hooks, Logger: testLogger(t)}
+		d := service.Deps{NATS: nc, Hooks: hooks, Logger: logger}
 		if i == 0 {
 			d.Registerer = reg // the first replica's metrics
 		}
@@ -116,7 +142,7 @@ func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*
 	natstest.WaitConsumer(t, js, bus.StreamWebhooks, bus.LedgerSyncPayments.Durable)
 	return &env{
 		js: js, sb: sb, qb: ledgertest.QuickBooksBackend{Q: sb.QuickBooks(), Realm: sandbox.DefaultQuickBooksRealm},
-		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, qbURL: srv.URL, reg: reg,
+		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, logs: logs, qbURL: srv.URL, reg: reg,
 	}
 }
 
@@ -397,7 +423,7 @@ func TestLedgerSync_twoReplicasAndTheCap(t *testing.T) {
 }
 
 // TestLedgerSync_theTMSWins: a closing event whose gross differs from the
-// TMS's is booked with the TMS's.
+// TMS's is booked with the TMS's, and the difference is logged.
 func TestLedgerSync_theTMSWins(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 1, nil)
@@ -406,6 +432,9 @@ func TestLedgerSync_theTMSWins(t *testing.T) {
 	natstest.Eventually(t, 30*time.Second, "ledger.commission.booked", func() bool { return len(e.booked(t)) == 1 })
 	e.settle(t)
 	e.checkOneInvoice(t)
+	if l := e.logs.String(); !strings.Contains(l, "the closing event and the TMS disagree") || !strings.Contains(l, "gross_commission=\"9999.00 (event) → 15750.00 (TMS)\"") {
+		t.Fatalf("the difference is not logged:\n%s", l)
+	}
 }
 
 // TestLedgerSync_correctionIsAFailureNotABooking: the same transaction
@@ -512,11 +541,4 @@ func TestLedgerSync_throttlePausesTheConsumer(t *testing.T) {
 	if f := e.failures(t); len(f) != 0 {
 		t.Fatalf("failures %v", f)
 	}
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("LEDGERSYNC_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

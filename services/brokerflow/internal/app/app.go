@@ -186,7 +186,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		return c, err
 	}
 	c.Tracing = tracing
-	oneDirectory(&c)
+	shareWithTMSSync(&c, environ)
 	ledgerPolling(&c, environ)
 	// The sources file's secrets come from the same environment.
 	c.Gateway.Environ = service.EnvMap(environ)

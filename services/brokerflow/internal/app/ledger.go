@@ -30,7 +30,8 @@ var SandboxPlan = commission.Plan{
 // sandboxLedger turns ledger-sync on with --sandbox, unless
 // LEDGERSYNC_LEDGER says otherwise and as long as tms-sync reads the
 // sandbox's Dotloop: QuickBooks Online of the sandbox with its client
-// credentials, the Dotloop tms-sync reads, and the sandbox plan.
+// credentials, and the sandbox plan (shareWithTMSSync gives it the Dotloop
+// tms-sync reads).
 func sandboxLedger(c *Config, environ []string) {
 	if !isSet(environ, ledgersync.Prefix+"LEDGER") && c.TMSSync.TMS == tmssync.TMSDotloop {
 		c.LedgerSync.Ledger = ledgersync.LedgerQuickBooks
@@ -41,9 +42,6 @@ func sandboxLedger(c *Config, environ []string) {
 	qb := &c.LedgerSync.QuickBooks
 	qb.ClientID, qb.ClientSecret, qb.ClientSecretFile = sandbox.DefaultQuickBooksClientID, sandbox.DefaultQuickBooksClientSecret, ""
 	sandboxLedgerURLs(&c.LedgerSync, "http://"+c.SandboxAddr)
-	if c.TMSSync.TMS == tmssync.TMSDotloop && !isSet(environ, ledgersync.Prefix+"DOTLOOP_CLIENT_ID") {
-		c.LedgerSync.TMS, c.LedgerSync.Dotloop = dotloop.Name, c.TMSSync.Dotloop
-	}
 	if c.LedgerSync.PlansFile == "" {
 		c.LedgerSync.Plans, _ = commission.New(SandboxPlan)
 	}
@@ -92,11 +90,16 @@ func sandboxLedgerURLs(c *ledgersync.Config, base string) {
 	c.Dotloop.BaseURL, c.Dotloop.AuthURL = base+"/dotloop/public/v2", base+"/dotloop/oauth"
 }
 
-// oneDirectory gives ledger-sync tms-sync's agent directory when it names
-// none of its own: one directory of the brokerage's agents.
-func oneDirectory(c *Config) {
+// shareWithTMSSync gives ledger-sync tms-sync's agent directory when it
+// names none of its own (one directory of the brokerage's agents), and
+// tms-sync's Dotloop client when it sets none: it reads the closings of the
+// account tms-sync follows.
+func shareWithTMSSync(c *Config, environ []string) {
 	if c.LedgerSync.AgentsFile == "" && c.LedgerSync.Agents == nil {
 		c.LedgerSync.AgentsFile, c.LedgerSync.Agents = c.TMSSync.AgentsFile, c.TMSSync.Agents
+	}
+	if c.TMSSync.TMS == tmssync.TMSDotloop && !isSet(environ, ledgersync.Prefix+"DOTLOOP_CLIENT_ID") {
+		c.LedgerSync.TMS, c.LedgerSync.Dotloop = dotloop.Name, c.TMSSync.Dotloop
 	}
 }
 

@@ -259,7 +259,7 @@ func newQuickBooks(o QuickBooksOptions, now func() time.Time) *QuickBooks {
 	q.Kit = NewKit(KitOptions{
 		Name:  quickBooksName,
 		Title: "QuickBooks Online (Accounting API v3, under /quickbooks/v3/company/{realmId}; OAuth under /quickbooks/oauth2 and /quickbooks/connect)",
-		Note:  "Each company's books, newest first.",
+		Note:  "Each company's books, newest first. The buttons record a customer's payment of an invoice, which sends the signed webhook (when webhooks are on).",
 		Auth:  q.auth, ErrorBody: q.errorBody,
 		Expired: func(w http.ResponseWriter, _ *http.Request) {
 			q.writeXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired")

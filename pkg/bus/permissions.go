@@ -81,14 +81,17 @@ var Services = []ServiceSpec{
 	},
 	// ledger-sync reads the closing's transaction from the TMS (the TMS's
 	// OAuth tokens) and books it in the ledger (the ledger's), and keeps
-	// each transaction's booking and each agent's year to date under
-	// ledger-sync.>.
+	// each transaction's booking, each booked document's payments and each
+	// agent's year to date under ledger-sync.>. Without webhooks it polls
+	// QuickBooks' Change Data Capture from a cursor under ledger-sync.> and
+	// stores each change in WEBHOOKS as webhook.received.ledger.quickbooks.
 	{
 		Name:      ServiceLedgerSync,
-		Publishes: []string{"ledger.commission.>"},
+		Publishes: []string{"ledger.commission.>", "webhook.received.ledger.quickbooks"},
 		KV: []KVAccess{
 			{Bucket: "idempotency", Keys: ServiceLedgerSync + ".>", Write: true},
 			{Bucket: "oauth_tokens", Keys: ">", Write: true},
+			{Bucket: "cursors", Keys: ServiceLedgerSync + ".>", Write: true},
 		},
 		Pauses: true,
 	},

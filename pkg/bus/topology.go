@@ -109,6 +109,10 @@ var (
 	// QuickBooks Online's 10 requests a second per company: a closing costs
 	// a handful of calls.
 	LedgerSyncClosings = ConsumerSpec{Service: ServiceLedgerSync, Stream: StreamTMS, Durable: "ledger-sync", FilterSubjects: []string{"tms.transaction.closed"}, MaxAckPending: 8}
+	// LedgerSyncPayments is every ledger webhook (QuickBooks' payments and
+	// invoices changed), and the changes ledger-sync's Change Data Capture
+	// poller stores beside them. Each costs a read or two of the ledger.
+	LedgerSyncPayments = ConsumerSpec{Service: ServiceLedgerSync, Stream: StreamWebhooks, Durable: "ledger-sync-payments", FilterSubjects: []string{"webhook.received.ledger.>"}, MaxAckPending: 8}
 
 	// The reporting read model takes every event of the streams it
 	// projects; a local database keeps up with far more than 256 at once.
@@ -137,7 +141,7 @@ var (
 var Consumers = []ConsumerSpec{
 	NormalizerWebhooks, CRMSyncLeads, CRMSyncChanges,
 	TMSSyncCRM, TMSSyncWebhooks,
-	LedgerSyncClosings,
+	LedgerSyncClosings, LedgerSyncPayments,
 	ReportingLeads, ReportingCRM, ReportingTMS, ReportingLedger, ReportingSpend,
 	AlerterFailures, AlerterAdvisories, AlerterRedrives, AlerterRejected, AlerterResolved,
 }

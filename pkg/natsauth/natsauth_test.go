@@ -152,7 +152,8 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			publish("tms.transaction.closed"), publish("crm.contact.synced"), publish("ops.failure.tms-sync"),
 			createStream("EVIL"), kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "tms-sync.tx.dotloop.1"),
 			redrive(bus.ServiceTMSSync), changeConsumer(bus.LedgerSyncClosings), readMessage(bus.StreamLeads),
-			readMessage(bus.StreamWebhooks), subscribe("_INBOX.>"),
+			readMessage(bus.StreamCRM), subscribe("_INBOX.>"), publish("webhook.received.ledger.other"),
+			publish("webhook.received.lead.idx"), kvPut("cursors", "crm-sync.liondesk"), changeConsumer(bus.LedgerSyncPayments),
 		}},
 		{bus.ServiceReporting, []action{
 			publish("lead.normalized.idx"), publish("crm.contact.synced"), publish(bus.SpendSubject("zillow", "2026-03")),
@@ -216,6 +217,18 @@ func TestPermissions_eachUserCanDoItsOwnWork(t *testing.T) {
 	}
 	if _, err := kv.Get(ctx, "followupboss.email.abc"); err != nil {
 		t.Fatalf("crm-sync reads an identity: %v", err)
+	}
+	// ledger-sync stores a polled change as a ledger webhook and moves its cursor.
+	_, ljs := natstest.ConnectAs(t, srv, creds, bus.ServiceLedgerSync)
+	if _, err := ljs.Publish(ctx, "webhook.received.ledger.quickbooks", []byte("change")); err != nil {
+		t.Fatalf("ledger-sync stores a polled change: %v", err)
+	}
+	lkv, err := ljs.KeyValue(ctx, "cursors")
+	if err != nil {
+		t.Fatalf("ledger-sync binds the cursors bucket: %v", err)
+	}
+	if _, err := lkv.Put(ctx, "ledger-sync.quickbooks.cdc", []byte("2026-03-01T00:00:00Z")); err != nil {
+		t.Fatalf("ledger-sync moves its cursor: %v", err)
 	}
 	_, ajs := natstest.ConnectAs(t, srv, creds, bus.UserAnalyst)
 	oc, err := ajs.OrderedConsumer(ctx, bus.StreamWebhooks, jetstream.OrderedConsumerConfig{})

@@ -145,6 +145,9 @@ func (s *Syncer) HandleClosed(ctx context.Context, m *bus.Message) error {
 	rec, rev, err := s.claim(ctx, key, fmt.Sprintf("%s/%d", m.Stream, m.Sequence), c.facts, plan.ID, planYear)
 	if errors.Is(err, errBooked) {
 		logging.FromContext(ctx).Info("the transaction is booked already; announcing it again", "transaction_id", ev.GetTransactionId(), "document_id", rec.Booked.DocumentID)
+		if err := s.indexDocument(ctx, rec); err != nil {
+			return err
+		}
 		return s.announce(ctx, rec)
 	}
 	if err != nil {
@@ -181,6 +184,10 @@ func (s *Syncer) HandleClosed(ctx context.Context, m *bus.Message) error {
 	}
 	logging.FromContext(ctx).Info("commission booked", "transaction_id", ev.GetTransactionId(), "ledger", s.ledger.Name(),
 		"document", booked.Document, "document_id", booked.DocumentID, "gross_minor", split.Gross, "agent_id", c.agent.ID, "plan", plan.ID)
+	// The document's record leads its payments back to the transaction.
+	if err := s.indexDocument(ctx, rec); err != nil {
+		return err
+	}
 	return s.announce(ctx, rec)
 }
 

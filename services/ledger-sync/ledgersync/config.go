@@ -33,6 +33,9 @@ type Config struct {
 	// off) or quickbooks.
 	Ledger     string            `env:"LEDGER" envDefault:"none"`
 	QuickBooks quickbooks.Config `envPrefix:"QUICKBOOKS_"`
+	// CDCInterval, when above zero, polls QuickBooks' Change Data Capture
+	// for payments this often: for a company whose webhooks are not set up.
+	CDCInterval time.Duration `env:"QUICKBOOKS_CDC_INTERVAL" envDefault:"0s"`
 
 	// TMS is the transaction manager the closings come from, read again
 	// before each booking: dotloop.
@@ -167,6 +170,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: LEDGERSYNC_CURRENCY %q is not an ISO 4217 code", ErrConfig, c.Currency)
 	case c.Concurrency < 1:
 		return fmt.Errorf("%w: LEDGERSYNC_CONCURRENCY must be at least 1", ErrConfig)
+	case c.CDCInterval < 0:
+		return fmt.Errorf("%w: LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL %s must be 0 (off) or positive", ErrConfig, c.CDCInterval)
 	case c.Agents == nil:
 		return fmt.Errorf("%w: no agent directory (LEDGERSYNC_AGENTS_FILE)", ErrConfig)
 	case c.Plans == nil:

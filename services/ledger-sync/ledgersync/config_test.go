@@ -38,7 +38,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Enabled() || cfg.Document != "invoice" || cfg.AgentAs != "class" || cfg.Payer != "client" || cfg.Bill || cfg.Plans == nil || cfg.Agents == nil {
+	if !cfg.Enabled() || cfg.Document != "invoice" || cfg.AgentAs != "class" || cfg.Payer != "client" || cfg.Bill || cfg.Plans == nil || cfg.Agents == nil || cfg.CDCInterval != 0 {
 		t.Fatalf("config %+v", cfg)
 	}
 	for name, tc := range map[string]struct {
@@ -58,6 +58,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"bad_plans_file":    {[]string{"LEDGERSYNC_PLANS_FILE=" + filepath.Join(dir, "missing.yaml")}, "LEDGERSYNC_PLANS_FILE"},
 		"agent_plan_absent": {[]string{"LEDGERSYNC_PLANS_FILE=" + otherPlans}, `names plan "gold"`},
 		"no_agents_file":    {[]string{"LEDGERSYNC_AGENTS_FILE="}, "LEDGERSYNC_AGENTS_FILE"},
+		"cdc_interval":      {[]string{"LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL=-1m"}, "LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

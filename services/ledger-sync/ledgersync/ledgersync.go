@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/ledger"
 	"github.com/brokerflow/brokerflow/pkg/service"
@@ -45,6 +47,11 @@ type Syncer struct {
 	tms    tms.TMS
 	now    func() time.Time
 
+	// payments is the ledger's payments, when it reports them; passed counts
+	// the ledger changes passed by, by reason.
+	payments ledger.Payments
+	passed   *prometheus.CounterVec
+
 	recs *bus.Records
 }
 
@@ -68,6 +75,23 @@ func NewWithAdapters(cfg Config, deps Deps, led ledger.Ledger, t tms.TMS) (*Sync
 	// One ledger company serves every closing: its throttle stops the
 	// consumer, not just the message.
 	w.Handle(bus.LedgerSyncClosings, s.HandleClosed, bus.PauseOnThrottle())
+	if p, ok := led.(ledger.Payments); ok {
+		s.payments = p
+		s.passed = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "brokerflow_ledger_changes_passed_by_total",
+			Help:        "Ledger changes ledger-sync did not follow: of another company, not a payment or a document, deleted, or of a document it did not book.",
+			ConstLabels: prometheus.Labels{"service": bus.ServiceLedgerSync},
+		}, []string{"reason"})
+		if deps.Registerer != nil {
+			if err := deps.Registerer.Register(s.passed); err != nil {
+				return nil, err
+			}
+		}
+		w.Handle(bus.LedgerSyncPayments, s.HandleLedgerWebhook, bus.PauseOnThrottle())
+		if cfg.CDCInterval > 0 {
+			w.Go(s.pollChanges)
+		}
+	}
 	return s, nil
 }
 

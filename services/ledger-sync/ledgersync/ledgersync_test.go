@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/brokerflow/brokerflow/pkg/agents"
@@ -52,6 +53,8 @@ type env struct {
 	hooks *bus.TestHooks
 	logs  *logBuffer
 	seq   int
+	qbURL string
+	reg   *prometheus.Registry
 }
 
 // logBuffer keeps what the replicas log.
@@ -76,6 +79,12 @@ func (l *logBuffer) String() string {
 // QuickBooks Online, both connected as `brokerflow connect` leaves them.
 func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
 	t.Helper()
+	return setupWindow(t, replicas, time.Hour, change)
+}
+
+// setupWindow is setup with the streams' duplicate window.
+func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*ledgersync.Config)) *env {
+	t.Helper()
 	sb := sandbox.New(sandbox.Options{})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
@@ -83,7 +92,7 @@ func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
 	ns := natstest.Start(t)
 	_, js := natstest.Connect(t, ns)
 	bcfg := service.ConsumeConfig{RetrySchedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}}
-	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
+	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: window, AckWait: time.Second, ConsumeConfig: bcfg}.Topology())
 	dir, err := agents.New(agents.Agent{ID: "ada", Name: "Ada Agent", Email: "ada.agent@brokerage.example", DotloopProfileID: strconv.Itoa(sandbox.DefaultDotloopProfileID), CommissionPlan: "standard", Default: true})
 	if err != nil {
 		t.Fatal(err)
@@ -116,18 +125,24 @@ func setup(t *testing.T, replicas int, change func(*ledgersync.Config)) *env {
 		out = io.MultiWriter(logs, os.Stderr)
 	}
 	logger := slog.New(slog.NewTextHandler(out, nil))
-	for range replicas {
+	reg := prometheus.NewRegistry()
+	for i := range replicas {
 		nc, _ := natstest.Connect(t, ns)
-		s, err := ledgersync.New(cfg, service.Deps{NATS: nc, Hooks: hooks, Logger: logger})
+		d := service.Deps{NATS: nc, Hooks: hooks, Logger: logger}
+		if i == 0 {
+			d.Registerer = reg // the first replica's metrics
+		}
+		s, err := ledgersync.New(cfg, d)
 		if err != nil {
 			t.Fatal(err)
 		}
 		natstest.Run(t, s.Run)
 	}
 	natstest.WaitConsumer(t, js, bus.StreamTMS, "ledger-sync")
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, bus.LedgerSyncPayments.Durable)
 	return &env{
 		js: js, sb: sb, qb: ledgertest.QuickBooksBackend{Q: sb.QuickBooks(), Realm: sandbox.DefaultQuickBooksRealm},
-		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, logs: logs,
+		api: dotloop.New(cfg.Dotloop, dlStore), pub: bus.NewPublisher(js, "tms-sync", nil), hooks: hooks, logs: logs, qbURL: srv.URL, reg: reg,
 	}
 }
 

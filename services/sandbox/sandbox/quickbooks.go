@@ -77,7 +77,7 @@ const (
 	QBBill         = "Bill"
 )
 
-var qbEntities = []string{QBCustomer, QBVendor, QBEmployee, QBItem, QBClass, QBAccount, QBInvoice, QBSalesReceipt, QBBill}
+var qbEntities = []string{QBCustomer, QBVendor, QBEmployee, QBItem, QBClass, QBAccount, QBInvoice, QBSalesReceipt, QBBill, QBPayment}
 
 // QuickBooksOptions configures the QuickBooks Online emulation. Zero fields take the defaults.
 type QuickBooksOptions struct {
@@ -96,6 +96,13 @@ type QuickBooksOptions struct {
 	Limit     int
 	Window    time.Duration
 	PerSecond int
+	// Webhooks is where a payment's webhooks go, signed with its verifier token, in its format:
+	// default none sent (no URL), the legacy format, DefaultQuickBooksVerifierToken. A URL
+	// turns them on unless WebhooksOff. The knob /_sandbox/quickbooks/webhooks changes them.
+	Webhooks    QBWebhooks
+	WebhooksOff bool
+	// Delivery configures the webhooks' retries.
+	Delivery DeliveryOptions
 }
 
 func (o *QuickBooksOptions) setDefaults() {
@@ -129,6 +136,13 @@ func (o *QuickBooksOptions) setDefaults() {
 	if o.PerSecond <= 0 {
 		o.PerSecond = 10
 	}
+	if o.Webhooks.Format == "" {
+		o.Webhooks.Format = QBWebhookLegacy
+	}
+	if o.Webhooks.VerifierToken == "" {
+		o.Webhooks.VerifierToken = DefaultQuickBooksVerifierToken
+	}
+	o.Webhooks.Enabled = o.Webhooks.URL != "" && !o.WebhooksOff
 }
 
 // QBObject is one QuickBooks object as its JSON: "Id", "SyncToken", "MetaData" and the
@@ -226,6 +240,8 @@ type QuickBooks struct {
 	realms   map[string]*qbRealm
 	minors   map[string]int // minorversion asked → calls
 	replayed int
+	hooks    QBWebhooks
+	delivs   []*qbDelivery
 }
 
 func newQuickBooks(o QuickBooksOptions, now func() time.Time) *QuickBooks {
@@ -243,7 +259,7 @@ func newQuickBooks(o QuickBooksOptions, now func() time.Time) *QuickBooks {
 	q.Kit = NewKit(KitOptions{
 		Name:  quickBooksName,
 		Title: "QuickBooks Online (Accounting API v3, under /quickbooks/v3/company/{realmId}; OAuth under /quickbooks/oauth2 and /quickbooks/connect)",
-		Note:  "Each company's books, newest first.",
+		Note:  "Each company's books, newest first. The buttons record a customer's payment of an invoice, which sends the signed webhook (when webhooks are on).",
 		Auth:  q.auth, ErrorBody: q.errorBody,
 		Expired: func(w http.ResponseWriter, _ *http.Request) {
 			q.writeXMLFault(w, http.StatusUnauthorized, "AUTHENTICATION", "3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", "Token expired")
@@ -259,7 +275,8 @@ func newQuickBooks(o QuickBooksOptions, now func() time.Time) *QuickBooks {
 			Headers: RateHeaders{Context: "X-Sandbox-RateLimit-Bucket"},
 			Bucket:  q.bucket,
 		},
-		State: q.state, Tables: q.tables, Reset: q.resetState, Now: now,
+		Webhooks: WebhookOptions{SignatureHeader: "intuit-signature", Delivery: o.Delivery},
+		State:    q.state, Tables: q.tables, Reset: q.resetState, Now: now,
 	})
 	q.routes()
 	return q
@@ -273,6 +290,7 @@ func (q *QuickBooks) resetState() {
 	}
 	q.minors = map[string]int{}
 	q.replayed = 0
+	q.hooks, q.delivs = q.opts.Webhooks, nil
 	q.mu.Unlock()
 	q.oauth.reset()
 }
@@ -516,6 +534,11 @@ func (q *QuickBooks) state() any {
 		minors[k] = v
 	}
 	replayed := q.replayed
+	hooks := q.hooks
+	delivs := make([]qbDelivery, len(q.delivs))
+	for i, d := range q.delivs {
+		delivs[i] = *d
+	}
 	q.mu.Unlock()
 	grants, refreshes := q.oauth.stats()
 	return struct {
@@ -524,7 +547,9 @@ func (q *QuickBooks) state() any {
 		Refreshes     int            `json:"tokenRefreshes"`
 		MinorVersions map[string]int `json:"minorVersionsAsked"`
 		Replayed      int            `json:"requestIdReplays"`
-	}{realms, grants, refreshes, minors, replayed}
+		Webhooks      QBWebhooks     `json:"webhooks"`
+		Deliveries    []qbDelivery   `json:"deliveries"`
+	}{realms, grants, refreshes, minors, replayed, hooks, delivs}
 }
 
 // tables show each company's documents, parties and items, newest first.
@@ -540,7 +565,7 @@ func (q *QuickBooks) tables() []PageTable {
 			}
 			return ref
 		}
-		docs := PageTable{Title: "Company " + id + ": invoices, sales receipts and bills", Columns: []string{"type", "id", "number", "date", "customer / vendor", "agent", "property", "lines", "total"}}
+		docs := PageTable{Title: "Company " + id + ": invoices, sales receipts and bills", Columns: []string{"type", "id", "number", "date", "customer / vendor", "agent", "property", "lines", "total", "balance"}, ActionsColumn: "record a payment"}
 		for _, e := range []string{QBInvoice, QBSalesReceipt, QBBill} {
 			for _, o := range slices.Backward(r.objects[e]) {
 				party := name(QBCustomer, o.Ref("CustomerRef"))
@@ -556,8 +581,19 @@ func (q *QuickBooks) tables() []PageTable {
 					lines = append(lines, fmt.Sprintf("%v %s", l["Description"], money(qbCents(l["Amount"]))))
 				}
 				addr, _ := o["ShipAddr"].(map[string]any)
+				balance := ""
+				var actions []PageAction
+				if e == QBInvoice {
+					balance = money(o.Cents("Balance"))
+					if b := o.Cents("Balance"); b > 0 {
+						act := "/_sandbox/quickbooks/realms/" + id + "/invoices/" + o.String("Id") + "/payments"
+						actions = append(actions, PageAction{Action: act, Fields: map[string]string{"amount": fmt.Sprintf("%.2f", float64(b/2)/100)}, Label: "Half (" + money(b/2) + ")"},
+							PageAction{Action: act, Fields: map[string]string{"amount": ""}, Label: "The balance (" + money(b) + ")"})
+					}
+				}
 				docs.Rows = append(docs.Rows, []string{e, o.String("Id"), o.String("DocNumber"), o.String("TxnDate"), party, agent,
-					fmt.Sprint(cmp.Or(addr["Line1"], any(""))), strings.Join(lines, "; "), money(o.Cents("TotalAmt"))})
+					fmt.Sprint(cmp.Or(addr["Line1"], any(""))), strings.Join(lines, "; "), money(o.Cents("TotalAmt")), balance})
+				docs.RowActions = append(docs.RowActions, actions)
 			}
 		}
 		parties := PageTable{Title: "Company " + id + ": customers, vendors, items and classes", Columns: []string{"type", "id", "name", "email", "active"}}
@@ -568,9 +604,25 @@ func (q *QuickBooks) tables() []PageTable {
 					fmt.Sprint(cmp.Or(email["Address"], any(""))), strconv.FormatBool(o.Active())})
 			}
 		}
-		out = append(out, docs, parties)
+		pays := PageTable{Title: "Company " + id + ": payments", Columns: []string{"id", "date", "customer", "total", "applied to"}}
+		for _, o := range slices.Backward(r.objects[QBPayment]) {
+			var to []string
+			for _, l := range o.Lines() {
+				links, _ := l["LinkedTxn"].([]any)
+				for _, x := range links {
+					m, _ := x.(map[string]any)
+					to = append(to, fmt.Sprintf("%v %v: %s", m["TxnType"], m["TxnId"], money(qbCents(l["Amount"]))))
+				}
+			}
+			pays.Rows = append(pays.Rows, []string{o.String("Id"), o.String("TxnDate"), name(QBCustomer, o.Ref("CustomerRef")), money(o.Cents("TotalAmt")), strings.Join(to, "; ")})
+		}
+		out = append(out, docs, pays, parties)
 	}
-	return out
+	hooks := PageTable{Title: fmt.Sprintf("Webhooks (%s format to %s, on: %t)", q.hooks.Format, cmp.Or(q.hooks.URL, "no URL"), q.hooks.Enabled), Columns: []string{"entities", "format", "state", "attempts", "last status", "last error"}}
+	for _, d := range slices.Backward(q.delivs) {
+		hooks.Rows = append(hooks.Rows, []string{strings.Join(d.Entities, "; "), d.Format, d.State, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatus), d.LastError})
+	}
+	return append(out, hooks)
 }
 
 func customFields(o QBObject) []string {

@@ -17,16 +17,19 @@ const qbCompany = "/v3/company/{realm}"
 // qbPaths maps a resource's path segment to its entity.
 var qbPaths = map[string]string{
 	"customer": QBCustomer, "vendor": QBVendor, "employee": QBEmployee, "item": QBItem, "class": QBClass,
-	"account": QBAccount, "invoice": QBInvoice, "salesreceipt": QBSalesReceipt, "bill": QBBill,
+	"account": QBAccount, "invoice": QBInvoice, "salesreceipt": QBSalesReceipt, "bill": QBBill, "payment": QBPayment,
 }
 
 func (q *QuickBooks) routes() {
 	q.oauth.mount(q.Kit, "/connect/oauth2", "/oauth2/v1/tokens/bearer", nil)
 	q.HandleFunc("GET "+qbCompany+"/query", q.query)
 	q.HandleFunc("POST "+qbCompany+"/query", q.query)
+	q.HandleFunc("GET "+qbCompany+"/cdc", q.cdc)
 	q.HandleFunc("POST "+qbCompany+"/{resource}", q.write)
 	q.HandleFunc("GET "+qbCompany+"/{resource}/{id}", q.read)
 	q.HandleKnob("POST /realms/{realm}/{resource}/{id}/active", q.activeKnob)
+	q.HandleKnob("POST /realms/{realm}/invoices/{id}/payments", q.paymentKnob)
+	q.HandleKnob("POST /webhooks", q.webhooksKnob)
 }
 
 // pathRealm is the company of a /v3/company/{realm}/… path, or "".
@@ -129,6 +132,9 @@ func (q *QuickBooks) write(w http.ResponseWriter, r *http.Request) {
 		q.writeFault(w, faultInvalid("the request body could not be read, or is over 1 MiB"))
 		return
 	}
+	// A payment's webhook is sent once mu is released: this defer runs after the unlock's.
+	var hook *qbDelivery
+	defer func() { q.send(hook) }()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if reqID != "" {
@@ -146,6 +152,9 @@ func (q *QuickBooks) write(w http.ResponseWriter, r *http.Request) {
 		a = q.faultAnswer(f)
 	} else {
 		a = qbAnswer{http.StatusOK, q.answerBody(entity, o.clone())}
+		if entity == QBPayment { // a new one: payments are not updated
+			hook = q.notifyLocked(realm, q.paymentChangesLocked(realm, o))
+		}
 	}
 	if reqID != "" {
 		realm.replays[reqID] = a
@@ -161,12 +170,26 @@ func (q *QuickBooks) faultAnswer(f *qbFault) qbAnswer {
 // saveLocked checks and stores a create or an update. The caller holds mu.
 func (q *QuickBooks) saveLocked(r *qbRealm, entity string, in QBObject) (QBObject, *qbFault) {
 	if id := in.String("Id"); id != "" {
+		if entity == QBPayment {
+			return nil, faultInvalid("the sandbox does not update payments")
+		}
 		return q.updateLocked(r, entity, id, in)
 	}
-	for _, f := range []string{"Id", "SyncToken", "MetaData", "TotalAmt", "DocNumber"} {
-		if f != "DocNumber" || entity == QBBill {
+	for _, f := range []string{"Id", "SyncToken", "MetaData", "TotalAmt", "DocNumber", "Balance", "LinkedTxn", "UnappliedAmt"} {
+		if (f != "DocNumber" || entity == QBBill) && (f != "TotalAmt" || entity != QBPayment) {
 			delete(in, f)
 		}
+	}
+	if entity == QBPayment {
+		if f := q.checkPaymentLocked(r, in); f != nil {
+			return nil, f
+		}
+		if in.String("TxnDate") == "" {
+			in["TxnDate"] = q.now().UTC().Format("2006-01-02")
+		}
+		p := r.add(entity, in, q.now())
+		q.applyPaymentLocked(r, p)
+		return p, nil
 	}
 	if _, ok := in["Active"]; !ok && isNameList(entity) {
 		in["Active"] = true
@@ -182,6 +205,9 @@ func (q *QuickBooks) saveLocked(r *qbRealm, entity string, in QBObject) (QBObjec
 		}
 		if in.String("TxnDate") == "" {
 			in["TxnDate"] = q.now().UTC().Format("2006-01-02")
+		}
+		if entity == QBInvoice {
+			in["Balance"] = in["TotalAmt"]
 		}
 	}
 	return r.add(entity, in, q.now()), nil
@@ -228,6 +254,12 @@ func (q *QuickBooks) updateLocked(r *qbRealm, entity, id string, in QBObject) (Q
 	}
 	if isTransaction(entity) {
 		next["TotalAmt"] = json.Number(fmt.Sprintf("%.2f", float64(total(next))/100))
+	}
+	if entity == QBInvoice {
+		// What was paid stays paid: the balance moves with the total.
+		paid := cur.Cents("TotalAmt") - cur.Cents("Balance")
+		next["Balance"] = json.Number(fmt.Sprintf("%.2f", float64(total(next)-paid)/100))
+		next["LinkedTxn"] = cur["LinkedTxn"]
 	}
 	for k := range cur {
 		delete(cur, k)

@@ -187,6 +187,7 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 	}
 	c.Tracing = tracing
 	shareWithTMSSync(&c, environ)
+	ledgerPolling(&c, environ)
 	// The sources file's secrets come from the same environment.
 	c.Gateway.Environ = service.EnvMap(environ)
 	// One sources file for the gateway and the normalizer.
@@ -462,6 +463,13 @@ func Start(ctx context.Context, cfg Config, stderr io.Writer, hooks *bus.TestHoo
 				SigningKey: sandbox.DefaultDotloopSigningKey, ExternalID: "brokerflow", Enabled: true,
 			}); err != nil {
 				return nil, fmt.Errorf("sandbox: subscribe to Dotloop: %w", err)
+			}
+		}
+		if ledgerSync != nil {
+			// QuickBooks tells the gateway about every payment, as the
+			// app's webhook endpoint in Intuit's developer portal does.
+			if err := sandboxQuickBooksWebhooks(cfg, a.Sandbox.QuickBooks(), a.WebhookURL); err != nil {
+				return nil, fmt.Errorf("sandbox: QuickBooks webhooks: %w", err)
 			}
 		}
 	}

@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +178,54 @@ func TestConfig_ledgerSyncIsOptIn(t *testing.T) {
 			if tc.want == "quickbooks" && (l.QuickBooks.BaseURL != "http://127.0.0.1:9999/quickbooks" || l.QuickBooks.ClientID != sandbox.DefaultQuickBooksClientID ||
 				l.Dotloop.BaseURL != "http://127.0.0.1:9999/dotloop/public/v2" || l.Agents == nil || l.Plans == nil || l.Document != "invoice" || l.AgentAs != "class" || l.Payer != "client" || l.Bill) {
 				t.Fatalf("sandbox ledger-sync config %+v", l)
+			}
+		})
+	}
+}
+
+// Change Data Capture is polled every 5 minutes by the all-in-one's
+// ledger-sync when no QuickBooks webhook can reach the gateway (no verifier
+// token), and not when one can (a token, as --sandbox sets for its
+// QuickBooks); LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL wins over both.
+func TestConfig_changeDataCaptureWhenNoWebhookCanArrive(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	dev := []string{
+		"CRMSYNC_FUB_API_KEY=k", "LEDGERSYNC_LEDGER=quickbooks",
+		"LEDGERSYNC_AGENTS_FILE=" + write("agents.yaml", "agents:\n  - id: ada\n    name: Ada Agent\n    dotloop_profile_id: \"4711\"\n    commission_plan: gold\n"),
+		"LEDGERSYNC_PLANS_FILE=" + write("plans.yaml", "plans:\n  - id: gold\n    agent_split: 80\n"),
+		"LEDGERSYNC_QUICKBOOKS_CLIENT_ID=id", "LEDGERSYNC_QUICKBOOKS_CLIENT_SECRET=secret",
+		"LEDGERSYNC_DOTLOOP_CLIENT_ID=id", "LEDGERSYNC_DOTLOOP_CLIENT_SECRET=secret",
+	}
+	for name, tc := range map[string]struct {
+		environ []string
+		mode    app.Mode
+		want    time.Duration
+	}{
+		"no_verifier_token":  {dev, app.Mode{Dev: true}, app.DefaultCDCInterval},
+		"a_verifier_token":   {append([]string{"GATEWAY_QUICKBOOKS_VERIFIER_TOKENS=vt"}, dev...), app.Mode{Dev: true}, 0},
+		"set":                {append([]string{"LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL=1m"}, dev...), app.Mode{Dev: true}, time.Minute},
+		"sandbox":            {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999"}, app.Mode{Sandbox: true}, 0},
+		"sandbox_and_polled": {[]string{"BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999", "LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL=10s"}, app.Mode{Sandbox: true}, 10 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir()}, tc.environ...), tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.LedgerSync.CDCInterval != tc.want {
+				t.Fatalf("CDC interval %s, want %s", cfg.LedgerSync.CDCInterval, tc.want)
+			}
+			if tc.mode.Sandbox && !slices.Contains(cfg.Gateway.QuickBooksVerifierTokens, sandbox.DefaultQuickBooksVerifierToken) {
+				t.Fatalf("--sandbox: the gateway does not take the sandbox's verifier token: %v", cfg.Gateway.QuickBooksVerifierTokens)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,40 @@ func sandboxLedger(c *Config, environ []string) {
 	if c.LedgerSync.PlansFile == "" {
 		c.LedgerSync.Plans, _ = commission.New(SandboxPlan)
 	}
+	if len(c.Gateway.QuickBooksVerifierTokens) == 0 && c.Gateway.QuickBooksVerifierTokensFile == "" {
+		// The sandbox's QuickBooks signs its webhooks with its verifier
+		// token; Start points them at the gateway.
+		c.Gateway.QuickBooksVerifierTokens = []string{sandbox.DefaultQuickBooksVerifierToken}
+	}
+}
+
+// DefaultCDCInterval is how often the all-in-one's ledger-sync polls
+// QuickBooks' Change Data Capture when the gateway has no verifier token:
+// no webhook can reach it.
+const DefaultCDCInterval = 5 * time.Minute
+
+// ledgerPolling turns Change Data Capture polling on when ledger-sync books
+// in QuickBooks and the gateway takes no QuickBooks webhooks, unless
+// LEDGERSYNC_QUICKBOOKS_CDC_INTERVAL says otherwise.
+func ledgerPolling(c *Config, environ []string) {
+	if c.LedgerSync.Ledger != ledgersync.LedgerQuickBooks || isSet(environ, ledgersync.Prefix+"QUICKBOOKS_CDC_INTERVAL") {
+		return
+	}
+	if len(c.Gateway.QuickBooksVerifierTokens) == 0 && c.Gateway.QuickBooksVerifierTokensFile == "" {
+		c.LedgerSync.CDCInterval = DefaultCDCInterval
+	}
+}
+
+// sandboxQuickBooksWebhooks makes the sandbox's QuickBooks send its
+// payments' webhooks to the gateway at webhookURL, signed with the
+// sandbox's verifier token, when the gateway takes it.
+func sandboxQuickBooksWebhooks(c Config, q *sandbox.QuickBooks, webhookURL string) error {
+	if !slices.Contains(c.Gateway.QuickBooksVerifierTokens, sandbox.DefaultQuickBooksVerifierToken) {
+		return nil
+	}
+	h := q.Webhooks()
+	h.URL, h.VerifierToken, h.Enabled = webhookURL+"/webhooks/quickbooks", sandbox.DefaultQuickBooksVerifierToken, true
+	return q.SetWebhooks(h)
 }
 
 // sandboxLedgerURLs points ledger-sync's QuickBooks and Dotloop at the

@@ -98,6 +98,12 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 		!strings.Contains(out, "lead -> contact -> loop -> invoice") || len(invoices) != 1 {
 		t.Fatalf("demo output lacks the invoice (%d invoices):\n%s", len(invoices), out)
 	}
+	// Half of it paid in QuickBooks reached the gateway as a signed webhook, and ledger-sync
+	// announced that payment of the booked invoice.
+	if !strings.Contains(out, "ledger-sync announced ledger.commission.paid: payment") || !strings.Contains(out, "of 7875.00") ||
+		!strings.Contains(out, "balance 7875.00, fully paid: false") || !strings.Contains(out, "-> paid") {
+		t.Fatalf("demo output lacks the payment:\n%s", out)
+	}
 }
 
 // An operator lists a failure and redrives it, against a running system.

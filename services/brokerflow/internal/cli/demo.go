@@ -16,10 +16,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/money"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	ledgerv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ledger/v1"
 	"github.com/brokerflow/brokerflow/services/brokerflow/internal/app"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
+	"github.com/brokerflow/brokerflow/services/ledger-sync/ledgersync"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
@@ -183,7 +186,7 @@ func demoStageChange(ctx context.Context, client *http.Client, sandboxURL string
 			if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetContactId() == strconv.FormatInt(id, 10) {
 				fmt.Fprintf(stdout, "crm-sync announced %s: %q -> %q, active client: %v.\n",
 					m.Subject(), ev.GetOldStage(), ev.GetNewStage(), ev.GetActiveClient())
-				return demoLoop(ctx, client, sandboxURL, stdout)
+				return demoLoop(ctx, client, sandboxURL, js, stdout)
 			}
 		}
 	}
@@ -193,7 +196,7 @@ func demoStageChange(ctx context.Context, client *http.Client, sandboxURL string
 
 // demoLoop waits for the loop tms-sync opens for Ada in the sandbox's
 // Dotloop, read from /_sandbox/dotloop/state, and shows it.
-func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdout io.Writer) error {
+func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, js jetstream.JetStream, stdout io.Writer) error {
 	type participant struct {
 		FullName string `json:"fullName"`
 		Email    string `json:"email"`
@@ -224,7 +227,7 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdou
 				fmt.Fprintf(stdout, "tms-sync opened Dotloop loop %d %q (%s, %s): %s %s %s as %s; property %q.\n",
 					l.ID, l.Name, l.TransactionType, l.Status, p.FullName, p.Email, p.Phone, p.Role,
 					strings.TrimSpace(a["Street Number"]+" "+a["Street Name"]+", "+a["City"]))
-				return demoInvoice(ctx, client, sandboxURL, l.ID, stdout)
+				return demoInvoice(ctx, client, sandboxURL, js, l.ID, stdout)
 			}
 		}
 		select {
@@ -241,7 +244,7 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, stdou
 // and a commission in the sandbox's Dotloop (the page's button does the
 // same), whose webhook makes tms-sync announce the closing, and waits for
 // the invoice ledger-sync books in the sandbox's QuickBooks Online.
-func demoInvoice(ctx context.Context, client *http.Client, sandboxURL string, loopID int64, stdout io.Writer) error {
+func demoInvoice(ctx context.Context, client *http.Client, sandboxURL string, js jetstream.JetStream, loopID int64, stdout io.Writer) error {
 	form := "status=SOLD&price=525000&commission=15750&close_date=" + time.Now().Format(time.DateOnly)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/_sandbox/dotloop/loops/%d/status", sandboxURL, loopID), strings.NewReader(form))
 	if err != nil {
@@ -297,7 +300,7 @@ func demoInvoice(ctx context.Context, client *http.Client, sandboxURL string, lo
 					}
 				}
 				fmt.Fprintf(stdout, "lead -> contact -> loop -> invoice. See %s/ (the sandbox page) and %s/_sandbox/quickbooks/state.\n", sandboxURL, sandboxURL)
-				return nil
+				return demoPayment(ctx, client, sandboxURL, js, r.ID, fmt.Sprint(inv["Id"]), int64(total*100+0.5), stdout)
 			}
 		}
 		select {
@@ -321,4 +324,49 @@ func getJSON(ctx context.Context, client *http.Client, url string, into any) err
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+// demoPayment plays the client: half the invoice is paid in the sandbox's
+// QuickBooks (the page's button does the same), whose signed webhook
+// reaches the gateway, and ledger-sync announces ledger.commission.paid.
+func demoPayment(ctx context.Context, client *http.Client, sandboxURL string, js jetstream.JetStream, realm, invoiceID string, totalMinor int64, stdout io.Writer) error {
+	watch, err := js.OrderedConsumer(ctx, bus.StreamLedger, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{ledgersync.SubjectPaid},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	half := totalMinor / 2
+	form := fmt.Sprintf("amount=%d.%02d", half/100, half%100)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/_sandbox/quickbooks/realms/%s/invoices/%s/payments", sandboxURL, realm, invoiceID), strings.NewReader(form))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	fmt.Fprintf(stdout, "\nThe client pays half of invoice %s in QuickBooks: %s (HTTP %d).\n", invoiceID, money.Format(half), resp.StatusCode)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		batch, err := watch.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		for m := range batch.Messages() {
+			var ev ledgerv1.CommissionPaid
+			if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetDocumentId() == invoiceID {
+				fmt.Fprintf(stdout, "ledger-sync announced %s: payment %s of %s on transaction %s, balance %s, fully paid: %v.\n",
+					m.Subject(), ev.GetPaymentId(), money.Format(ev.GetAmount().GetAmountMinor()), ev.GetTransactionId(),
+					money.Format(ev.GetBalance().GetAmountMinor()), ev.GetFullyPaid())
+				fmt.Fprintf(stdout, "lead -> contact -> loop -> invoice -> paid.\n")
+				return nil
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "No ledger.commission.paid for invoice %s within 15 s: are QuickBooks' webhooks on (GATEWAY_QUICKBOOKS_VERIFIER_TOKENS)? See brokerflow failures ls.\n", invoiceID)
+	return nil
 }

@@ -33,12 +33,21 @@ func dotloopHeaders(key string, ts time.Time, body string) http.Header {
 
 func setupDotloop(t *testing.T) *env {
 	t.Helper()
+	return setupBuiltin(t, "webhook.received.tms.dotloop", func(cfg *gateway.Config) {
+		cfg.DotloopSigningKeys = []string{dotloopKey}
+		cfg.DotloopSigned = string(webhooksig.DotloopTimestampBody)
+	})
+}
+
+// setupBuiltin serves one built-in source, configured by configure, whose
+// webhooks go to subject.
+func setupBuiltin(t *testing.T, subject string, configure func(*gateway.Config)) *env {
+	t.Helper()
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
 	cfg := testConfig()
 	cfg.IDXSecrets = nil
-	cfg.DotloopSigningKeys = []string{dotloopKey}
-	cfg.DotloopSigned = string(webhooksig.DotloopTimestampBody)
+	configure(&cfg)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +56,7 @@ func setupDotloop(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src := g.Sources(); len(src) != 1 || src[0].Subject() != "webhook.received.tms.dotloop" {
+	if src := g.Sources(); len(src) != 1 || src[0].Subject() != subject {
 		t.Fatalf("sources = %+v", src)
 	}
 	hs := httptest.NewServer(g.Handler())

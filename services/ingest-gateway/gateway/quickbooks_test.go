@@ -2,14 +2,12 @@ package gateway_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
-	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
 	webhookv1 "github.com/brokerflow/brokerflow/proto/brokerflow/webhook/v1"
 	"github.com/brokerflow/brokerflow/services/ingest-gateway/gateway"
@@ -31,25 +29,7 @@ func qbHeaders(token, body string) http.Header {
 
 func setupQuickBooks(t *testing.T, tokens ...string) *env {
 	t.Helper()
-	s := natstest.Start(t)
-	nc, js := natstest.Connect(t, s)
-	cfg := testConfig()
-	cfg.IDXSecrets = nil
-	cfg.QuickBooksVerifierTokens = tokens
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Apply(t, js, testTopology())
-	g, err := gateway.New(cfg, service.Deps{NATS: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src := g.Sources(); len(src) != 1 || src[0].Subject() != "webhook.received.ledger.quickbooks" {
-		t.Fatalf("sources = %+v", src)
-	}
-	hs := httptest.NewServer(g.Handler())
-	t.Cleanup(hs.Close)
-	return &env{srv: s, js: js, url: hs.URL}
+	return setupBuiltin(t, "webhook.received.ledger.quickbooks", func(cfg *gateway.Config) { cfg.QuickBooksVerifierTokens = tokens })
 }
 
 // Both of Intuit's payloads are kept as they came, as ledger webhooks, under

@@ -589,7 +589,7 @@ func (a *App) PrintBanner(w io.Writer) {
 		fmt.Fprintf(w, "  dev secret      %s  (public: for development only)\n", DevIDXSecret)
 	}
 	if a.SandboxURL != "" {
-		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph, Dotloop at /dotloop, QuickBooks Online at /quickbooks)\n", a.SandboxURL)
+		fmt.Fprintf(w, "  sandbox         %s/  (emulations, not the vendors: Follow Up Boss at /fub, LionDesk at /liondesk, Facebook Graph at /graph, Dotloop at /dotloop, SkySlope at /skyslope, QuickBooks Online at /quickbooks)\n", a.SandboxURL)
 		fmt.Fprintf(w, "  demo            brokerflow demo  (or: go run ./services/brokerflow demo)\n")
 	}
 	crm := a.cfg.CRMSync

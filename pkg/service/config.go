@@ -167,6 +167,24 @@ func EnvMap(environ []string) map[string]string {
 	return m
 }
 
+// ReadSecret fills *dst with the first line of file when *dst is empty and
+// file is set, so that one secret can come from the environment or from a
+// mounted file. Its errors name the variable name.
+func ReadSecret(dst *string, file, name string) error {
+	if *dst != "" || file == "" {
+		return nil
+	}
+	s, err := Secrets(nil, file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if len(s) == 0 {
+		return fmt.Errorf("%s: the file holds no secret", name)
+	}
+	*dst = s[0]
+	return nil
+}
+
 // Secrets returns the comma-separated values of inline plus the non-empty
 // lines of file, so that a secret can come from the environment or from a
 // mounted Kubernetes Secret. Several values let a secret rotate.

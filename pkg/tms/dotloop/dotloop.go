@@ -62,18 +62,7 @@ func (c Config) Validate(prefix string) error {
 // ReadSecret fills ClientSecret from ClientSecretFile (its first line) when
 // it is not set, naming the variable as prefix+CLIENT_SECRET_FILE.
 func (c *Config) ReadSecret(prefix string) error {
-	if c.ClientSecret != "" || c.ClientSecretFile == "" {
-		return nil
-	}
-	s, err := service.Secrets(nil, c.ClientSecretFile)
-	if err != nil {
-		return fmt.Errorf("%sCLIENT_SECRET_FILE: %w", prefix, err)
-	}
-	if len(s) == 0 {
-		return fmt.Errorf("%sCLIENT_SECRET_FILE: the file holds no secret", prefix)
-	}
-	c.ClientSecret = s[0]
-	return nil
+	return service.ReadSecret(&c.ClientSecret, c.ClientSecretFile, prefix+"CLIENT_SECRET_FILE")
 }
 
 // TokenURL and AuthorizeURL are the OAuth endpoints under AuthURL.

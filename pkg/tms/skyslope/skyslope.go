@@ -126,17 +126,9 @@ func (c *Config) ReadSecrets(prefix string) error {
 		{"ACCESS_SECRET_FILE", &c.AccessSecret, c.AccessSecretFile},
 		{"FILES_CLIENT_SECRET_FILE", &c.FilesClientSecret, c.FilesClientSecretFile},
 	} {
-		if *s.v != "" || s.file == "" {
-			continue
+		if err := service.ReadSecret(s.v, s.file, prefix+s.name); err != nil {
+			return err
 		}
-		got, err := service.Secrets(nil, s.file)
-		if err != nil {
-			return fmt.Errorf("%s%s: %w", prefix, s.name, err)
-		}
-		if len(got) == 0 {
-			return fmt.Errorf("%s%s: the file holds no secret", prefix, s.name)
-		}
-		*s.v = got[0]
 	}
 	return nil
 }

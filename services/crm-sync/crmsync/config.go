@@ -118,17 +118,9 @@ func (c *Config) Resolve() error {
 }
 
 func readSecret(dst *string, file, name string) error {
-	if *dst != "" || file == "" {
-		return nil
+	if err := service.ReadSecret(dst, file, name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	s, err := service.Secrets(nil, file)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-	}
-	if len(s) == 0 {
-		return fmt.Errorf("%w: %s: the file holds no secret", ErrConfig, name)
-	}
-	*dst = s[0]
 	return nil
 }
 

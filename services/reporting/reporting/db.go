@@ -101,19 +101,13 @@ func (s *Store) Apply(ctx context.Context, events []Event) (Applied, error) {
 		}
 		ds = append(ds, d)
 	}
-	return s.apply(ctx, ds, nil)
+	return s.apply(ctx, ds)
 }
 
-// apply projects ds in one transaction. A rebuild's batch (rebuild, what
-// the rebuild keeps across its batches, not nil) is projected in memory
-// and writes the facts only, and finishRebuild derives the rest once at
-// the end.
-func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
+// apply projects ds in one transaction.
+func (s *Store) apply(ctx context.Context, ds []decoded) (Applied, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rebuild != nil && s.dialect == dialectPostgres {
-		return s.applyPipelined(ctx, ds, rebuild)
-	}
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return Applied{}, err
@@ -125,16 +119,9 @@ func (s *Store) apply(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (
 		journeys: map[journeyKey]bool{},
 		cursors:  map[string]cursor{},
 		noKey:    s.noKey,
-		rebuild:  rebuild != nil,
-	}
-	if rebuild != nil {
-		b.leads, b.seen, b.rows = rebuild.leads, rebuild.seen, bulkRows{}
 	}
 	out, err := b.run(ctx, ds)
 	if err != nil {
-		return Applied{}, err
-	}
-	if err := s.writeBulk(ctx, tx, b.rows); err != nil {
 		return Applied{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -162,33 +149,82 @@ func (b *batch) run(ctx context.Context, ds []decoded) (Applied, error) {
 	return out, nil
 }
 
-// applyPipelined is a rebuild's batch into PostgreSQL: its statements go
-// in one pipeline (pgx's Batch), in one round trip rather than one per
-// statement. A rebuild writes a fresh schema, which a failed rebuild
-// leaves behind to be removed, so a batch need not be all or nothing.
-func (s *Store) applyPipelined(ctx context.Context, ds []decoded, rebuild *rebuildMemo) (Applied, error) {
+// rebuildBatch is a rebuild's batch projected in memory, ready to write:
+// its rows per table, and the statements of its rare events (TMS, LEDGER,
+// spend), queued in the order they came.
+type rebuildBatch struct {
+	events int
+	rows   bulkRows
+	later  []queued   // SQLite
+	pipe   *pgx.Batch // PostgreSQL
+}
+
+// queued is a statement to run later, with its arguments.
+type queued struct {
+	st   *sql.Stmt
+	args []any
+}
+
+// project projects a rebuild's batch in memory, touching no database, so
+// that the reader of the streams does it while the writer writes the batch
+// before: a rebuild's two halves then run side by side. memo is what the
+// rebuild keeps across its batches; only the reader may touch it.
+func (s *Store) project(ctx context.Context, ds []decoded, memo *rebuildMemo) (rebuildBatch, error) {
 	b := &batch{
-		stmts:    &statements{}, // not used: every statement goes in the pipeline
+		stmts:    s.stmts, // queued, to be bound to the writer's transaction
 		journeys: map[journeyKey]bool{},
 		cursors:  map[string]cursor{},
 		noKey:    s.noKey,
 		rebuild:  true,
-		leads:    rebuild.leads,
-		seen:     rebuild.seen,
+		leads:    memo.leads,
+		seen:     memo.seen,
 		rows:     bulkRows{},
-		pipe:     &pgx.Batch{},
+		queue:    true,
+	}
+	if s.dialect == dialectPostgres {
+		b.pipe = &pgx.Batch{}
 	}
 	out, err := b.run(ctx, ds)
 	if err != nil {
-		return Applied{}, err
+		return rebuildBatch{}, err
 	}
-	if err := s.sendPipeline(ctx, b.pipe); err != nil {
-		return Applied{}, fmt.Errorf("write a batch: %w", err)
+	return rebuildBatch{events: out.Events, rows: b.rows, later: b.later, pipe: b.pipe}, nil
+}
+
+// write writes a rebuild's projected batch: into SQLite in one
+// transaction; into PostgreSQL its statements in one pipeline (one round
+// trip) and its rows with COPY. A rebuild writes a fresh database, which
+// a failed rebuild leaves behind to be removed, so a batch into
+// PostgreSQL need not be all or nothing.
+func (s *Store) write(ctx context.Context, rb rebuildBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dialect == dialectPostgres {
+		if err := s.sendPipeline(ctx, rb.pipe); err != nil {
+			return fmt.Errorf("write a batch: %w", err)
+		}
+		if err := s.writeBulk(ctx, nil, rb.rows); err != nil {
+			return fmt.Errorf("write a batch: %w", err)
+		}
+		return nil
 	}
-	if err := s.writeBulk(ctx, nil, b.rows); err != nil {
-		return Applied{}, fmt.Errorf("write a batch: %w", err)
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	defer func() { _ = tx.Rollback() }()
+	for _, q := range rb.later {
+		if _, err := tx.StmtContext(ctx, q.st).ExecContext(ctx, q.args...); err != nil {
+			return fmt.Errorf("write a batch: %w", err)
+		}
+	}
+	if err := s.writeBulk(ctx, tx, rb.rows); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // finishRebuild writes what a rebuild's batches kept (every lead, with its

@@ -171,7 +171,10 @@ func (p sqliteDir) initCurrent(ctx context.Context, name string) (string, error)
 }
 
 func (sqliteDir) finishBulk(ctx context.Context, s *Store) error {
-	_, err := s.DB.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	_, err := s.DB.ExecContext(ctx, `PRAGMA journal_mode = WAL`)
+	if err == nil {
+		_, err = s.DB.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	}
 	if err == nil {
 		_, err = s.DB.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	}

@@ -180,15 +180,22 @@ type batch struct {
 	leads   map[string]*leadRow
 	seen    map[string]struct{}
 	rows    bulkRows
-	// pipe, in a rebuild into PostgreSQL, queues the statements to send
-	// them at once (one round trip per batch, not per event).
-	pipe *pgx.Batch
+	// queue, in a rebuild, keeps the statements for the writer: in pipe
+	// into PostgreSQL (sent at once, one round trip per batch, not per
+	// event), in later into SQLite.
+	queue bool
+	pipe  *pgx.Batch
+	later []queued
 }
 
-// exec runs st, whose text is query, or queues it on the pipeline.
+// exec runs st, whose text is query, or queues it for the writer.
 func (b *batch) exec(ctx context.Context, st *sql.Stmt, query string, args ...any) error {
 	if b.pipe != nil {
 		b.pipe.Queue(query, args...)
+		return nil
+	}
+	if b.queue {
+		b.later = append(b.later, queued{st, args})
 		return nil
 	}
 	_, err := st.ExecContext(ctx, args...)

@@ -189,25 +189,24 @@ func (s *rebuildState) report(start time.Time) (stop func()) {
 }
 
 // pass reads each stream from where the last pass ended to its end now.
+// The reader decodes and projects each batch in memory, and the writer
+// writes the batch before it meanwhile.
 func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Store, first bool) (int, error) {
-	batches := make(chan []decoded, 2)
+	batches := make(chan rebuildBatch, 2)
 	werr := make(chan error, 1)
 	go func() {
 		var err error
 		for b := range batches {
-			if err != nil {
-				continue // drain
+			if err == nil {
+				err = st.write(ctx, b)
 			}
-			var a Applied
-			a, err = st.apply(ctx, b, &s.memo)
-			s.applied.Add(int64(a.Events))
 		}
 		werr <- err
 	}()
 	n, rerr := 0, error(nil)
 	for _, stream := range ReplayStreams {
 		var k int
-		k, rerr = s.stream(ctx, js, stream, first, batches)
+		k, rerr = s.stream(ctx, js, st, stream, first, batches)
 		n += k
 		if rerr != nil {
 			break
@@ -218,7 +217,7 @@ func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Sto
 }
 
 // stream reads one stream to its current end into batches.
-func (s *rebuildState) stream(ctx context.Context, js jetstream.JetStream, stream string, first bool, out chan<- []decoded) (int, error) {
+func (s *rebuildState) stream(ctx context.Context, js jetstream.JetStream, st *Store, stream string, first bool, out chan<- rebuildBatch) (int, error) {
 	str, err := js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil // declared later than this deployment's apply
@@ -267,8 +266,13 @@ func (s *rebuildState) stream(ctx context.Context, js jetstream.JetStream, strea
 		if len(b) == 0 {
 			return nil
 		}
+		rb, err := st.project(ctx, b, &s.memo)
+		if err != nil {
+			return err
+		}
+		s.applied.Add(int64(rb.events))
 		select {
-		case out <- b:
+		case out <- rb:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -317,6 +317,6 @@ func applySkippingUndecodable(ctx context.Context, s *Store, evs []Event, log *s
 		}
 		ds = append(ds, d)
 	}
-	_, err := s.apply(ctx, ds, nil)
+	_, err := s.apply(ctx, ds)
 	return err
 }

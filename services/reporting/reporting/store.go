@@ -73,12 +73,12 @@ type openOptions struct {
 // openSQLite opens (creating) the SQLite database at path and brings its
 // schema up to date with the versioned migrations.
 func openSQLite(ctx context.Context, path string, o openOptions) (*sql.DB, error) {
-	sync := "NORMAL"
+	sync, journal := "NORMAL", "WAL"
 	if o.bulk {
-		sync = "OFF"
+		sync, journal = "OFF", "OFF"
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + sync + ")", "busy_timeout(10000)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+	for _, p := range []string{"journal_mode(" + journal + ")", "synchronous(" + sync + ")", "busy_timeout(10000)", "cache_size(-65536)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -170,7 +170,10 @@ func (p sqliteDir) initCurrent(ctx context.Context, name string) (string, error)
 	return name, p.write(ctx, currentRole, name)
 }
 
-func (sqliteDir) finishBulk(ctx context.Context, s *Store) error {
+// finishBulk makes a rebuilt file what a live one is: in WAL mode, and
+// durable. It was written with no journal and no fsync, so the file itself
+// is synced here, before anyone can switch to it.
+func (p sqliteDir) finishBulk(ctx context.Context, s *Store) error {
 	_, err := s.DB.ExecContext(ctx, `PRAGMA journal_mode = WAL`)
 	if err == nil {
 		_, err = s.DB.ExecContext(ctx, `PRAGMA synchronous = FULL`)
@@ -178,7 +181,14 @@ func (sqliteDir) finishBulk(ctx context.Context, s *Store) error {
 	if err == nil {
 		_, err = s.DB.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(p.dir, s.Name))
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // postgres is a PostgreSQL database: each read model is a schema of it

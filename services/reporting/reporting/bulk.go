@@ -15,10 +15,12 @@ import (
 // batch: it writes a fresh database, and remembers every event id it has
 // applied, so that no row it writes can be there already. The facts that
 // one event alone makes (an applied event, a stage change, a contact
-// update) are rows written at the end of their batch; a lead's row, which
-// its LEADS event and its CRM event both fill (read one stream after the
-// other), is kept until the end of the rebuild and written once, with its
-// speed to lead. Into SQLite the rows go in multi-row INSERTs, into
+// update) are rows written at the end of their batch. A lead's row, which
+// its LEADS event and its CRM event both fill, is written with the batch of
+// its LEADS event, with its speed to lead: a rebuild reads CRM before
+// LEADS, so the row is whole then. The rebuild keeps every lead's row, and
+// writes at its end those it did not (no LEADS event read) and those an
+// event changed after they were written. Into SQLite the rows go in multi-row INSERTs, into
 // PostgreSQL with COPY. The rare events (TMS, spend) keep their statements.
 
 // bulkTable is a table a rebuild writes rows into, and its columns.
@@ -84,6 +86,10 @@ type leadRow struct {
 	source, status, rejectReason, receivedAt, inquiry, utmSource, utmMedium, utmCampaign sql.NullString
 	leadStream, webhookStream, crm, contactID, outcome, matchedBy, syncedAt              sql.NullString
 	leadSeq, webhookSeq, syncSeq                                                         sql.NullInt64
+	// due: its row is written at the end of this batch; written: it was;
+	// dirty: an event changed it after, and it is written again at the
+	// rebuild's end.
+	due, written, dirty bool
 }
 
 // setLead is sqlLead's upsert: the lead's own columns, in args' order.
@@ -195,7 +201,7 @@ func (s *Store) bulkStmt(ctx context.Context, t bulkTable, n int) (*sql.Stmt, er
 
 // writeBulk writes a batch's rows, table by table.
 func (s *Store) writeBulk(ctx context.Context, tx *sql.Tx, rows bulkRows) error {
-	for _, t := range []bulkTable{bulkApplied, bulkStages, bulkUpdates} {
+	for _, t := range []bulkTable{bulkApplied, bulkStages, bulkUpdates, bulkLeads} {
 		if err := s.writeRows(ctx, tx, t, rows[t.name]); err != nil {
 			return err
 		}
@@ -203,14 +209,40 @@ func (s *Store) writeBulk(ctx context.Context, tx *sql.Tx, rows bulkRows) error 
 	return nil
 }
 
-// writeLeads writes every lead a rebuild has read, by lead id, batchSize
-// rows to a transaction.
+// dueLeads adds the rows of the leads due in a batch to rows, and marks
+// them written.
+func dueLeads(leads map[string]*leadRow, due []string, rows bulkRows) error {
+	for _, id := range due {
+		r := leads[id]
+		row, err := r.row(id)
+		if err != nil {
+			return fmt.Errorf("lead %s: %w", id, err)
+		}
+		rows.add(bulkLeads, row...)
+		r.due, r.written = false, true
+	}
+	return nil
+}
+
+// writeLeads writes, at a rebuild's end, the leads its batches did not:
+// those with no LEADS event in the rebuild (it started after it), and
+// those an event changed after their row was written, whose row is
+// replaced. By lead id, batchSize rows to a transaction.
 func (s *Store) writeLeads(ctx context.Context, leads map[string]*leadRow, batchSize int) error {
-	ids := make([]string, 0, len(leads))
-	for id := range leads {
-		ids = append(ids, id)
+	var ids, dirty []string
+	for id, r := range leads {
+		if !r.written || r.dirty {
+			ids = append(ids, id)
+		}
+		if r.dirty {
+			dirty = append(dirty, id)
+		}
 	}
 	sort.Strings(ids)
+	sort.Strings(dirty)
+	if err := s.deleteLeads(ctx, dirty, batchSize); err != nil {
+		return err
+	}
 	rows := make([][]any, 0, min(len(ids), batchSize))
 	for len(ids) > 0 {
 		n := min(len(ids), batchSize)
@@ -230,6 +262,26 @@ func (s *Store) writeLeads(ctx context.Context, leads map[string]*leadRow, batch
 		}
 		if err != nil {
 			return fmt.Errorf("write leads: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// deleteLeads deletes the rows of the leads ids, batchSize to a transaction.
+func (s *Store) deleteLeads(ctx context.Context, ids []string, batchSize int) error {
+	for len(ids) > 0 {
+		n := min(len(ids), batchSize)
+		err := s.inTx(ctx, func(tx *sql.Tx, _ *statements) error {
+			for _, id := range ids[:n] {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM leads WHERE lead_id = $1`, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replace changed leads: %w", err)
 		}
 		ids = ids[n:]
 	}

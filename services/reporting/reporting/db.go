@@ -185,6 +185,9 @@ func (s *Store) project(ctx context.Context, ds []decoded, memo *rebuildMemo) (r
 		b.pipe = &pgx.Batch{}
 	}
 	out, err := b.run(ctx, ds)
+	if err == nil {
+		err = dueLeads(memo.leads, b.due, b.rows)
+	}
 	if err != nil {
 		return rebuildBatch{}, err
 	}

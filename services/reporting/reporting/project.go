@@ -180,6 +180,9 @@ type batch struct {
 	leads   map[string]*leadRow
 	seen    map[string]struct{}
 	rows    bulkRows
+	// due are the leads whose row this batch writes: their LEADS event
+	// came in it.
+	due []string
 	// queue, in a rebuild, keeps the statements for the writer: in pipe
 	// into PostgreSQL (sent at once, one round trip per batch, not per
 	// event), in later into SQLite.
@@ -292,6 +295,7 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
 	if b.rebuild {
 		b.leadOf(l.GetLeadId()).setLead(args)
+		b.leadEvent(l.GetLeadId())
 		return nil
 	}
 	var received, synced sql.NullString
@@ -313,6 +317,7 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
 	if b.rebuild {
 		b.leadOf(r.GetLeadId()).setLead(args)
+		b.leadEvent(r.GetLeadId())
 		return nil
 	}
 	var received, synced sql.NullString
@@ -329,7 +334,9 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
 		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
 	if b.rebuild {
-		b.leadOf(s.GetLeadId()).setSynced(args)
+		r := b.leadOf(s.GetLeadId())
+		r.setSynced(args)
+		r.dirty = r.written
 		return nil
 	}
 	var received, synced, source sql.NullString
@@ -377,6 +384,21 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 	}
 	b.mark(c.GetCrm(), c.GetContactId())
 	return nil
+}
+
+// leadEvent notes that a LEADS event of the lead id came in this batch: a
+// rebuild reads CRM before LEADS, so its row is then whole, and is
+// written at the batch's end (projected), unless it was written before.
+func (b *batch) leadEvent(id string) {
+	r := b.leads[id]
+	if r.written {
+		r.dirty = true
+		return
+	}
+	if !r.due {
+		r.due = true
+		b.due = append(b.due, id)
+	}
 }
 
 // leadOf is the row a rebuild keeps of the lead id.

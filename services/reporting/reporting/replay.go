@@ -19,6 +19,11 @@ import (
 // ReplayStreams are the streams the read model is built from.
 var ReplayStreams = []string{bus.StreamLeads, bus.StreamCRM, bus.StreamTMS, bus.StreamLedger, bus.StreamReporting}
 
+// rebuildOrder is the order a rebuild reads them in: CRM before LEADS, so
+// that a lead's row is whole when its LEADS event comes, and is written
+// then, beside the reading, rather than all at the end.
+var rebuildOrder = []string{bus.StreamCRM, bus.StreamLeads, bus.StreamTMS, bus.StreamLedger, bus.StreamReporting}
+
 // ReplayOptions say what a rebuild reads and how it reports.
 type ReplayOptions struct {
 	// FromTime starts every stream at the first message stored at or after it.
@@ -204,7 +209,7 @@ func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Sto
 		werr <- err
 	}()
 	n, rerr := 0, error(nil)
-	for _, stream := range ReplayStreams {
+	for _, stream := range rebuildOrder {
 		var k int
 		k, rerr = s.stream(ctx, js, st, stream, first, batches)
 		n += k

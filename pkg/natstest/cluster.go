@@ -95,3 +95,26 @@ func freePorts(tb testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// ClusterKV declares the bucket cfg (its Replicas as given) on the cluster
+// of servers and returns a handle on it through each server, each on its
+// own connection, once every server knows it.
+func ClusterKV(tb testing.TB, servers []*Server, cfg jetstream.KeyValueConfig) []jetstream.KeyValue {
+	tb.Helper()
+	ctx := Context(tb, time.Minute)
+	kvs := make([]jetstream.KeyValue, len(servers))
+	for i, s := range servers {
+		_, js := Connect(tb, s)
+		if i == 0 {
+			if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+				tb.Fatalf("natstest: bucket %s: %v", cfg.Bucket, err)
+			}
+		}
+		Eventually(tb, 30*time.Second, "the bucket on every server", func() bool {
+			kv, err := js.KeyValue(ctx, cfg.Bucket)
+			kvs[i] = kv
+			return err == nil
+		})
+	}
+	return kvs
+}

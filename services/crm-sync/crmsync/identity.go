@@ -166,7 +166,7 @@ func (ids *identities) acquireKey(ctx context.Context, f fence, k identityKey) (
 				continue // now under the current name: read it there
 			}
 			rev, err := ids.kv.Create(ctx, k.key, mine)
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if bus.Conflict(err) {
 				continue // someone was faster: read what they wrote
 			}
 			if err != nil {
@@ -217,7 +217,7 @@ func (ids *identities) migrate(ctx context.Context, k identityKey) (string, erro
 			continue
 		}
 		_, err = ids.kv.Create(ctx, k.key, ids.encode(identityRecord{CRM: ids.keyer.crm, ContactID: rec.ContactID}))
-		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		if err != nil && !bus.Conflict(err) {
 			return "", fmt.Errorf("rewrite identity under the current pepper: %w", err)
 		}
 		return rec.ContactID, nil

@@ -68,7 +68,7 @@ func beginPending(ctx context.Context, kv jetstream.KeyValue, f fence, inFlight 
 			p.rev = rev
 			return p, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !bus.Conflict(err) {
 			return nil, fmt.Errorf("keep pending lead: %w", err)
 		}
 		e, err := kv.Get(ctx, p.key)

@@ -151,6 +151,9 @@ type Call struct {
 	Body []byte
 	// Counted says the call counted against the quota and was let through.
 	Counted bool
+	// CountedAt is when the rate limit took the call (for a counted call,
+	// its place in the sliding window), on the kit's clock (KitOptions.Now).
+	CountedAt time.Time
 	// Start is when the call arrived, before the kit's latency; End when
 	// its answer was written.
 	Start, End time.Time
@@ -358,7 +361,7 @@ func (k *Kit) gate(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			next.ServeHTTP(w, r)
 			c := Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Body: body,
-				Counted: rl != nil && !bucket.Unlimited, Start: start, End: time.Now()}
+				Counted: rl != nil && !bucket.Unlimited, CountedAt: now, Start: start, End: time.Now()}
 			for _, fn := range observers {
 				fn(c)
 			}

@@ -77,6 +77,8 @@ type fubCalls struct {
 	other    int // counted calls that name no person
 	first    time.Time
 	last     time.Time
+	// countedAt is when the sandbox counted each counted call, in order.
+	countedAt []time.Time
 }
 
 func watchFUB(fub *sandbox.FUB, people []person) *fubCalls {
@@ -100,6 +102,7 @@ func (c *fubCalls) observe(call sandbox.Call) {
 			c.first = call.Start
 		}
 		c.last = call.End
+		c.countedAt = append(c.countedAt, call.CountedAt)
 	}
 	who, id := "", ""
 	switch {
@@ -197,6 +200,7 @@ func (c *fubCalls) reset() {
 	clear(c.inVendor)
 	clear(c.recorded)
 	c.other, c.first, c.last = 0, time.Time{}, time.Time{}
+	c.countedAt = nil
 }
 
 // send posts each lead to the IDX webhook, 32 at a time, and returns when

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,6 +74,7 @@ func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 	calls.mu.Lock()
 	busy := calls.last.Sub(start)
 	other := calls.other
+	countedAt := slices.Clone(calls.countedAt)
 	calls.mu.Unlock()
 	perSecond := float64(sandbox.DefaultFUBGlobalLimit) / 10
 	fmt.Fprintf(w, "bench: crm_burst_leads %d count\n", len(leads))
@@ -90,7 +92,32 @@ func CRMQuota(ctx context.Context, o Options, w io.Writer) error {
 	// (the returning leads that end the drain make none).
 	fmt.Fprintf(w, "bench: crm_quota_utilization %.3f x\n", float64(counted)/busy.Seconds()/perSecond)
 	fmt.Fprintf(w, "bench: crm_429_count %d count\n", refused)
+	// Where use was lost: before the first counted call, or in the whole
+	// windows of the drain (the pacer aims at vendorapi.Target of each).
+	if len(countedAt) > 0 {
+		first, least := quotaWindows(countedAt, 10*time.Second)
+		fmt.Fprintf(w, "bench: crm_burst_first_call_ms %.0f ms\n", first.Sub(start).Seconds()*1000)
+		fmt.Fprintf(w, "bench: crm_quota_window_min %.3f x\n", float64(least)/float64(sandbox.DefaultFUBGlobalLimit))
+	}
 	return nil
+}
+
+// quotaWindows takes when the vendor counted each call and returns the
+// first, and the fewest calls counted in one of the whole windows that
+// follow it back to back (the last, partial window is left out).
+func quotaWindows(countedAt []time.Time, window time.Duration) (first time.Time, least int) {
+	first = slices.MinFunc(countedAt, time.Time.Compare)
+	whole := int(slices.MaxFunc(countedAt, time.Time.Compare).Sub(first) / window)
+	if whole == 0 {
+		return first, 0
+	}
+	per := make([]int, whole)
+	for _, t := range countedAt {
+		if i := int(t.Sub(first) / window); i < whole {
+			per[i]++
+		}
+	}
+	return first, slices.Min(per)
 }
 
 // postBurst posts n signed IDX leads for distinct people, 32 at a time, and

@@ -262,7 +262,7 @@ func (s *Store) update(ctx context.Context, rec Record, rev uint64) (uint64, err
 		return 0, err
 	}
 	next, err := kv.Update(ctx, s.cfg.Vendor, b, rev)
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if bus.Conflict(err) {
 		return 0, errConflict
 	}
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brokerflow/brokerflow/pkg/bus"
 )
 
 // Keys of the alerts bucket:
@@ -90,8 +92,7 @@ func writeJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any, re
 	} else {
 		_, err = kv.Update(ctx, key, b, rev)
 	}
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
+	if bus.Conflict(err) {
 		return errConflict
 	}
 	if err != nil {

@@ -448,7 +448,7 @@ func (s *Syncer) noteLinked(ctx context.Context, kv jetstream.KeyValue, pl plan,
 		a, b = b, a
 	}
 	key := "crm-sync.linked." + a + "." + b
-	if _, err := kv.Create(ctx, key, []byte(leadID)); errors.Is(err, jetstream.ErrKeyExists) {
+	if _, err := kv.Create(ctx, key, []byte(leadID)); bus.Conflict(err) {
 		e, err := kv.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("read linked contacts: %w", err)

@@ -55,6 +55,9 @@ type Options struct {
 	// "ledger", runs that measurement alone ("crm": speed-to-lead and the
 	// CRM quota burst).
 	Only string
+	// GroupCommitInFlight is the gateway's GATEWAY_GROUP_COMMIT_IN_FLIGHT
+	// (0: its default).
+	GroupCommitInFlight int
 	// LedgerWorkers closings are booked at a time for LedgerDuration in the
 	// QuickBooks quota measurement.
 	LedgerWorkers  int
@@ -145,7 +148,7 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 	defer rawBatchM.close()
 	var gw [2]*gatewayMeter // group commit off, on
 	for j, groupCommit := range []bool{false, true} {
-		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit); err != nil {
+		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit, o.GroupCommitInFlight); err != nil {
 			return err
 		}
 		defer gw[j].close()
@@ -172,6 +175,10 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 	}
 
 	off, on := runs[0][0], runs[0][1]
+	inFlight := o.GroupCommitInFlight
+	if inFlight == 0 {
+		inFlight = gateway.DefaultGroupCommitInFlight
+	}
 	fmt.Fprintf(w, "bench: jetstream_sync_publish_rate %.0f msg/s\n", rawSync.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate %.0f msg/s\n", rawBatch.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_size %d msgs\n", o.Concurrency)
@@ -182,6 +189,7 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", on.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch %.3f x\n", on.rate()/rawBatch.rate())
 	fmt.Fprintf(w, "bench: gateway_commit_batch_mean %.1f msgs\n", on.batchMean)
+	fmt.Fprintf(w, "bench: gateway_commit_in_flight %d batches\n", inFlight)
 	for i, clients := range []string{"", "_1client"} {
 		for j, mode := range []string{"_group_commit_off", ""} {
 			r := runs[i][j]
@@ -218,11 +226,12 @@ type gatewayMeter struct {
 	reg *prometheus.Registry
 }
 
-func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit bool) (*gatewayMeter, error) {
+func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit bool, inFlight int) (*gatewayMeter, error) {
 	reg := prometheus.NewRegistry()
 	gw, cleanup, err := startGateway(ctx, policy, reg, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
 		cfg.IDXSecrets = []string{benchSecret}
 		cfg.GroupCommit = groupCommit
+		cfg.GroupCommitInFlight = inFlight
 		return gateway.New(cfg, deps)
 	})
 	if err != nil {
@@ -240,7 +249,7 @@ func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit boo
 // measureGateway measures a gateway serving the IDX source, with group
 // commit on or off, for o.Duration.
 func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, groupCommit bool) (gatewayRun, error) {
-	m, err := newGatewayMeter(ctx, policy, groupCommit)
+	m, err := newGatewayMeter(ctx, policy, groupCommit, o.GroupCommitInFlight)
 	if err != nil {
 		return gatewayRun{}, err
 	}

@@ -146,6 +146,20 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 		return fmt.Errorf("raw atomic batch: %w", err)
 	}
 	defer rawBatchM.close()
+	// With several batches in flight, JetStream alone with as many.
+	inFlight := o.GroupCommitInFlight
+	if inFlight == 0 {
+		inFlight = gateway.DefaultGroupCommitInFlight
+	}
+	meters := []*meter{baselineM, rawSyncM, rawBatchM}
+	var rawInFlightM *meter
+	if inFlight > 1 {
+		if rawInFlightM, err = measureAtomicBatchInFlight(ctx, policy, inFlight); err != nil {
+			return fmt.Errorf("raw atomic batches in flight: %w", err)
+		}
+		defer rawInFlightM.close()
+		meters = append(meters, rawInFlightM)
+	}
 	var gw [2]*gatewayMeter // group commit off, on
 	for j, groupCommit := range []bool{false, true} {
 		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit, o.GroupCommitInFlight); err != nil {
@@ -153,7 +167,7 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 		}
 		defer gw[j].close()
 	}
-	if err := inTurns(ctx, o, 5, baselineM, rawSyncM, rawBatchM, &gw[0].meter, &gw[1].meter); err != nil {
+	if err := inTurns(ctx, o, 5, append(meters, &gw[0].meter, &gw[1].meter)...); err != nil {
 		return err
 	}
 	baseline, rawSync, rawBatch := baselineM.total, rawSyncM.total, rawBatchM.total
@@ -175,19 +189,22 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 	}
 
 	off, on := runs[0][0], runs[0][1]
-	inFlight := o.GroupCommitInFlight
-	if inFlight == 0 {
-		inFlight = gateway.DefaultGroupCommitInFlight
-	}
 	fmt.Fprintf(w, "bench: jetstream_sync_publish_rate %.0f msg/s\n", rawSync.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate %.0f msg/s\n", rawBatch.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_size %d msgs\n", o.Concurrency)
+	if rawInFlightM != nil {
+		fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate_in_flight %.0f msg/s\n", rawInFlightM.total.rate())
+		fmt.Fprintf(w, "bench: jetstream_atomic_batch_in_flight %d batches of %d msgs\n", inFlight, max(o.Concurrency/inFlight, 1))
+	}
 	fmt.Fprintf(w, "bench: gateway_baseline_rate %.0f req/s\n", baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_rate_group_commit_off %.0f req/s\n", off.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_ratio_group_commit_off %.3f x\n", off.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_rate %.0f req/s\n", on.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", on.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch %.3f x\n", on.rate()/rawBatch.rate())
+	if rawInFlightM != nil {
+		fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch_in_flight %.3f x\n", on.rate()/rawInFlightM.total.rate())
+	}
 	fmt.Fprintf(w, "bench: gateway_commit_batch_mean %.1f msgs\n", on.batchMean)
 	fmt.Fprintf(w, "bench: gateway_commit_in_flight %d batches\n", inFlight)
 	for i, clients := range []string{"", "_1client"} {
@@ -207,6 +224,9 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 		fmt.Fprintf(w, "bench: gateway_accept_rate_%s %.0f req/s\n", schemes[i].name, r.rate())
 		fmt.Fprintf(w, "bench: gateway_accept_ratio_%s %.3f x\n", schemes[i].name, r.rate()/baseline.rate())
 		errs += r.errors
+	}
+	if rawInFlightM != nil {
+		errs += rawInFlightM.total.errors
 	}
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
 	return nil

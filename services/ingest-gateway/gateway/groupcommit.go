@@ -127,11 +127,18 @@ type outcome struct {
 	err       error
 }
 
-// batch is an atomic batch being formed.
+// batch is an atomic batch being formed. Its first message is sent to the
+// server as soon as a second delivery joins (see join); the others are
+// sent with the commit.
 type batch struct {
 	members []*pending
 	bytes   int
 	full    bool
+	// pub is the batch on the server, once its first message is sent.
+	pub jetstreamext.BatchPublisher
+	// early is done once the first message is sent; firstErr is its failure.
+	early    sync.WaitGroup
+	firstErr error
 }
 
 type commitMetrics struct {
@@ -187,9 +194,12 @@ func (c *committer) store(ctx context.Context, msg *nats.Msg) (duplicate bool, e
 		c.finish([]*pending{p}, map[*pending]outcome{p: o}, time.Since(start))
 	default:
 		c.first[p.id] = p
-		c.join(p)
+		second, first := c.join(p)
 		c.maybeCommit()
 		c.mu.Unlock()
+		if second != nil {
+			c.sendFirst(second, first)
+		}
 	}
 	select {
 	case o := <-p.done:
@@ -200,8 +210,10 @@ func (c *committer) store(ctx context.Context, msg *nats.Msg) (duplicate bool, e
 }
 
 // join adds p to the last open batch, or to a new one when there is none
-// or it is full. c.mu is held.
-func (c *committer) join(p *pending) {
+// or it is full, and returns that batch and its first delivery when p is
+// its second: the caller then sends the first with sendFirst, without c.mu.
+// c.mu is held.
+func (c *committer) join(p *pending) (second *batch, first *pending) {
 	var b *batch
 	if n := len(c.open); n > 0 && !c.open[n-1].full {
 		b = c.open[n-1]
@@ -217,6 +229,29 @@ func (c *committer) join(p *pending) {
 	b.members = append(b.members, p)
 	b.bytes += p.size
 	b.full = b.full || len(b.members) >= c.maxMsgs
+	if len(b.members) == 2 {
+		b.early.Add(1)
+		return b, b.members[0]
+	}
+	return nil, nil
+}
+
+// sendFirst sends b's first delivery to the server, opening the atomic
+// batch there. The server makes each batch's staging store (on a single
+// server with file storage, a file store of its own, created, synced and
+// removed per batch: most of a batch's cost) when its first message comes,
+// so it does that while the batch is still forming and the commit before
+// is answered. Only the first goes early: messages that trickle in one by
+// one made the commit slower than sending them all at once. A batch of
+// one is not sent early: it is published alone, without staging.
+func (c *committer) sendFirst(b *batch, first *pending) {
+	defer b.early.Done()
+	// No I/O here. No flow control: the commit's ack (or error) answers
+	// for the batch.
+	b.pub, b.firstErr = jetstreamext.NewBatchPublisher(c.js, jetstreamext.BatchFlowControl{AckFirst: false})
+	if b.firstErr == nil {
+		b.firstErr = b.pub.AddMsg(first.msg)
+	}
 }
 
 // gathering reports whether the deliveries just answered are still
@@ -292,7 +327,8 @@ func (c *committer) commit(b *batch, stalled <-chan struct{}) {
 		p := b.members[0]
 		out = map[*pending]outcome{p: c.publishOne(ctx, p.msg)}
 	} else {
-		out = c.publishBatch(ctx, b.members)
+		b.early.Wait()
+		out = c.publishBatch(ctx, b)
 	}
 	c.finish(b.members, out, time.Since(start))
 }
@@ -328,18 +364,24 @@ func (c *committer) finish(members []*pending, out map[*pending]outcome, took ti
 	}
 }
 
-// publishBatch stores msgs as one atomic batch. A batch the server refuses
-// because one of its messages is already stored is published again one
-// message at a time, so that the duplicate is told so and the others are
-// stored; any other failure is every message's.
-func (c *committer) publishBatch(ctx context.Context, msgs []*pending) map[*pending]outcome {
+// publishBatch sends the rest of b, whose first message was sent, and
+// commits it. A batch the server refuses because one of its messages is
+// already stored is published again one message at a time, so that the
+// duplicate is told so and the others are stored; any other failure is
+// every message's.
+func (c *committer) publishBatch(ctx context.Context, b *batch) map[*pending]outcome {
+	msgs := b.members
 	out := make(map[*pending]outcome, len(msgs))
-	batch := make([]*nats.Msg, len(msgs))
-	for i, p := range msgs {
-		batch[i] = p.msg
+	err := b.firstErr
+	for _, p := range msgs[1 : len(msgs)-1] {
+		if err != nil {
+			break
+		}
+		err = b.pub.AddMsg(p.msg)
 	}
-	// No flow control: the commit's ack (or error) answers for the batch.
-	_, err := jetstreamext.PublishMsgBatch(ctx, c.js, batch, jetstreamext.BatchFlowControl{AckFirst: false})
+	if err == nil {
+		_, err = b.pub.CommitMsg(ctx, msgs[len(msgs)-1].msg)
+	}
 	switch {
 	case err == nil:
 		for _, p := range msgs {

@@ -59,10 +59,13 @@ type Config struct {
 	// one publish (and one fsync) each. A delivery that finds nothing in
 	// flight is published at once. GroupCommitMaxMsgs (at most
 	// MaxGroupCommitMsgs, the server's cap) and GroupCommitMaxBytes bound a
-	// batch; 0 takes the default.
+	// batch; 0 takes the default. GroupCommitInFlight is how many batches
+	// may be committing at once (1 to MaxGroupCommitInFlight); the next
+	// batch's messages are sent to the server while they commit.
 	GroupCommit         bool          `env:"GROUP_COMMIT" envDefault:"true"`
 	GroupCommitMaxMsgs  int           `env:"GROUP_COMMIT_MAX_MSGS" envDefault:"1000"`
 	GroupCommitMaxBytes int           `env:"GROUP_COMMIT_MAX_BYTES" envDefault:"8388608"`
+	GroupCommitInFlight int           `env:"GROUP_COMMIT_IN_FLIGHT" envDefault:"1"`
 	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// GRPCAddr serves the first-party SubmitLead API (docs/intake-grpc.md),
 	// in plaintext; empty disables it. GRPCTokens are its bearer tokens
@@ -115,6 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GATEWAY_GROUP_COMMIT_MAX_MSGS must be 1 to %d (the server's batch cap)", ErrConfig, MaxGroupCommitMsgs)
 	case c.GroupCommitMaxBytes < 0:
 		return fmt.Errorf("%w: GATEWAY_GROUP_COMMIT_MAX_BYTES must be positive", ErrConfig)
+	case c.GroupCommitInFlight < 0 || c.GroupCommitInFlight > MaxGroupCommitInFlight:
+		return fmt.Errorf("%w: GATEWAY_GROUP_COMMIT_IN_FLIGHT must be 1 to %d", ErrConfig, MaxGroupCommitInFlight)
 	}
 	secrets, err := service.Secrets(c.IDXSecrets, c.IDXSecretsFile)
 	if err != nil {

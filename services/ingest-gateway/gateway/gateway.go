@@ -419,22 +419,24 @@ func RedactHeaders(h http.Header) []*webhookv1.Header { return redactHeaders(h, 
 func redactHeaders(h http.Header, secret []string) []*webhookv1.Header {
 	out := make([]*webhookv1.Header, 0, len(h))
 	for name, values := range h {
-		if isCredential(name) || slices.ContainsFunc(secret, func(s string) bool { return strings.EqualFold(s, name) }) {
+		lower := strings.ToLower(name)
+		if isCredential(lower) || slices.ContainsFunc(secret, func(s string) bool { return strings.EqualFold(s, name) }) {
 			continue
 		}
-		out = append(out, &webhookv1.Header{Name: strings.ToLower(name), Values: values})
+		out = append(out, &webhookv1.Header{Name: lower, Values: values})
 	}
 	slices.SortFunc(out, func(a, b *webhookv1.Header) int { return cmp.Compare(a.GetName(), b.GetName()) })
 	return out
 }
 
-func isCredential(name string) bool {
-	n := strings.ToLower(name)
-	if credentialHeaders[n] {
+// isCredential reports whether the header named lower (in lower case)
+// carries a credential.
+func isCredential(lower string) bool {
+	if credentialHeaders[lower] {
 		return true
 	}
 	for _, w := range credentialWords {
-		if strings.Contains(n, w) {
+		if strings.Contains(lower, w) {
 			return true
 		}
 	}

@@ -246,7 +246,13 @@ func TestGroupCommit_aBatchThatCannotBePersistedIs503ForEachDelivery(t *testing.
 // stored, and found there once the server is back on the same storage.
 func TestGroupCommit_stoppingJetStreamUnderLoadAnswers2xxOnlyForWhatIsStored(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
+	stopJetStreamUnderLoad(t, setup(t))
+}
+
+// stopJetStreamUnderLoad posts webhooks from 16 clients, stops JetStream,
+// and checks that each webhook answered 2xx is stored.
+func stopJetStreamUnderLoad(t *testing.T, e *env) {
+	t.Helper()
 	const clients = 16
 	var (
 		accepted, refused atomic.Int64

@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.Only, "only", "", `"gateway", "replay", "alerter", "tms", "speed", "crm" or "ledger" runs only that measurement (the gateway against JetStream alone and bare HTTP, the reporting rebuild, the alerter's outage, stage_to_transaction, speed-to-lead, speed-to-lead and the CRM quota burst, or the QuickBooks quota)`)
 	fs.IntVar(&o.LedgerWorkers, "ledger-workers", 4, "closings booked at a time in the QuickBooks quota measurement")
 	fs.DurationVar(&o.LedgerDuration, "ledger-duration", 24*time.Second, "how long closings are booked back to back in the QuickBooks quota measurement (4 of its 6 s windows)")
+	fs.IntVar(&o.GroupCommitInFlight, "group-commit-in-flight", 0, "the gateway's GATEWAY_GROUP_COMMIT_IN_FLIGHT: atomic batches committing at once (0: the gateway's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -55,6 +55,9 @@ type Options struct {
 	// "ledger", runs that measurement alone ("crm": speed-to-lead and the
 	// CRM quota burst).
 	Only string
+	// GroupCommitInFlight is the gateway's GATEWAY_GROUP_COMMIT_IN_FLIGHT
+	// (0: its default).
+	GroupCommitInFlight int
 	// LedgerWorkers closings are booked at a time for LedgerDuration in the
 	// QuickBooks quota measurement.
 	LedgerWorkers  int
@@ -143,14 +146,28 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 		return fmt.Errorf("raw atomic batch: %w", err)
 	}
 	defer rawBatchM.close()
+	// With several batches in flight, JetStream alone with as many.
+	inFlight := o.GroupCommitInFlight
+	if inFlight == 0 {
+		inFlight = gateway.DefaultGroupCommitInFlight
+	}
+	meters := []*meter{baselineM, rawSyncM, rawBatchM}
+	var rawInFlightM *meter
+	if inFlight > 1 {
+		if rawInFlightM, err = measureAtomicBatchInFlight(ctx, policy, inFlight); err != nil {
+			return fmt.Errorf("raw atomic batches in flight: %w", err)
+		}
+		defer rawInFlightM.close()
+		meters = append(meters, rawInFlightM)
+	}
 	var gw [2]*gatewayMeter // group commit off, on
 	for j, groupCommit := range []bool{false, true} {
-		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit); err != nil {
+		if gw[j], err = newGatewayMeter(ctx, policy, groupCommit, o.GroupCommitInFlight); err != nil {
 			return err
 		}
 		defer gw[j].close()
 	}
-	if err := inTurns(ctx, o, 5, baselineM, rawSyncM, rawBatchM, &gw[0].meter, &gw[1].meter); err != nil {
+	if err := inTurns(ctx, o, 5, append(meters, &gw[0].meter, &gw[1].meter)...); err != nil {
 		return err
 	}
 	baseline, rawSync, rawBatch := baselineM.total, rawSyncM.total, rawBatchM.total
@@ -175,13 +192,21 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 	fmt.Fprintf(w, "bench: jetstream_sync_publish_rate %.0f msg/s\n", rawSync.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate %.0f msg/s\n", rawBatch.rate())
 	fmt.Fprintf(w, "bench: jetstream_atomic_batch_size %d msgs\n", o.Concurrency)
+	if rawInFlightM != nil {
+		fmt.Fprintf(w, "bench: jetstream_atomic_batch_rate_in_flight %.0f msg/s\n", rawInFlightM.total.rate())
+		fmt.Fprintf(w, "bench: jetstream_atomic_batch_in_flight %d batches of %d msgs\n", inFlight, max(o.Concurrency/inFlight, 1))
+	}
 	fmt.Fprintf(w, "bench: gateway_baseline_rate %.0f req/s\n", baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_rate_group_commit_off %.0f req/s\n", off.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_ratio_group_commit_off %.3f x\n", off.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_rate %.0f req/s\n", on.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_ratio %.3f x\n", on.rate()/baseline.rate())
 	fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch %.3f x\n", on.rate()/rawBatch.rate())
+	if rawInFlightM != nil {
+		fmt.Fprintf(w, "bench: gateway_accept_vs_atomic_batch_in_flight %.3f x\n", on.rate()/rawInFlightM.total.rate())
+	}
 	fmt.Fprintf(w, "bench: gateway_commit_batch_mean %.1f msgs\n", on.batchMean)
+	fmt.Fprintf(w, "bench: gateway_commit_in_flight %d batches\n", inFlight)
 	for i, clients := range []string{"", "_1client"} {
 		for j, mode := range []string{"_group_commit_off", ""} {
 			r := runs[i][j]
@@ -199,6 +224,9 @@ func Gateway(ctx context.Context, o Options, policy app.SyncPolicy, w io.Writer)
 		fmt.Fprintf(w, "bench: gateway_accept_rate_%s %.0f req/s\n", schemes[i].name, r.rate())
 		fmt.Fprintf(w, "bench: gateway_accept_ratio_%s %.3f x\n", schemes[i].name, r.rate()/baseline.rate())
 		errs += r.errors
+	}
+	if rawInFlightM != nil {
+		errs += rawInFlightM.total.errors
 	}
 	fmt.Fprintf(w, "bench: gateway_errors %d count\n", errs+rawSync.errors+rawBatch.errors)
 	return nil
@@ -218,11 +246,12 @@ type gatewayMeter struct {
 	reg *prometheus.Registry
 }
 
-func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit bool) (*gatewayMeter, error) {
+func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit bool, inFlight int) (*gatewayMeter, error) {
 	reg := prometheus.NewRegistry()
 	gw, cleanup, err := startGateway(ctx, policy, reg, func(cfg gateway.Config, deps service.Deps) (*gateway.Gateway, error) {
 		cfg.IDXSecrets = []string{benchSecret}
 		cfg.GroupCommit = groupCommit
+		cfg.GroupCommitInFlight = inFlight
 		return gateway.New(cfg, deps)
 	})
 	if err != nil {
@@ -240,7 +269,7 @@ func newGatewayMeter(ctx context.Context, policy app.SyncPolicy, groupCommit boo
 // measureGateway measures a gateway serving the IDX source, with group
 // commit on or off, for o.Duration.
 func measureGateway(ctx context.Context, o Options, policy app.SyncPolicy, groupCommit bool) (gatewayRun, error) {
-	m, err := newGatewayMeter(ctx, policy, groupCommit)
+	m, err := newGatewayMeter(ctx, policy, groupCommit, o.GroupCommitInFlight)
 	if err != nil {
 		return gatewayRun{}, err
 	}

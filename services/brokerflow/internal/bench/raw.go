@@ -96,6 +96,42 @@ func measureAtomicBatch(ctx context.Context, policy app.SyncPolicy) (*meter, err
 	}}, nil
 }
 
+// measureAtomicBatchInFlight is measureAtomicBatch with inFlight publishers
+// at once, each storing batches of o.Concurrency/inFlight messages: as
+// many messages in flight as there are clients, in as many batches as the
+// gateway may commit at once.
+func measureAtomicBatchInFlight(ctx context.Context, policy app.SyncPolicy, inFlight int) (*meter, error) {
+	_, js, cleanup, err := startJetStream(ctx, policy)
+	if err != nil {
+		return nil, err
+	}
+	msgs := &rawMessages{pub: bus.NewPublisher(js, bus.ServiceGateway, nil), start: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	return &meter{close: cleanup, slice: func(ctx context.Context, o Options) (result, error) {
+		each := o
+		each.Concurrency = max(o.Concurrency/inFlight, 1)
+		var (
+			mu    sync.Mutex
+			total result
+			first error
+			wg    sync.WaitGroup
+		)
+		for range inFlight {
+			wg.Go(func() {
+				r, err := atomicBatches(ctx, each, js, msgs)
+				mu.Lock()
+				defer mu.Unlock()
+				total.ok, total.errors = total.ok+r.ok, total.errors+r.errors
+				total.elapsed = max(total.elapsed, r.elapsed)
+				if first == nil {
+					first = err
+				}
+			})
+		}
+		wg.Wait()
+		return total, first
+	}}, nil
+}
+
 // atomicBatches is one slice of measureAtomicBatch.
 func atomicBatches(ctx context.Context, o Options, js jetstream.JetStream, msgs *rawMessages) (_ result, err error) {
 	var ok, failed int64

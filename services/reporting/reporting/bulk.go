@@ -209,17 +209,33 @@ func (s *Store) writeBulk(ctx context.Context, tx *sql.Tx, rows bulkRows) error 
 	return nil
 }
 
-// dueLeads adds the rows of the leads due in a batch to rows, and marks
-// them written.
-func dueLeads(leads map[string]*leadRow, due []string, rows bulkRows) error {
+// dueLead is a lead's row as it was when its batch was projected: the
+// writer makes its columns, while the reader goes on changing the kept row.
+type dueLead struct {
+	id  string
+	row leadRow
+}
+
+// dueLeads are the rows of the leads due in a batch, as they are now; it
+// marks them written.
+func dueLeads(leads map[string]*leadRow, due []string) []dueLead {
+	out := make([]dueLead, 0, len(due))
 	for _, id := range due {
 		r := leads[id]
-		row, err := r.row(id)
+		r.due, r.written = false, true
+		out = append(out, dueLead{id, *r})
+	}
+	return out
+}
+
+// addLeads adds the rows of leads to rows.
+func addLeads(rows bulkRows, leads []dueLead) error {
+	for _, l := range leads {
+		row, err := l.row.row(l.id)
 		if err != nil {
-			return fmt.Errorf("lead %s: %w", id, err)
+			return fmt.Errorf("lead %s: %w", l.id, err)
 		}
 		rows.add(bulkLeads, row...)
-		r.due, r.written = false, true
 	}
 	return nil
 }

@@ -155,6 +155,7 @@ func (b *batch) run(ctx context.Context, ds []decoded) (Applied, error) {
 type rebuildBatch struct {
 	events int
 	rows   bulkRows
+	leads  []dueLead  // their rows are made by the writer
 	later  []queued   // SQLite
 	pipe   *pgx.Batch // PostgreSQL
 }
@@ -185,13 +186,10 @@ func (s *Store) project(ctx context.Context, ds []decoded, memo *rebuildMemo) (r
 		b.pipe = &pgx.Batch{}
 	}
 	out, err := b.run(ctx, ds)
-	if err == nil {
-		err = dueLeads(memo.leads, b.due, b.rows)
-	}
 	if err != nil {
 		return rebuildBatch{}, err
 	}
-	return rebuildBatch{events: out.Events, rows: b.rows, later: b.later, pipe: b.pipe}, nil
+	return rebuildBatch{events: out.Events, rows: b.rows, leads: dueLeads(memo.leads, b.due), later: b.later, pipe: b.pipe}, nil
 }
 
 // write writes a rebuild's projected batch: into SQLite in one
@@ -200,6 +198,9 @@ func (s *Store) project(ctx context.Context, ds []decoded, memo *rebuildMemo) (r
 // a failed rebuild leaves behind to be removed, so a batch into
 // PostgreSQL need not be all or nothing.
 func (s *Store) write(ctx context.Context, rb rebuildBatch) error {
+	if err := addLeads(rb.rows, rb.leads); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dialect == dialectPostgres {

@@ -266,9 +266,10 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 	return true, nil
 }
 
-func tsOr(ts *timestamppb.Timestamp, fallback time.Time) string {
+// tsOr is ts as stored, or else the event's time (only then read).
+func (d decoded) tsOr(ts *timestamppb.Timestamp) string {
 	if ts == nil || !ts.IsValid() || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
-		return formatTime(fallback)
+		return formatTime(d.eventTime())
 	}
 	return formatTime(ts.AsTime())
 }
@@ -290,7 +291,7 @@ func (b *batch) lead(ctx context.Context, d decoded, l *leadv1.Lead) error {
 		inquiry = ""
 	}
 	args := []any{l.GetLeadId(), l.GetLeadSource(), "normalized", sql.NullString{},
-		tsOr(l.GetReceivedAt(), d.eventTime()), strings.ToLower(inquiry),
+		d.tsOr(l.GetReceivedAt()), strings.ToLower(inquiry),
 		nullStr(l.GetCampaign().GetUtmSource()), nullStr(l.GetCampaign().GetUtmMedium()), nullStr(l.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(l.GetWebhook().GetStream()), nullSeq(l.GetWebhook().GetSequence())}
 	if b.rebuild {
@@ -312,7 +313,7 @@ func nullSeq(s uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(s), Val
 func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected) error {
 	p := r.GetPartial()
 	args := []any{r.GetLeadId(), r.GetLeadSource(), "rejected", nullStr(r.GetReason()),
-		tsOr(p.GetReceivedAt(), d.eventTime()), "",
+		d.tsOr(p.GetReceivedAt()), "",
 		nullStr(p.GetCampaign().GetUtmSource()), nullStr(p.GetCampaign().GetUtmMedium()), nullStr(p.GetCampaign().GetUtmCampaign()),
 		d.Stream, int64(d.Seq), nullStr(r.GetWebhook().GetStream()), nullSeq(r.GetWebhook().GetSequence())}
 	if b.rebuild {
@@ -332,7 +333,7 @@ func (b *batch) rejected(ctx context.Context, d decoded, r *leadv1.LeadRejected)
 func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) error {
 	outcome := strings.ToLower(strings.TrimPrefix(s.GetOutcome().String(), "SYNC_OUTCOME_"))
 	args := []any{s.GetLeadId(), nullStr(s.GetLeadSource()), nullStr(s.GetCrm()), nullStr(s.GetContactId()),
-		outcome, nullStr(s.GetMatchedBy()), tsOr(s.GetSyncedAt(), d.eventTime()), int64(d.Seq)}
+		outcome, nullStr(s.GetMatchedBy()), d.tsOr(s.GetSyncedAt()), int64(d.Seq)}
 	if b.rebuild {
 		r := b.leadOf(s.GetLeadId())
 		r.setSynced(args)
@@ -374,7 +375,7 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 		active = 1
 	}
 	args := []any{d.Stream, int64(d.Seq), d.id, c.GetCrm(), c.GetContactId(), c.GetOldStage(), c.GetNewStage(),
-		int64(active), tsOr(c.GetChangedAt(), d.eventTime()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId()}
+		int64(active), d.tsOr(c.GetChangedAt()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId()}
 	if b.rebuild {
 		b.rows.add(bulkStages, args...)
 		return nil
@@ -426,7 +427,7 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 	}
 	sort.Strings(fields)
 	args := []any{d.Stream, int64(d.Seq), d.id, u.GetCrm(), u.GetContactId(), strings.Join(fields, ","),
-		u.GetStage(), tsOr(u.GetUpdatedAt(), d.eventTime()), u.GetCorrelation().GetSource(), u.GetCrmEventId()}
+		u.GetStage(), d.tsOr(u.GetUpdatedAt()), u.GetCorrelation().GetSource(), u.GetCrmEventId()}
 	if b.rebuild {
 		b.rows.add(bulkUpdates, args...)
 		return nil
@@ -444,7 +445,7 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 		currency = "USD"
 	}
 	err := b.exec(ctx, b.stmts.spendSet, sqlSpendSet, d.id, s.GetSource(), s.GetMonth(), s.GetAmount().GetAmountMinor(), currency,
-		s.GetSetBy(), tsOr(s.GetSetAt(), d.eventTime()), s.GetNote(), d.Stream, int64(d.Seq))
+		s.GetSetBy(), d.tsOr(s.GetSetAt()), s.GetNote(), d.Stream, int64(d.Seq))
 	if err == nil {
 		err = b.exec(ctx, b.stmts.spend, sqlSpend, s.GetSource(), s.GetMonth())
 	}
@@ -456,7 +457,7 @@ func (b *batch) spend(ctx context.Context, d decoded, s *reportingv1.SpendSet) e
 
 func (b *batch) txOpened(ctx context.Context, d decoded, o *tmsv1.TransactionOpened) error {
 	err := b.exec(ctx, b.stmts.txOpened, sqlTxOpened, o.GetTransactionId(), nullStr(o.GetTms()), nullStr(o.GetCrm()),
-		nullStr(o.GetContactId()), nullStr(o.GetCorrelation().GetLeadId()), nullStr(o.GetStatus()), tsOr(o.GetOpenedAt(), d.eventTime()),
+		nullStr(o.GetContactId()), nullStr(o.GetCorrelation().GetLeadId()), nullStr(o.GetStatus()), d.tsOr(o.GetOpenedAt()),
 		nullStr(o.GetTransactionType()), nullStr(o.GetProfileId()), nullStr(o.GetEpisodeId()))
 	if err != nil {
 		return fmt.Errorf("project transaction opened %s: %w", o.GetTransactionId(), err)
@@ -494,7 +495,7 @@ func (b *batch) txClosed(ctx context.Context, d decoded, c *tmsv1.TransactionClo
 		currency = com.GetGross().GetCurrencyCode()
 	}
 	err := b.exec(ctx, b.stmts.closing, sqlClosing, d.Stream, int64(d.Seq), d.id, id, c.GetTms(), c.GetStatus(),
-		tsOr(c.GetClosedAt(), d.eventTime()), nullStr(c.GetCloseDate()), nullMoney(c.GetSalePrice()), nullMoney(com.GetGross()),
+		d.tsOr(c.GetClosedAt()), nullStr(c.GetCloseDate()), nullMoney(c.GetSalePrice()), nullMoney(com.GetGross()),
 		nullStr(currency), nullStr(com.GetAgentId()), nullStr(com.GetSide()), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
 	if err == nil && !b.rebuild {
 		_, err = b.stmts.txClosing.ExecContext(ctx, id)
@@ -513,7 +514,7 @@ func (b *batch) booked(ctx context.Context, d decoded, c *ledgerv1.CommissionBoo
 	err := b.exec(ctx, b.stmts.booking, sqlBooking, d.Stream, int64(d.Seq), d.id, id, c.GetTms(), c.GetLedger(), c.GetCompanyId(),
 		c.GetDocumentType(), c.GetDocumentId(), c.GetDocumentNumber(), c.GetAgentId(), nullMoney(c.GetGross()),
 		nullMoney(c.GetBrokerageNet()), nullMoney(c.GetAgentShare()), nullStr(c.GetGross().GetCurrencyCode()), c.GetPlanId(),
-		tsOr(c.GetBookedAt(), d.eventTime()), c.GetFactsHash(), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
+		d.tsOr(c.GetBookedAt()), c.GetFactsHash(), nullStr(corr.GetContactId()), nullStr(corr.GetLeadId()))
 	if err == nil {
 		err = b.ledgered(ctx, id)
 	}
@@ -534,7 +535,7 @@ func (b *batch) paid(ctx context.Context, d decoded, p *ledgerv1.CommissionPaid)
 	}
 	err := b.exec(ctx, b.stmts.payment, sqlPayment, p.GetLedger(), p.GetDocumentId(), p.GetPaymentId(), d.Stream, int64(d.Seq), d.id,
 		id, p.GetCompanyId(), p.GetDocumentType(), p.GetAmount().GetAmountMinor(), nullStr(p.GetAmount().GetCurrencyCode()),
-		nullStr(p.GetPaidDate()), nullMoney(p.GetBalance()), fully, tsOr(p.GetObservedAt(), d.eventTime()))
+		nullStr(p.GetPaidDate()), nullMoney(p.GetBalance()), fully, d.tsOr(p.GetObservedAt()))
 	if err == nil {
 		err = b.ledgered(ctx, id)
 	}

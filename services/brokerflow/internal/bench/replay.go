@@ -112,26 +112,44 @@ func Replay(ctx context.Context, o Options, w io.Writer) error {
 	return nil
 }
 
-// replayInto rebuilds the read model as name in p, then bulk-inserts rows
-// with bulk, and prints the figures under prefix.
+// replayInto rebuilds the read model in p three times (as name, then
+// name-2 and name-3), then bulk-inserts rows with bulk, and prints the
+// figures under prefix. The rate is the fastest of the three rebuilds, as
+// the raw read's is the fastest of three reads: the same estimate on both
+// sides of the ratio, each rebuild's own rate printed beside it.
 func replayInto(ctx context.Context, js jetstream.JetStream, w io.Writer, prefix string, p reporting.Place, name string,
 	bulk func(context.Context, []eventRow) (float64, error), rows []eventRow, raw float64,
 ) error {
-	res, err := reporting.Rebuild(ctx, js, p, name, reporting.ReplayOptions{})
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if res.Read != len(rows) {
-		return fmt.Errorf("replay read %d of %d events", res.Read, len(rows))
+	var rates []string
+	best := 0.0
+	for i := range 3 {
+		n := name
+		if i > 0 {
+			base, ext, _ := strings.Cut(name, ".")
+			n = fmt.Sprintf("%s_%d", base, i+1)
+			if ext != "" {
+				n += "." + ext
+			}
+		}
+		res, err := reporting.Rebuild(ctx, js, p, n, reporting.ReplayOptions{})
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		if res.Read != len(rows) {
+			return fmt.Errorf("replay read %d of %d events", res.Read, len(rows))
+		}
+		rates = append(rates, fmt.Sprintf("%.0f", res.Rate()))
+		best = max(best, res.Rate())
 	}
 	ceiling, err := bulk(ctx, rows)
 	if err != nil {
 		return fmt.Errorf("bulk insert: %w", err)
 	}
-	fmt.Fprintf(w, "bench: %s_events_per_s %.0f events/s\n", prefix, res.Rate())
-	fmt.Fprintf(w, "bench: %s_ratio %.3f x\n", prefix, res.Rate()/raw)
+	fmt.Fprintf(w, "# %s: the three rebuilds' rates: %s events/s\n", prefix, strings.Join(rates, ", "))
+	fmt.Fprintf(w, "bench: %s_events_per_s %.0f events/s\n", prefix, best)
+	fmt.Fprintf(w, "bench: %s_ratio %.3f x\n", prefix, best/raw)
 	fmt.Fprintf(w, "bench: %s_bulk_insert_per_s %.0f rows/s\n", prefix, ceiling)
-	fmt.Fprintf(w, "bench: %s_vs_bulk_insert_ratio %.3f x\n", prefix, res.Rate()/ceiling)
+	fmt.Fprintf(w, "bench: %s_vs_bulk_insert_ratio %.3f x\n", prefix, best/ceiling)
 	return nil
 }
 

@@ -209,9 +209,7 @@ func liveAndRebuilt(t *testing.T, js jetstream.JetStream, db string, events []re
 func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 	t.Parallel()
 	onEach(t, func(t *testing.T, db string) {
-		srv := natstest.Start(t)
-		_, js := natstest.Connect(t, srv)
-		natstest.Apply(t, js, bus.DefaultTopology())
+		js := streams(t)
 		r := rand.New(rand.NewPCG(19, 2026))
 		publishWithCopies(t, js, r, busyDay(r))
 		events := streamEvents(t, js)
@@ -260,9 +258,7 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 func TestRebuild_aLeadChangedAfterItsRowIsWrittenIsWrittenAgain(t *testing.T) {
 	t.Parallel()
 	onEach(t, func(t *testing.T, db string) {
-		srv := natstest.Start(t)
-		_, js := natstest.Connect(t, srv)
-		natstest.Apply(t, js, bus.DefaultTopology())
+		js := streams(t)
 		again := lead("ld_001", "zillow", 3*time.Minute)
 		again.id += ":redriven"
 		events := []published{

@@ -217,6 +217,16 @@ const (
 )
 
 // onEach runs fn as a parallel subtest on each database.
+// streams is an embedded JetStream with every stream the read model is
+// built from.
+func streams(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	natstest.Apply(t, js, bus.DefaultTopology())
+	return js
+}
+
 func onEach(t *testing.T, fn func(t *testing.T, db string)) {
 	t.Helper()
 	for _, db := range []string{onSQLite, onPostgres} {

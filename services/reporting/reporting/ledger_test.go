@@ -8,8 +8,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/brokerflow/brokerflow/pkg/bus"
-	"github.com/brokerflow/brokerflow/pkg/natstest"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	ledgerv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ledger/v1"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
@@ -66,9 +64,7 @@ func ledgerDay() []published {
 func TestLedger_commissionsFillTransactionsAndTheReport(t *testing.T) {
 	t.Parallel()
 	onEach(t, func(t *testing.T, db string) {
-		srv := natstest.Start(t)
-		_, js := natstest.Connect(t, srv)
-		natstest.Apply(t, js, bus.DefaultTopology())
+		js := streams(t)
 		publishAll(t, js, ledgerDay())
 		events := streamEvents(t, js)
 		slices.Reverse(events) // the LEDGER events first, newest first

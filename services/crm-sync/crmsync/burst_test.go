@@ -151,7 +151,7 @@ func (c *cluster) waitSynced(t *testing.T, leads []testLead) {
 	natstest.Eventually(t, 3*time.Minute, "every lead synced", func() bool {
 		return natstest.Count(t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced) >= uint64(len(leads))
 	})
-	natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+	natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 }
 
 // contacts returns the CRM's contacts, with their activities.

@@ -97,10 +97,10 @@ func TestSyncer_contactDetailsFollowThePerson(t *testing.T) {
 			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
 			first := testLead{"ld_call_in", "Dana", "Reyes", "", phone(1)}
 			c.publish(t, []testLead{first})
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			later := []testLead{first, {"ld_web_form", "Dana", "Reyes", "dana@example.com", phone(1)}}
 			c.publish(t, later[1:])
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			c.assertOnePerPerson(t, later, false)
 		})
 	}
@@ -122,13 +122,13 @@ func TestSyncer_leadJoiningTwoContactsLinksThem(t *testing.T) {
 				{"ld_by_phone", "Augusta", "King", "", phone(7)},
 			}
 			c.publish(t, leads)
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			both := []testLead{
 				{"ld_joins", "Ada", "King", "ada@example.com", phone(7)},
 				{"ld_joins_again", "Ada", "King", "ada@example.com", phone(7)},
 			}
 			c.publish(t, both)
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			contacts := c.contacts()
 			if len(contacts) != 2 {
 				t.Fatalf("%d contacts, want the 2 linked ones: %+v", len(contacts), contacts)
@@ -161,10 +161,10 @@ func TestSyncer_crashAfterTheCRMCallRecordsTheLeadOnce(t *testing.T) {
 			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
 			leads := []testLead{{"ld_killed_new", "Ada", "Lovelace", "ada@example.com", phone(3)}}
 			c.publish(t, leads)
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			leads = append(leads, testLead{"ld_killed_known", "Ada", "Lovelace", "ada@example.com", phone(3)})
 			c.publish(t, leads[1:])
-			natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			if n := c.hooks.Armed(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall); n != 0 {
 				t.Fatalf("%d crashes did not happen", n)
 			}
@@ -201,7 +201,7 @@ func TestSyncer_zombieReplicaIsFencedOut(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past its claims, into the slow search
 	cut()
 	c.replica(t)
-	natstest.WaitSettled(t, c.js, bus.StreamLeads, "crm-sync")
+	natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 	time.Sleep(3 * time.Second) // the zombie's search has answered: it would call now
 	c.assertOnePerPerson(t, leads, false)
 	if n := len(c.contacts()); n != 1 {

@@ -66,7 +66,7 @@ func TestLionDesk_syncerKeepsOneContactPerPerson(t *testing.T) {
 		if _, err := pub.Publish(natstest.Context(t, 10*time.Second), "lead.normalized.idx", "lead.normalized:"+id, l); err != nil {
 			t.Fatal(err)
 		}
-		natstest.WaitSettled(t, js, bus.StreamLeads, "crm-sync")
+		natstest.WaitCaughtUp(t, js, bus.StreamLeads, "crm-sync")
 	}
 	contacts, notes := ld.Contacts(), ld.Notes()
 	if len(contacts) != 1 || len(notes) != 2 || notes[1].ContactID != contacts[0].ID || !strings.Contains(notes[1].Content, "ld_two") {

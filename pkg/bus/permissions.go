@@ -99,12 +99,16 @@ var Services = []ServiceSpec{
 	// (and the outcome of their redrive), which every consumer may.
 	{Name: ServiceReporting},
 	// The alerter reads the message a failure names, in whatever stream,
-	// and how full every stream and how far behind every consumer is.
+	// how full every stream and how far behind every consumer is, and the
+	// pollers' health records in cursors (read only; not the cursors).
 	{
-		Name:              ServiceAlerter,
-		Publishes:         []string{AlertSentSubject},
-		Streams:           []string{StreamWebhooks, StreamLeads, StreamCRM, StreamTMS, StreamLedger, StreamOps, StreamReporting},
-		KV:                []KVAccess{{Bucket: AlertsBucket, Keys: ">", Write: true}},
+		Name:      ServiceAlerter,
+		Publishes: []string{AlertSentSubject},
+		Streams:   []string{StreamWebhooks, StreamLeads, StreamCRM, StreamTMS, StreamLedger, StreamOps, StreamReporting},
+		KV: []KVAccess{
+			{Bucket: AlertsBucket, Keys: ">", Write: true},
+			{Bucket: "cursors", Keys: PollHealthKeys},
+		},
 		InspectsConsumers: true,
 	},
 }

@@ -204,6 +204,11 @@ var Buckets = []BucketSpec{
 // AlertsBucket is the alerter's KV bucket.
 const AlertsBucket = "alerts"
 
+// PollHealthKeys is the pattern of the pollers' health keys in the cursors
+// bucket ("<service>.health.<poller>", each in its service's own prefix):
+// the keys the alerter may read there.
+const PollHealthKeys = "*.health.>"
+
 // Topology holds the deployment-dependent settings applied to the declarations.
 type Topology struct {
 	// Replicas is 1 on an embedded server and 3 on a cluster.

@@ -15,6 +15,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natsauth"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	"github.com/brokerflow/brokerflow/pkg/service"
 )
 
 // violations collects the server's permission refusals on one connection.
@@ -161,6 +162,10 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "reporting.x"), redrive(bus.ServiceReporting),
 			changeConsumer(bus.ReportingLeads), publish("$JS.API.CONSUMER.MSG.NEXT.LEADS.crm-sync"), subscribe("_INBOX.>"),
 		}},
+		// The alerter reads the pollers' health in cursors, and writes none of it.
+		{bus.ServiceAlerter, []action{
+			kvPut("cursors", "crm-sync.health.liondesk"), kvPut("cursors", "crm-sync.liondesk"), publish("crm.contact.synced"),
+		}},
 		{bus.UserAnalyst, []action{
 			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), kvPut("identity", "followupboss.email.x"),
 			publish(bus.SpendSubject("zillow", "2026-03")),
@@ -229,6 +234,15 @@ func TestPermissions_eachUserCanDoItsOwnWork(t *testing.T) {
 	}
 	if _, err := lkv.Put(ctx, "ledger-sync.quickbooks.cdc", []byte("2026-03-01T00:00:00Z")); err != nil {
 		t.Fatalf("ledger-sync moves its cursor: %v", err)
+	}
+	// ... and keeps its poller's health there, which the alerter reads.
+	if _, err := lkv.Put(ctx, service.HealthKey("ledger-sync.quickbooks.cdc"), []byte(`{"service":"ledger-sync","consecutive_failures":3}`)); err != nil {
+		t.Fatalf("ledger-sync records its poller's health: %v", err)
+	}
+	_, alertjs := natstest.ConnectAs(t, srv, creds, bus.ServiceAlerter)
+	health, err := service.ReadPollHealth(ctx, alertjs)
+	if h := health["ledger-sync.health.quickbooks.cdc"]; err != nil || h.Service != "ledger-sync" || h.Failures != 3 {
+		t.Fatalf("the alerter reads the pollers' health: %+v, %v", health, err)
 	}
 	_, ajs := natstest.ConnectAs(t, srv, creds, bus.UserAnalyst)
 	oc, err := ajs.OrderedConsumer(ctx, bus.StreamWebhooks, jetstream.OrderedConsumerConfig{})

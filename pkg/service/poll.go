@@ -56,16 +56,26 @@ func (c *Cursor) Save(ctx context.Context, t time.Time) error {
 	return nil
 }
 
-// PollEvery runs poll at once and then every interval until ctx is done. A
-// failed poll is logged, naming what is polled, and tried again at the next
-// tick: a poll that moves its cursor only past what it handled skips
-// nothing.
-func PollEvery(ctx context.Context, interval time.Duration, what string, poll func(context.Context) error) error {
+// PollEvery runs poll at once and then every interval until ctx is done,
+// from the cursor c. A failed poll is logged, naming what is polled, and
+// tried again at the next tick: a poll that moves its cursor only past what
+// it handled skips nothing. Each poll's outcome is kept in the poller's
+// health record (PollHealth, under HealthKey of the cursor's key), which the
+// alerter's poll_failing check reads.
+func PollEvery(ctx context.Context, c *Cursor, interval time.Duration, what string, poll func(context.Context) error) error {
+	h := c.bindHealth(ctx, what, interval)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := poll(ctx); err != nil && ctx.Err() == nil {
+		err := poll(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
 			logging.FromContext(ctx).Warn("poll failed; will try again", "polled", what, "err", err)
+		}
+		if herr := h.record(ctx, time.Now(), err); herr != nil && ctx.Err() == nil {
+			logging.FromContext(ctx).Warn("poll health not recorded", "polled", what, "err", herr)
 		}
 		select {
 		case <-ctx.Done():

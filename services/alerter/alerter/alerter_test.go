@@ -79,6 +79,7 @@ type env struct {
 	stopAlerter func()
 	fub         *sandbox.FUB
 	sb          *sandbox.Sandbox
+	base        string
 	recv        *receiver
 	pub         *bus.Publisher
 	hooks       *bus.TestHooks
@@ -93,6 +94,8 @@ type options struct {
 	stuck    time.Duration
 	full     float64
 	maxBytes int64
+	// pollFailing turns the poll_failing check on.
+	pollFailing time.Duration
 }
 
 func setup(t *testing.T, o options) *env {
@@ -135,13 +138,14 @@ func setup(t *testing.T, o options) *env {
 		SilentSources:       o.silent,
 		StuckAfter:          o.stuck,
 		StreamFullRatio:     o.full,
+		PollFailingAfter:    o.pollFailing,
 		ShutdownTimeout:     5 * time.Second,
 		Bus:                 consume,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{js: js, nc: nc, fub: fub, sb: sb, recv: recv, pub: bus.NewPublisher(js, "normalizer", nil), hooks: hooks, cfg: cfg}
+	e := &env{js: js, nc: nc, fub: fub, sb: sb, base: base, recv: recv, pub: bus.NewPublisher(js, "normalizer", nil), hooks: hooks, cfg: cfg}
 	e.stopAlerter = e.startAlerter(t)
 	natstest.WaitConsumer(t, js, bus.StreamLeads, bus.CRMSyncLeads.Durable)
 	return e
@@ -262,6 +266,7 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 	}
 	redrive := alerter.RedriveCommand("crm-sync", "LEADS", seq)
 	msg := e.sb.Slack().Messages()[0]
+	t.Logf("alert: %s %s", msg.Text, msg.Blocks)
 	for _, want := range []string{redrive, "crm.http_400", "crm-sync / crm-sync", "ld_bad", "[redacted]", "Attempts", "Invalid person"} {
 		if !strings.Contains(string(msg.Blocks), want) {
 			t.Errorf("the Slack message lacks %q:\n%s", want, msg.Blocks)
@@ -489,6 +494,48 @@ func TestAlerter_silentSourceAlertsOnce(t *testing.T) {
 	natstest.Eventually(t, 30*time.Second, "the resolve", func() bool {
 		a := e.sb.PagerDuty().Alerts()
 		return len(a) == 1 && a[0].Status == "resolved"
+	})
+}
+
+// A LionDesk whose token is refused makes every poll of crm-sync fail: one
+// alert, naming the service, what it polls and the vendor's answer, however
+// long it keeps failing; the vendor's recovery resolves it.
+func TestAlerter_failingPollAlertsOnceThenResolves(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{pollFailing: 300 * time.Millisecond})
+	ld := e.sb.LionDesk()
+	ld.InjectFault(sandbox.Fault{Method: http.MethodGet, Status: http.StatusUnauthorized, Count: 1 << 30, Body: `{"error":"invalid_token"}`})
+	ccfg := crmsync.Config{CRM: "liondesk", LionDesk: crmtest.LionDeskConfig(e.base), PollInterval: 50 * time.Millisecond,
+		Concurrency: 1, ShutdownTimeout: 5 * time.Second, Bus: e.cfg.Bus, IdentityPeppers: []string{"test-pepper-0123456789abcdef"}}
+	poller, err := crmsync.New(ccfg, service.Deps{NATS: e.nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, poller.Run)
+
+	natstest.Eventually(t, 30*time.Second, "the failing poll's alert", func() bool { return len(e.triggers()) == 1 })
+	firing := time.Now()
+	natstest.Eventually(t, 30*time.Second, "ten more ticks", func() bool { return time.Since(firing) > 10*e.cfg.Tick })
+	if n, tr := len(e.sb.Slack().Messages()), len(e.triggers()); n != 1 || tr != 1 {
+		t.Fatalf("%d Slack messages and %d triggers while the poll fails, want 1 and 1", n, tr)
+	}
+	msg := e.sb.Slack().Messages()[0]
+	t.Logf("alert: %s %s", msg.Text, msg.Blocks)
+	if !strings.Contains(msg.Text, "crm-sync: the poll of CRM liondesk has failed") {
+		t.Errorf("alert = %q", msg.Text)
+	}
+	if text := msg.Text + string(msg.Blocks); !strings.Contains(text, "HTTP 401") || !strings.Contains(text, "invalid_token") {
+		t.Errorf("the alert does not carry the last error: %s", text)
+	}
+
+	ld.ClearFaults()
+	natstest.Eventually(t, 30*time.Second, "the resolve", func() bool {
+		a := e.sb.PagerDuty().Alerts()
+		return len(a) == 1 && a[0].Status == "resolved"
+	})
+	natstest.Eventually(t, 30*time.Second, "the resolve in Slack", func() bool {
+		m := e.sb.Slack().Messages()
+		return len(m) == 2 && strings.HasPrefix(m[1].Text, "Resolved: crm-sync: the poll of CRM liondesk")
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/service"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 )
 
@@ -19,7 +20,13 @@ const (
 	CheckStuck  = "consumer_stuck"
 	CheckFull   = "stream_full"
 	CheckSilent = "source_silent"
+	CheckPoll   = "poll_failing"
 )
+
+// pollFailuresToAlert is the fewest failed polls in a row that alert: a
+// poller whose interval is longer than PollFailingAfter is retried once
+// before a person is told.
+const pollFailuresToAlert = 2
 
 // checkState is a firing check, in the alerts bucket.
 type checkState struct {
@@ -50,6 +57,10 @@ func (a *Alerter) check(ctx context.Context) error {
 	}
 	if len(a.silent) > 0 {
 		f, err := a.checkSilent(ctx)
+		found, errs = append(found, f...), append(errs, err)
+	}
+	if a.cfg.PollFailingAfter > 0 {
+		f, err := a.checkPolls(ctx)
 		found, errs = append(found, f...), append(errs, err)
 	}
 	for _, f := range found {
@@ -223,6 +234,29 @@ func (a *Alerter) checkSilent(ctx context.Context) ([]finding, error) {
 		out = append(out, f)
 	}
 	return out, errors.Join(errs...)
+}
+
+// checkPolls finds pollers whose every poll has failed for PollFailingAfter
+// or longer, at least pollFailuresToAlert times in a row, from the health
+// records the pollers keep in the cursors bucket.
+func (a *Alerter) checkPolls(ctx context.Context) ([]finding, error) {
+	records, err := service.ReadPollHealth(ctx, a.w.JetStream())
+	out := make([]finding, 0, len(records))
+	for key, h := range records {
+		f := finding{check: CheckPoll, subject: key, service: h.Service}
+		if failing := a.now().Sub(h.FailingSince); h.Failures >= pollFailuresToAlert && failing >= a.cfg.PollFailingAfter {
+			f.firing = true
+			f.title = fmt.Sprintf("%s: the poll of %s has failed for %s", h.Service, h.Polled, roughly(failing))
+			last := "none recorded"
+			if !h.LastSuccess.IsZero() {
+				last = h.LastSuccess.UTC().Format(time.RFC3339)
+			}
+			f.reason = fmt.Sprintf("%s polls %s every %s; every poll since %s has failed (%d in a row, threshold %s). Last success: %s. Last error: %s",
+				h.Service, h.Polled, h.Interval, h.FailingSince.UTC().Format(time.RFC3339), h.Failures, a.cfg.PollFailingAfter, last, h.LastError)
+		}
+		out = append(out, f)
+	}
+	return out, err
 }
 
 // roughly is d for a person: to the second, or to 100 ms under a minute.

@@ -61,6 +61,10 @@ type Config struct {
 	// SilentSources are "source=duration" pairs: alert when no lead webhook
 	// arrived from the source for that long. Empty (the default): off.
 	SilentSources []string `env:"SILENT_SOURCES"`
+	// PollFailingAfter alerts when a poller (LionDesk, SkySlope's sales,
+	// QuickBooks' Change Data Capture) has failed every poll for this long,
+	// at least twice in a row; 0 turns the check off.
+	PollFailingAfter time.Duration `env:"POLL_FAILING_AFTER" envDefault:"10m"`
 
 	OpsAddr         string        `env:"OPS_ADDR" envDefault:":9094"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -125,8 +129,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s%s: %w", ErrConfig, Prefix, r.name, err)
 		}
 	}
-	if c.GroupWindow <= 0 || c.QuietPeriod <= 0 || c.Tick <= 0 || c.HTTPTimeout <= 0 || c.AdvisoryGrace < 0 {
-		return fmt.Errorf("%w: %sGROUP_WINDOW, QUIET_PERIOD, TICK and HTTP_TIMEOUT must be positive, ADVISORY_GRACE not negative", ErrConfig, Prefix)
+	if c.GroupWindow <= 0 || c.QuietPeriod <= 0 || c.Tick <= 0 || c.HTTPTimeout <= 0 || c.AdvisoryGrace < 0 || c.PollFailingAfter < 0 {
+		return fmt.Errorf("%w: %sGROUP_WINDOW, QUIET_PERIOD, TICK and HTTP_TIMEOUT must be positive, ADVISORY_GRACE and POLL_FAILING_AFTER not negative", ErrConfig, Prefix)
 	}
 	if _, err := c.silentSources(); err != nil {
 		return err

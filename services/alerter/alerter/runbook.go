@@ -20,6 +20,8 @@ func Runbook(a *Alert) string {
 		return "stream-full"
 	case strings.HasPrefix(a.Group, "check/"+CheckSilent):
 		return "source-silent"
+	case strings.HasPrefix(a.Group, "check/"+CheckPoll):
+		return "poll-failing"
 	case a.Kind == opsv1.AlertKind_ALERT_KIND_TEST:
 		return "README"
 	}

@@ -43,7 +43,7 @@ func (p *poller) run(ctx context.Context) error {
 		return err
 	}
 	p.cursor = c
-	return service.PollEvery(ctx, p.interval, "CRM "+p.crm.Name(), p.poll)
+	return service.PollEvery(ctx, c, p.interval, "CRM "+p.crm.Name(), p.poll)
 }
 
 // poll reads the changes since the cursor, announces them, and moves the

@@ -30,7 +30,7 @@ func (s *Syncer) pollChanges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return service.PollEvery(ctx, s.cfg.CDCInterval, "QuickBooks Change Data Capture", func(ctx context.Context) error {
+	return service.PollEvery(ctx, cur, s.cfg.CDCInterval, "QuickBooks Change Data Capture", func(ctx context.Context) error {
 		return s.pollOnce(ctx, cur)
 	})
 }

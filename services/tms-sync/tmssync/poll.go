@@ -50,7 +50,7 @@ func (p *poller) run(ctx context.Context) error {
 		return err
 	}
 	p.cursor = c
-	return service.PollEvery(ctx, p.interval, "TMS "+p.tms.Name(), p.poll)
+	return service.PollEvery(ctx, c, p.interval, "TMS "+p.tms.Name(), p.poll)
 }
 
 // poll reads the sales changed since the cursor, stores each, and moves the

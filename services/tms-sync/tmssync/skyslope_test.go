@@ -242,3 +242,28 @@ func TestSkySlope_saleNotOpenedByBrokerflowStillCloses(t *testing.T) {
 		t.Fatalf("closed = %v", c)
 	}
 }
+
+// TestSkySlope_failingPollIsKeptInItsHealth: while SkySlope answers 503,
+// every poll of its sales fails and the poller's health record
+// (tms-sync.health.skyslope, which the alerter reads) counts the failures
+// and keeps the error; the first poll that succeeds again clears them.
+func TestSkySlope_failingPollIsKeptInItsHealth(t *testing.T) {
+	t.Parallel()
+	e := setupSkySlope(t, nil)
+	e.ss.InjectFault(sandbox.Fault{Status: 503, Count: 1 << 30, Body: "maintenance"})
+	e.start(t)
+	record := func() service.PollHealth {
+		all, err := service.ReadPollHealth(natstest.Context(t, 5*time.Second), e.js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all["tms-sync.health.skyslope"]
+	}
+	natstest.Eventually(t, 30*time.Second, "two failed polls recorded", func() bool { return record().Failures >= 2 })
+	if h := record(); h.Service != bus.ServiceTMSSync || h.Polled != "TMS skyslope" || h.Interval != 50*time.Millisecond ||
+		!strings.Contains(h.LastError, "HTTP 503") || h.FailingSince.IsZero() {
+		t.Fatalf("health while SkySlope is down: %+v", h)
+	}
+	e.ss.ClearFaults()
+	natstest.Eventually(t, 30*time.Second, "the recovery recorded", func() bool { h := record(); return h.Failures == 0 && !h.LastSuccess.IsZero() })
+}

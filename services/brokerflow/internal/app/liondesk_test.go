@@ -69,3 +69,28 @@ func TestSystem_sandboxLionDeskGetsTheLeadOnceAndIsPolled(t *testing.T) {
 		t.Fatalf("update = %v", &ev)
 	}
 }
+
+// TestSystem_liondeskPollThatKeepsFailingAlertsOnce: in the all-in-one, each
+// service on its own NATS user, a LionDesk that refuses crm-sync's token
+// makes every poll fail; crm-sync keeps that in its poller's health record
+// and the alerter, which may only read it, sends one alert to the sandbox's
+// Slack, then the resolve once LionDesk answers again.
+func TestSystem_liondeskPollThatKeepsFailingAlertsOnce(t *testing.T) {
+	t.Parallel()
+	s := start(t, "CRMSYNC_CRM=liondesk", "CRMSYNC_POLL_INTERVAL=100ms", "ALERTER_TICK=100ms", "ALERTER_POLL_FAILING_AFTER=500ms")
+	if s.CredsDir == "" {
+		t.Fatal("the services do not run on their own users")
+	}
+	ld := s.Sandbox.LionDesk()
+	ld.InjectFault(sandbox.Fault{Method: http.MethodGet, Status: http.StatusUnauthorized, Count: 1 << 30, Body: `{"error":"invalid_token"}`})
+	natstest.Eventually(t, 30*time.Second, "the failing poll's alert", func() bool { return len(s.Sandbox.Slack().Messages()) >= 1 })
+	msg := s.Sandbox.Slack().Messages()[0]
+	if text := msg.Text + string(msg.Blocks); !strings.Contains(msg.Text, "crm-sync: the poll of CRM liondesk has failed") || !strings.Contains(text, "HTTP 401") {
+		t.Fatalf("alert = %s", text)
+	}
+	ld.ClearFaults()
+	natstest.Eventually(t, 30*time.Second, "the resolve", func() bool {
+		m := s.Sandbox.Slack().Messages()
+		return len(m) == 2 && strings.HasPrefix(m[1].Text, "Resolved: crm-sync: the poll of CRM liondesk")
+	})
+}

@@ -33,8 +33,8 @@ type ServiceSpec struct {
 	// Pauses says its handlers may pause their consumers (PauseOnThrottle).
 	Pauses bool
 	// InspectsConsumers lets it read every consumer's state (its info) and
-	// the last message of any subject: the alerter's checks for a stuck
-	// consumer and a silent source.
+	// the messages of the event streams (not of the buckets): the alerter's
+	// checks for a stuck consumer and a silent source.
 	InspectsConsumers bool
 }
 
@@ -180,7 +180,12 @@ func servicePermissions(s ServiceSpec) Permissions {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st)
 	}
 	if s.InspectsConsumers {
-		pub = append(pub, "$JS.API.CONSUMER.INFO.*.*", "$JS.API.DIRECT.GET.*.>")
+		// The event streams only: a bucket's records (tokens, identities)
+		// are not what a check reads.
+		pub = append(pub, "$JS.API.CONSUMER.INFO.*.*")
+		for _, st := range Streams {
+			pub = append(pub, "$JS.API.DIRECT.GET."+st.Name, "$JS.API.DIRECT.GET."+st.Name+".>")
+		}
 	}
 	for _, kv := range s.KV {
 		stream := "KV_" + kv.Bucket

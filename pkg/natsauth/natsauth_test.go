@@ -89,6 +89,16 @@ func kvPut(bucket, key string) action {
 	}}
 }
 
+// kvGet reads a key's latest value the way a KV Get does (a direct get
+// of the key's last message).
+func kvGet(bucket, key string) action {
+	subject := "$JS.API.DIRECT.GET.KV_" + bucket + ".$KV." + bucket + "." + key
+	return action{"read " + bucket + "/" + key, subject, func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+		_, err := nc.RequestWithContext(ctx, subject, nil)
+		return err
+	}}
+}
+
 func changeConsumer(spec bus.ConsumerSpec) action {
 	subject := "$JS.API.CONSUMER.CREATE." + spec.Stream + "." + spec.Durable
 	return action{"change consumer " + spec.Durable, subject, func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
@@ -162,9 +172,13 @@ func TestPermissions_eachUserIsRefusedWhatIsNotItsOwn(t *testing.T) {
 			kvPut("identity", "followupboss.email.x"), kvPut("idempotency", "reporting.x"), redrive(bus.ServiceReporting),
 			changeConsumer(bus.ReportingLeads), publish("$JS.API.CONSUMER.MSG.NEXT.LEADS.crm-sync"), subscribe("_INBOX.>"),
 		}},
-		// The alerter reads the pollers' health in cursors, and writes none of it.
+		// The alerter reads the pollers' health in cursors, and writes none of
+		// it; it reads the last message of the event streams' subjects (a
+		// silent source, a stuck consumer), and no bucket's records beyond
+		// its own and the health: not the OAuth tokens, not the identities.
 		{bus.ServiceAlerter, []action{
 			kvPut("cursors", "crm-sync.health.liondesk"), kvPut("cursors", "crm-sync.liondesk"), publish("crm.contact.synced"),
+			kvGet("oauth_tokens", "quickbooks"), kvGet("identity", "followupboss.email.x"), kvGet("crm_contacts", "followupboss.1"),
 		}},
 		{bus.UserAnalyst, []action{
 			publish("webhook.received.lead.idx"), publish("lead.normalized.idx"), kvPut("identity", "followupboss.email.x"),

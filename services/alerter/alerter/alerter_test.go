@@ -379,13 +379,16 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 		e.lead(t, "ld_out_"+strings.Repeat("x", 0)+string(rune('a'+i/26))+string(rune('a'+i%26)))
 	}
 	// Slack's messages say the count: "N more: …".
+	var firstTexts []string
 	count := func() (firsts, summarized int) {
+		firstTexts = firstTexts[:0]
 		for _, m := range e.sb.Slack().Messages() {
 			var n int
 			if _, err := fmt.Sscanf(m.Text, "%d more:", &n); err == nil {
 				summarized += n
 			} else {
 				firsts++
+				firstTexts = append(firstTexts, m.Text)
 			}
 		}
 		return firsts, summarized
@@ -397,7 +400,7 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 	firsts, summarized := count()
 	sent := e.sent(t)
 	if firsts != 1 || summarized != leads-1 {
-		t.Fatalf("%d first alerts and %d summarized, want 1 and %d", firsts, summarized, leads-1)
+		t.Fatalf("%d first alerts and %d summarized, want 1 and %d; the first alerts:\n%s", firsts, summarized, leads-1, strings.Join(firstTexts, "\n"))
 	}
 	for i := 1; i < len(sent); i++ {
 		if gap := sent[i].GetSentAt().AsTime().Sub(sent[i-1].GetSentAt().AsTime()); gap < window {

@@ -1,13 +1,11 @@
 package crmsync_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,29 +15,12 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/crm/crmtest"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/logging"
+	"github.com/brokerflow/brokerflow/pkg/logging/logtest"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	opsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/ops/v1"
 	"github.com/brokerflow/brokerflow/services/crm-sync/crmsync"
 )
-
-// logBuffer is what the service logs, safe for its concurrent handlers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A CRM search that gets no answer must not carry the person's email and
 // phone into the logs, the failure record or the termination reason: the
@@ -56,7 +37,7 @@ func TestSyncer_unreachableCRMLeavesNoPersonalDataBehind(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
 
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	cfg := crmsync.Config{
 		IdentityPeppers: testPeppers,
 		CRM:             "followupboss",

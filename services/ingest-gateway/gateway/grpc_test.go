@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/brokerflow/brokerflow/pkg/bus"
+	"github.com/brokerflow/brokerflow/pkg/logging/logtest"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	intakev1 "github.com/brokerflow/brokerflow/proto/brokerflow/intake/v1"
@@ -46,29 +46,11 @@ func grpcConfig() gateway.Config {
 	return c
 }
 
-// logBuffer collects the gateway's log lines across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type grpcEnv struct {
 	srv    *natstest.Server
 	g      *gateway.Gateway
 	js     jetstream.JetStream
-	logs   *logBuffer
+	logs   *logtest.Buffer
 	client intakev1.IntakeServiceClient
 	health healthpb.HealthClient
 }
@@ -81,7 +63,7 @@ func startGRPC(t *testing.T, cfg gateway.Config, intake intakev1.IntakeServiceSe
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
 	natstest.Apply(t, js, testTopology())
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	g, err := gateway.New(cfg, service.Deps{NATS: nc, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/commission"
 	"github.com/brokerflow/brokerflow/pkg/ledger"
 	"github.com/brokerflow/brokerflow/pkg/ledger/ledgertest"
+	"github.com/brokerflow/brokerflow/pkg/logging/logtest"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/service"
@@ -51,28 +51,10 @@ type env struct {
 	api   *dotloop.Dotloop
 	pub   *bus.Publisher
 	hooks *bus.TestHooks
-	logs  *logBuffer
+	logs  *logtest.Buffer
 	seq   int
 	qbURL string
 	reg   *prometheus.Registry
-}
-
-// logBuffer keeps what the replicas log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // setup runs replicas of ledger-sync against the sandbox's Dotloop and
@@ -119,7 +101,7 @@ func setupWindow(t *testing.T, replicas int, window time.Duration, change func(*
 	dlStore := oauth.NewStore(js, cfg.Dotloop.OAuthConfig())
 	tmstest.Connect(t, sb.Dotloop(), dlStore)
 	ledgertest.ConnectQuickBooks(t, sb.QuickBooks(), sandbox.DefaultQuickBooksRealm, oauth.NewStore(js, cfg.QuickBooks.OAuthConfig()))
-	hooks, logs := &bus.TestHooks{}, &logBuffer{}
+	hooks, logs := &bus.TestHooks{}, &logtest.Buffer{}
 	var out io.Writer = logs
 	if os.Getenv("LEDGERSYNC_TEST_LOG") != "" {
 		out = io.MultiWriter(logs, os.Stderr)

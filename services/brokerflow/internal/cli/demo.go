@@ -246,17 +246,11 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, js je
 // the invoice ledger-sync books in the sandbox's QuickBooks Online.
 func demoInvoice(ctx context.Context, client *http.Client, sandboxURL string, js jetstream.JetStream, loopID int64, stdout io.Writer) error {
 	form := "status=SOLD&price=525000&commission=15750&close_date=" + time.Now().Format(time.DateOnly)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/_sandbox/dotloop/loops/%d/status", sandboxURL, loopID), strings.NewReader(form))
+	status, err := postForm(ctx, client, fmt.Sprintf("%s/_sandbox/dotloop/loops/%d/status", sandboxURL, loopID), form)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close()
-	fmt.Fprintf(stdout, "The agent marks loop %d sold in Dotloop: $525,000, a $15,750 commission (HTTP %d).\n", loopID, resp.StatusCode)
+	fmt.Fprintf(stdout, "The agent marks loop %d sold in Dotloop: $525,000, a $15,750 commission (HTTP %d).\n", loopID, status)
 	type object map[string]any
 	var state struct {
 		Realms []struct {
@@ -339,17 +333,11 @@ func demoPayment(ctx context.Context, client *http.Client, sandboxURL string, js
 	}
 	half := totalMinor / 2
 	form := fmt.Sprintf("amount=%d.%02d", half/100, half%100)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/_sandbox/quickbooks/realms/%s/invoices/%s/payments", sandboxURL, realm, invoiceID), strings.NewReader(form))
+	status, err := postForm(ctx, client, fmt.Sprintf("%s/_sandbox/quickbooks/realms/%s/invoices/%s/payments", sandboxURL, realm, invoiceID), form)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close()
-	fmt.Fprintf(stdout, "\nThe client pays half of invoice %s in QuickBooks: %s (HTTP %d).\n", invoiceID, money.Format(half), resp.StatusCode)
+	fmt.Fprintf(stdout, "\nThe client pays half of invoice %s in QuickBooks: %s (HTTP %d).\n", invoiceID, money.Format(half), status)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		batch, err := watch.Fetch(1, jetstream.FetchMaxWait(time.Second))
@@ -369,4 +357,20 @@ func demoPayment(ctx context.Context, client *http.Client, sandboxURL string, js
 	}
 	fmt.Fprintf(stdout, "No ledger.commission.paid for invoice %s within 15 s: are QuickBooks' webhooks on (GATEWAY_QUICKBOOKS_VERIFIER_TOKENS)? See brokerflow failures ls.\n", invoiceID)
 	return nil
+}
+
+// postForm posts form to one of the sandbox's buttons, as its page does,
+// and returns the answer's status.
+func postForm(ctx context.Context, client *http.Client, url, form string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(form))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
 }

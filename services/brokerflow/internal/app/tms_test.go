@@ -27,6 +27,12 @@ func activeClient(t *testing.T, s *system, msgID string) sandbox.FUBPerson {
 		t.Fatalf("lead: %d %s", code, body)
 	}
 	natstest.Eventually(t, 30*time.Second, "the contact in Follow Up Boss", func() bool { return len(fub.People()) == 1 })
+	// The person shows in Follow Up Boss before crm-sync announces it, and
+	// tms-sync takes the lead's property from that announcement: an agent
+	// moves the contact only after it has arrived.
+	natstest.Eventually(t, 30*time.Second, "crm.contact.synced", func() bool {
+		return len(natstest.All(t, s.js, bus.StreamCRM, "crm.contact.synced")) == 1
+	})
 	natstest.WaitSettled(t, s.js, bus.StreamCRM, "tms-sync-crm")
 	person := fub.People()[0]
 	if _, err := fub.SetStage(person.ID, "Active Client"); err != nil {

@@ -187,12 +187,16 @@ func ReadSecret(dst *string, file, name string) error {
 
 // Secrets returns the comma-separated values of inline plus the non-empty
 // lines of file, so that a secret can come from the environment or from a
-// mounted Kubernetes Secret. Several values let a secret rotate.
+// mounted Kubernetes Secret. Several values let a secret rotate. An inline
+// value may hold several lines too (a Secret's key taken into the
+// environment, as optional keys are): each line is a value.
 func Secrets(inline []string, file string) ([]string, error) {
 	var out []string
-	for _, s := range inline {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
+	for _, v := range inline {
+		for s := range strings.SplitSeq(v, "\n") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
 		}
 	}
 	if file == "" {

@@ -149,8 +149,12 @@ func (d *Directory) ForCRMUser(id string) (Agent, error) {
 	return Agent{}, fmt.Errorf("%w for CRM user %q, and no default agent", ErrNoAgent, id)
 }
 
-// ForDotloopProfile returns the agent of a Dotloop profile.
+// ForDotloopProfile returns the agent of a Dotloop profile. No profile (a
+// SkySlope sale names none) is no one's, not the first agent's without one.
 func (d *Directory) ForDotloopProfile(id string) (Agent, bool) {
+	if id == "" {
+		return Agent{}, false
+	}
 	for _, a := range d.agents {
 		if a.DotloopProfileID == id {
 			return a, true

@@ -20,6 +20,9 @@ agents:
     name: Bob Broker
     dotloop_profile_id: "4712"
     default: true
+  - id: cy
+    name: Cy SkySlope
+    crm_user_id: "13"
 `
 
 func TestDirectory_lookups(t *testing.T) {
@@ -36,6 +39,9 @@ func TestDirectory_lookups(t *testing.T) {
 	}
 	if a, ok := d.ForDotloopProfile("4712"); !ok || a.ID != "bob" {
 		t.Fatalf("ForDotloopProfile = %+v", a)
+	}
+	if a, ok := d.ForDotloopProfile(""); ok {
+		t.Fatalf("ForDotloopProfile(\"\") = %+v, want no agent", a)
 	}
 	if _, ok := d.ForDotloopProfile("1"); ok {
 		t.Fatal("unknown profile found")

@@ -359,9 +359,9 @@ func (s *Syncer) recordOpened(ctx context.Context, key string, open episode) err
 
 // fillProperty sets the property of the contact's latest lead on the
 // episode's transaction when the transaction was opened without one: once,
-// under a claim in the episode record (compare-and-swap), so a second
-// handler or replica waits, and a redelivery after a crash takes its own
-// claim again. A transaction opened with a property keeps it: tms-sync
+// under a claim in the episode record (compare-and-swap). Another message
+// leaves a live claim to its holder and takes over a stale one; the
+// holder's redelivery after a crash takes its own claim again. A transaction opened with a property keeps it: tms-sync
 // never replaces a property, which an agent may have corrected since.
 func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
 	staleAfter, err := s.recs.StaleAfter(ctx)
@@ -383,7 +383,10 @@ func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
 		case f != nil && f.State != fillPending:
 			return nil
 		case f != nil && f.Fence != fence && now.Before(f.Since.Add(staleAfter)):
-			return errBusy
+			// Its holder sets it, or its message is redelivered (a crash) or
+			// becomes a failure record to redrive (a refused call).
+			log.Info("another message is setting the transaction's property", "transaction_id", ep.Transaction.ID, "holder", f.Fence)
+			return nil
 		}
 		tx := ep.Transaction
 		if !s.tms.Capabilities().UpdateProperty {

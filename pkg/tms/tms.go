@@ -41,6 +41,9 @@ type Capabilities struct {
 	// Commission: a closing's Details carry its gross commission. Without
 	// it, a closing says the commission is not available.
 	Commission bool
+	// UpdateProperty: UpdateProperty sets the property of a transaction
+	// already open (one opened before its property was known).
+	UpdateProperty bool
 }
 
 // Transaction types and client roles.
@@ -135,6 +138,9 @@ type TMS interface {
 	Participants(ctx context.Context, profile, id string) ([]Party, error)
 	// UpdateParticipant sets p's name, email and phone on participant p.ID.
 	UpdateParticipant(ctx context.Context, profile, id string, p Party) (Party, error)
+	// UpdateProperty sets the property of transaction id to p; setting the
+	// same property again changes nothing.
+	UpdateProperty(ctx context.Context, profile, id string, p Property) error
 	Subscribe(ctx context.Context, s Subscription) (Subscription, error)
 	Subscriptions(ctx context.Context) ([]Subscription, error)
 	Unsubscribe(ctx context.Context, id string) error

@@ -1,7 +1,7 @@
 // Package dotloop is the Dotloop Public API v2 adapter
 // (https://dotloop.github.io/public-api/): it opens loops with Loop-It,
-// reads loops, their detail and participants, updates participants, and
-// manages webhook subscriptions. Calls go through pkg/vendorapi with the
+// reads loops, their detail and participants, updates participants and a
+// loop's property, and manages webhook subscriptions. Calls go through pkg/vendorapi with the
 // account's OAuth token (pkg/oauth), paced to 100 requests a minute per user
 // from the X-RateLimit-* headers; a 429 is bus.Throttled.
 package dotloop
@@ -109,7 +109,7 @@ func (d *Dotloop) Name() string { return Name }
 
 // Capabilities: Dotloop does everything the interface names.
 func (d *Dotloop) Capabilities() tms.Capabilities {
-	return tms.Capabilities{Webhooks: true, UpdateParticipants: true, ListTransactions: true, Participants: true, Commission: true}
+	return tms.Capabilities{Webhooks: true, UpdateParticipants: true, ListTransactions: true, Participants: true, Commission: true, UpdateProperty: true}
 }
 
 type loop struct {
@@ -264,6 +264,40 @@ func (d *Dotloop) Details(ctx context.Context, profile, id string) (tms.Details,
 		out.Data = tms.Details{}
 	}
 	return out.Data, nil
+}
+
+// SectionPropertyAddress is the loop detail's section of the property.
+const SectionPropertyAddress = "Property Address"
+
+// PropertyAddress is p as the fields of the "Property Address" section that
+// Loop-It fills; empty fields are left out.
+func PropertyAddress(p tms.Property) map[string]string {
+	out := map[string]string{}
+	for k, v := range map[string]string{
+		"Street Number": p.StreetNumber, "Street Name": p.StreetName, "Unit Number": p.Unit, "City": p.City,
+		"State/Prov": p.State, "Postal Code": p.PostalCode, "Country": p.Country, "MLS Number": p.MLSNumber,
+	} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// UpdateProperty is Update Loop Details, PATCH /profile/{p}/loop/{id}/detail
+// with the "Property Address" section: the fields it names are set, the
+// loop's other details are kept.
+func (d *Dotloop) UpdateProperty(ctx context.Context, profile, id string, prop tms.Property) error {
+	p, err := loopPath(profile, id)
+	if err != nil {
+		return err
+	}
+	body := tms.Details{SectionPropertyAddress: PropertyAddress(prop)}
+	status, err := d.api.Do(ctx, "update loop detail", http.MethodPatch, p+"/detail", body, nil)
+	if status == http.StatusNotFound {
+		return fmt.Errorf("dotloop update loop detail: %w", tms.ErrNotFound)
+	}
+	return err
 }
 
 // Participants is GET /profile/{p}/loop/{id}/participant.

@@ -25,8 +25,8 @@ func TestDotloop_contract(t *testing.T) {
 	})
 }
 
-// readOnly is the Dotloop adapter with webhooks and participant updates
-// taken away, as a TMS without them (SkySlope's Files API) would be: the
+// readOnly is the Dotloop adapter with webhooks, participant and property
+// updates taken away, as a TMS without them (SkySlope's Files API) would be: the
 // suite's ErrUnsupported branches run against it.
 type readOnly struct{ *dotloop.Dotloop }
 
@@ -35,6 +35,9 @@ func (r readOnly) Capabilities() tms.Capabilities {
 }
 func (r readOnly) UpdateParticipant(context.Context, string, string, tms.Party) (tms.Party, error) {
 	return tms.Party{}, tms.ErrUnsupported
+}
+func (r readOnly) UpdateProperty(context.Context, string, string, tms.Property) error {
+	return tms.ErrUnsupported
 }
 func (r readOnly) Subscribe(context.Context, tms.Subscription) (tms.Subscription, error) {
 	return tms.Subscription{}, tms.ErrUnsupported

@@ -514,6 +514,14 @@ func (s *SkySlope) Details(ctx context.Context, _, id string) (tms.Details, erro
 	return nil, fmt.Errorf("skyslope: no sale of Forms file %s: %w", id, tms.ErrNotFound)
 }
 
+// UpdateProperty is not built: a Forms file is never opened without its
+// property (Open requires one), so there is nothing to fill in later. The
+// Forms API documents PATCH /files/{fileId} ("Update File Details",
+// fileData.premisesAddress), which no account has been run against.
+func (s *SkySlope) UpdateProperty(context.Context, string, string, tms.Property) error {
+	return fmt.Errorf("skyslope update property: %w", tms.ErrUnsupported)
+}
+
 // Participants: the Forms API takes and shows no parties.
 func (s *SkySlope) Participants(context.Context, string, string) ([]tms.Party, error) {
 	return nil, fmt.Errorf("skyslope participants: %w", tms.ErrUnsupported)

@@ -7,6 +7,7 @@ package tmstest
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -147,6 +148,41 @@ func Run(t *testing.T, newTMS Factory) {
 		}
 	})
 
+	t.Run("update_property", func(t *testing.T) {
+		t.Parallel()
+		a, be := newTMS(t)
+		bare := OpenRequest(be.Profile())
+		want := *bare.Property
+		bare.Property = nil
+		if !a.Capabilities().UpdateProperty {
+			if err := a.UpdateProperty(ctx(t), be.Profile(), "1", want); !errors.Is(err, tms.ErrUnsupported) {
+				t.Fatalf("UpdateProperty without the capability: %v, want ErrUnsupported", err)
+			}
+			return
+		}
+		tx, err := a.Open(ctx(t), bare)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := a.Details(ctx(t), tx.Profile, tx.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hasValues(before, want.StreetName, want.PostalCode) {
+			t.Fatalf("a transaction opened without a property shows one: %v", before)
+		}
+		if err := a.UpdateProperty(ctx(t), tx.Profile, tx.ID, want); err != nil {
+			t.Fatal(err)
+		}
+		after, err := a.Details(ctx(t), tx.Profile, tx.ID)
+		if err != nil || !hasValues(after, want.StreetNumber, want.StreetName, want.City, want.State, want.PostalCode, want.MLSNumber) {
+			t.Fatalf("details after UpdateProperty = %v, %v; want %+v", after, err, want)
+		}
+		if err := a.UpdateProperty(ctx(t), tx.Profile, "999999", want); !errors.Is(err, tms.ErrNotFound) {
+			t.Fatalf("UpdateProperty of an unknown transaction: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("subscriptions", func(t *testing.T) {
 		t.Parallel()
 		a, _ := newTMS(t)
@@ -214,4 +250,15 @@ func Run(t *testing.T, newTMS Factory) {
 			t.Fatalf("%d transactions", be.Transactions(t))
 		}
 	})
+}
+
+// hasValues reports whether one section of d holds every value of vs.
+func hasValues(d tms.Details, vs ...string) bool {
+	for _, sec := range d {
+		have := slices.Collect(maps.Values(sec))
+		if !slices.ContainsFunc(vs, func(v string) bool { return !slices.Contains(have, v) }) {
+			return true
+		}
+	}
+	return false
 }

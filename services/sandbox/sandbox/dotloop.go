@@ -127,6 +127,8 @@ type DotloopLoopState struct {
 	TemplateID   int64                `json:"templateId,omitempty"`
 	Detail       DotloopDetail        `json:"detail"`
 	Participants []DotloopParticipant `json:"participants"`
+	// DetailUpdates counts the PATCHes of its detail (Update Loop Details).
+	DetailUpdates int `json:"detailUpdates,omitempty"`
 }
 
 // DotloopSubscription is a webhook subscription.

@@ -258,6 +258,7 @@ func (d *Dotloop) patchDetail(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	l.Updated = stamp(d.now())
+	l.DetailUpdates++
 	writeJSON(w, http.StatusOK, dotloopData[DotloopDetail]{l.clone().Detail})
 }
 

@@ -23,16 +23,29 @@ import (
 	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 )
 
-// Episode states.
+// Episode states. A record with no state yet holds only the contact's lead.
 const (
 	statePending = "pending" // claimed; the TMS call may or may not have happened
 	stateOpen    = "open"
 	stateEnded   = "ended"
 )
 
+// States of a property fill: the property set on a transaction opened
+// without one.
+const (
+	fillPending     = "pending" // claimed; the TMS call may or may not have happened
+	fillDone        = "done"
+	fillUnsupported = "unsupported" // the TMS cannot set it; logged once
+)
+
 // episode is a contact's record under tms-sync.episode.<crm>.<contact>: the
 // current (or last) episode, from an opening stage to a closing, a
 // cancellation or a lost stage. Within one, one transaction.
+//
+// The record also holds the contact's latest lead with a property (Lead),
+// before any episode and across them, so that a stage change and the
+// contact's crm.contact.synced meet on one key under compare-and-swap,
+// whichever is handled first.
 type episode struct {
 	N     int    `json:"n"`
 	State string `json:"state"`
@@ -60,6 +73,22 @@ type episode struct {
 	Transaction tms.Transaction `json:"transaction"`
 	// Opened is the TransactionOpened announced, kept to announce it again.
 	Opened []byte `json:"opened,omitempty"`
+
+	// Lead is the contact's latest lead with a property, from
+	// crm.contact.synced.
+	Lead *leadRecord `json:"lead,omitempty"`
+	// Fill is the property set on a transaction opened without one, once:
+	// the lead it came from, and the claim of whoever sets it.
+	Fill *propertyFill `json:"fill,omitempty"`
+}
+
+// propertyFill is the property of Lead set on the episode's transaction
+// after it was opened without one.
+type propertyFill struct {
+	LeadID string    `json:"lead_id"`
+	State  string    `json:"state"`
+	Since  time.Time `json:"since"`
+	Fence  string    `json:"fence"`
 }
 
 func (e episode) id() string { return fmt.Sprintf("%s:%s:%d", e.CRM, e.ContactID, e.N) }
@@ -86,8 +115,9 @@ type txRecord struct {
 	Type string `json:"type,omitempty"`
 }
 
-// leadRecord is a contact's latest lead with a property, under
-// tms-sync.lead.<crm>.<contact>.
+// leadRecord is a contact's latest lead with a property, in its episode
+// record (earlier versions kept it under tms-sync.lead.<crm>.<contact>,
+// which is still read when the episode record has none).
 type leadRecord struct {
 	LeadID     string       `json:"lead_id"`
 	ReceivedAt time.Time    `json:"received_at"`
@@ -133,7 +163,10 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 		switch {
 		case rev != 0 && ep.State == stateOpen:
 			log.Info("the episode has its transaction already", "contact_id", ev.GetContactId(), "transaction_id", ep.Transaction.ID)
-			return s.announceOpened(ctx, ep)
+			if err := s.announceOpened(ctx, ep); err != nil {
+				return err
+			}
+			return s.fillProperty(ctx, key, fence)
 		case rev != 0 && ep.State == statePending && ep.Fence != fence && now.Before(ep.Since.Add(staleAfter)):
 			return errBusy
 		case rev != 0 && ep.State == statePending:
@@ -145,37 +178,43 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 			}
 			if found {
 				log.Info("the transaction was opened before a crash; recording it", "contact_id", ev.GetContactId(), "transaction_id", tx.ID)
-				return s.settle(ctx, key, ep, rev, tx)
+				return s.settle(ctx, key, ep, tx, fence)
 			}
 			ep.Since, ep.Fence = now, fence
-			if rev, err = s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
+			if ep.Request.Property == nil && ep.Lead != nil {
+				// The lead became known since the claim: open with it.
+				p := ep.Lead.Property
+				ep.Request.Property, ep.LeadID = &p, ep.Lead.LeadID
+			}
+			if _, err = s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			return s.open(ctx, key, ep, rev)
+			return s.open(ctx, key, ep)
 		default:
-			next, err := s.newEpisode(ctx, &ev, typ, m)
+			next, err := s.newEpisode(ctx, &ev, typ, m, ep.Lead)
 			if err != nil {
 				return err
 			}
-			next.N = ep.N + 1
+			next.N, next.Lead = ep.N+1, ep.Lead
 			next.Claimed, next.Since, next.Fence = now, now, fence
-			if rev, err = s.store(ctx, key, next, rev); errors.Is(err, errConflict) {
+			if _, err = s.store(ctx, key, next, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			return s.open(ctx, key, next, rev)
+			return s.open(ctx, key, next)
 		}
 	}
 	return fmt.Errorf("episode of contact %s changed concurrently %d times; will retry", ev.GetContactId(), casAttempts)
 }
 
 // newEpisode prepares the transaction to open for ev: the client from the
-// event, the property from the contact's latest lead with one, the agent
-// from the CRM's assignment and the agent directory.
-func (s *Syncer) newEpisode(ctx context.Context, ev *crmv1.ContactStageChanged, typ string, m *bus.Message) (episode, error) {
+// event, the property from the contact's latest lead with one (known, or
+// the record an earlier version kept), the agent from the CRM's assignment
+// and the agent directory.
+func (s *Syncer) newEpisode(ctx context.Context, ev *crmv1.ContactStageChanged, typ string, m *bus.Message, known *leadRecord) (episode, error) {
 	agentUser := ""
 	if s.people != nil {
 		p, err := s.people.Person(ctx, ev.GetContactId())
@@ -198,7 +237,9 @@ func (s *Syncer) newEpisode(ctx context.Context, ev *crmv1.ContactStageChanged, 
 		profile = agent.DotloopProfileID
 	}
 	var lead leadRecord
-	if _, err := s.load(ctx, leadKey(ev.GetCrm(), ev.GetContactId()), &lead); err != nil {
+	if known != nil {
+		lead = *known
+	} else if _, err := s.load(ctx, leadKey(ev.GetCrm(), ev.GetContactId()), &lead); err != nil {
 		return episode{}, err
 	}
 	r := roles[typ]
@@ -232,15 +273,15 @@ func first(vs []string) string {
 	return ""
 }
 
-// open opens the episode's transaction under the claim at rev, then records it.
-func (s *Syncer) open(ctx context.Context, key string, ep episode, rev uint64) error {
+// open opens the episode's transaction under ep's claim, then records it.
+func (s *Syncer) open(ctx context.Context, key string, ep episode) error {
 	tx, err := s.tms.Open(ctx, ep.Request)
 	if err != nil {
 		// The claim stays pending: the redelivery asks the TMS first.
 		return fmt.Errorf("open a transaction for contact %s in %s: %w", ep.ContactID, s.tms.Name(), err)
 	}
 	bus.Crash(ctx, CrashAfterTMSCall)
-	return s.settle(ctx, key, ep, rev, tx)
+	return s.settle(ctx, key, ep, tx, ep.Fence)
 }
 
 // findOpened looks in the TMS for the transaction a pending episode's
@@ -263,9 +304,11 @@ func (s *Syncer) findOpened(ctx context.Context, ep episode) (tms.Transaction, b
 	return tms.Transaction{}, false, nil
 }
 
-// settle records the transaction in the episode (compare-and-swap on the
-// claim), records whose it is, and announces it.
-func (s *Syncer) settle(ctx context.Context, key string, ep episode, rev uint64, tx tms.Transaction) error {
+// settle records the transaction in the episode while ep's claim is still
+// the record's (compare-and-swap; a lead noted meanwhile is kept), records
+// whose it is, announces it, and sets the property of a lead learned while
+// it was being opened, for the message fence.
+func (s *Syncer) settle(ctx context.Context, key string, ep episode, tx tms.Transaction, fence string) error {
 	ep.State, ep.Transaction = stateOpen, tx
 	ev := s.openedEvent(ep)
 	b, err := proto.Marshal(ev)
@@ -273,17 +316,129 @@ func (s *Syncer) settle(ctx context.Context, key string, ep episode, rev uint64,
 		return err
 	}
 	ep.Opened = b
-	if _, err := s.store(ctx, key, ep, rev); err != nil {
-		// The claim was taken over meanwhile; whoever holds it now finds
-		// this transaction in the TMS.
-		return fmt.Errorf("record transaction %s of contact %s: %w", tx.ID, ep.ContactID, err)
+	if err := s.recordOpened(ctx, key, ep); err != nil {
+		return err
 	}
 	rec := txRecord{CRM: ep.CRM, ContactID: ep.ContactID, LeadID: ep.LeadID, EpisodeKey: key, EpisodeN: ep.N, AgentID: ep.AgentID, Type: ep.Request.Type}
 	if err := s.put(ctx, txKey(s.tms.Name(), tx.ID), rec); err != nil {
 		return err
 	}
 	logging.FromContext(ctx).Info("transaction opened", "tms", s.tms.Name(), "transaction_id", tx.ID, "contact_id", ep.ContactID, "episode", ep.id())
-	return s.announceOpened(ctx, ep)
+	if err := s.announceOpened(ctx, ep); err != nil {
+		return err
+	}
+	return s.fillProperty(ctx, key, fence)
+}
+
+// recordOpened stores open, the episode with its transaction, over the
+// record's pending claim of the same episode and fence, keeping the lead
+// and fill the record holds now.
+func (s *Syncer) recordOpened(ctx context.Context, key string, open episode) error {
+	for range casAttempts {
+		var cur episode
+		rev, err := s.load(ctx, key, &cur)
+		if err != nil {
+			return err
+		}
+		if rev == 0 || cur.State != statePending || cur.N != open.N || cur.Fence != open.Fence {
+			// The claim was taken over meanwhile; whoever holds it now
+			// finds this transaction in the TMS.
+			return fmt.Errorf("record transaction %s of contact %s: the claim was taken over", open.Transaction.ID, open.ContactID)
+		}
+		next := open
+		next.Lead, next.Fill = cur.Lead, cur.Fill
+		if _, err := s.store(ctx, key, next, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("record transaction %s of contact %s: %w", open.Transaction.ID, open.ContactID, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("episode of contact %s changed concurrently %d times; will retry", open.ContactID, casAttempts)
+}
+
+// fillProperty sets the property of the contact's latest lead on the
+// episode's transaction when the transaction was opened without one: once,
+// under a claim in the episode record (compare-and-swap). Another message
+// leaves a live claim to its holder and takes over a stale one; the
+// holder's redelivery after a crash takes its own claim again. A transaction opened with a property keeps it: tms-sync
+// never replaces a property, which an agent may have corrected since.
+func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
+	staleAfter, err := s.recs.StaleAfter(ctx)
+	if err != nil {
+		return err
+	}
+	log := logging.FromContext(ctx)
+	for range casAttempts {
+		var ep episode
+		rev, err := s.load(ctx, key, &ep)
+		if err != nil {
+			return err
+		}
+		if rev == 0 || ep.State != stateOpen || ep.Request.Property != nil || ep.Lead == nil {
+			return nil
+		}
+		now := s.now()
+		switch f := ep.Fill; {
+		case f != nil && f.State != fillPending:
+			return nil
+		case f != nil && f.Fence != fence && now.Before(f.Since.Add(staleAfter)):
+			// Its holder sets it, or its message is redelivered (a crash) or
+			// becomes a failure record to redrive (a refused call).
+			log.Info("another message is setting the transaction's property", "transaction_id", ep.Transaction.ID, "holder", f.Fence)
+			return nil
+		}
+		tx := ep.Transaction
+		if !s.tms.Capabilities().UpdateProperty {
+			ep.Fill = &propertyFill{LeadID: ep.Lead.LeadID, State: fillUnsupported, Since: now, Fence: fence}
+			if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			log.Warn("the transaction was opened without its property, and the TMS cannot set it; set it by hand",
+				"tms", s.tms.Name(), "transaction_id", tx.ID, "contact_id", ep.ContactID, "lead_id", ep.Lead.LeadID)
+			return nil
+		}
+		ep.Fill = &propertyFill{LeadID: ep.Lead.LeadID, State: fillPending, Since: now, Fence: fence}
+		if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := s.tms.UpdateProperty(ctx, cmp.Or(tx.Profile, ep.Request.Profile), tx.ID, ep.Lead.Property); err != nil {
+			// The claim stays pending: this message, redelivered, sets it.
+			return fmt.Errorf("set the property of %s in %s: %w", tx.ID, s.tms.Name(), err)
+		}
+		bus.Crash(ctx, CrashAfterPropertyCall)
+		log.Info("transaction property set from a lead synced after it opened", "tms", s.tms.Name(), "transaction_id", tx.ID,
+			"contact_id", ep.ContactID, "lead_id", ep.Lead.LeadID)
+		return s.fillDone(ctx, key, ep.N, fence)
+	}
+	return fmt.Errorf("episode record %s changed concurrently %d times; will retry", key, casAttempts)
+}
+
+// fillDone marks the fill of episode n claimed by fence done, unless its
+// claim was taken over meanwhile.
+func (s *Syncer) fillDone(ctx context.Context, key string, n int, fence string) error {
+	for range casAttempts {
+		var ep episode
+		rev, err := s.load(ctx, key, &ep)
+		if err != nil {
+			return err
+		}
+		if ep.N != n || ep.Fill == nil || ep.Fill.Fence != fence || ep.Fill.State != fillPending {
+			return nil
+		}
+		ep.Fill.State = fillDone
+		if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("episode record %s changed concurrently %d times; will retry", key, casAttempts)
 }
 
 func (s *Syncer) openedEvent(ep episode) *tmsv1.TransactionOpened {
@@ -333,8 +488,9 @@ func (s *Syncer) endEpisode(ctx context.Context, crmName, contact string, n int,
 	return fmt.Errorf("episode of contact %s changed concurrently; will retry", contact)
 }
 
-// handleSynced keeps the contact's latest lead with a property: its
-// property goes into the transaction opened later.
+// handleSynced keeps the contact's latest lead with a property in the
+// contact's episode record: its property goes into the transaction opened
+// later, or onto the open transaction that was opened without one.
 func (s *Syncer) handleSynced(ctx context.Context, m *bus.Message) error {
 	var ev crmv1.ContactSynced
 	if err := proto.Unmarshal(m.Data, &ev); err != nil {
@@ -361,24 +517,28 @@ func (s *Syncer) handleSynced(ctx context.Context, m *bus.Message) error {
 		return nil
 	}
 	rec := leadRecord{LeadID: l.GetLeadId(), ReceivedAt: l.GetReceivedAt().AsTime(), Property: propertyOf(p)}
-	key := leadKey(ev.GetCrm(), ev.GetContactId())
+	key := episodeKey(ev.GetCrm(), ev.GetContactId())
 	for range casAttempts {
-		var have leadRecord
-		rev, err := s.load(ctx, key, &have)
+		var ep episode
+		rev, err := s.load(ctx, key, &ep)
 		if err != nil {
 			return err
 		}
-		if rev != 0 && have.ReceivedAt.After(rec.ReceivedAt) {
-			return nil // a later lead's property is kept
+		if have := ep.Lead; have == nil || have.LeadID != rec.LeadID && !have.ReceivedAt.After(rec.ReceivedAt) {
+			// A later lead's property is kept; this one is noted once.
+			ep.Lead = &rec
+			if rev == 0 {
+				ep.CRM, ep.ContactID = ev.GetCrm(), ev.GetContactId()
+			}
+			if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
 		}
-		if _, err := s.store(ctx, key, rec, rev); errors.Is(err, errConflict) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		return nil
+		return s.fillProperty(ctx, key, fmt.Sprintf("%s/%d", m.Stream, m.Sequence))
 	}
-	return fmt.Errorf("lead record of contact %s changed concurrently; will retry", ev.GetContactId())
+	return fmt.Errorf("episode record of contact %s changed concurrently; will retry", ev.GetContactId())
 }
 
 var streetRe = regexp.MustCompile(`^\s*(\d+[A-Za-z]?)\s+(.+?)\s*$`)

@@ -42,13 +42,18 @@ const (
 )
 
 // stateBucket holds tms-sync's records under tms-sync.>: each contact's
-// episode, each transaction's contact, each contact's latest lead with a
-// property, and the first sight of a sale without its financials.
+// episode with the contact's latest lead with a property, each
+// transaction's contact, and the first sight of a sale without its
+// financials.
 const stateBucket = "idempotency"
 
 // CrashAfterTMSCall is tms-sync's harmful crash point: the transaction is
 // open in the TMS, and the episode record does not say so yet.
 const CrashAfterTMSCall bus.CrashPoint = "tms-sync.after_tms_call"
+
+// CrashAfterPropertyCall is between setting a transaction's property and
+// the episode record saying so: the redelivery sets the same property again.
+const CrashAfterPropertyCall bus.CrashPoint = "tms-sync.after_property_call"
 
 // PersonReader reads a contact from the CRM, for its assigned agent.
 type PersonReader interface {
@@ -158,6 +163,9 @@ func keyPart(id string) string { return bus.KeyPart(id) }
 func episodeKey(crmName, contact string) string {
 	return "tms-sync.episode." + keyPart(crmName) + "." + keyPart(contact)
 }
+
+// leadKey is where an earlier version kept a contact's latest lead; it is
+// read, never written.
 func leadKey(crmName, contact string) string {
 	return "tms-sync.lead." + keyPart(crmName) + "." + keyPart(contact)
 }

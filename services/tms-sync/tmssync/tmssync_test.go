@@ -104,6 +104,12 @@ func (e *env) publish(t *testing.T, subject string, m proto.Message) {
 // lead publishes a lead with a property and its crm.contact.synced for contact.
 func (e *env) lead(t *testing.T, contact string) {
 	t.Helper()
+	e.leadSynced(t, contact)
+}
+
+// leadSynced is lead, and returns the crm.contact.synced it published.
+func (e *env) leadSynced(t *testing.T, contact string) *crmv1.ContactSynced {
+	t.Helper()
 	l := &leadv1.Lead{
 		LeadId: "ld_" + contact, LeadSource: "idx", ReceivedAt: timestamppb.Now(),
 		Contact: &leadv1.Contact{FirstName: "Grace", LastName: "Hopper", Email: "grace@example.org", MobilePhone: "+12125550199"},
@@ -115,10 +121,12 @@ func (e *env) lead(t *testing.T, contact string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.publish(t, "crm.contact.synced", &crmv1.ContactSynced{
+	synced := &crmv1.ContactSynced{
 		LeadId: l.GetLeadId(), ContactId: contact, Crm: "followupboss",
 		Lead: &commonv1.MessageRef{Stream: ack.Stream, Sequence: ack.Sequence, Subject: "lead.normalized.idx"},
-	})
+	}
+	e.publish(t, "crm.contact.synced", synced)
+	return synced
 }
 
 func (e *env) stage(t *testing.T, contact, stage string) {
@@ -191,6 +199,9 @@ func TestSyncer_activeClientOpensOnePrefilledLoop(t *testing.T) {
 	if l.Name != "Grace Hopper" || l.TransactionType != "PURCHASE_OFFER" || l.TemplateID != 1424 || l.ProfileID != sandbox.DefaultDotloopProfileID ||
 		addr["Street Number"] != "2100" || addr["Street Name"] != "Waterview Dr" || addr["Postal Code"] != "94114" || addr["MLS Number"] != "43FSB8" {
 		t.Fatalf("loop = %+v", l)
+	}
+	if l.DetailUpdates != 0 {
+		t.Fatalf("%d detail updates of a loop opened with its property, want none", l.DetailUpdates)
 	}
 	if len(l.Participants) != 2 || l.Participants[0].Role != "BUYER" || l.Participants[0].Email != "grace@example.org" ||
 		l.Participants[0].Phone != "+1 (212) 555-0199" || l.Participants[1].Role != "BUYING_AGENT" {

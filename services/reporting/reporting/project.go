@@ -340,8 +340,17 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 		r.dirty = r.written
 		return nil
 	}
+	// The journey of the contact the lead was synced to before loses it.
+	var wasCRM, wasContact sql.NullString
+	err := b.stmts.leadContact.QueryRowContext(ctx, s.GetLeadId()).Scan(&wasCRM, &wasContact)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
+	}
+	if wasCRM.Valid && wasContact.Valid {
+		b.mark(wasCRM.String, wasContact.String)
+	}
 	var received, synced, source sql.NullString
-	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
+	err = b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
 	if err != nil {
 		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
 	}

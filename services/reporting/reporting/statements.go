@@ -40,6 +40,10 @@ ON CONFLICT (lead_id) DO UPDATE SET source = COALESCE(leads.source, excluded.sou
   synced_at = excluded.synced_at, sync_seq = excluded.sync_seq
 RETURNING received_at, synced_at, source`
 
+	// The contact a lead ($1) was synced to before, whose journey a sync to
+	// another contact changes too.
+	sqlLeadContact = `SELECT crm, contact_id FROM leads WHERE lead_id = $1`
+
 	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = $1 WHERE lead_id = $2`
 
 	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
@@ -295,10 +299,10 @@ const sqlAllLedgered = `SELECT transaction_id FROM commission_bookings UNION SEL
 
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
-	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
-	spendSet                                                            *sql.Stmt
-	txOpened, txNamed, txNamedFact, closing, txClosing                  *sql.Stmt
-	booking, payment, txLedger                                          *sql.Stmt
+	applied, lead, synced, leadContact, speed, stage, update, spend, cursor, journey *sql.Stmt
+	spendSet                                                                         *sql.Stmt
+	txOpened, txNamed, txNamedFact, closing, txClosing                               *sql.Stmt
+	booking, payment, txLedger                                                       *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -307,7 +311,7 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
+		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.leadContact, sqlLeadContact}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
 		{&s.journey, sqlJourney}, {&s.spendSet, sqlSpendSet},
 		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
@@ -333,7 +337,8 @@ func firstLine(s string) string {
 func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 	return &statements{
 		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
-		speed: tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
+		leadContact: tx.StmtContext(ctx, s.leadContact),
+		speed:       tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
 		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
 		spendSet: tx.StmtContext(ctx, s.spendSet),
 		txOpened: tx.StmtContext(ctx, s.txOpened), txNamed: tx.StmtContext(ctx, s.txNamed),
@@ -345,7 +350,7 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.leadContact, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
 		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing, s.booking, s.payment, s.txLedger} {
 		if st != nil {
 			errs = append(errs, st.Close())

@@ -139,7 +139,7 @@ type rebuildState struct {
 
 func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOptions) (ReplayResult, *rebuildMemo, error) {
 	start := time.Now()
-	s := &rebuildState{o: o, next: map[string]uint64{}, memo: rebuildMemo{leads: map[string]*leadRow{}, seen: map[string]struct{}{}}}
+	s := &rebuildState{o: o, next: map[string]uint64{}, memo: newRebuildMemo(st)}
 	stop := s.report(start)
 	var err error
 	for pass := 0; ; pass++ {

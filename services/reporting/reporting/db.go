@@ -283,7 +283,10 @@ func (s *Store) finishRebuild(ctx context.Context, memo *rebuildMemo, batchSize 
 	}
 	// SQLite: the contact side of every journey from what the reader kept
 	// (journeys.go), then the transaction columns of the contacts with one.
-	rows := memo.journeyRows()
+	rows := memo.journeys
+	if rows == nil {
+		rows = memo.journeyRows()
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx, _ *statements) error { return s.writeRows(ctx, tx, bulkJourneys, rows) })
 	if err == nil {
 		_, err = s.DB.ExecContext(ctx, sqlJourneyTransactions)
@@ -350,6 +353,9 @@ type rebuildMemo struct {
 	leads    map[string]*leadRow
 	seen     map[string]struct{}
 	contacts map[journeyKey]*contactFacts
+	// journeys are the journeys' rows (journeyRows), derived once the
+	// last pass has read its events, while its last batches are written.
+	journeys [][]any
 }
 
 // newRebuildMemo is the memo of a rebuild into st.

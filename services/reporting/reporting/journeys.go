@@ -85,7 +85,7 @@ var bulkJourneys = bulkTable{"journeys", []string{"crm", "contact_id", "leads", 
 // a CRM and a contact), a stage change or an update names, by contact;
 // the contacts only a transaction names are sqlJourneyTransactions'.
 func (m *rebuildMemo) journeyRows() [][]any {
-	sides := map[journeyKey]*leadSide{}
+	sides := make(map[journeyKey]*leadSide, len(m.contacts))
 	for id, r := range m.leads {
 		if !r.crm.Valid || !r.contactID.Valid {
 			continue

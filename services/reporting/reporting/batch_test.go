@@ -112,11 +112,56 @@ func busyDay(r *rand.Rand) []published {
 			}
 		}
 	}
+	out = append(out, journeyEdges()...)
 	for i := range 8 {
 		out = append(out, spend(sources[i%len(sources)], "2026-03", int64(100*(i+1)), i/len(sources)))
 	}
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
+}
+
+// journeyEdges are the cases a journey's derivation must order exactly as
+// SQL does, on contacts of their own (200 and up), whatever order the
+// events come in: two leads received at the same instant (the lower lead
+// id is first, the higher last), and a lead with no receipt, synced before
+// them (counted, and the contact's time, but neither first nor last); two
+// stage changes at the same instant (the higher sequence is the latest), one
+// with a CRM source and one without, beside an update with one; a contact
+// with only an update, with only a stage change, and with only an update
+// that has no CRM source; two updates at the same instant, one with a
+// source and one without.
+func journeyEdges() []published {
+	const crm = "followupboss"
+	stageAt := func(id, contact, to string, active bool, source string, at time.Duration) published {
+		st := stage(contact, "Lead", to, active, 0, at)
+		st.id = "crm.contact.stage_changed:" + crm + ":" + contact + ":" + id
+		st.msg.(*crmv1.ContactStageChanged).Correlation.Source = source
+		return st
+	}
+	updateAt := func(id, contact, source string, at time.Duration) published {
+		u := updated(contact, 0, at)
+		u.id = "crm.contact.updated:" + crm + ":" + contact + ":" + id
+		u.msg.(*crmv1.ContactUpdated).Correlation = &commonv1.Correlation{Source: source}
+		return u
+	}
+	return []published{
+		lead("ld_e02", "zillow", 30*time.Minute),
+		lead("ld_e01", "idx", 30*time.Minute),
+		synced("ld_e01", "idx", "201", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 31*time.Minute),
+		synced("ld_e02", "zillow", "201", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 32*time.Minute),
+		synced("ld_e03", "realtor", "201", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, time.Minute),
+		stageAt("a", "202", "Nurture", false, "Zillow", 2*time.Hour),
+		stageAt("b", "202", "Active Client", true, "", 2*time.Hour),
+		stageAt("c", "202", "Lead", false, "Website", time.Hour),
+		updateAt("a", "202", "Website", 3*time.Hour),
+		updateAt("a", "203", "Zillow", time.Hour),
+		stageAt("a", "204", "Active Client", true, "", time.Hour),
+		stageAt("b", "204", "Active Client", true, "Zillow", 30*time.Minute),
+		updateAt("a", "205", "", time.Hour),
+		updateAt("a", "206", "Zillow", time.Hour),
+		updateAt("b", "206", "", time.Hour),
+		updateAt("c", "206", "Website", 30*time.Minute),
+	}
 }
 
 // publishWithCopies publishes events as publishAll does, and a copy of one
@@ -224,8 +269,8 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 		if res.Read != len(events) {
 			t.Fatalf("the rebuild read %d events, want %d", res.Read, len(events))
 		}
-		want := dump(t, live)
-		got := dump(t, rebuilt)
+		want := typedDump(t, live)
+		got := typedDump(t, rebuilt)
 		sameTables(t, "batched against event by event", want, got)
 
 		// The scenario reaches what it means to: joins, ties, speeds, copies.
@@ -242,6 +287,21 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 		var paidTx int
 		if err := rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE commission_paid_minor > 0`).Scan(&paidTx); err != nil {
 			t.Fatal(err)
+		}
+		// The edges come out as SQL orders them, whatever the arrival.
+		for _, c := range []struct{ contact, cols, want string }{
+			{"201", "leads || ' ' || first_lead_id || ' ' || last_lead_id || ' ' || contact_at", "3 ld_e01 ld_e02 2026-03-02T09:01:00.000000Z"},
+			{"203", "crm_source || ' ' || COALESCE(stage, 'none')", "Zillow none"},
+			{"204", "stage_at || ' ' || active_client_at || ' ' || COALESCE(crm_source, 'none')", "2026-03-02T10:00:00.000000Z 2026-03-02T09:30:00.000000Z none"},
+			{"205", "COALESCE(crm_source, 'none') || ' ' || leads", "none 0"},
+		} {
+			var got string
+			if err := rebuilt.DB.QueryRowContext(ctx, `SELECT `+c.cols+` FROM journeys WHERE crm = 'followupboss' AND contact_id = $1`, c.contact).Scan(&got); err != nil {
+				t.Fatalf("journey of %s: %v", c.contact, err)
+			}
+			if got != c.want {
+				t.Errorf("journey of %s: %s = %q, want %q", c.contact, c.cols, got, c.want)
+			}
 		}
 		if journeys == 0 || speeds < 50 || closings < 10 || paidTx < 2 || res.Applied >= res.Read {
 			t.Fatalf("the scenario is thinner than meant: %d full journeys, %d speeds, %d closings, %d paid, %d of %d events new",
@@ -271,13 +331,47 @@ func TestRebuild_aLeadChangedAfterItsRowIsWrittenIsWrittenAgain(t *testing.T) {
 		publishAll(t, js, events)
 		// The stream's order, which the live projection's upserts follow.
 		live, rebuilt, _ := liveAndRebuilt(t, js, db, streamEvents(t, js), 2)
-		sameTables(t, "batched against event by event", dump(t, live), dump(t, rebuilt))
+		sameTables(t, "batched against event by event", typedDump(t, live), typedDump(t, rebuilt))
 		var source string
 		if err := rebuilt.DB.QueryRowContext(context.Background(), `SELECT source FROM leads WHERE lead_id = 'ld_001'`).Scan(&source); err != nil {
 			t.Fatal(err)
 		}
 		if source != "zillow" {
 			t.Fatalf("ld_001's source is %q, want the later LEADS event's zillow", source)
+		}
+	})
+}
+
+// A lead synced again, to another contact (crm-sync's contact for it
+// changed, as after a merge in the CRM), leaves the journey of the first:
+// that journey no longer counts it, nor takes it for its first or last
+// lead, and the second does. The live projection, event by event in the
+// streams' order, and a rebuild agree.
+func TestRebuild_aLeadSyncedToAnotherContactMovesToItsJourney(t *testing.T) {
+	t.Parallel()
+	onEach(t, func(t *testing.T, db string) {
+		js := streams(t)
+		again := synced("ld_1", "zillow", "302", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 3*time.Minute)
+		again.id += ":again"
+		publishAll(t, js, []published{
+			lead("ld_1", "zillow", time.Minute),
+			lead("ld_2", "idx", 2*time.Minute),
+			synced("ld_1", "zillow", "301", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Minute),
+			synced("ld_2", "idx", "301", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 3*time.Minute),
+			again,
+		})
+		live, rebuilt, _ := liveAndRebuilt(t, js, db, streamEvents(t, js), 2)
+		sameTables(t, "batched against event by event", typedDump(t, live), typedDump(t, rebuilt))
+		for _, st := range []*reporting.Store{live, rebuilt} {
+			var leads int
+			var first string
+			if err := st.DB.QueryRowContext(context.Background(),
+				`SELECT leads, first_lead_id FROM journeys WHERE crm = 'followupboss' AND contact_id = '301'`).Scan(&leads, &first); err != nil {
+				t.Fatal(err)
+			}
+			if leads != 1 || first != "ld_2" {
+				t.Errorf("%s: contact 301's journey has %d leads, the first %s; want ld_2 alone", st.Name, leads, first)
+			}
 		}
 	})
 }

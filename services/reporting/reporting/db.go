@@ -179,6 +179,7 @@ func (s *Store) project(ctx context.Context, ds []decoded, memo *rebuildMemo) (r
 		rebuild:  true,
 		leads:    memo.leads,
 		seen:     memo.seen,
+		memo:     memo,
 		rows:     bulkRows{},
 		queue:    true,
 	}
@@ -274,11 +275,23 @@ func (s *Store) finishRebuild(ctx context.Context, memo *rebuildMemo, batchSize 
 			}
 		}
 	}
-	journeys := sqlAllJourneys
 	if s.dialect == dialectPostgres {
-		journeys = sqlAllJourneysWindowed
+		if _, err := s.DB.ExecContext(ctx, sqlAllJourneysWindowed); err != nil {
+			return fmt.Errorf("finish the rebuild: journeys: %w", err)
+		}
+		return nil
 	}
-	if _, err := s.DB.ExecContext(ctx, journeys); err != nil {
+	// SQLite: the contact side of every journey from what the reader kept
+	// (journeys.go), then the transaction columns of the contacts with one.
+	rows := memo.journeys
+	if rows == nil {
+		rows = memo.journeyRows()
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx, _ *statements) error { return s.writeRows(ctx, tx, bulkJourneys, rows) })
+	if err == nil {
+		_, err = s.DB.ExecContext(ctx, sqlJourneyTransactions)
+	}
+	if err != nil {
 		return fmt.Errorf("finish the rebuild: journeys: %w", err)
 	}
 	return nil
@@ -333,10 +346,25 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx, *statements) error) e
 }
 
 // rebuildMemo is what a rebuild remembers across its batches: each lead's
-// row, written at its end, and each event id applied.
+// row, written at its end, each event id applied, and (into SQLite, whose
+// journeys it derives from them) what each contact's journey needs of its
+// stage changes and updates.
 type rebuildMemo struct {
-	leads map[string]*leadRow
-	seen  map[string]struct{}
+	leads    map[string]*leadRow
+	seen     map[string]struct{}
+	contacts map[journeyKey]*contactFacts
+	// journeys are the journeys' rows (journeyRows), derived once the
+	// last pass has read its events, while its last batches are written.
+	journeys [][]any
+}
+
+// newRebuildMemo is the memo of a rebuild into st.
+func newRebuildMemo(st *Store) rebuildMemo {
+	m := rebuildMemo{leads: map[string]*leadRow{}, seen: map[string]struct{}{}}
+	if st.dialect == dialectSQLite {
+		m.contacts = map[journeyKey]*contactFacts{}
+	}
+	return m
 }
 
 // rebuiltTo returns where the rebuild that made the database stopped in

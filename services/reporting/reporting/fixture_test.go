@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,6 +196,53 @@ func dump(t *testing.T, st *reporting.Store) map[string]string {
 		if err := reporting.WriteCSV(context.Background(), st.DB, tb, &b); err != nil {
 			t.Fatal(err)
 		}
+		out[tb.Name] = b.String()
+	}
+	return out
+}
+
+// typedDump is every table of the read model with each value's type, and
+// NULL apart from the empty text, which the CSV export (dump) renders
+// alike: for comparing two ways of making the same tables on one database.
+func typedDump(t *testing.T, st *reporting.Store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, tb := range reporting.Tables {
+		rows, err := st.DB.QueryContext(context.Background(), "SELECT * FROM "+tb.Name+" ORDER BY "+strings.Join(tb.Key, ", "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		fmt.Fprintln(&b, strings.Join(cols, ","))
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				if v == nil {
+					b.WriteString("NULL")
+				} else {
+					fmt.Fprintf(&b, "%T:%q", v, fmt.Sprint(v))
+				}
+			}
+			b.WriteByte('\n')
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		_ = rows.Close()
 		out[tb.Name] = b.String()
 	}
 	return out

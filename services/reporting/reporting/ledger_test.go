@@ -69,7 +69,7 @@ func TestLedger_commissionsFillTransactionsAndTheReport(t *testing.T) {
 		events := streamEvents(t, js)
 		slices.Reverse(events) // the LEDGER events first, newest first
 		live, rebuilt, _ := liveAndRebuilt(t, js, db, events, 3)
-		sameTables(t, "rebuilt against live", dump(t, live), dump(t, rebuilt))
+		sameTables(t, "rebuilt against live", typedDump(t, live), typedDump(t, rebuilt))
 
 		ctx := context.Background()
 		j, err := live.JourneyByLead(ctx, "ld_1")

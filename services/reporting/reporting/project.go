@@ -180,6 +180,9 @@ type batch struct {
 	leads   map[string]*leadRow
 	seen    map[string]struct{}
 	rows    bulkRows
+	// memo keeps, in a rebuild into SQLite, what each contact's
+	// journey needs of its stage changes and updates.
+	memo *rebuildMemo
 	// due are the leads whose row this batch writes: their LEADS event
 	// came in it.
 	due []string
@@ -340,8 +343,17 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 		r.dirty = r.written
 		return nil
 	}
+	// The journey of the contact the lead was synced to before loses it.
+	var wasCRM, wasContact sql.NullString
+	err := b.stmts.leadContact.QueryRowContext(ctx, s.GetLeadId()).Scan(&wasCRM, &wasContact)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
+	}
+	if wasCRM.Valid && wasContact.Valid {
+		b.mark(wasCRM.String, wasContact.String)
+	}
 	var received, synced, source sql.NullString
-	err := b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
+	err = b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
 	if err != nil {
 		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
 	}
@@ -378,6 +390,10 @@ func (b *batch) stageChanged(ctx context.Context, d decoded, c *crmv1.ContactSta
 		int64(active), d.tsOr(c.GetChangedAt()), c.GetCorrelation().GetSource(), c.GetCorrelation().GetLeadId(), c.GetCrmEventId()}
 	if b.rebuild {
 		b.rows.add(bulkStages, args...)
+		if b.memo.contacts != nil {
+			b.memo.contactOf(c.GetCrm(), c.GetContactId()).stageChanged(int64(d.Seq), c.GetNewStage(), c.GetActiveClient(),
+				args[8].(string), c.GetCorrelation().GetSource())
+		}
 		return nil
 	}
 	if _, err := b.stmts.stage.ExecContext(ctx, args...); err != nil {
@@ -430,6 +446,9 @@ func (b *batch) updated(ctx context.Context, d decoded, u *crmv1.ContactUpdated)
 		u.GetStage(), d.tsOr(u.GetUpdatedAt()), u.GetCorrelation().GetSource(), u.GetCrmEventId()}
 	if b.rebuild {
 		b.rows.add(bulkUpdates, args...)
+		if b.memo.contacts != nil {
+			b.memo.contactOf(u.GetCrm(), u.GetContactId()).updated(int64(d.Seq), args[7].(string), u.GetCorrelation().GetSource())
+		}
 		return nil
 	}
 	if _, err := b.stmts.update.ExecContext(ctx, args...); err != nil {

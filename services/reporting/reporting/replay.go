@@ -139,13 +139,14 @@ type rebuildState struct {
 
 func rebuild(ctx context.Context, js jetstream.JetStream, st *Store, o ReplayOptions) (ReplayResult, *rebuildMemo, error) {
 	start := time.Now()
-	s := &rebuildState{o: o, next: map[string]uint64{}, memo: rebuildMemo{leads: map[string]*leadRow{}, seen: map[string]struct{}{}}}
+	s := &rebuildState{o: o, next: map[string]uint64{}, memo: newRebuildMemo(st)}
 	stop := s.report(start)
 	var err error
 	for pass := 0; ; pass++ {
+		last := func(n int) bool { return n < o.BatchSize || !o.Until.IsZero() || pass >= 20 }
 		var n int
-		n, err = s.pass(ctx, js, st, pass == 0)
-		if err != nil || n < o.BatchSize || !o.Until.IsZero() || pass >= 20 {
+		n, err = s.pass(ctx, js, st, pass == 0, last)
+		if err != nil || last(n) {
 			break
 		}
 	}
@@ -195,8 +196,10 @@ func (s *rebuildState) report(start time.Time) (stop func()) {
 
 // pass reads each stream from where the last pass ended to its end now.
 // The reader decodes and projects each batch in memory, and the writer
-// writes the batch before it meanwhile.
-func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Store, first bool) (int, error) {
+// writes the batch before it meanwhile. When the pass is the last (last,
+// given the events it read), the reader derives the journeys' rows
+// (SQLite) while the writer writes the last batches.
+func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Store, first bool, last func(n int) bool) (int, error) {
 	batches := make(chan rebuildBatch, 2)
 	werr := make(chan error, 1)
 	go func() {
@@ -218,6 +221,9 @@ func (s *rebuildState) pass(ctx context.Context, js jetstream.JetStream, st *Sto
 		}
 	}
 	close(batches)
+	if rerr == nil && last(n) && s.memo.contacts != nil {
+		s.memo.journeys = s.memo.journeyRows()
+	}
 	return n, errors.Join(rerr, <-werr)
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -39,6 +40,10 @@ ON CONFLICT (lead_id) DO UPDATE SET source = COALESCE(leads.source, excluded.sou
   contact_id = excluded.contact_id, sync_outcome = excluded.sync_outcome, matched_by = excluded.matched_by,
   synced_at = excluded.synced_at, sync_seq = excluded.sync_seq
 RETURNING received_at, synced_at, source`
+
+	// The contact a lead ($1) was synced to before, whose journey a sync to
+	// another contact changes too.
+	sqlLeadContact = `SELECT crm, contact_id FROM leads WHERE lead_id = $1`
 
 	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = $1 WHERE lead_id = $2`
 
@@ -169,14 +174,15 @@ var journeyTxCols = []string{"transaction_id", "tms", "opened_at", "closed_at", 
 // from them alone, so a row is the same whatever order the facts came in.
 // The first and last lead, the latest stage change and the latest
 // transaction are each found once and joined. The live projection runs it
-// for each journey a batch touched (sqlJourney), a rebuild once for every
-// journey (sqlAllJourneys): one text.
+// for each journey a batch touched (sqlJourney), a rebuild into PostgreSQL
+// in another form (sqlAllJourneysWindowed), and a rebuild into SQLite
+// derives the contact side in Go (journeys.go) and the rest with
+// journeyTxSQL.
 func journeySQL(keys string) string {
-	const ofContact = ` WHERE crm = k.crm AND contact_id = k.contact_id`
 	lead := func(order string) string {
 		return `(SELECT lead_id FROM leads` + ofContact + ` AND received_at IS NOT NULL ORDER BY received_at ` + order + `, lead_id ` + order + ` LIMIT 1)`
 	}
-	cols := []struct{ name, expr string }{
+	cols := []journeyCol{
 		{"crm", "k.crm"},
 		{"contact_id", "k.contact_id"},
 		{"leads", `(SELECT COUNT(*) FROM leads` + ofContact + `)`},
@@ -191,21 +197,55 @@ func journeySQL(keys string) string {
 		{"stage", "sc.new_stage"},
 		{"stage_at", "sc.changed_at"},
 		{"active_client_at", `(SELECT MIN(changed_at) FROM stage_changes` + ofContact + ` AND active_client = 1)`},
-		{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`},
 	}
+	return upsertJourneys(keys, append(cols, journeyTxColumns()...), `
+LEFT JOIN leads f ON f.lead_id = `+lead("ASC")+`
+LEFT JOIN leads l ON l.lead_id = `+lead("DESC")+`
+LEFT JOIN stage_changes sc ON sc.event_id = (SELECT event_id FROM stage_changes`+ofContact+` ORDER BY changed_at DESC, seq DESC LIMIT 1)`+latestTransaction)
+}
+
+// journeyTxSQL fills the transaction columns of the journeys of the
+// contacts keys names, as journeySQL does, and makes the journey of a
+// contact only a transaction names (it has no leads).
+func journeyTxSQL(keys string) string {
+	cols := append([]journeyCol{{"crm", "k.crm"}, {"contact_id", "k.contact_id"}, {"leads", "0"}}, journeyTxColumns()...)
+	return upsertJourneys(keys, cols, latestTransaction, "leads")
+}
+
+// ofContact picks the rows of the contact k.
+const ofContact = ` WHERE crm = k.crm AND contact_id = k.contact_id`
+
+// latestTransaction joins a contact's latest transaction, as t.
+const latestTransaction = `
+LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY COALESCE(opened_at, '') DESC, transaction_id DESC LIMIT 1)`
+
+// journeyCol is a journeys column and the expression that derives it.
+type journeyCol struct{ name, expr string }
+
+// journeyTxColumns are the transaction columns of a journey: the count of
+// its contact's transactions, and its latest one's columns.
+func journeyTxColumns() []journeyCol {
+	cols := []journeyCol{{"transactions", `(SELECT COUNT(*) FROM transactions` + ofContact + `)`}}
 	for _, c := range journeyTxCols {
 		name := c
 		if c == "opened_at" {
 			name = "transaction_opened_at"
 		}
-		cols = append(cols, struct{ name, expr string }{name, "t." + c})
+		cols = append(cols, journeyCol{name, "t." + c})
 	}
+	return cols
+}
+
+// upsertJourneys inserts or updates the journeys of keys with cols, from
+// keys and joins; a journey that exists keeps its crm, contact_id and the
+// columns keep names.
+func upsertJourneys(keys string, cols []journeyCol, joins string, keep ...string) string {
 	names := make([]string, len(cols))
 	exprs := make([]string, len(cols))
 	var sets []string
 	for i, c := range cols {
 		names[i], exprs[i] = c.name, c.expr
-		if i >= 2 {
+		if i >= 2 && !slices.Contains(keep, c.name) {
 			sets = append(sets, c.name+" = excluded."+c.name)
 		}
 	}
@@ -213,11 +253,7 @@ func journeySQL(keys string) string {
 	// not the last join's.
 	return `INSERT INTO journeys (` + strings.Join(names, ", ") + `)
 SELECT ` + strings.Join(exprs, ",\n  ") + `
-FROM ` + keys + `
-LEFT JOIN leads f ON f.lead_id = ` + lead("ASC") + `
-LEFT JOIN leads l ON l.lead_id = ` + lead("DESC") + `
-LEFT JOIN stage_changes sc ON sc.event_id = (SELECT event_id FROM stage_changes` + ofContact + ` ORDER BY changed_at DESC, seq DESC LIMIT 1)
-LEFT JOIN transactions t ON t.transaction_id = (SELECT transaction_id FROM transactions` + ofContact + ` ORDER BY COALESCE(opened_at, '') DESC, transaction_id DESC LIMIT 1)
+FROM ` + keys + joins + `
 WHERE 1 = 1
 ON CONFLICT (crm, contact_id) DO UPDATE SET ` + strings.Join(sets, ", ")
 }
@@ -231,9 +267,10 @@ const allJourneyKeys = `(SELECT crm, contact_id FROM leads WHERE crm IS NOT NULL
   UNION SELECT crm, contact_id FROM contact_updates
   UNION SELECT crm, contact_id FROM transactions WHERE crm IS NOT NULL AND contact_id IS NOT NULL) k`
 
-// sqlAllJourneys derives every journey at a rebuild's end into SQLite:
-// journeySQL, once for all contacts.
-var sqlAllJourneys = journeySQL(allJourneyKeys)
+// sqlJourneyTransactions fills, at the end of a rebuild into SQLite, the
+// transaction columns of every contact a transaction names.
+var sqlJourneyTransactions = journeyTxSQL(`(SELECT DISTINCT crm, contact_id FROM transactions
+  WHERE crm IS NOT NULL AND contact_id IS NOT NULL) k`)
 
 // sqlAllJourneysWindowed derives every journey at a rebuild's end into
 // PostgreSQL's empty journeys table: the same columns as journeySQL, found
@@ -295,10 +332,10 @@ const sqlAllLedgered = `SELECT transaction_id FROM commission_bookings UNION SEL
 
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
-	applied, lead, synced, speed, stage, update, spend, cursor, journey *sql.Stmt
-	spendSet                                                            *sql.Stmt
-	txOpened, txNamed, txNamedFact, closing, txClosing                  *sql.Stmt
-	booking, payment, txLedger                                          *sql.Stmt
+	applied, lead, synced, leadContact, speed, stage, update, spend, cursor, journey *sql.Stmt
+	spendSet                                                                         *sql.Stmt
+	txOpened, txNamed, txNamedFact, closing, txClosing                               *sql.Stmt
+	booking, payment, txLedger                                                       *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
@@ -307,7 +344,7 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.speed, sqlSpeed},
+		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.leadContact, sqlLeadContact}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
 		{&s.journey, sqlJourney}, {&s.spendSet, sqlSpendSet},
 		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
@@ -333,7 +370,8 @@ func firstLine(s string) string {
 func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 	return &statements{
 		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
-		speed: tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
+		leadContact: tx.StmtContext(ctx, s.leadContact),
+		speed:       tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
 		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
 		spendSet: tx.StmtContext(ctx, s.spendSet),
 		txOpened: tx.StmtContext(ctx, s.txOpened), txNamed: tx.StmtContext(ctx, s.txNamed),
@@ -345,7 +383,7 @@ func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
+	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.leadContact, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
 		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing, s.booking, s.payment, s.txLedger} {
 		if st != nil {
 			errs = append(errs, st.Close())

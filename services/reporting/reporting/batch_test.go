@@ -347,6 +347,34 @@ func TestRebuild_aLeadChangedAfterItsRowIsWrittenIsWrittenAgain(t *testing.T) {
 // that journey no longer counts it, nor takes it for its first or last
 // lead, and the second does. The live projection, event by event in the
 // streams' order, and a rebuild agree.
+// A contact whose only lead is synced to another contact has no journey
+// left, live as in a rebuild.
+func TestRebuild_aContactLeftByItsOnlyLeadHasNoJourney(t *testing.T) {
+	t.Parallel()
+	onEach(t, func(t *testing.T, db string) {
+		js := streams(t)
+		again := synced("ld_3", "zillow", "302", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 3*time.Minute)
+		again.id += ":again"
+		publishAll(t, js, []published{
+			lead("ld_3", "zillow", time.Minute),
+			synced("ld_3", "zillow", "303", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Minute),
+			again,
+		})
+		live, rebuilt, _ := liveAndRebuilt(t, js, db, streamEvents(t, js), 2)
+		sameTables(t, "batched against event by event", typedDump(t, live), typedDump(t, rebuilt))
+		for _, st := range []*reporting.Store{live, rebuilt} {
+			var n int
+			if err := st.DB.QueryRowContext(context.Background(),
+				`SELECT COUNT(*) FROM journeys WHERE crm = 'followupboss' AND contact_id = '303'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%s: contact 303, which no fact names any more, has a journey", st.Name)
+			}
+		}
+	})
+}
+
 func TestRebuild_aLeadSyncedToAnotherContactMovesToItsJourney(t *testing.T) {
 	t.Parallel()
 	onEach(t, func(t *testing.T, db string) {

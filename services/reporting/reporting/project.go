@@ -349,8 +349,9 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("project contact synced for %s: %w", s.GetLeadId(), err)
 	}
-	if wasCRM.Valid && wasContact.Valid {
+	if wasCRM.Valid && wasContact.Valid && (wasCRM.String != s.GetCrm() || wasContact.String != s.GetContactId()) {
 		b.mark(wasCRM.String, wasContact.String)
+		b.journeys[journeyKey{wasCRM.String, wasContact.String}] = true // it may have lost its last fact
 	}
 	var received, synced, source sql.NullString
 	err = b.stmts.synced.QueryRowContext(ctx, args...).Scan(&received, &synced, &source)
@@ -430,9 +431,12 @@ func (b *batch) leadOf(id string) *leadRow {
 
 // mark notes a journey to recompute at the end of the batch (or, in a
 // rebuild, at its end with every other).
+// mark has the journey of (crm, contactID) recomputed at the batch's end.
+// The value is whether the contact may have lost its last fact (a lead
+// synced to another contact), and its journey with it.
 func (b *batch) mark(crm, contactID string) {
-	if !b.rebuild {
-		b.journeys[journeyKey{crm, contactID}] = true
+	if k := (journeyKey{crm, contactID}); !b.rebuild && !b.journeys[k] {
+		b.journeys[k] = false
 	}
 }
 
@@ -596,6 +600,13 @@ func (b *batch) finish(ctx context.Context) error {
 	for _, k := range keys {
 		if _, err := b.stmts.journey.ExecContext(ctx, k.crm, k.contactID); err != nil {
 			return fmt.Errorf("recompute journey %s/%s: %w", k.crm, k.contactID, err)
+		}
+		if !b.journeys[k] {
+			continue
+		}
+		// A rebuild makes no journey for a contact no fact names.
+		if _, err := b.stmts.journeyGone.ExecContext(ctx, k.crm, k.contactID); err != nil {
+			return fmt.Errorf("remove journey %s/%s: %w", k.crm, k.contactID, err)
 		}
 	}
 	streams := make([]string, 0, len(b.cursors))

@@ -45,6 +45,14 @@ RETURNING received_at, synced_at, source`
 	// another contact changes too.
 	sqlLeadContact = `SELECT crm, contact_id FROM leads WHERE lead_id = $1`
 
+	// sqlJourneyGone removes the journey of a contact ($1 crm, $2 id) that
+	// no fact names any more: its only lead was synced to another contact.
+	sqlJourneyGone = `DELETE FROM journeys WHERE crm = $1 AND contact_id = $2
+  AND NOT EXISTS (SELECT 1 FROM leads WHERE crm = $1 AND contact_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM stage_changes WHERE crm = $1 AND contact_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM contact_updates WHERE crm = $1 AND contact_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM transactions WHERE crm = $1 AND contact_id = $2)`
+
 	sqlSpeed = `UPDATE leads SET speed_to_lead_ms = $1 WHERE lead_id = $2`
 
 	sqlStage = `INSERT INTO stage_changes (stream, seq, event_id, crm, contact_id, old_stage, new_stage, active_client,
@@ -332,25 +340,34 @@ const sqlAllLedgered = `SELECT transaction_id FROM commission_bookings UNION SEL
 
 // statements are prepared once per database and bound to each transaction.
 type statements struct {
-	applied, lead, synced, leadContact, speed, stage, update, spend, cursor, journey *sql.Stmt
-	spendSet                                                                         *sql.Stmt
-	txOpened, txNamed, txNamedFact, closing, txClosing                               *sql.Stmt
-	booking, payment, txLedger                                                       *sql.Stmt
+	applied, lead, synced, leadContact, speed, stage, update, spend, cursor, journey, journeyGone *sql.Stmt
+	spendSet                                                                                      *sql.Stmt
+	txOpened, txNamed, txNamedFact, closing, txClosing                                            *sql.Stmt
+	booking, payment, txLedger                                                                    *sql.Stmt
 }
 
-func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
-	s := &statements{}
-	for _, p := range []struct {
+// each is every statement with its SQL: the one list that prepare, in and
+// close go through.
+func (s *statements) each() []struct {
+	dst **sql.Stmt
+	sql string
+} {
+	return []struct {
 		dst **sql.Stmt
 		sql string
 	}{
 		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.leadContact, sqlLeadContact}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
-		{&s.journey, sqlJourney}, {&s.spendSet, sqlSpendSet},
+		{&s.journey, sqlJourney}, {&s.journeyGone, sqlJourneyGone}, {&s.spendSet, sqlSpendSet},
 		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
 		{&s.closing, sqlClosing}, {&s.txClosing, sqlTxClosing},
 		{&s.booking, sqlBooking}, {&s.payment, sqlPayment}, {&s.txLedger, sqlTxLedger},
-	} {
+	}
+}
+
+func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
+	s := &statements{}
+	for _, p := range s.each() {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
 			_ = s.close()
@@ -368,25 +385,19 @@ func firstLine(s string) string {
 
 // in returns the statements bound to tx.
 func (s *statements) in(ctx context.Context, tx *sql.Tx) *statements {
-	return &statements{
-		applied: tx.StmtContext(ctx, s.applied), lead: tx.StmtContext(ctx, s.lead), synced: tx.StmtContext(ctx, s.synced),
-		leadContact: tx.StmtContext(ctx, s.leadContact),
-		speed:       tx.StmtContext(ctx, s.speed), stage: tx.StmtContext(ctx, s.stage), update: tx.StmtContext(ctx, s.update),
-		spend: tx.StmtContext(ctx, s.spend), cursor: tx.StmtContext(ctx, s.cursor), journey: tx.StmtContext(ctx, s.journey),
-		spendSet: tx.StmtContext(ctx, s.spendSet),
-		txOpened: tx.StmtContext(ctx, s.txOpened), txNamed: tx.StmtContext(ctx, s.txNamed),
-		txNamedFact: tx.StmtContext(ctx, s.txNamedFact), closing: tx.StmtContext(ctx, s.closing),
-		txClosing: tx.StmtContext(ctx, s.txClosing),
-		booking:   tx.StmtContext(ctx, s.booking), payment: tx.StmtContext(ctx, s.payment), txLedger: tx.StmtContext(ctx, s.txLedger),
+	out := &statements{}
+	from, to := s.each(), out.each()
+	for i := range from {
+		*to[i].dst = tx.StmtContext(ctx, *from[i].dst)
 	}
+	return out
 }
 
 func (s *statements) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.applied, s.lead, s.synced, s.leadContact, s.speed, s.stage, s.update, s.spend, s.cursor, s.journey, s.spendSet,
-		s.txOpened, s.txNamed, s.txNamedFact, s.closing, s.txClosing, s.booking, s.payment, s.txLedger} {
-		if st != nil {
-			errs = append(errs, st.Close())
+	for _, p := range s.each() {
+		if *p.dst != nil {
+			errs = append(errs, (*p.dst).Close())
 		}
 	}
 	return errors.Join(errs...)

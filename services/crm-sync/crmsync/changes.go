@@ -301,12 +301,16 @@ func (c *changes) diff(crmName, id string, rec contactRecord, rev uint64, p crm.
 	}
 	corr := &commonv1.Correlation{ContactId: id, Source: p.Source}
 	// A record kept from crm-sync's own creation is not a sight of the
-	// contact's changes yet.
+	// contact's changes yet, but it knows the stage and the details the
+	// person was created with: a change from them is announced, whichever
+	// of the person's webhooks comes first (Follow Up Boss sends
+	// peopleStageUpdated and peopleUpdated for one move, and either may be
+	// handled before peopleCreated).
 	firstSight := rev == 0 || rec.Created
 	suffix := fmt.Sprintf("%s:%s:%d", crmName, id, rev)
 
 	var out []pendingEvent
-	stageChanged := !firstSight && rec.Stage != p.Stage
+	stageChanged := rev != 0 && rec.Stage != p.Stage && (!rec.Created || rec.Stage != "")
 	// Without a record the old stage is unknown: announce the stage when the
 	// CRM says it moved, or when it is an active-client stage, so a client
 	// entered directly at that stage is not missed.
@@ -329,10 +333,10 @@ func (c *changes) diff(crmName, id string, rec contactRecord, rev uint64, p crm.
 
 	var fields []crmv1.ContactField
 	switch {
-	case firstSight && n.Kind == crm.ChangeUpdated:
+	case rev == 0 && n.Kind == crm.ChangeUpdated:
 		// What it was is unknown: every field may have changed.
 		fields = []crmv1.ContactField{crmv1.ContactField_CONTACT_FIELD_NAME, crmv1.ContactField_CONTACT_FIELD_EMAILS, crmv1.ContactField_CONTACT_FIELD_PHONES}
-	case !firstSight:
+	case rev != 0:
 		if rec.FirstName != p.FirstName || rec.LastName != p.LastName {
 			fields = append(fields, crmv1.ContactField_CONTACT_FIELD_NAME)
 		}

@@ -66,6 +66,10 @@ type changesEnv struct {
 	// held, while open, keeps the stand-in gateway from answering
 	// webhooks: they wait until it is closed.
 	held chan struct{}
+	// holdEvent, per Follow Up Boss event name, keeps that event's
+	// webhooks waiting until its channel is closed. Set before the first
+	// webhook.
+	holdEvent map[string]chan struct{}
 }
 
 func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
@@ -139,8 +143,16 @@ func (e *changesEnv) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	var p struct {
 		EventID string `json:"eventId"`
+		Event   string `json:"event"`
 	}
 	_ = json.Unmarshal(body, &p)
+	if ch := e.holdEvent[p.Event]; ch != nil {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if _, err := e.webhook(r.Context(), "webhook:followupboss:"+p.EventID, p.EventID, body); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
@@ -476,6 +488,51 @@ func TestChanges_aPersonCrmSyncCreatedIsNotReadBack(t *testing.T) {
 	}
 	if u := e.updates(t); len(u) != 0 {
 		t.Fatalf("the kept person differs from the CRM's: %d updated events: %v", len(u), u)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures: %v", f)
+	}
+}
+
+// Follow Up Boss sends peopleStageUpdated and peopleUpdated for one move,
+// and crm-sync may handle either first, before or after the person's
+// peopleCreated. A person crm-sync created is known from its own call: a
+// move to a stage that is not an active client's, seen first through
+// peopleUpdated, is still one stage change, and no field is announced as
+// changed.
+func TestChanges_aMoveSeenFirstAsAnUpdateOfAPersonCrmSyncCreatedIsOneStageChange(t *testing.T) {
+	t.Parallel()
+	e := setupChanges(t)
+	created, stage := make(chan struct{}), make(chan struct{})
+	e.holdEvent = map[string]chan struct{}{sandbox.FUBPeopleCreated: created, sandbox.FUBPeopleStageUpdated: stage}
+	pub := bus.NewPublisher(e.js, "normalizer", nil)
+	if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:ld_move",
+		crmtest.Lead("ld_move", "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
+		return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == 1
+	})
+	people := e.fub.People()
+	if len(people) != 1 {
+		t.Fatalf("%d people, want 1", len(people))
+	}
+	if _, err := e.fub.SetStage(people[0].ID, "Nurture"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "peopleUpdated handled", func() bool {
+		return natstest.Count(t, e.js, bus.StreamWebhooks, "webhook.received.crm.followupboss") == 1
+	})
+	natstest.WaitSettled(t, e.js, bus.StreamWebhooks, changesDurable)
+	close(stage)
+	close(created)
+	e.settle(t, 3)
+	sc := e.stageChanges(t)
+	if len(sc) != 1 || sc[0].GetOldStage() != "Lead" || sc[0].GetNewStage() != "Nurture" || sc[0].GetActiveClient() {
+		t.Fatalf("stage changes = %v, want one from Lead to Nurture", sc)
+	}
+	if u := e.updates(t); len(u) != 0 {
+		t.Fatalf("%d updated events for a move of stage: %v", len(u), u)
 	}
 	if f := e.failures(t); len(f) != 0 {
 		t.Fatalf("failures: %v", f)

@@ -405,7 +405,13 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 		return f+n >= leads
 	})
 	firsts, summarized := count()
-	sent := e.sent(t)
+	// Each Slack message is announced as alert.sent after it is posted:
+	// the last may still be on its way.
+	var sent []*opsv1.AlertSent
+	natstest.Eventually(t, 30*time.Second, "an alert.sent for each Slack message", func() bool {
+		sent = e.sent(t)
+		return len(sent) >= len(e.sb.Slack().Messages())
+	})
 	if firsts != 1 || summarized != leads-1 {
 		t.Fatalf("%d first alerts and %d summarized, want 1 and %d; the first alerts:\n%s", firsts, summarized, leads-1, strings.Join(firstTexts, "\n"))
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -372,7 +375,23 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain runs the package's parallel tests four at a time unless
+// -parallel says otherwise. Each starts a whole system and spends most of
+// its time waiting on it (webhooks, the CRM's pacing, retries: alone, the
+// package used half a CPU-second per second), so on a two-core machine the
+// default of two at a time left the package the longest in `make test`.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0)))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // With REPORTING_DATABASE_URL the all-in-one keeps the read model in
 // PostgreSQL, and brokerflow replay --dsn rebuilds it there as a new

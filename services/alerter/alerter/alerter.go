@@ -296,6 +296,10 @@ type group struct {
 	Open []string `json:"open,omitempty"`
 	// Incident says a trigger went to PagerDuty and no resolve since.
 	Incident bool `json:"incident,omitempty"`
+	// Resolving is when the group's resolve was decided; zero once it is
+	// recorded as sent. A failure of the group that comes meanwhile waits
+	// for it (up to resolveHold), and then opens a new incident.
+	Resolving time.Time `json:"resolving,omitempty"`
 	// Template is the first alert, for the summaries and the resolve;
 	// Kind is its kind, which its JSON leaves out.
 	Template Alert           `json:"template"`
@@ -308,6 +312,14 @@ func (g *group) template() Alert {
 	t.Kind = g.Kind
 	return t
 }
+
+// resolveHold bounds how long a failure waits for its group's resolve to
+// be recorded (a crashed resolve is redelivered within the ack wait);
+// resolvePoll is how often it looks.
+const (
+	resolveHold = 2 * time.Minute
+	resolvePoll = 50 * time.Millisecond
+)
 
 // failed admits one failed message into its group: the first of a burst is
 // sent at once, the others are counted for the group's summary. The
@@ -352,6 +364,16 @@ func (a *Alerter) failed(ctx context.Context, al *Alert) error {
 			return err
 		}
 		now := a.now()
+		if g != nil && !g.Resolving.IsZero() && now.Sub(g.Resolving) < resolveHold {
+			// PagerDuty may have the group's resolve already: counted into
+			// the group, this failure would page no one.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(resolvePoll):
+			}
+			continue
+		}
 		if g == nil {
 			g = &group{Group: al.Group}
 			if err := a.index(ctx, kv, gkey); err != nil {
@@ -504,6 +526,7 @@ func (a *Alerter) settle(ctx context.Context, ref *commonv1.MessageRef) error {
 	if err := a.updateGroup(ctx, kv, gkey, func(g *group) {
 		resolve = nil
 		if len(g.Open) == 0 && g.Incident {
+			g.Resolving = a.now()
 			r := g.template()
 			r.Kind, r.ID, r.At = opsv1.AlertKind_ALERT_KIND_RESOLVED, g.Group+"/resolved/"+key, a.now()
 			r.Title = "Resolved: " + g.Template.Title + " (every failure redriven or resolved)"
@@ -521,6 +544,7 @@ func (a *Alerter) settle(ctx context.Context, ref *commonv1.MessageRef) error {
 		if len(g.Open) == 0 {
 			g.Incident = false
 		}
+		g.Resolving = time.Time{}
 	}); err != nil {
 		return err
 	}

@@ -301,6 +301,9 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 		t.Fatalf("%d triggers after the resolve, want 1", len(tr))
 	}
 	assertNoPII(t, e.everything(t))
+	// "Later" is once the redrive's handling is done (a failure in between
+	// is TestAlerter_aFailureDuringItsGroupsResolveIsANewIncident).
+	e.handled(t, bus.AlerterRedrives, 1)
 
 	// Redriven again later, it fails again (as crm-sync would record it): a
 	// new failure, a new alert, a new incident.
@@ -313,6 +316,40 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 		a := e.sb.PagerDuty().Alerts()
 		return len(e.sb.Slack().Messages()) == 3 && len(a) == 1 && a[0].Status == "triggered"
 	})
+}
+
+// A failure of a group that comes while the group's resolve is on its way
+// (PagerDuty has it, the alerter has not recorded it: here it crashed in
+// between) waits for the resolve, then opens a new incident.
+func TestAlerter_aFailureDuringItsGroupsResolveIsANewIncident(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	e.fub.InjectFault(sandbox.Fault{Method: "POST", Path: "/v1/events", Status: 400, Count: 1})
+	seq := e.lead(t, "ld_during")
+	natstest.Eventually(t, 30*time.Second, "the alert in Slack and PagerDuty", func() bool {
+		return len(e.sb.Slack().Messages()) >= 1 && len(e.triggers()) >= 1
+	})
+	e.handled(t, bus.AlerterFailures, 1)
+	e.hooks.CrashAtOf(bus.AlerterRedrives.Durable, alerter.CrashAfterSend(alerter.ChannelPagerDuty), 1)
+	if _, err := bus.RequestRedrive(natstest.Context(t, 10*time.Second), e.pub, bus.ServiceCRMSync, bus.StreamLeads, seq, "test"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the resolve in PagerDuty", func() bool {
+		a := e.sb.PagerDuty().Alerts()
+		return len(a) == 1 && a[0].Status == "resolved"
+	})
+	again := &opsv1.Failure{Service: "crm-sync", Consumer: "crm-sync", Message: &commonv1.MessageRef{Stream: "LEADS", Sequence: seq, Subject: "lead.normalized.idx"},
+		Class: opsv1.ErrorClass_ERROR_CLASS_PERMANENT, ReasonCode: "crm.http_400", Reason: "again", Attempts: 1, Redrive: true}
+	if _, err := bus.NewPublisher(e.js, "crm-sync", nil).Publish(natstest.Context(t, 10*time.Second), bus.FailureSubject("crm-sync"), "failure:during", again); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "a new incident for the failure", func() bool {
+		a := e.sb.PagerDuty().Alerts()
+		return len(e.triggers()) == 2 && len(a) == 1 && a[0].Status == "triggered"
+	})
+	if n := e.hooks.Armed(bus.AlerterRedrives.Durable, alerter.CrashAfterSend(alerter.ChannelPagerDuty)); n != 0 {
+		t.Fatalf("the crash after the resolve's send did not happen (%d armed)", n)
+	}
 }
 
 // Two failures of one group: one resolved by hand, the alerter restarted,

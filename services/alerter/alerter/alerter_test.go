@@ -213,6 +213,17 @@ func (e *env) handled(t *testing.T, spec bus.ConsumerSpec, n uint64) {
 	})
 }
 
+// failAgain records, as crm-sync would, that the lead at seq of LEADS,
+// redriven, failed again with crm.http_400.
+func (e *env) failAgain(t *testing.T, seq uint64, id string) {
+	t.Helper()
+	again := &opsv1.Failure{Service: "crm-sync", Consumer: "crm-sync", Message: &commonv1.MessageRef{Stream: "LEADS", Sequence: seq, Subject: "lead.normalized.idx"},
+		Class: opsv1.ErrorClass_ERROR_CLASS_PERMANENT, ReasonCode: "crm.http_400", Reason: "again", Attempts: 1, Redrive: true}
+	if _, err := bus.NewPublisher(e.js, "crm-sync", nil).Publish(natstest.Context(t, 10*time.Second), bus.FailureSubject("crm-sync"), id, again); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) triggers() []sandbox.PagerDutyEvent {
 	var out []sandbox.PagerDutyEvent
 	for _, ev := range e.sb.PagerDuty().Events() {
@@ -307,11 +318,7 @@ func TestAlerter_failureAlertsOnceThenRedriveResolves(t *testing.T) {
 
 	// Redriven again later, it fails again (as crm-sync would record it): a
 	// new failure, a new alert, a new incident.
-	again := &opsv1.Failure{Service: "crm-sync", Consumer: "crm-sync", Message: &commonv1.MessageRef{Stream: "LEADS", Sequence: seq, Subject: "lead.normalized.idx"},
-		Class: opsv1.ErrorClass_ERROR_CLASS_PERMANENT, ReasonCode: "crm.http_400", Reason: "again", Attempts: 1, Redrive: true}
-	if _, err := bus.NewPublisher(e.js, "crm-sync", nil).Publish(natstest.Context(t, 10*time.Second), bus.FailureSubject("crm-sync"), "failure:again", again); err != nil {
-		t.Fatal(err)
-	}
+	e.failAgain(t, seq, "failure:again")
 	natstest.Eventually(t, 30*time.Second, "the second alert", func() bool {
 		a := e.sb.PagerDuty().Alerts()
 		return len(e.sb.Slack().Messages()) == 3 && len(a) == 1 && a[0].Status == "triggered"
@@ -338,11 +345,7 @@ func TestAlerter_aFailureDuringItsGroupsResolveIsANewIncident(t *testing.T) {
 		a := e.sb.PagerDuty().Alerts()
 		return len(a) == 1 && a[0].Status == "resolved"
 	})
-	again := &opsv1.Failure{Service: "crm-sync", Consumer: "crm-sync", Message: &commonv1.MessageRef{Stream: "LEADS", Sequence: seq, Subject: "lead.normalized.idx"},
-		Class: opsv1.ErrorClass_ERROR_CLASS_PERMANENT, ReasonCode: "crm.http_400", Reason: "again", Attempts: 1, Redrive: true}
-	if _, err := bus.NewPublisher(e.js, "crm-sync", nil).Publish(natstest.Context(t, 10*time.Second), bus.FailureSubject("crm-sync"), "failure:during", again); err != nil {
-		t.Fatal(err)
-	}
+	e.failAgain(t, seq, "failure:during")
 	natstest.Eventually(t, 30*time.Second, "a new incident for the failure", func() bool {
 		a := e.sb.PagerDuty().Alerts()
 		return len(e.triggers()) == 2 && len(a) == 1 && a[0].Status == "triggered"

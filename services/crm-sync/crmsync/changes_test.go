@@ -192,6 +192,20 @@ func (e *changesEnv) createPerson(t *testing.T, first, last, email string) int64
 	return p.ID
 }
 
+// syncAda publishes Ada Lovelace's lead id as the normalizer would, and
+// waits until crm-sync announces it, the first lead synced.
+func (e *changesEnv) syncAda(t *testing.T, id string) {
+	t.Helper()
+	pub := bus.NewPublisher(e.js, "normalizer", nil)
+	if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:"+id,
+		crmtest.Lead(id, "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
+		return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == 1
+	})
+}
+
 // settle waits until the sandbox has delivered n webhooks and crm-sync has
 // handled everything in WEBHOOKS.
 func (e *changesEnv) settle(t *testing.T, n int) {
@@ -454,14 +468,7 @@ func TestChanges_aPersonCrmSyncCreatedIsNotReadBack(t *testing.T) {
 	// The webhook comes once the lead is recorded, as Follow Up Boss's
 	// usually does (it sends them after agent assignment).
 	e.held = make(chan struct{})
-	pub := bus.NewPublisher(e.js, "normalizer", nil)
-	if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:ld_own",
-		crmtest.Lead("ld_own", "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
-		return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == 1
-	})
+	e.syncAda(t, "ld_own")
 	close(e.held)
 	e.settle(t, 1)
 	if n := e.reads.Load(); n != 0 {
@@ -505,14 +512,7 @@ func TestChanges_aMoveSeenFirstAsAnUpdateOfAPersonCrmSyncCreatedIsOneStageChange
 	e := setupChanges(t)
 	created, stage := make(chan struct{}), make(chan struct{})
 	e.holdEvent = map[string]chan struct{}{sandbox.FUBPeopleCreated: created, sandbox.FUBPeopleStageUpdated: stage}
-	pub := bus.NewPublisher(e.js, "normalizer", nil)
-	if _, err := pub.Publish(t.Context(), "lead.normalized.idx", "lead.normalized:ld_move",
-		crmtest.Lead("ld_move", "Ada", "Lovelace", "ada@example.com", "+14155550134")); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 30*time.Second, "the lead synced", func() bool {
-		return natstest.Count(t, e.js, bus.StreamCRM, crmsync.SubjectContactSynced) == 1
-	})
+	e.syncAda(t, "ld_move")
 	people := e.fub.People()
 	if len(people) != 1 {
 		t.Fatalf("%d people, want 1", len(people))

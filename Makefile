@@ -83,10 +83,17 @@ run: ## Run the whole system locally against the sandbox (RUN_FLAGS, default --s
 	go run ./services/brokerflow run $(RUN_FLAGS)
 
 .PHONY: test
-test: test-deps ## Run every test: the workspace's (-race; fuzz targets over their seed corpora), then deploy/test
+# deploy/test runs beside the workspace's tests, which spend much of their time waiting on the
+# systems they start; its output is printed after theirs, and either failing fails the target.
+test: test-deps ## Run every test: the workspace's (-race; fuzz targets over their seed corpora) and deploy/test, at once
 	@mkdir -p '$(TEST_OUTPUT)'
-	go test $(TEST_FLAGS) -artifacts -outputdir '$(TEST_OUTPUT)' work
-	cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...
+	@echo '>> deploy/test (GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./...) runs beside the workspace; its output follows it'
+	@rm -f '$(TEST_OUTPUT)/deploy-test.rc'; \
+	(rc=0; cd $(DEPLOY_TEST_DIR) && GOWORK=off go test $(DEPLOY_TEST_FLAGS) ./... > '$(TEST_OUTPUT)/deploy-test.log' 2>&1 || rc=$$?; \
+	  echo $$rc > '$(TEST_OUTPUT)/deploy-test.rc') & \
+	ws=0; go test $(TEST_FLAGS) -artifacts -outputdir '$(TEST_OUTPUT)' work || ws=$$?; \
+	wait; echo '>> deploy/test:'; cat '$(TEST_OUTPUT)/deploy-test.log'; \
+	[ $$ws -eq 0 ] && [ "$$(cat '$(TEST_OUTPUT)/deploy-test.rc' 2>/dev/null)" = 0 ]
 
 .PHONY: test-deps
 test-deps: ## Install PostgreSQL and Chromium for the tests when missing (apt-get, as root; scripts/test-deps)

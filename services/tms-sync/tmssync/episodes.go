@@ -421,24 +421,37 @@ func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
 // fillDone marks the fill of episode n claimed by fence done, unless its
 // claim was taken over meanwhile.
 func (s *Syncer) fillDone(ctx context.Context, key string, n int, fence string) error {
+	_, err := s.updateEpisode(ctx, key, func(ep *episode) bool {
+		if ep.N != n || ep.Fill == nil || ep.Fill.Fence != fence || ep.Fill.State != fillPending {
+			return false
+		}
+		ep.Fill.State = fillDone
+		return true
+	})
+	return err
+}
+
+// updateEpisode applies change to the episode record at key with
+// compare-and-swap, retrying on a concurrent write; change returns false
+// to leave the record as it is. It reports whether the record changed.
+func (s *Syncer) updateEpisode(ctx context.Context, key string, change func(*episode) bool) (bool, error) {
 	for range casAttempts {
 		var ep episode
 		rev, err := s.load(ctx, key, &ep)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if ep.N != n || ep.Fill == nil || ep.Fill.Fence != fence || ep.Fill.State != fillPending {
-			return nil
+		if !change(&ep) {
+			return false, nil
 		}
-		ep.Fill.State = fillDone
 		if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
 			continue
 		} else if err != nil {
-			return err
+			return false, err
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("episode record %s changed concurrently %d times; will retry", key, casAttempts)
+	return false, fmt.Errorf("episode record %s changed concurrently %d times; will retry", key, casAttempts)
 }
 
 func (s *Syncer) openedEvent(ep episode) *tmsv1.TransactionOpened {
@@ -469,23 +482,19 @@ func (s *Syncer) announceOpened(ctx context.Context, ep episode) error {
 // endEpisode ends a contact's open episode (episode n only, when n > 0):
 // the next opening stage starts a new one.
 func (s *Syncer) endEpisode(ctx context.Context, crmName, contact string, n int, why string) error {
-	key := episodeKey(crmName, contact)
-	for range casAttempts {
-		var ep episode
-		rev, err := s.load(ctx, key, &ep)
-		if err != nil || rev == 0 || ep.State != stateOpen || (n > 0 && ep.N != n) {
-			return err
+	var ended string
+	changed, err := s.updateEpisode(ctx, episodeKey(crmName, contact), func(ep *episode) bool {
+		// An empty record (zero N) is in no state: there is nothing to end.
+		if ep.State != stateOpen || (n > 0 && ep.N != n) {
+			return false
 		}
-		ep.State = stateEnded
-		if _, err := s.store(ctx, key, ep, rev); errors.Is(err, errConflict) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		logging.FromContext(ctx).Info("episode ended", "contact_id", contact, "episode", ep.id(), "why", why)
-		return nil
+		ep.State, ended = stateEnded, ep.id()
+		return true
+	})
+	if changed {
+		logging.FromContext(ctx).Info("episode ended", "contact_id", contact, "episode", ended, "why", why)
 	}
-	return fmt.Errorf("episode of contact %s changed concurrently; will retry", contact)
+	return err
 }
 
 // handleSynced keeps the contact's latest lead with a property in the

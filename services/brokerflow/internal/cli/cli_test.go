@@ -87,7 +87,8 @@ func TestDemo_leadsArriveInTheSandboxCRM(t *testing.T) {
 		t.Fatalf("demo output lacks the stage change:\n%s", out)
 	}
 	// tms-sync opened one loop for her, prefilled, read from the sandbox's state.
-	if !strings.Contains(out, `tms-sync opened Dotloop loop`) || !strings.Contains(out, "ada.lovelace@example.com") || len(a.Sandbox.Dotloop().Loops()) != 1 {
+	if !strings.Contains(out, `tms-sync opened Dotloop loop`) || !strings.Contains(out, "ada.lovelace@example.com") ||
+		!strings.Contains(out, `as BUYER; property "14 Main St".`) || len(a.Sandbox.Dotloop().Loops()) != 1 {
 		t.Fatalf("demo output lacks the loop (%d loops):\n%s", len(a.Sandbox.Dotloop().Loops()), out)
 	}
 	// The loop marked sold became one invoice in QuickBooks, for her, with the agent and the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,7 +227,9 @@ func demoLoop(ctx context.Context, client *http.Client, sandboxURL string, js je
 				a := l.Detail["Property Address"]
 				fmt.Fprintf(stdout, "tms-sync opened Dotloop loop %d %q (%s, %s): %s %s %s as %s; property %q.\n",
 					l.ID, l.Name, l.TransactionType, l.Status, p.FullName, p.Email, p.Phone, p.Role,
-					strings.TrimSpace(a["Street Number"]+" "+a["Street Name"]+", "+a["City"]))
+					strings.Join(slices.DeleteFunc([]string{
+						strings.TrimSpace(a["Street Number"] + " " + a["Street Name"]), a["City"],
+					}, func(s string) bool { return s == "" }), ", "))
 				return demoInvoice(ctx, client, sandboxURL, js, l.ID, stdout)
 			}
 		}

@@ -40,7 +40,7 @@ func Contacts(sb *sandbox.Sandbox, crm string) []Contact {
 	if crm == "liondesk" {
 		ld := sb.LionDesk()
 		for _, ct := range ld.Contacts() {
-			add(ct.ID, nonEmpty(ct.Email), nonEmpty(ct.MobilePhone))
+			add(ct.ID, nonEmpty(ct.Email), nonEmpty(ct.MobilePhone, ct.HomePhone, ct.OfficePhone))
 		}
 		for _, n := range ld.Notes() {
 			if strings.HasPrefix(n.Content, LinkNotePrefix) {

@@ -229,7 +229,7 @@ func (s *Syncer) HandleLead(ctx context.Context, m *bus.Message) error {
 		if err := st.identities.settle(ctx, f, held, pl.contactOf(rec)); err != nil {
 			return err
 		}
-		if err := s.followUp(ctx, st.outcomes, l.GetLeadId(), held, pl, rec); err != nil {
+		if err := s.followUp(ctx, st, f, held, pl, rec); err != nil {
 			return err
 		}
 	}
@@ -415,7 +415,8 @@ func (s *Syncer) confirmOn(ctx context.Context, contactID string, created bool, 
 // or phone the contact lacks is added, and when the lead's email and phone
 // belong to two contacts, each gets a note naming the other, once, for an
 // agent to merge them.
-func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, leadID string, held []heldKey, pl plan, rec crm.Recorded) error {
+func (s *Syncer) followUp(ctx context.Context, st *buckets, f fence, held []heldKey, pl plan, rec crm.Recorded) error {
+	ids := st.identities
 	if pl.target != "" && !rec.Created {
 		var add crm.Identity
 		for _, h := range held {
@@ -427,7 +428,13 @@ func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, leadID str
 			}
 		}
 		if add != (crm.Identity{}) {
-			if _, err := s.crm.AddDetails(ctx, rec.ContactID, add); err != nil {
+			unlock, err := ids.lockContact(ctx, f, rec.ContactID)
+			if err != nil {
+				return err
+			}
+			_, err = s.crm.AddDetails(ctx, rec.ContactID, add)
+			unlock()
+			if err != nil {
 				return fmt.Errorf("add the lead's details to contact %s: %w", rec.ContactID, err)
 			}
 		}
@@ -435,7 +442,7 @@ func (s *Syncer) followUp(ctx context.Context, kv jetstream.KeyValue, leadID str
 	if !pl.linked() {
 		return nil
 	}
-	return s.noteLinked(ctx, kv, pl, leadID)
+	return s.noteLinked(ctx, st.outcomes, pl, f.lead)
 }
 
 // noteLinked adds the note to both contacts of a linked pair, once per

@@ -3,6 +3,7 @@ package crmsync_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -102,6 +103,43 @@ func TestSyncer_contactDetailsFollowThePerson(t *testing.T) {
 			c.publish(t, later[1:])
 			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
 			c.assertOnePerPerson(t, later, false)
+		})
+	}
+}
+
+// Two leads of a known person arrive at once, each with a phone her contact
+// lacks. Adding a detail reads the contact and writes it back whole, so two
+// additions that overlap would keep only the last one written. Each read of
+// the contact is slowed here, so that without the contact's lock both leads
+// read it before either writes. The contact ends with both phones.
+func TestSyncer_twoNewPhonesAtOnceBothReachTheContact(t *testing.T) {
+	t.Parallel()
+	for _, crm := range crms {
+		t.Run(crm, func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t, crm)
+			c.replica(t)
+			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			leads := []testLead{{"ld_two_first", "Dana", "Reyes", "dana.two@example.com", ""}}
+			c.publish(t, leads)
+			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+			id := c.contacts()[0].ID
+			slow := sandbox.Fault{Method: http.MethodGet, Latency: 300 * time.Millisecond, Count: 2}
+			if crm == "liondesk" {
+				slow.Path = "/contacts/" + id
+				c.sb.LionDesk().InjectFault(slow)
+			} else {
+				slow.Path = "/v1/people/" + id
+				c.sb.FUB().InjectFault(slow)
+			}
+			later := []testLead{
+				{"ld_two_a", "Dana", "Reyes", "dana.two@example.com", phone(21)},
+				{"ld_two_b", "Dana", "Reyes", "dana.two@example.com", phone(22)},
+			}
+			c.publish(t, later)
+			leads = append(leads, later...)
+			c.waitSynced(t, leads)
+			c.assertOnePerPerson(t, leads, false)
 		})
 	}
 }

@@ -53,8 +53,8 @@ func TestScaledObjectsNameTheDeclaredConsumers(t *testing.T) {
 	}
 	for svc := range consuming {
 		if svc == bus.ServiceReporting || svc == bus.ServiceAlerter {
-			// One writer to its SQLite read model, one decider of a group's first alert: one
-			// replica, never scaled (deploy/base/reporting, deploy/base/alerter).
+			// One writer to its SQLite read model (deploy/base/reporting); the alerter's few
+			// alerts need no scaling, and its two replicas share a lease (deploy/base/alerter).
 			continue
 		}
 		i := slices.IndexFunc(sos, func(so scaledObject) bool { return so.Spec.ScaleTargetRef.Name == svc })

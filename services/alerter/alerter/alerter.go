@@ -10,6 +10,7 @@ package alerter
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,8 +55,10 @@ type Alerter struct {
 	now      func() time.Time
 	silent   map[string]time.Duration
 	started  time.Time
-	own      *prometheus.CounterVec
-	log      *slog.Logger
+	// id names this replica in the tick's lease.
+	id  string
+	own *prometheus.CounterVec
+	log *slog.Logger
 
 	mu sync.Mutex
 	kv jetstream.KeyValue
@@ -87,7 +90,7 @@ func New(cfg Config, deps service.Deps) (*Alerter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Alerter{w: w, cfg: cfg, channels: channels, now: time.Now, silent: silent, started: time.Now(), log: log.With("service", bus.ServiceAlerter)}
+	a := &Alerter{w: w, cfg: cfg, channels: channels, now: time.Now, silent: silent, started: time.Now(), id: rand.Text(), log: log.With("service", bus.ServiceAlerter)}
 	a.own = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "brokerflow_alerter_own_failures_total",
 		Help:        "The alerter's own failures and terminated deliveries, which it logs and never alerts on.",
@@ -594,6 +597,9 @@ func (a *Alerter) summarize(ctx context.Context) error {
 				}
 			}
 		}
+		if !a.leading(ctx) {
+			break
+		}
 		reached, err := a.deliver(ctx, kv, &s)
 		if err != nil {
 			errs = append(errs, err)
@@ -617,11 +623,15 @@ func (a *Alerter) summarize(ctx context.Context) error {
 func (a *Alerter) tick(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()
+	defer a.release()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if !a.leading(ctx) {
+			continue
 		}
 		if err := a.summarize(ctx); err != nil && ctx.Err() == nil {
 			a.own.WithLabelValues("alerter.summary").Inc()

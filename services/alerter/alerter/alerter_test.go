@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +49,8 @@ type receiver struct {
 	ids    []string
 	bodies []string
 	bad    int
+	// delay is how long each delivery takes to be answered.
+	delay time.Duration
 }
 
 func (r *receiver) serve(t *testing.T) string {
@@ -58,6 +61,10 @@ func (r *receiver) serve(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		id, err := v.Verify(req.Header, body)
+		r.mu.Lock()
+		delay := r.delay
+		r.mu.Unlock()
+		time.Sleep(delay)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if err != nil {
@@ -175,6 +182,21 @@ func (e *env) startAlerter(t *testing.T) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// slackCounts reads Slack's messages: the first alerts, and the failures
+// the summaries counted ("N more: …").
+func (e *env) slackCounts() (firsts, summarized int, firstTexts []string) {
+	for _, m := range e.sb.Slack().Messages() {
+		var n int
+		if _, err := fmt.Sscanf(m.Text, "%d more:", &n); err == nil {
+			summarized += n
+		} else {
+			firsts++
+			firstTexts = append(firstTexts, m.Text)
+		}
+	}
+	return firsts, summarized, firstTexts
 }
 
 func (e *env) lead(t *testing.T, id string) uint64 {
@@ -425,26 +447,11 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 	for i := range leads {
 		e.lead(t, "ld_out_"+strings.Repeat("x", 0)+string(rune('a'+i/26))+string(rune('a'+i%26)))
 	}
-	// Slack's messages say the count: "N more: …".
-	var firstTexts []string
-	count := func() (firsts, summarized int) {
-		firstTexts = firstTexts[:0]
-		for _, m := range e.sb.Slack().Messages() {
-			var n int
-			if _, err := fmt.Sscanf(m.Text, "%d more:", &n); err == nil {
-				summarized += n
-			} else {
-				firsts++
-				firstTexts = append(firstTexts, m.Text)
-			}
-		}
-		return firsts, summarized
-	}
 	natstest.Eventually(t, 120*time.Second, "every failure alerted or summarized", func() bool {
-		f, n := count()
+		f, n, _ := e.slackCounts()
 		return f+n >= leads
 	})
-	firsts, summarized := count()
+	firsts, summarized, firstTexts := e.slackCounts()
 	// Each Slack message is announced as alert.sent after it is posted:
 	// the last may still be on its way.
 	var sent []*opsv1.AlertSent
@@ -470,6 +477,60 @@ func TestAlerter_outageIsOneAlertAndOneSummaryPerWindow(t *testing.T) {
 	if tr := len(e.triggers()); tr != 1 {
 		t.Errorf("%d PagerDuty triggers, want 1 (one incident for the group)", tr)
 	}
+}
+
+// Two replicas share the work: both consume, and the tick's work (the
+// summaries and the checks) is done by the one that holds the lease. The
+// signed webhook answers slowly here, so that two replicas ticking at once
+// would both be sending a due summary before either recorded it.
+func TestAlerter_twoReplicasSendEachAlertOnce(t *testing.T) {
+	t.Parallel()
+	const leads = 40
+	window := 300 * time.Millisecond
+	e := setup(t, options{window: window, ackWait: 10 * time.Second})
+	e.recv.mu.Lock()
+	e.recv.delay = 100 * time.Millisecond
+	e.recv.mu.Unlock()
+	e.startAlerter(t)
+	e.fub.InjectFault(sandbox.Fault{Method: "POST", Path: "/v1/events", Status: 400, Count: leads})
+	for i := range leads {
+		e.lead(t, fmt.Sprintf("ld_two_%02d", i))
+	}
+	natstest.Eventually(t, 120*time.Second, "every failure alerted or summarized", func() bool {
+		f, n, _ := e.slackCounts()
+		return f+n >= leads
+	})
+	// A second copy of the last summary would come within a tick or two.
+	time.Sleep(3 * window)
+	firsts, summarized, firstTexts := e.slackCounts()
+	if firsts != 1 || summarized != leads-1 {
+		t.Fatalf("%d first alerts and %d failures summarized, want 1 and %d; the first alerts:\n%s", firsts, summarized, leads-1, strings.Join(firstTexts, "\n"))
+	}
+	e.recv.mu.Lock()
+	ids := slices.Clone(e.recv.ids)
+	e.recv.mu.Unlock()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("the webhook had alert %s twice", id)
+		}
+		seen[id] = true
+	}
+	if tr := len(e.triggers()); tr != 1 {
+		t.Errorf("%d PagerDuty triggers, want 1", tr)
+	}
+
+	// With the first replica gone (its lease given back, or expired), the
+	// other one sends the summaries of the failures that follow.
+	e.stopAlerter()
+	e.fub.InjectFault(sandbox.Fault{Method: "POST", Path: "/v1/events", Status: 400, Count: 5})
+	for i := range 5 {
+		e.lead(t, fmt.Sprintf("ld_two_after_%d", i))
+	}
+	natstest.Eventually(t, 60*time.Second, "the failures after the stop summarized", func() bool {
+		f, n, _ := e.slackCounts()
+		return f+n >= leads+5
+	})
 }
 
 // A handler that never settles its message (crashed each time) writes no

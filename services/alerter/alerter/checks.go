@@ -82,6 +82,9 @@ func (a *Alerter) settleCheck(ctx context.Context, f finding) error {
 	}
 	switch {
 	case f.firing && st == nil:
+		if !a.leading(ctx) {
+			return nil
+		}
 		now := a.now()
 		al := &Alert{
 			Kind: opsv1.AlertKind_ALERT_KIND_CHECK, Group: "check/" + f.check + "/" + keySafe(f.subject),
@@ -95,7 +98,7 @@ func (a *Alerter) settleCheck(ctx context.Context, f finding) error {
 		st = &checkState{Since: now, Alert: *al}
 		fallthrough
 	case f.firing && st != nil:
-		if _, err := kv.Get(ctx, "sent."+keySafe(st.Alert.ID)+".done"); err == nil {
+		if _, err := kv.Get(ctx, "sent."+keySafe(st.Alert.ID)+".done"); err == nil || !a.leading(ctx) {
 			return nil
 		}
 		reached, err := a.deliver(ctx, kv, &st.Alert)
@@ -110,6 +113,9 @@ func (a *Alerter) settleCheck(ctx context.Context, f finding) error {
 		r := st.Alert
 		r.Kind, r.ID, r.At = opsv1.AlertKind_ALERT_KIND_RESOLVED, st.Alert.ID+"/resolved", a.now()
 		r.Title = "Resolved: " + st.Alert.Title
+		if !a.leading(ctx) {
+			return nil
+		}
 		reached, err := a.deliver(ctx, kv, &r)
 		if err != nil {
 			return err

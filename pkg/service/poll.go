@@ -62,20 +62,41 @@ func (c *Cursor) Save(ctx context.Context, t time.Time) error {
 // it handled skips nothing. Each poll's outcome is kept in the poller's
 // health record (PollHealth, under HealthKey of the cursor's key), which the
 // alerter's poll_failing check reads.
+//
+// Replicas of a service take turns through a lease beside the cursor
+// (LeaseKey): the one holding it polls, the others wait for it to lapse
+// (three intervals), so the vendor is asked once per interval however many
+// replicas run, and the health record is one poller's.
 func PollEvery(ctx context.Context, c *Cursor, interval time.Duration, what string, poll func(context.Context) error) error {
 	h := c.bindHealth(ctx, what, interval)
+	lease := NewLease(c.kv, LeaseKey(c.key), 3*interval)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := lease.Release(ctx); err != nil {
+			logging.FromContext(ctx).Debug("poll lease not released; it lapses", "polled", what, "err", err)
+		}
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		err := poll(ctx)
-		if ctx.Err() != nil {
+		held, err := lease.Hold(ctx)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		}
-		if err != nil {
-			logging.FromContext(ctx).Warn("poll failed; will try again", "polled", what, "err", err)
-		}
-		if herr := h.record(ctx, time.Now(), err); herr != nil && ctx.Err() == nil {
-			logging.FromContext(ctx).Warn("poll health not recorded", "polled", what, "err", herr)
+		case err != nil:
+			logging.FromContext(ctx).Warn("poll lease not read; will try again", "polled", what, "err", err)
+		case held:
+			err := poll(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				logging.FromContext(ctx).Warn("poll failed; will try again", "polled", what, "err", err)
+			}
+			if herr := h.record(ctx, time.Now(), err); herr != nil && ctx.Err() == nil {
+				logging.FromContext(ctx).Warn("poll health not recorded", "polled", what, "err", herr)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -55,12 +55,20 @@ type PollHealth struct {
 
 // HealthKey is the health key of the poller whose cursor is at cursorKey:
 // "crm-sync.liondesk" keeps its health at "crm-sync.health.liondesk".
-func HealthKey(cursorKey string) string {
+func HealthKey(cursorKey string) string { return besideCursor(cursorKey, "health") }
+
+// LeaseKey is the key of the lease the replicas of the poller whose cursor
+// is at cursorKey take turns with: "crm-sync.liondesk" polls under
+// "crm-sync.lease.liondesk".
+func LeaseKey(cursorKey string) string { return besideCursor(cursorKey, "lease") }
+
+// besideCursor names a poller's record of kind, in its service's prefix.
+func besideCursor(cursorKey, kind string) string {
 	service, rest, ok := strings.Cut(cursorKey, ".")
 	if !ok {
-		return cursorKey + ".health.poller"
+		return cursorKey + "." + kind + ".poller"
 	}
-	return service + ".health." + rest
+	return service + "." + kind + "." + rest
 }
 
 // pollHealth records one poller's health.

@@ -10,7 +10,6 @@ package alerter
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,10 +54,11 @@ type Alerter struct {
 	now      func() time.Time
 	silent   map[string]time.Duration
 	started  time.Time
-	// id names this replica in the tick's lease.
-	id  string
-	own *prometheus.CounterVec
-	log *slog.Logger
+	// lease is this replica's hold on the tick's work, made at the first
+	// tick (only the tick's goroutine uses it).
+	lease *service.Lease
+	own   *prometheus.CounterVec
+	log   *slog.Logger
 
 	mu sync.Mutex
 	kv jetstream.KeyValue
@@ -90,7 +90,7 @@ func New(cfg Config, deps service.Deps) (*Alerter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Alerter{w: w, cfg: cfg, channels: channels, now: time.Now, silent: silent, started: time.Now(), id: rand.Text(), log: log.With("service", bus.ServiceAlerter)}
+	a := &Alerter{w: w, cfg: cfg, channels: channels, now: time.Now, silent: silent, started: time.Now(), log: log.With("service", bus.ServiceAlerter)}
 	a.own = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "brokerflow_alerter_own_failures_total",
 		Help:        "The alerter's own failures and terminated deliveries, which it logs and never alerts on.",

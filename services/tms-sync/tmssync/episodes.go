@@ -97,6 +97,13 @@ type propertyFill struct {
 	Announced bool   `json:"announced,omitempty"`
 }
 
+// unannounced reports whether e's fill was set and recorded, and its
+// tms.transaction.updated not yet published.
+func (e episode) unannounced() bool {
+	f := e.Fill
+	return f != nil && f.State == fillDone && len(f.Updated) > 0 && !f.Announced
+}
+
 func (e episode) id() string { return fmt.Sprintf("%s:%s:%d", e.CRM, e.ContactID, e.N) }
 
 func (e episode) client() tms.Party {
@@ -198,6 +205,13 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 				return err
 			}
 			return s.open(ctx, key, ep, m)
+		case rev != 0 && ep.unannounced():
+			// The ended episode's fill is still owed its announcement: the
+			// new episode's record will not keep it.
+			if err := s.announceFill(ctx, key, ep); err != nil {
+				return err
+			}
+			continue
 		default:
 			next, err := s.newEpisode(ctx, &ev, typ, m, ep.Lead)
 			if err != nil {
@@ -385,7 +399,7 @@ func (s *Syncer) fillProperty(ctx context.Context, key string, m *bus.Message) e
 		if err != nil {
 			return err
 		}
-		if f := ep.Fill; rev != 0 && f != nil && f.State == fillDone && len(f.Updated) > 0 && !f.Announced {
+		if rev != 0 && ep.unannounced() {
 			// Set, and not announced yet (a crash, a failed publish): the
 			// episode may have ended since, the announcement is still owed.
 			return s.announceFill(ctx, key, ep)

@@ -269,3 +269,40 @@ func TestSyncer_crashWhileSettingTheProperty(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncer_propertyAnnouncedBeforeANewEpisode: killed after recording a
+// property it set and before announcing it, while the contact's episode
+// ends and a new one opens before the synced event's redelivery: the new
+// episode's stage change announces the ended episode's property first,
+// as its record no longer keeps it.
+func TestSyncer_propertyAnnouncedBeforeANewEpisode(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 1, nil)
+	published := e.announcements(t)
+	e.stage(t, "706", "Active Client")
+	e.settle(t)
+	e.hooks.CrashAt(tmssync.CrashAfterPropertyRecorded, 1)
+	e.lead(t, "706")
+	natstest.Eventually(t, 30*time.Second, "the property set", func() bool { return e.dl.Loops()[0].DetailUpdates == 1 })
+	e.stage(t, "706", "Trash")
+	// Handled in order: the two stage changes could otherwise run at once.
+	natstest.Eventually(t, 30*time.Second, "the episode ended", func() bool {
+		kv, err := e.js.KeyValue(natstest.Context(t, 5*time.Second), "idempotency")
+		if err != nil {
+			return false
+		}
+		rec, err := kv.Get(natstest.Context(t, 5*time.Second), "tms-sync.episode.followupboss.706")
+		return err == nil && strings.Contains(string(rec.Value()), `"state":"ended"`)
+	})
+	e.stage(t, "706", "Active Client")
+	natstest.Eventually(t, 30*time.Second, "a second episode's loop", func() bool { return len(e.dl.Loops()) == 2 })
+	e.settle(t)
+	u := readAll(t, e.js, bus.StreamTMS, tmssync.SubjectUpdated, func() *tmsv1.TransactionUpdated { return &tmsv1.TransactionUpdated{} })
+	first := strconv.FormatInt(e.dl.Loops()[0].ID, 10)
+	if len(u) != 1 || u[0].GetTransactionId() != first || u[0].GetProperty().GetStreetNumber() != "2100" {
+		t.Fatalf("updated %v, want one for the first loop %s with its property", u, first)
+	}
+	if n := published(); n != 1 {
+		t.Fatalf("tms.transaction.updated published %d times, want once", n)
+	}
+}

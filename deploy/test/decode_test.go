@@ -68,7 +68,7 @@ func TestObjectsDecodeStrictly(t *testing.T) {
 	}
 	for _, ov := range overlays(t) {
 		t.Run(ov, func(t *testing.T) {
-			for _, o := range render(t, filepath.Join("overlays", ov)) {
+			for _, o := range render(t, kustomization(ov)) {
 				gvk := o.APIVersion + "/" + o.Kind
 				if newObj, ok := typed[gvk]; ok {
 					if err := decode(o, newObj()); err != nil {

@@ -42,7 +42,7 @@ type rendered struct {
 
 func load(t *testing.T, overlay string) rendered {
 	t.Helper()
-	r := rendered{name: overlay, objs: render(t, filepath.Join("overlays", overlay))}
+	r := rendered{name: overlay, objs: render(t, kustomization(overlay))}
 	for _, o := range r.objs {
 		var err error
 		switch o.Kind {
@@ -496,7 +496,7 @@ func TestApplyJobAndSecrets(t *testing.T) {
 			checkNkey(t, j.Spec.Template.Spec, c, "Job "+j.Name, "BROKERFLOW_NATS_NKEY_FILE", natsauth.SecretName(bus.UserOperator))
 			checkNATSURLRef(t, r, c, "Job "+j.Name, "BROKERFLOW_NATS_URL")
 			checkEgressToNATS(t, r, j.Spec.Template.Labels, "Job "+j.Name, natsNamespace(t, r))
-			if want, ok := wantReplicas[ov]; ok && envMap(c)["BROKERFLOW_BUS_REPLICAS"] != want {
+			if want, ok := wantReplicas[baseOverlay(ov)]; ok && envMap(c)["BROKERFLOW_BUS_REPLICAS"] != want {
 				t.Errorf("Job %s: BROKERFLOW_BUS_REPLICAS=%q, want %s in %s", j.Name, envMap(c)["BROKERFLOW_BUS_REPLICAS"], want, ov)
 			}
 			if len(selectingPolicies(r, j.Spec.Template.Labels)) == 0 {

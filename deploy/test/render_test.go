@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -29,23 +30,42 @@ type object struct {
 
 func (o object) String() string { return fmt.Sprintf("%s/%s %s", o.APIVersion, o.Kind, o.Name) }
 
-// overlays lists deploy/overlays/*.
+// overlays lists deploy/overlays/*, and the same overlays with vendor
+// components (deploy/test/testdata/vendors/<overlay>+<component>…), so
+// that every check holds whichever vendors a brokerage chooses.
 func overlays(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(repoRoot, "deploy", "overlays"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range entries {
-		if e.IsDir() {
-			out = append(out, e.Name())
+	for _, dir := range []string{filepath.Join(repoRoot, "deploy", "overlays"), filepath.Join("testdata", "vendors")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				out = append(out, e.Name())
+			}
 		}
 	}
 	if !slices.Contains(out, "dev") || !slices.Contains(out, "prod") {
 		t.Fatalf("overlays %v: want at least dev and prod", out)
 	}
 	return out
+}
+
+// kustomization is where the overlay name lies, under deploy/: an overlay
+// with vendor components (its name has a "+") is one of deploy/test's own.
+func kustomization(name string) string {
+	if strings.Contains(name, "+") {
+		return filepath.Join("test", "testdata", "vendors", name)
+	}
+	return filepath.Join("overlays", name)
+}
+
+// baseOverlay is the overlay of deploy/overlays that name starts from.
+func baseOverlay(name string) string {
+	base, _, _ := strings.Cut(name, "+")
+	return base
 }
 
 var (
@@ -112,7 +132,7 @@ func find(objs []object, kind, name string) *object {
 func TestOverlaysRender(t *testing.T) {
 	for _, o := range overlays(t) {
 		t.Run(o, func(t *testing.T) {
-			objs := render(t, filepath.Join("overlays", o))
+			objs := render(t, kustomization(o))
 			seen := map[string]bool{}
 			for _, obj := range objs {
 				if seen[obj.String()] {

@@ -52,7 +52,7 @@ func TestVendorsWebhooksAndCRMAreWired(t *testing.T) {
 				if tmsEnv["TMSSYNC_CRM"] != "followupboss" || (tmsEnv["TMSSYNC_FUB_API_KEY_FILE"] == "" && tmsEnv["TMSSYNC_FUB_API_KEY"] == "") {
 					t.Errorf("tms-sync: TMSSYNC_CRM=%q and no Follow Up Boss key, but crm-sync's CRM is Follow Up Boss: every loop would go to the default agent", tmsEnv["TMSSYNC_CRM"])
 				}
-				if ov == "dev" && !strings.Contains(tmsEnv["TMSSYNC_FUB_BASE_URL"], "sandbox") {
+				if baseOverlay(ov) == "dev" && !strings.Contains(tmsEnv["TMSSYNC_FUB_BASE_URL"], "sandbox") {
 					t.Errorf("tms-sync in dev reads Follow Up Boss at %q, not the sandbox", tmsEnv["TMSSYNC_FUB_BASE_URL"])
 				}
 			}

@@ -126,8 +126,11 @@ func (s *Syncer) HandleClosed(ctx context.Context, m *bus.Message) error {
 		// missing financials, before asking a TMS that cannot say either.
 		return bus.WithCode("ledger.closing_incomplete", bus.Permanentf("transaction %s closed in %s without %s: nothing booked. Book it by hand, or enter the commission where ledger-sync can read it", ev.GetTransactionId(), ev.GetTms(), why))
 	}
-	if ev.GetTms() != s.tms.Name() {
-		return bus.WithCode("ledger.unknown_tms", bus.Permanentf("transaction %s closed in %q, and ledger-sync reads %q (LEDGERSYNC_TMS): nothing booked", ev.GetTransactionId(), ev.GetTms(), s.tms.Name()))
+	if ev.GetTms() != s.cfg.TMS {
+		return bus.WithCode("ledger.unknown_tms", bus.Permanentf("transaction %s closed in %q, and ledger-sync reads %q (LEDGERSYNC_TMS): nothing booked", ev.GetTransactionId(), ev.GetTms(), s.cfg.TMS))
+	}
+	if s.tms == nil {
+		return bus.WithCode("ledger.closing_incomplete", bus.Permanentf("transaction %s closed in %s, whose commission ledger-sync cannot read: nothing booked. Book it by hand", ev.GetTransactionId(), ev.GetTms()))
 	}
 	c, err := s.readClosing(ctx, &ev)
 	if err != nil {

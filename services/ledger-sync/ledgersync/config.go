@@ -13,6 +13,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 )
 
 // Prefix is the environment prefix of every ledger-sync setting.
@@ -38,7 +39,9 @@ type Config struct {
 	CDCInterval time.Duration `env:"QUICKBOOKS_CDC_INTERVAL" envDefault:"0s"`
 
 	// TMS is the transaction manager the closings come from, read again
-	// before each booking: dotloop.
+	// before each booking: dotloop; or skyslope, whose public APIs give no
+	// commission: its closings are failure records ledger.closing_incomplete
+	// for a person to book by hand, and nothing is read (no credentials).
 	TMS     string         `env:"TMS" envDefault:"dotloop"`
 	Dotloop dotloop.Config `envPrefix:"DOTLOOP_"`
 	// Where in the TMS's details each fact of a closing is (as tms-sync's
@@ -102,8 +105,10 @@ func (c *Config) Resolve() error {
 	if !c.Enabled() {
 		return c.Validate()
 	}
-	if err := c.Dotloop.ReadSecret(Prefix + "DOTLOOP_"); err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+	if c.TMS == dotloop.Name {
+		if err := c.Dotloop.ReadSecret(Prefix + "DOTLOOP_"); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	if err := c.resolveLedger(); err != nil {
 		return err
@@ -148,8 +153,10 @@ func (c Config) Validate() error {
 		if err := c.Dotloop.Validate(Prefix + "DOTLOOP_"); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
+	case skyslope.Name:
+		// Nothing is read from SkySlope: its closings have no commission.
 	default:
-		return fmt.Errorf("%w: LEDGERSYNC_TMS %q is not dotloop (the only TMS built)", ErrConfig, c.TMS)
+		return fmt.Errorf("%w: LEDGERSYNC_TMS %q is not dotloop or skyslope", ErrConfig, c.TMS)
 	}
 	for _, f := range []struct{ name, v string }{
 		{"PRICE_FIELD", c.PriceField}, {"COMMISSION_FIELD", c.CommissionField}, {"CLOSE_DATE_FIELD", c.CloseDateField},

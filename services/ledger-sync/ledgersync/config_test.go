@@ -41,6 +41,16 @@ func TestConfigFromEnv(t *testing.T) {
 	if !cfg.Enabled() || cfg.Document != "invoice" || cfg.AgentAs != "class" || cfg.Payer != "client" || cfg.Bill || cfg.Plans == nil || cfg.Agents == nil || cfg.CDCInterval != 0 {
 		t.Fatalf("config %+v", cfg)
 	}
+	// SkySlope's closings are read from nowhere: no Dotloop client.
+	var noDotloop []string
+	for _, kv := range base {
+		if !strings.HasPrefix(kv, "LEDGERSYNC_DOTLOOP_") {
+			noDotloop = append(noDotloop, kv)
+		}
+	}
+	if cfg, err := ledgersync.ConfigFromEnv(append(noDotloop, "LEDGERSYNC_TMS=skyslope")); err != nil || cfg.TMS != "skyslope" {
+		t.Fatalf("LEDGERSYNC_TMS=skyslope without a Dotloop client: %v (TMS %q)", err, cfg.TMS)
+	}
 	for name, tc := range map[string]struct {
 		set  []string
 		want string
@@ -48,7 +58,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"unknown_ledger":    {[]string{"LEDGERSYNC_LEDGER=xero"}, "LEDGERSYNC_LEDGER"},
 		"no_client":         {[]string{"LEDGERSYNC_QUICKBOOKS_CLIENT_ID="}, "LEDGERSYNC_QUICKBOOKS_CLIENT_ID"},
 		"no_dotloop_client": {[]string{"LEDGERSYNC_DOTLOOP_CLIENT_ID="}, "LEDGERSYNC_DOTLOOP_"},
-		"unknown_tms":       {[]string{"LEDGERSYNC_TMS=skyslope"}, "LEDGERSYNC_TMS"},
+		"unknown_tms":       {[]string{"LEDGERSYNC_TMS=brokermint"}, "LEDGERSYNC_TMS"},
 		"document":          {[]string{"LEDGERSYNC_DOCUMENT=receipt"}, "LEDGERSYNC_DOCUMENT"},
 		"agent_as":          {[]string{"LEDGERSYNC_AGENT_AS=employee"}, "LEDGERSYNC_AGENT_AS"},
 		"payer":             {[]string{"LEDGERSYNC_PAYER= "}, "LEDGERSYNC_PAYER"},

@@ -9,6 +9,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/oauth"
 	"github.com/brokerflow/brokerflow/pkg/service"
 	"github.com/brokerflow/brokerflow/pkg/tms/dotloop"
+	"github.com/brokerflow/brokerflow/pkg/tms/skyslope"
 )
 
 func (c *Config) resolveLedger() error {
@@ -39,6 +40,10 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 		return nil, err
 	}
 	qb := quickbooks.New(cfg.QuickBooks, oauth.NewStore(js, cfg.QuickBooks.OAuthConfig()))
+	if cfg.TMS == skyslope.Name {
+		// SkySlope's closings carry no commission to read again.
+		return NewWithAdapters(cfg, deps, qb, nil)
+	}
 	dl := dotloop.New(cfg.Dotloop, oauth.NewStore(js, cfg.Dotloop.OAuthConfig()))
 	return NewWithAdapters(cfg, deps, qb, dl)
 }

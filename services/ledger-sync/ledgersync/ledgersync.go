@@ -56,7 +56,7 @@ type Syncer struct {
 }
 
 // NewWithAdapters returns ledger-sync booking in led, reading the TMS
-// through t.
+// through t; t is nil for a TMS nothing is read from (LEDGERSYNC_TMS=skyslope).
 func NewWithAdapters(cfg Config, deps Deps, led ledger.Ledger, t tms.TMS) (*Syncer, error) {
 	if !cfg.Enabled() {
 		return nil, fmt.Errorf("%w: LEDGERSYNC_LEDGER is none: ledger-sync has nothing to do", ErrConfig)

@@ -527,10 +527,20 @@ func TestLedgerSync_throttlePausesTheConsumer(t *testing.T) {
 
 // TestLedgerSync_aClosingWhoseTMSGivesNoCommissionBooksNothing: a SkySlope
 // closing says its commission is unavailable; it is the rule for missing
-// financials, a failure record that says why, and nothing is booked.
+// financials, a failure record that says why, and nothing is booked, with
+// LEDGERSYNC_TMS=skyslope (no TMS read) as with Dotloop.
 func TestLedgerSync_aClosingWhoseTMSGivesNoCommissionBooksNothing(t *testing.T) {
 	t.Parallel()
-	e := setup(t, 1, nil)
+	for _, tmsName := range []string{dotloop.Name, "skyslope"} {
+		t.Run(tmsName, func(t *testing.T) {
+			t.Parallel()
+			testNoCommission(t, setup(t, 1, func(c *ledgersync.Config) { c.TMS = tmsName }))
+		})
+	}
+}
+
+func testNoCommission(t *testing.T, e *env) {
+	t.Helper()
 	why := "gross commission: skyslope's public API does not expose commission fields"
 	ev := &tmsv1.TransactionClosed{
 		TransactionId: "sale-1", Tms: "skyslope", Status: "Closed",

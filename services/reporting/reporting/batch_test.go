@@ -16,6 +16,7 @@ import (
 	"github.com/brokerflow/brokerflow/pkg/natstest"
 	commonv1 "github.com/brokerflow/brokerflow/proto/brokerflow/common/v1"
 	crmv1 "github.com/brokerflow/brokerflow/proto/brokerflow/crm/v1"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 	"github.com/brokerflow/brokerflow/services/reporting/reporting"
 )
 
@@ -24,7 +25,8 @@ import (
 // rejected, some received at the same instant, some synced to no contact,
 // some synced with no lead event; stage changes and contact updates, some
 // at the same instant; transactions opened, updated and closed, corrected,
-// and closed without an opening; commissions booked and paid in parts,
+// and closed without an opening; properties given by an opening, or set
+// after it by an update (some twice, some beside an opening that has one); commissions booked and paid in parts,
 // a payment announced by two events; spend set and set again. They are
 // shuffled, so that closings come before openings and a contact's stage
 // before its leads.
@@ -87,7 +89,20 @@ func busyDay(r *rand.Rand) []published {
 		_, c := contact()
 		leadID := fmt.Sprintf("ld_%03d", r.IntN(160))
 		if i%5 != 4 { // every fifth is a loop tms-sync did not open
-			out = append(out, txOpened(loop, c, leadID, at(600)), txUpdated(loop, c, at(600)))
+			opened := txOpened(loop, c, leadID, at(600))
+			switch i % 3 {
+			case 0: // opened with its property; an update's property loses to it
+				opened = withProperty(opened, address(loop, "MLS"+loop))
+				if i%2 == 0 {
+					out = append(out, propertySet(loop, c, leadID, address("1", "MLS-late"), 0, at(600)))
+				}
+			case 1: // opened without; the property set after, sometimes announced twice
+				opened.msg.(*tmsv1.TransactionOpened).Correlation.LeadId = ""
+				for n := range 1 + i%2 {
+					out = append(out, propertySet(loop, c, leadID, address(fmt.Sprintf("%s%d", loop, n), "MLS"+loop), n, at(600)))
+				}
+			}
+			out = append(out, opened, txUpdated(loop, c, at(600)))
 			// Two contacts get a second transaction opened the same minute.
 			if i < 2 {
 				out = append(out, txOpened(fmt.Sprintf("%d", 9100+i), c, leadID, at(600)))
@@ -284,8 +299,13 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var paidTx int
-		if err := rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE commission_paid_minor > 0`).Scan(&paidTx); err != nil {
+		var paidTx, openedProperty, laterProperty int
+		err = errors.Join(
+			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE commission_paid_minor > 0`).Scan(&paidTx),
+			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE property_seq = 0`).Scan(&openedProperty),
+			rebuilt.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM transactions WHERE property_seq > 0`).Scan(&laterProperty),
+		)
+		if err != nil {
 			t.Fatal(err)
 		}
 		// The edges come out as SQL orders them, whatever the arrival.
@@ -303,9 +323,9 @@ func TestRebuild_batchedProjectionMakesTheTablesOfEventByEvent(t *testing.T) {
 				t.Errorf("journey of %s: %s = %q, want %q", c.contact, c.cols, got, c.want)
 			}
 		}
-		if journeys == 0 || speeds < 50 || closings < 10 || paidTx < 2 || res.Applied >= res.Read {
-			t.Fatalf("the scenario is thinner than meant: %d full journeys, %d speeds, %d closings, %d paid, %d of %d events new",
-				journeys, speeds, closings, paidTx, res.Applied, res.Read)
+		if journeys == 0 || speeds < 50 || closings < 10 || paidTx < 2 || openedProperty < 2 || laterProperty < 2 || res.Applied >= res.Read {
+			t.Fatalf("the scenario is thinner than meant: %d full journeys, %d speeds, %d closings, %d paid, %d properties from an opening and %d set later, %d of %d events new",
+				journeys, speeds, closings, paidTx, openedProperty, laterProperty, res.Applied, res.Read)
 		}
 	})
 }
@@ -387,4 +407,62 @@ func TestRebuild_aLeadSyncedToAnotherContactMovesToItsJourney(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A transaction opened before its lead was known gets its property from
+// the tms.transaction.updated that announces it set afterwards, whether
+// that update is projected before or after the opening (tms-sync may
+// announce it first); a transaction opened with a property keeps it over a
+// later update's, and of two updates the first in the stream wins. The
+// live projection, event by event, and a rebuild agree, and a copy of the
+// update (announced again after the duplicate window) changes nothing.
+func TestRebuild_aPropertySetAfterTheOpeningIsTheTransactions(t *testing.T) {
+	t.Parallel()
+	onEach(t, func(t *testing.T, db string) {
+		js := streams(t)
+		r := rand.New(rand.NewPCG(7, 2026))
+		openedBare := txOpened("9001", "401", "", time.Minute)
+		publishWithCopies(t, js, r, []published{
+			lead("ld_401", "zillow", 0),
+			synced("ld_401", "zillow", "401", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, time.Second),
+			propertySet("9001", "401", "ld_401", address("2100", "43FSB8"), 0, 2*time.Minute), // before its opening
+			openedBare,
+			withProperty(txOpened("9002", "402", "ld_402", time.Minute), address("77", "MLS77")),
+			propertySet("9002", "402", "ld_402", address("1", "MLS1"), 0, 2*time.Minute),
+			txOpened("9003", "403", "", time.Minute),
+			propertySet("9003", "403", "ld_403", address("10", "MLS10"), 0, 2*time.Minute),
+			propertySet("9003", "403", "ld_403", address("20", "MLS20"), 1, 3*time.Minute),
+		})
+		events := streamEvents(t, js)
+		for name, order := range map[string][]reporting.Event{"stream": events, "reversed": reversed(events)} {
+			live, rebuilt, _ := liveAndRebuilt(t, js, db, order, 2)
+			sameTables(t, "batched against event by event, "+name+" order", typedDump(t, live), typedDump(t, rebuilt))
+			for _, st := range []*reporting.Store{live, rebuilt} {
+				for _, c := range []struct{ tx, want string }{
+					{"9001", "2100 Waterview Dr|San Francisco|CA|94114|43FSB8|ld_401"},
+					{"9002", "77 Waterview Dr|San Francisco|CA|94114|MLS77|ld_402"},
+					{"9003", "10 Waterview Dr|San Francisco|CA|94114|MLS10|ld_403"},
+				} {
+					var got string
+					err := st.DB.QueryRowContext(context.Background(), `SELECT COALESCE(property_address, '') || '|' || COALESCE(property_city, '') || '|' ||
+  COALESCE(property_state, '') || '|' || COALESCE(property_postal_code, '') || '|' || COALESCE(property_mls_number, '') || '|' ||
+  COALESCE(lead_id, '') FROM transactions WHERE transaction_id = $1`, c.tx).Scan(&got)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got != c.want {
+						t.Errorf("%s, %s order: transaction %s is %q, want %q", st.Name, name, c.tx, got, c.want)
+					}
+				}
+			}
+		}
+	})
+}
+
+func reversed(events []reporting.Event) []reporting.Event {
+	out := make([]reporting.Event, len(events))
+	for i, e := range events {
+		out[len(events)-1-i] = e
+	}
+	return out
 }

@@ -93,6 +93,30 @@ func txUpdated(loop, contact string, at time.Duration) published {
 	}}
 }
 
+// address is a property as the TMS events carry it, at number on a street
+// of the scenario's city.
+func address(number, mls string) *tmsv1.Address {
+	return &tmsv1.Address{StreetNumber: number, StreetName: "Waterview Dr", City: "San Francisco", State: "CA", PostalCode: "94114",
+		Country: "US", MlsNumber: mls}
+}
+
+// withProperty is the opening o with the property p.
+func withProperty(o published, p *tmsv1.Address) published {
+	o.msg.(*tmsv1.TransactionOpened).Property = p
+	return o
+}
+
+// propertySet is the tms.transaction.updated by which tms-sync announces
+// the property p set on a loop opened without one; n tells apart updates
+// of one loop, which tms-sync never sends (the projection still orders them).
+func propertySet(loop, contact, leadID string, p *tmsv1.Address, n int, at time.Duration) published {
+	return published{"tms.transaction.updated", fmt.Sprintf("tms.transaction.updated:dotloop:%s:property:%d", loop, n), &tmsv1.TransactionUpdated{
+		TransactionId: loop, Tms: "dotloop", ProfileId: "4711", Crm: "followupboss", ContactId: contact,
+		ChangedFields: []string{"property"}, UpdatedAt: timestamppb.New(t0.Add(at)), Property: p,
+		Correlation: &commonv1.Correlation{LeadId: leadID, ContactId: contact, TransactionId: loop},
+	}}
+}
+
 // txClosed is a closing with a sale price and a gross commission in
 // dollars; contact is empty for a transaction tms-sync did not open.
 func txClosed(loop, contact, leadID string, price, gross int64, at time.Duration) published {

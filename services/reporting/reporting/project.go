@@ -1,6 +1,7 @@
 package reporting
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -258,7 +259,7 @@ func (b *batch) apply(ctx context.Context, d decoded) (bool, error) {
 	case *tmsv1.TransactionOpened:
 		return true, b.txOpened(ctx, d, m)
 	case *tmsv1.TransactionUpdated:
-		return true, b.txNamed(ctx, m.GetTransactionId(), m.GetTms(), m.GetCrm(), m.GetContactId(), m.GetCorrelation().GetLeadId(), "")
+		return true, b.txUpdated(ctx, d, m)
 	case *tmsv1.TransactionClosed:
 		return true, b.txClosed(ctx, d, m)
 	case *ledgerv1.CommissionBooked:
@@ -482,6 +483,9 @@ func (b *batch) txOpened(ctx context.Context, d decoded, o *tmsv1.TransactionOpe
 	err := b.exec(ctx, b.stmts.txOpened, sqlTxOpened, o.GetTransactionId(), nullStr(o.GetTms()), nullStr(o.GetCrm()),
 		nullStr(o.GetContactId()), nullStr(o.GetCorrelation().GetLeadId()), nullStr(o.GetStatus()), d.tsOr(o.GetOpenedAt()),
 		nullStr(o.GetTransactionType()), nullStr(o.GetProfileId()), nullStr(o.GetEpisodeId()))
+	if err == nil {
+		err = b.txProperty(ctx, o.GetTransactionId(), o.GetProperty(), 0)
+	}
 	if err != nil {
 		return fmt.Errorf("project transaction opened %s: %w", o.GetTransactionId(), err)
 	}
@@ -489,6 +493,36 @@ func (b *batch) txOpened(ctx context.Context, d decoded, o *tmsv1.TransactionOpe
 		b.mark(o.GetCrm(), o.GetContactId())
 	}
 	return nil
+}
+
+// txUpdated projects a transaction updated: it names the transaction, and
+// one that says a property was set on it (tms-sync's repair of a loop
+// opened before the lead was known) gives the transaction that property.
+func (b *batch) txUpdated(ctx context.Context, d decoded, u *tmsv1.TransactionUpdated) error {
+	id := u.GetTransactionId()
+	if err := b.txNamed(ctx, id, u.GetTms(), u.GetCrm(), u.GetContactId(), u.GetCorrelation().GetLeadId(), ""); err != nil {
+		return err
+	}
+	if err := b.txProperty(ctx, id, u.GetProperty(), int64(d.Seq)); err != nil {
+		return fmt.Errorf("project transaction updated %s: %w", id, err)
+	}
+	return nil
+}
+
+// txProperty gives the transaction id the property p, announced by the
+// event at sequence seq (0 for its opening), unless it has one from its
+// opening or from an earlier event; a nil or empty p changes nothing.
+func (b *batch) txProperty(ctx context.Context, id string, p *tmsv1.Address, seq int64) error {
+	street := strings.Join(strings.Fields(p.GetStreetNumber()+" "+p.GetStreetName()), " ")
+	if u := strings.TrimSpace(p.GetUnit()); u != "" {
+		street += " Unit " + u
+	}
+	street = cmp.Or(street, strings.TrimSpace(p.GetUnparsed()))
+	if street == "" && p.GetCity() == "" && p.GetPostalCode() == "" && p.GetMlsNumber() == "" {
+		return nil
+	}
+	return b.exec(ctx, b.stmts.txProperty, sqlTxProperty, id, nullStr(street), nullStr(p.GetCity()), nullStr(p.GetState()),
+		nullStr(p.GetPostalCode()), nullStr(p.GetMlsNumber()), seq)
 }
 
 // txNamed makes sure the transaction has a row, fills the ids the event

@@ -99,6 +99,13 @@ ON CONFLICT (transaction_id) DO UPDATE SET tms = COALESCE(transactions.tms, excl
   transaction_type = COALESCE(transactions.transaction_type, excluded.transaction_type)
 RETURNING crm, contact_id`
 
+	// A transaction's ($1) property, from its opening ($7 = 0) or from the
+	// update ($7, its sequence) that says it was set afterwards: the opening
+	// wins, then the lowest sequence, whatever order they are projected in.
+	sqlTxProperty = `UPDATE transactions SET property_address = $2, property_city = $3, property_state = $4,
+  property_postal_code = $5, property_mls_number = $6, property_seq = $7
+WHERE transaction_id = $1 AND (property_seq IS NULL OR property_seq > $7)`
+
 	// Every closing announced; a copy keeps the lowest sequence.
 	sqlClosing = `INSERT INTO transaction_closings (stream, seq, event_id, transaction_id, tms, status, closed_at, close_date,
   sale_price_minor, gross_commission_minor, currency, agent_id, side, contact_id, lead_id)
@@ -342,7 +349,7 @@ const sqlAllLedgered = `SELECT transaction_id FROM commission_bookings UNION SEL
 type statements struct {
 	applied, lead, synced, leadContact, speed, stage, update, spend, cursor, journey, journeyGone *sql.Stmt
 	spendSet                                                                                      *sql.Stmt
-	txOpened, txNamed, txNamedFact, closing, txClosing                                            *sql.Stmt
+	txOpened, txNamed, txNamedFact, txProperty, closing, txClosing                                *sql.Stmt
 	booking, payment, txLedger                                                                    *sql.Stmt
 }
 
@@ -359,7 +366,7 @@ func (s *statements) each() []struct {
 		{&s.applied, sqlApplied}, {&s.lead, sqlLead}, {&s.synced, sqlSynced}, {&s.leadContact, sqlLeadContact}, {&s.speed, sqlSpeed},
 		{&s.stage, sqlStage}, {&s.update, sqlUpdate}, {&s.spend, sqlSpend}, {&s.cursor, sqlCursor},
 		{&s.journey, sqlJourney}, {&s.journeyGone, sqlJourneyGone}, {&s.spendSet, sqlSpendSet},
-		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact},
+		{&s.txOpened, sqlTxOpened}, {&s.txNamed, sqlTxNamed}, {&s.txNamedFact, sqlTxNamedFact}, {&s.txProperty, sqlTxProperty},
 		{&s.closing, sqlClosing}, {&s.txClosing, sqlTxClosing},
 		{&s.booking, sqlBooking}, {&s.payment, sqlPayment}, {&s.txLedger, sqlTxLedger},
 	}

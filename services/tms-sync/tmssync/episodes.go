@@ -89,6 +89,19 @@ type propertyFill struct {
 	State  string    `json:"state"`
 	Since  time.Time `json:"since"`
 	Fence  string    `json:"fence"`
+	// Updated is the TransactionUpdated that announces the fill, stored with
+	// the done mark (so that whoever finds it unannounced, after a crash,
+	// announces the same event under the same id), and Announced whether it
+	// was published. A fill done by an earlier version has neither.
+	Updated   []byte `json:"updated,omitempty"`
+	Announced bool   `json:"announced,omitempty"`
+}
+
+// unannounced reports whether e's fill was set and recorded, and its
+// tms.transaction.updated not yet published.
+func (e episode) unannounced() bool {
+	f := e.Fill
+	return f != nil && f.State == fillDone && len(f.Updated) > 0 && !f.Announced
 }
 
 func (e episode) id() string { return fmt.Sprintf("%s:%s:%d", e.CRM, e.ContactID, e.N) }
@@ -148,7 +161,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 		return nil
 	}
 	key := episodeKey(ev.GetCrm(), ev.GetContactId())
-	fence := fmt.Sprintf("%s/%d", m.Stream, m.Sequence)
+	fence := fenceOf(m)
 	staleAfter, err := s.recs.StaleAfter(ctx)
 	if err != nil {
 		return err
@@ -166,7 +179,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 			if err := s.announceOpened(ctx, ep); err != nil {
 				return err
 			}
-			return s.fillProperty(ctx, key, fence)
+			return s.fillProperty(ctx, key, m)
 		case rev != 0 && ep.State == statePending && ep.Fence != fence && now.Before(ep.Since.Add(staleAfter)):
 			return errBusy
 		case rev != 0 && ep.State == statePending:
@@ -178,7 +191,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 			}
 			if found {
 				log.Info("the transaction was opened before a crash; recording it", "contact_id", ev.GetContactId(), "transaction_id", tx.ID)
-				return s.settle(ctx, key, ep, tx, fence)
+				return s.settle(ctx, key, ep, tx, m)
 			}
 			ep.Since, ep.Fence = now, fence
 			if ep.Request.Property == nil && ep.Lead != nil {
@@ -191,7 +204,14 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 			} else if err != nil {
 				return err
 			}
-			return s.open(ctx, key, ep)
+			return s.open(ctx, key, ep, m)
+		case rev != 0 && ep.unannounced():
+			// The ended episode's fill is still owed its announcement: the
+			// new episode's record will not keep it.
+			if err := s.announceFill(ctx, key, ep); err != nil {
+				return err
+			}
+			continue
 		default:
 			next, err := s.newEpisode(ctx, &ev, typ, m, ep.Lead)
 			if err != nil {
@@ -204,7 +224,7 @@ func (s *Syncer) handleStage(ctx context.Context, m *bus.Message) error {
 			} else if err != nil {
 				return err
 			}
-			return s.open(ctx, key, next)
+			return s.open(ctx, key, next, m)
 		}
 	}
 	return fmt.Errorf("episode of contact %s changed concurrently %d times; will retry", ev.GetContactId(), casAttempts)
@@ -273,15 +293,15 @@ func first(vs []string) string {
 	return ""
 }
 
-// open opens the episode's transaction under ep's claim, then records it.
-func (s *Syncer) open(ctx context.Context, key string, ep episode) error {
+// open opens the episode's transaction under ep's claim (m's), then records it.
+func (s *Syncer) open(ctx context.Context, key string, ep episode, m *bus.Message) error {
 	tx, err := s.tms.Open(ctx, ep.Request)
 	if err != nil {
 		// The claim stays pending: the redelivery asks the TMS first.
 		return fmt.Errorf("open a transaction for contact %s in %s: %w", ep.ContactID, s.tms.Name(), err)
 	}
 	bus.Crash(ctx, CrashAfterTMSCall)
-	return s.settle(ctx, key, ep, tx, ep.Fence)
+	return s.settle(ctx, key, ep, tx, m)
 }
 
 // findOpened looks in the TMS for the transaction a pending episode's
@@ -307,8 +327,8 @@ func (s *Syncer) findOpened(ctx context.Context, ep episode) (tms.Transaction, b
 // settle records the transaction in the episode while ep's claim is still
 // the record's (compare-and-swap; a lead noted meanwhile is kept), records
 // whose it is, announces it, and sets the property of a lead learned while
-// it was being opened, for the message fence.
-func (s *Syncer) settle(ctx context.Context, key string, ep episode, tx tms.Transaction, fence string) error {
+// it was being opened, for the message m.
+func (s *Syncer) settle(ctx context.Context, key string, ep episode, tx tms.Transaction, m *bus.Message) error {
 	ep.State, ep.Transaction = stateOpen, tx
 	ev := s.openedEvent(ep)
 	b, err := proto.Marshal(ev)
@@ -327,7 +347,7 @@ func (s *Syncer) settle(ctx context.Context, key string, ep episode, tx tms.Tran
 	if err := s.announceOpened(ctx, ep); err != nil {
 		return err
 	}
-	return s.fillProperty(ctx, key, fence)
+	return s.fillProperty(ctx, key, m)
 }
 
 // recordOpened stores open, the episode with its transaction, over the
@@ -359,21 +379,30 @@ func (s *Syncer) recordOpened(ctx context.Context, key string, open episode) err
 
 // fillProperty sets the property of the contact's latest lead on the
 // episode's transaction when the transaction was opened without one: once,
-// under a claim in the episode record (compare-and-swap). Another message
-// leaves a live claim to its holder and takes over a stale one; the
-// holder's redelivery after a crash takes its own claim again. A transaction opened with a property keeps it: tms-sync
-// never replaces a property, which an agent may have corrected since.
-func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
+// under a claim in the episode record (compare-and-swap), for the message m.
+// Another message leaves a live claim to its holder and takes over a stale
+// one; the holder's redelivery after a crash takes its own claim again. A
+// transaction opened with a property keeps it: tms-sync never replaces a
+// property, which an agent may have corrected since. The fill is marked done
+// together with its tms.transaction.updated, which is then announced once
+// (announceFill), by whichever message finds it done and not yet announced.
+func (s *Syncer) fillProperty(ctx context.Context, key string, m *bus.Message) error {
 	staleAfter, err := s.recs.StaleAfter(ctx)
 	if err != nil {
 		return err
 	}
+	fence := fenceOf(m)
 	log := logging.FromContext(ctx)
 	for range casAttempts {
 		var ep episode
 		rev, err := s.load(ctx, key, &ep)
 		if err != nil {
 			return err
+		}
+		if rev != 0 && ep.unannounced() {
+			// Set, and not announced yet (a crash, a failed publish): the
+			// episode may have ended since, the announcement is still owed.
+			return s.announceFill(ctx, key, ep)
 		}
 		if rev == 0 || ep.State != stateOpen || ep.Request.Property != nil || ep.Lead == nil {
 			return nil
@@ -413,23 +442,102 @@ func (s *Syncer) fillProperty(ctx context.Context, key, fence string) error {
 		bus.Crash(ctx, CrashAfterPropertyCall)
 		log.Info("transaction property set from a lead synced after it opened", "tms", s.tms.Name(), "transaction_id", tx.ID,
 			"contact_id", ep.ContactID, "lead_id", ep.Lead.LeadID)
-		return s.fillDone(ctx, key, ep.N, fence)
+		updated, err := proto.Marshal(s.propertyEvent(ep, *ep.Lead, m))
+		if err != nil {
+			return err
+		}
+		done, ok, err := s.fillDone(ctx, key, ep.N, fence, updated)
+		if err != nil || !ok {
+			// Not ok: the claim was taken over meanwhile; its holder announces.
+			return err
+		}
+		bus.Crash(ctx, CrashAfterPropertyRecorded)
+		return s.announceFill(ctx, key, done)
 	}
 	return fmt.Errorf("episode record %s changed concurrently %d times; will retry", key, casAttempts)
 }
 
-// fillDone marks the fill of episode n claimed by fence done, unless its
-// claim was taken over meanwhile.
-func (s *Syncer) fillDone(ctx context.Context, key string, n int, fence string) error {
-	_, err := s.updateEpisode(ctx, key, func(ep *episode) bool {
-		if ep.N != n || ep.Fill == nil || ep.Fill.Fence != fence || ep.Fill.State != fillPending {
+// fillDone marks the fill of episode n claimed by fence done, with updated,
+// its announcement, unless its claim was taken over meanwhile (ok false).
+// It returns the record as stored.
+func (s *Syncer) fillDone(ctx context.Context, key string, n int, fence string, updated []byte) (ep episode, ok bool, err error) {
+	ok, err = s.updateEpisode(ctx, key, func(cur *episode) bool {
+		if cur.N != n || cur.Fill == nil || cur.Fill.Fence != fence || cur.Fill.State != fillPending {
 			return false
 		}
-		ep.Fill.State = fillDone
+		cur.Fill.State, cur.Fill.Updated = fillDone, updated
+		ep = *cur
+		return true
+	})
+	return ep, ok, err
+}
+
+// propertyEvent is the tms.transaction.updated of ep's transaction that
+// says lead's property was set on it, caused by m.
+func (s *Syncer) propertyEvent(ep episode, lead leadRecord, m *bus.Message) *tmsv1.TransactionUpdated {
+	tx := ep.Transaction
+	return &tmsv1.TransactionUpdated{
+		TransactionId: tx.ID, Tms: s.tms.Name(), ProfileId: cmp.Or(tx.Profile, ep.Request.Profile), Crm: ep.CRM, ContactId: ep.ContactID,
+		ChangedFields: []string{"property"}, UpdatedAt: timestamppb.New(s.now()), Property: addressOf(lead.Property),
+		Correlation: &commonv1.Correlation{LeadId: lead.LeadID, ContactId: ep.ContactID, TransactionId: tx.ID},
+		Cause:       &commonv1.MessageRef{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject},
+	}
+}
+
+// announceFill announces the kept tms.transaction.updated of ep's fill,
+// under an id of the transaction's (a second publish, after a crash before
+// the mark, is the same event), notes the fill's lead as the transaction's
+// when it had none, so that its closing names it, and marks it announced.
+func (s *Syncer) announceFill(ctx context.Context, key string, ep episode) error {
+	var ev tmsv1.TransactionUpdated
+	if err := proto.Unmarshal(ep.Fill.Updated, &ev); err != nil {
+		return bus.Permanentf("decode kept TransactionUpdated of %s: %w", ep.id(), err)
+	}
+	if err := s.noteTxLead(ctx, ev.GetTransactionId(), ev.GetCorrelation().GetLeadId()); err != nil {
+		return err
+	}
+	if _, err := s.w.Publisher().Publish(ctx, SubjectUpdated, propertyEventID(s.tms.Name(), ev.GetTransactionId()), &ev); err != nil {
+		return err
+	}
+	_, err := s.updateEpisode(ctx, key, func(cur *episode) bool {
+		if cur.N != ep.N || cur.Fill == nil || cur.Fill.State != fillDone || cur.Fill.Announced {
+			return false
+		}
+		cur.Fill.Announced = true
 		return true
 	})
 	return err
 }
+
+// propertyEventID is the id of the one tms.transaction.updated that
+// announces a property set on transaction id.
+func propertyEventID(tmsName, id string) string {
+	return SubjectUpdated + ":" + tmsName + ":" + id + ":property"
+}
+
+// noteTxLead records lead as the lead of transaction id, in its record,
+// when the record has none.
+func (s *Syncer) noteTxLead(ctx context.Context, id, lead string) error {
+	key := txKey(s.tms.Name(), id)
+	for range casAttempts {
+		var rec txRecord
+		rev, err := s.load(ctx, key, &rec)
+		if err != nil || rev == 0 || rec.LeadID != "" || lead == "" {
+			return err
+		}
+		rec.LeadID = lead
+		if _, err := s.store(ctx, key, rec, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("transaction record %s changed concurrently %d times; will retry", key, casAttempts)
+}
+
+// fenceOf names the message m in a claim: <stream>/<sequence>.
+func fenceOf(m *bus.Message) string { return fmt.Sprintf("%s/%d", m.Stream, m.Sequence) }
 
 // updateEpisode applies change to the episode record at key with
 // compare-and-swap, retrying on a concurrent write; change returns false
@@ -465,9 +573,15 @@ func (s *Syncer) openedEvent(ep episode) *tmsv1.TransactionOpened {
 		Cause:       &commonv1.MessageRef{Stream: ep.CauseStream, Sequence: ep.CauseSeq, Subject: subjectStageChanged},
 	}
 	if p := ep.Request.Property; p != nil {
-		ev.Property = &tmsv1.Address{StreetNumber: p.StreetNumber, StreetName: p.StreetName, Unit: p.Unit, City: p.City, State: p.State, PostalCode: p.PostalCode, Country: p.Country, MlsNumber: p.MLSNumber}
+		ev.Property = addressOf(*p)
 	}
 	return ev
+}
+
+// addressOf is p as the TMS events carry it.
+func addressOf(p tms.Property) *tmsv1.Address {
+	return &tmsv1.Address{StreetNumber: p.StreetNumber, StreetName: p.StreetName, Unit: p.Unit, City: p.City, State: p.State,
+		PostalCode: p.PostalCode, Country: p.Country, MlsNumber: p.MLSNumber}
 }
 
 func (s *Syncer) announceOpened(ctx context.Context, ep episode) error {
@@ -545,7 +659,7 @@ func (s *Syncer) handleSynced(ctx context.Context, m *bus.Message) error {
 				return err
 			}
 		}
-		return s.fillProperty(ctx, key, fmt.Sprintf("%s/%d", m.Stream, m.Sequence))
+		return s.fillProperty(ctx, key, m)
 	}
 	return fmt.Errorf("episode record of contact %s changed concurrently; will retry", ev.GetContactId())
 }

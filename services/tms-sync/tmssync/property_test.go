@@ -2,11 +2,17 @@ package tmssync_test
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/brokerflow/brokerflow/pkg/bus"
 	"github.com/brokerflow/brokerflow/pkg/natstest"
+	tmsv1 "github.com/brokerflow/brokerflow/proto/brokerflow/tms/v1"
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 	"github.com/brokerflow/brokerflow/services/tms-sync/tmssync"
 )
@@ -41,21 +47,81 @@ func (e *env) wantOneFilledLoop(t *testing.T, updates int) {
 	}
 }
 
+// announcements counts every publish on tms.transaction.updated from now
+// on, as a core NATS subscriber sees them: a publish the stream drops as a
+// duplicate counts too.
+func (e *env) announcements(t *testing.T) func() int64 {
+	t.Helper()
+	nc, _ := natstest.Connect(t, e.ns)
+	var n atomic.Int64
+	if _, err := nc.Subscribe(tmssync.SubjectUpdated, func(*nats.Msg) { n.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() int64 {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return n.Load()
+	}
+}
+
+// wantOnePropertyUpdate fails t unless the TMS stream holds one
+// tms.transaction.updated, for the loop, saying contact's lead's property
+// was set on it, and it was published once (published, after settle); the
+// loop is Dotloop's first.
+func (e *env) wantOnePropertyUpdate(t *testing.T, contact string, published func() int64) {
+	t.Helper()
+	u := readAll(t, e.js, bus.StreamTMS, tmssync.SubjectUpdated, func() *tmsv1.TransactionUpdated { return &tmsv1.TransactionUpdated{} })
+	if len(u) != 1 {
+		t.Fatalf("%d tms.transaction.updated, want 1: %v", len(u), u)
+	}
+	got, loop := u[0], strconv.FormatInt(e.dl.Loops()[0].ID, 10)
+	p := got.GetProperty()
+	if got.GetTransactionId() != loop || strings.Join(got.GetChangedFields(), ",") != "property" || got.GetContactId() != contact ||
+		got.GetCorrelation().GetLeadId() != "ld_"+contact || p.GetStreetNumber() != "2100" || p.GetStreetName() != "Waterview Dr" ||
+		p.GetCity() != "San Francisco" || p.GetPostalCode() != "94114" || p.GetMlsNumber() != "43FSB8" {
+		t.Fatalf("updated = %v, want loop %s's property from ld_%s", got, loop, contact)
+	}
+	if n := published(); n != 1 {
+		t.Fatalf("tms.transaction.updated published %d times, want once", n)
+	}
+}
+
 // TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop: the stage change
 // handled before the contact's crm.contact.synced (tms-sync catching up, an
 // agent moving a contact at once) opens the loop without a property; the
-// synced event then sets the lead's property on that loop, once.
+// synced event then sets the lead's property on that loop, once, and
+// announces it as one tms.transaction.updated; the loop's closing names the
+// lead.
 func TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 1, nil)
+	published := e.announcements(t)
 	e.stage(t, "701", "Active Client")
 	e.settle(t)
 	if loops := e.dl.Loops(); len(loops) != 1 || len(loops[0].Detail["Property Address"]) != 0 {
 		t.Fatalf("before the lead: loops %+v, want one without a property", loops)
 	}
+	if o := e.opened(t); len(o) != 1 || o[0].GetProperty() != nil {
+		t.Fatalf("opened %v, want one without a property", o)
+	}
 	e.lead(t, "701")
 	e.settle(t)
 	e.wantOneFilledLoop(t, 1)
+	e.wantOnePropertyUpdate(t, "701", published)
+
+	id := e.dl.Loops()[0].ID
+	if err := e.dl.SetLoopStatus(id, sandbox.DotloopSold, sandbox.DotloopFinancials{Price: 525000, Commission: 15750}); err != nil {
+		t.Fatal(err)
+	}
+	e.webhook(t, id)
+	e.settle(t)
+	if c := e.closed(t); len(c) != 1 || c[0].GetCorrelation().GetLeadId() != "ld_701" {
+		t.Fatalf("closed %v, want one naming ld_701", c)
+	}
 }
 
 // TestSyncer_redeliveredSyncedSetsThePropertyOnce: the synced event
@@ -65,6 +131,7 @@ func TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop(t *testing.T) {
 func TestSyncer_redeliveredSyncedSetsThePropertyOnce(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 1, nil)
+	published := e.announcements(t)
 	e.stage(t, "702", "Active Client")
 	e.settle(t)
 	e.hooks.SkipNextAcksOf("tms-sync-crm", 1)
@@ -78,6 +145,7 @@ func TestSyncer_redeliveredSyncedSetsThePropertyOnce(t *testing.T) {
 	e.stage(t, "702", "Active Client")
 	e.settle(t)
 	e.wantOneFilledLoop(t, 1) // the synced event handled three times
+	e.wantOnePropertyUpdate(t, "702", published)
 }
 
 // TestSyncer_stageAndLeadTogetherPrefillEveryLoop: the stage change and the
@@ -168,19 +236,67 @@ func TestSkySlope_stageChangeBeforeTheLeadOpensOnRedrive(t *testing.T) {
 	}
 }
 
-// TestSyncer_crashAfterThePropertyCall: killed between Update Loop Details
-// and the record of it, the synced event's redelivery sets the same property
-// again (the PATCH is idempotent) and records it; nothing sets it a third time.
-func TestSyncer_crashAfterThePropertyCall(t *testing.T) {
+// TestSyncer_crashWhileSettingTheProperty: killed between Update Loop
+// Details and the record of it, the synced event's redelivery sets the same
+// property again (the PATCH is idempotent), records it and announces it;
+// killed between the record and the announcement, the redelivery announces
+// the kept event and calls Dotloop no more. Either way nothing sets it
+// again after, and tms.transaction.updated is published once.
+func TestSyncer_crashWhileSettingTheProperty(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		point   bus.CrashPoint
+		contact string
+		updates int
+	}{
+		{"after_the_call", tmssync.CrashAfterPropertyCall, "704", 2}, // the call, and the redelivery's
+		{"after_the_record", tmssync.CrashAfterPropertyRecorded, "705", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, 1, nil)
+			published := e.announcements(t)
+			e.stage(t, c.contact, "Active Client")
+			e.settle(t)
+			e.hooks.CrashAt(c.point, 1)
+			e.lead(t, c.contact)
+			natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool { return e.delivered(t, "tms-sync-crm") >= 3 })
+			e.settle(t)
+			e.stage(t, c.contact, "Active Client")
+			e.settle(t)
+			e.wantOneFilledLoop(t, c.updates)
+			e.wantOnePropertyUpdate(t, c.contact, published)
+		})
+	}
+}
+
+// TestSyncer_propertyAnnouncedBeforeANewEpisode: killed after recording a
+// property it set and before announcing it, while the contact's episode
+// ends and a new one opens before the synced event's redelivery: the new
+// episode's stage change announces the ended episode's property first,
+// as its record no longer keeps it.
+func TestSyncer_propertyAnnouncedBeforeANewEpisode(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 1, nil)
-	e.stage(t, "704", "Active Client")
+	published := e.announcements(t)
+	e.stage(t, "706", "Active Client")
 	e.settle(t)
-	e.hooks.CrashAt(tmssync.CrashAfterPropertyCall, 1)
-	e.lead(t, "704")
-	natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool { return e.delivered(t, "tms-sync-crm") >= 3 })
+	e.hooks.CrashAt(tmssync.CrashAfterPropertyRecorded, 1)
+	e.lead(t, "706")
+	natstest.Eventually(t, 30*time.Second, "the property set", func() bool { return e.dl.Loops()[0].DetailUpdates == 1 })
+	e.stage(t, "706", "Trash")
+	// Handled in order: the two stage changes could otherwise run at once.
+	natstest.Eventually(t, 30*time.Second, "the episode ended", func() bool {
+		kv, err := e.js.KeyValue(natstest.Context(t, 5*time.Second), "idempotency")
+		if err != nil {
+			return false
+		}
+		rec, err := kv.Get(natstest.Context(t, 5*time.Second), "tms-sync.episode.followupboss.706")
+		return err == nil && strings.Contains(string(rec.Value()), `"state":"ended"`)
+	})
+	e.stage(t, "706", "Active Client")
+	natstest.Eventually(t, 30*time.Second, "a second episode's loop", func() bool { return len(e.dl.Loops()) == 2 })
 	e.settle(t)
-	e.stage(t, "704", "Active Client")
-	e.settle(t)
-	e.wantOneFilledLoop(t, 2) // the call, and the redelivery's after the crash
+	e.wantOnePropertyUpdate(t, "706", published) // of the first loop
 }

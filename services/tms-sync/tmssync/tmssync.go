@@ -55,6 +55,11 @@ const CrashAfterTMSCall bus.CrashPoint = "tms-sync.after_tms_call"
 // the episode record saying so: the redelivery sets the same property again.
 const CrashAfterPropertyCall bus.CrashPoint = "tms-sync.after_property_call"
 
+// CrashAfterPropertyRecorded is between the episode record saying a
+// property was set and its tms.transaction.updated announced: the
+// redelivery announces the kept event.
+const CrashAfterPropertyRecorded bus.CrashPoint = "tms-sync.after_property_recorded"
+
 // PersonReader reads a contact from the CRM, for its assigned agent.
 type PersonReader interface {
 	Person(ctx context.Context, id string) (crm.Person, error)

@@ -32,6 +32,7 @@ import (
 )
 
 type env struct {
+	ns    *natstest.Server
 	js    jetstream.JetStream
 	dl    *sandbox.Dotloop
 	api   *dotloop.Dotloop
@@ -75,7 +76,7 @@ func setup(t *testing.T, replicas int, change func(*tmssync.Config)) *env {
 		natstest.Run(t, s.Run)
 	}
 	natstest.WaitConsumer(t, js, bus.StreamCRM, "tms-sync-crm")
-	return &env{js: js, dl: sb.Dotloop(), api: dotloop.New(cfg.Dotloop, store), pub: bus.NewPublisher(js, "crm-sync", nil), hooks: hooks}
+	return &env{ns: ns, js: js, dl: sb.Dotloop(), api: dotloop.New(cfg.Dotloop, store), pub: bus.NewPublisher(js, "crm-sync", nil), hooks: hooks}
 }
 
 // startParts runs the sandbox over real HTTP and an embedded JetStream with

@@ -403,7 +403,9 @@ func (x *TransactionOpened) GetCause() *v1.MessageRef {
 
 // TransactionUpdated is published on tms.transaction.updated when a change
 // of the contact in the CRM was carried into the transaction's client
-// participant.
+// participant, or when the property of the contact's lead was set on a
+// transaction opened without one (changed_fields "property", property set;
+// once per transaction).
 type TransactionUpdated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TransactionId string                 `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
@@ -413,11 +415,14 @@ type TransactionUpdated struct {
 	ContactId     string                 `protobuf:"bytes,5,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
 	// The client participant as it now stands in the TMS.
 	Client *Party `protobuf:"bytes,6,opt,name=client,proto3" json:"client,omitempty"`
-	// What was changed: "name", "email", "phone".
+	// What was changed: "name", "email", "phone", or "property".
 	ChangedFields []string               `protobuf:"bytes,7,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
 	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Correlation   *v1.Correlation        `protobuf:"bytes,9,opt,name=correlation,proto3" json:"correlation,omitempty"`
-	Cause         *v1.MessageRef         `protobuf:"bytes,10,opt,name=cause,proto3" json:"cause,omitempty"`
+	// lead_id is, for a property set, the lead the property came from.
+	Correlation *v1.Correlation `protobuf:"bytes,9,opt,name=correlation,proto3" json:"correlation,omitempty"`
+	Cause       *v1.MessageRef  `protobuf:"bytes,10,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The property set on the transaction, when changed_fields has "property".
+	Property      *Address `protobuf:"bytes,11,opt,name=property,proto3" json:"property,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +523,13 @@ func (x *TransactionUpdated) GetCorrelation() *v1.Correlation {
 func (x *TransactionUpdated) GetCause() *v1.MessageRef {
 	if x != nil {
 		return x.Cause
+	}
+	return nil
+}
+
+func (x *TransactionUpdated) GetProperty() *Address {
+	if x != nil {
+		return x.Property
 	}
 	return nil
 }
@@ -811,7 +823,7 @@ const file_brokerflow_tms_v1_tms_proto_rawDesc = "" +
 	"\n" +
 	"episode_id\x18\x0f \x01(\tR\tepisodeId\x12C\n" +
 	"\vcorrelation\x18\x10 \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x126\n" +
-	"\x05cause\x18\x11 \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\"\xae\x03\n" +
+	"\x05cause\x18\x11 \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\"\xe6\x03\n" +
 	"\x12TransactionUpdated\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x10\n" +
 	"\x03tms\x18\x02 \x01(\tR\x03tms\x12\x1d\n" +
@@ -826,7 +838,8 @@ const file_brokerflow_tms_v1_tms_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12C\n" +
 	"\vcorrelation\x18\t \x01(\v2!.brokerflow.common.v1.CorrelationR\vcorrelation\x126\n" +
 	"\x05cause\x18\n" +
-	" \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\"\xf2\x01\n" +
+	" \x01(\v2 .brokerflow.common.v1.MessageRefR\x05cause\x126\n" +
+	"\bproperty\x18\v \x01(\v2\x1a.brokerflow.tms.v1.AddressR\bproperty\"\xf2\x01\n" +
 	"\n" +
 	"Commission\x121\n" +
 	"\x05gross\x18\x01 \x01(\v2\x1b.brokerflow.common.v1.MoneyR\x05gross\x12\x19\n" +
@@ -893,18 +906,19 @@ var file_brokerflow_tms_v1_tms_proto_depIdxs = []int32{
 	6,  // 6: brokerflow.tms.v1.TransactionUpdated.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: brokerflow.tms.v1.TransactionUpdated.correlation:type_name -> brokerflow.common.v1.Correlation
 	8,  // 8: brokerflow.tms.v1.TransactionUpdated.cause:type_name -> brokerflow.common.v1.MessageRef
-	9,  // 9: brokerflow.tms.v1.Commission.gross:type_name -> brokerflow.common.v1.Money
-	9,  // 10: brokerflow.tms.v1.Commission.referral:type_name -> brokerflow.common.v1.Money
-	9,  // 11: brokerflow.tms.v1.TransactionClosed.sale_price:type_name -> brokerflow.common.v1.Money
-	4,  // 12: brokerflow.tms.v1.TransactionClosed.commission:type_name -> brokerflow.tms.v1.Commission
-	6,  // 13: brokerflow.tms.v1.TransactionClosed.closed_at:type_name -> google.protobuf.Timestamp
-	7,  // 14: brokerflow.tms.v1.TransactionClosed.correlation:type_name -> brokerflow.common.v1.Correlation
-	8,  // 15: brokerflow.tms.v1.TransactionClosed.webhook:type_name -> brokerflow.common.v1.MessageRef
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	1,  // 9: brokerflow.tms.v1.TransactionUpdated.property:type_name -> brokerflow.tms.v1.Address
+	9,  // 10: brokerflow.tms.v1.Commission.gross:type_name -> brokerflow.common.v1.Money
+	9,  // 11: brokerflow.tms.v1.Commission.referral:type_name -> brokerflow.common.v1.Money
+	9,  // 12: brokerflow.tms.v1.TransactionClosed.sale_price:type_name -> brokerflow.common.v1.Money
+	4,  // 13: brokerflow.tms.v1.TransactionClosed.commission:type_name -> brokerflow.tms.v1.Commission
+	6,  // 14: brokerflow.tms.v1.TransactionClosed.closed_at:type_name -> google.protobuf.Timestamp
+	7,  // 15: brokerflow.tms.v1.TransactionClosed.correlation:type_name -> brokerflow.common.v1.Correlation
+	8,  // 16: brokerflow.tms.v1.TransactionClosed.webhook:type_name -> brokerflow.common.v1.MessageRef
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_brokerflow_tms_v1_tms_proto_init() }

@@ -183,6 +183,20 @@ func TestConfig_ledgerSyncIsOptIn(t *testing.T) {
 	}
 }
 
+// With SkySlope as tms-sync's TMS, the all-in-one's ledger-sync takes its
+// closings from SkySlope too, and needs no Dotloop client to start.
+func TestConfig_ledgerSyncFollowsTheTMS(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ConfigFromEnv([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir(), "BROKERFLOW_SANDBOX_ADDR=127.0.0.1:9999",
+		"TMSSYNC_TMS=skyslope", "LEDGERSYNC_LEDGER=quickbooks"}, app.Mode{Sandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LedgerSync.TMS != "skyslope" || !cfg.LedgerSync.Enabled() {
+		t.Fatalf("LEDGERSYNC_TMS = %q (enabled %v), want skyslope", cfg.LedgerSync.TMS, cfg.LedgerSync.Enabled())
+	}
+}
+
 // Change Data Capture is polled every 5 minutes by the all-in-one's
 // ledger-sync when no QuickBooks webhook can reach the gateway (no verifier
 // token), and not when one can (a token, as --sandbox sets for its

@@ -90,7 +90,8 @@ func sandboxLedgerURLs(c *ledgersync.Config, base string) {
 	c.Dotloop.BaseURL, c.Dotloop.AuthURL = base+"/dotloop/public/v2", base+"/dotloop/oauth"
 }
 
-// shareWithTMSSync gives ledger-sync tms-sync's agent directory when it
+// shareWithTMSSync gives ledger-sync tms-sync's TMS (SkySlope: nothing to
+// read again) unless LEDGERSYNC_TMS names one, and its agent directory when it
 // names none of its own (one directory of the brokerage's agents), and
 // tms-sync's Dotloop client when it sets none: it reads the closings of the
 // account tms-sync follows.
@@ -100,6 +101,9 @@ func shareWithTMSSync(c *Config, environ []string) {
 	}
 	if c.TMSSync.TMS == tmssync.TMSDotloop && !isSet(environ, ledgersync.Prefix+"DOTLOOP_CLIENT_ID") {
 		c.LedgerSync.TMS, c.LedgerSync.Dotloop = dotloop.Name, c.TMSSync.Dotloop
+	}
+	if c.TMSSync.TMS == tmssync.TMSSkySlope && !isSet(environ, ledgersync.Prefix+"TMS") {
+		c.LedgerSync.TMS = tmssync.TMSSkySlope
 	}
 }
 

@@ -41,6 +41,10 @@ type DocumentState struct {
 	// Payments are the ids of the payments applied to it, as far as the
 	// ledger links them.
 	Payments []string
+	// BookingKey is the key of the Booking that made the document, as the
+	// document records it (Booking.Key); empty for a document Brokerflow
+	// did not book.
+	BookingKey string
 }
 
 // Payments is what an adapter whose ledger reports payments implements

@@ -39,10 +39,11 @@ type payment struct {
 }
 
 type salesDoc struct {
-	ID        string      `json:"Id"`
-	TotalAmt  float64     `json:"TotalAmt"`
-	Balance   float64     `json:"Balance"`
-	LinkedTxn []linkedTxn `json:"LinkedTxn"`
+	ID          string      `json:"Id"`
+	TotalAmt    float64     `json:"TotalAmt"`
+	Balance     float64     `json:"Balance"`
+	LinkedTxn   []linkedTxn `json:"LinkedTxn"`
+	PrivateMemo string      `json:"PrivateMemo"`
 }
 
 // The document type of a LinkedTxn's TxnType.
@@ -103,7 +104,7 @@ func (q *QuickBooks) Document(ctx context.Context, company, document, id string)
 	if err := q.read(ctx, company, entity, id, &d); err != nil {
 		return ledger.DocumentState{}, err
 	}
-	out := ledger.DocumentState{Document: document, DocumentID: d.ID, TotalMinor: cents(d.TotalAmt), BalanceMinor: cents(d.Balance)}
+	out := ledger.DocumentState{Document: document, DocumentID: d.ID, TotalMinor: cents(d.TotalAmt), BalanceMinor: cents(d.Balance), BookingKey: bookingKeyOf(d.PrivateMemo)}
 	for _, t := range d.LinkedTxn {
 		if t.TxnType == "Payment" {
 			out.Payments = append(out.Payments, t.TxnID)

@@ -22,7 +22,8 @@ func TestQuickBooks_paymentsDocumentsAndChanges(t *testing.T) {
 	e := ledgertest.NewQuickBooksEnv(t, sandbox.QuickBooksOptions{})
 	ctx := natstest.Context(t, 30*time.Second)
 	a := quickbooks.New(e.Config, e.Store)
-	booked, err := a.Book(ctx, ledgertest.NewBooking())
+	booking := ledgertest.NewBooking()
+	booked, err := a.Book(ctx, booking)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +47,11 @@ func TestQuickBooks_paymentsDocumentsAndChanges(t *testing.T) {
 	d, err := a.Document(ctx, realm, ledger.DocumentInvoice, booked.DocumentID)
 	if err != nil || d.TotalMinor != booked.TotalMinor || d.BalanceMinor != booked.TotalMinor-100_000 || len(d.Payments) != 1 || d.Payments[0] != p.ID {
 		t.Fatalf("document %+v, %v", d, err)
+	}
+	// The document names the booking that made it (its private note's
+	// last line), which leads a payment back to it before its record.
+	if d.BookingKey != booking.Key {
+		t.Fatalf("document's booking key %q, want %q", d.BookingKey, booking.Key)
 	}
 
 	since := time.Now().Add(-time.Second)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -590,7 +591,22 @@ func memo(b ledger.Booking, vendor party) string {
 	if vendor.ID != "" {
 		agent += " (vendor " + vendor.ID + ")"
 	}
-	return truncate(strings.TrimSpace(b.Memo+"\nAgent: "+agent+"\nBrokerflow booking: "+b.Key), 4000)
+	return truncate(strings.TrimSpace(b.Memo+"\nAgent: "+agent+"\n"+bookingLine+b.Key), 4000)
+}
+
+// bookingLine starts the memo's last line, which names the booking key.
+const bookingLine = "Brokerflow booking: "
+
+// bookingKeyOf reads the booking key from a document's private note; empty
+// when no line names one (a document made by a person, or a note cut at
+// QuickBooks' length).
+func bookingKeyOf(memo string) string {
+	for _, l := range slices.Backward(strings.Split(memo, "\n")) {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(l), bookingLine); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	return ""
 }
 
 func truncate(s string, n int) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -139,6 +140,44 @@ func (s *Syncer) HandleLedgerWebhook(ctx context.Context, m *bus.Message) error 
 	return nil
 }
 
+// adopt writes the record of a document ledger-sync booked whose record is
+// missing, and reports whether the document is ledger-sync's. The document
+// names its booking (ledger.DocumentState.BookingKey), and the booking's
+// transaction record says what was booked: a record not written (a crash
+// between the booking's record and the document's, or a booking by a
+// version before document records) is written from it now. A booking whose
+// ledger call was made and whose answer is not recorded yet (a crash, the
+// closing not yet redelivered) makes the payment wait: it is retried on the
+// schedule, and becomes a failure record if the booking is never recorded.
+// A document that names no booking of this installation is passed by.
+func (s *Syncer) adopt(ctx context.Context, company string, st ledger.DocumentState) (bool, error) {
+	c := ledger.Change{Company: company, Entity: st.Document, ID: st.DocumentID}
+	tmsName, txID, ok := strings.Cut(st.BookingKey, ":")
+	if !ok {
+		s.passBy(ctx, passedNotBooked, c, "a document ledger-sync did not book")
+		return false, nil
+	}
+	var rec txRecord
+	rev, err := s.recs.Load(ctx, TxKey(tmsName, txID), &rec)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case rev == 0:
+		s.passBy(ctx, passedNotBooked, c, "a document naming a booking this installation has no record of")
+		return false, nil
+	case rec.State != stateBooked:
+		return false, bus.WithCode("ledger.booking_unrecorded", fmt.Errorf(
+			"a payment of %s %s, which transaction %s's booking made: that booking is not recorded yet (its closing is being booked again); retrying",
+			st.Document, st.DocumentID, txID))
+	case rec.Booked.CompanyID != company || rec.Booked.Document != st.Document || rec.Booked.DocumentID != st.DocumentID:
+		s.passBy(ctx, passedNotBooked, c, "a document naming a booking recorded with another document")
+		return false, nil
+	}
+	logging.FromContext(ctx).Info("the record of a booked document was missing; written from its booking", "document_id", st.DocumentID, "transaction_id", txID)
+	return true, s.indexDocument(ctx, rec)
+}
+
 // followDocument follows a changed document Brokerflow booked through the
 // payments it links.
 func (s *Syncer) followDocument(ctx context.Context, company, doc string, c ledger.Change, cause *commonv1.MessageRef) error {
@@ -147,10 +186,6 @@ func (s *Syncer) followDocument(ctx context.Context, company, doc string, c ledg
 	if err != nil {
 		return err
 	}
-	if rev == 0 {
-		s.passBy(ctx, passedNotBooked, c, "a document ledger-sync did not book")
-		return nil
-	}
 	st, err := s.payments.Document(ctx, company, doc, c.ID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		s.passBy(ctx, passedDeleted, c, "the document is gone from the ledger")
@@ -158,6 +193,11 @@ func (s *Syncer) followDocument(ctx context.Context, company, doc string, c ledg
 	}
 	if err != nil {
 		return s.ledgerError("read "+doc+" "+c.ID, err)
+	}
+	if rev == 0 {
+		if ours, err := s.adopt(ctx, company, st); err != nil || !ours {
+			return err
+		}
 	}
 	for _, p := range st.Payments {
 		if e, seen := rec.Paid[p]; seen && e.Announced {
@@ -204,8 +244,18 @@ func (s *Syncer) announcePaid(ctx context.Context, p ledger.Payment, a ledger.Ap
 			return err
 		}
 		if rev == 0 {
-			s.passBy(ctx, passedNotBooked, ledger.Change{Company: p.Company, Entity: a.Document, ID: a.DocumentID}, "a document ledger-sync did not book")
-			return nil
+			st, err := s.payments.Document(ctx, p.Company, a.Document, a.DocumentID)
+			if errors.Is(err, ledger.ErrNotFound) {
+				s.passBy(ctx, passedDeleted, ledger.Change{Company: p.Company, Entity: a.Document, ID: a.DocumentID}, "the document is gone from the ledger")
+				return nil
+			}
+			if err != nil {
+				return s.ledgerError("read "+a.Document+" "+a.DocumentID, err)
+			}
+			if ours, err := s.adopt(ctx, p.Company, st); err != nil || !ours {
+				return err
+			}
+			continue // its record is written now: read it
 		}
 		if e, ok := rec.Paid[p.ID]; ok {
 			if e.AmountMinor != a.AmountMinor {

@@ -200,6 +200,72 @@ func TestPayments_exactlyOnceAcrossCrashes(t *testing.T) {
 	}
 }
 
+// TestPayments_aBookedDocumentWithoutItsRecord: a document ledger-sync
+// booked whose record is missing (a crash between the booking's record and
+// the document's, or a booking by a version before document records) is
+// found by the booking its note names, its record written, and its payment
+// announced, not passed by.
+func TestPayments_aBookedDocumentWithoutItsRecord(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 1, nil)
+	e.hooksTo(t, sandbox.QBWebhookLegacy)
+	invoice := e.bookOne(t)
+	kv, err := e.js.KeyValue(natstest.Context(t, 5*time.Second), "idempotency")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(natstest.Context(t, 5*time.Second), ledgersync.DocKey(realm, ledger.DocumentInvoice, invoice)); err != nil {
+		t.Fatal(err)
+	}
+	payment, body := e.pay(t, invoice, 0)
+	e.notify(t, body, "d1")
+	natstest.Eventually(t, 30*time.Second, "ledger.commission.paid", func() bool { return len(e.paid(t)) == 1 })
+	e.settlePayments(t)
+	if p := e.paid(t); len(p) != 1 || p[0].GetPaymentId() != payment || !p[0].GetFullyPaid() {
+		t.Fatalf("paid %v, want payment %s in full, once", p, payment)
+	}
+	if got := e.passedBy(t); got["not_booked"] != 0 {
+		t.Fatalf("passed by %v", got)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures %v", f)
+	}
+}
+
+// TestPayments_aPaymentBeforeItsBookingIsRecorded: ledger-sync crashes
+// right after QuickBooks made the invoice, and the client pays it before the
+// closing is redelivered. The payment is not passed by: it waits (retried)
+// until the redelivered closing records the booking, then is announced once.
+func TestPayments_aPaymentBeforeItsBookingIsRecorded(t *testing.T) {
+	t.Parallel()
+	// The payment's retries must outlast the closing's redelivery (an ack
+	// wait of 1 s here).
+	e := setup(t, 1, func(c *ledgersync.Config) {
+		c.Bus.RetrySchedule = []time.Duration{500 * time.Millisecond, time.Second, time.Second, 2 * time.Second, 2 * time.Second}
+	})
+	e.hooksTo(t, sandbox.QBWebhookLegacy)
+	e.hooks.CrashAt(ledgersync.CrashAfterLedgerCall, 1)
+	tx := e.soldLoop(t, "Grace Hopper", sandbox.DotloopFinancials{Price: 525000, Commission: 15750, CloseDate: "2026-12-01"})
+	e.close(t, tx, 15750, "h1")
+	qb := e.sb.QuickBooks()
+	natstest.Eventually(t, 30*time.Second, "the invoice made before the crash", func() bool { return len(qb.Objects(realm, sandbox.QBInvoice)) == 1 })
+	invoice := qb.Objects(realm, sandbox.QBInvoice)[0].String("Id")
+	payment, body := e.pay(t, invoice, 0)
+	e.notify(t, body, "d1")
+	natstest.Eventually(t, 30*time.Second, "ledger.commission.paid", func() bool { return len(e.paid(t)) == 1 })
+	e.settle(t)
+	e.settlePayments(t)
+	if p := e.paid(t); len(p) != 1 || p[0].GetPaymentId() != payment || p[0].GetTransactionId() != tx.ID {
+		t.Fatalf("paid %v, want payment %s of transaction %s, once", p, payment, tx.ID)
+	}
+	if n := len(e.booked(t)); n != 1 {
+		t.Fatalf("%d ledger.commission.booked, want 1", n)
+	}
+	if f := e.failures(t); len(f) != 0 {
+		t.Fatalf("failures %v", f)
+	}
+}
+
 // TestPayments_passesByWhatIsNotItsOwn: a notification of another company,
 // of an entity that is not a payment, and of a payment of an invoice
 // ledger-sync did not book publish nothing and fail nothing; a body that is

@@ -2,6 +2,7 @@ package reporting_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -376,14 +377,19 @@ func TestRebuild_aLeadSyncedToAnotherContactMovesToItsJourney(t *testing.T) {
 		again.id += ":again"
 		onlyAgain := synced("ld_3", "zillow", "302", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 3*time.Minute)
 		onlyAgain.id += ":again"
+		// Synced again without a contact: the CRM ignored it the second time.
+		ignored := synced("ld_4", "zillow", "", crmv1.SyncOutcome_SYNC_OUTCOME_IGNORED, 3*time.Minute)
+		ignored.id += ":again"
 		publishAll(t, js, []published{
 			lead("ld_1", "zillow", time.Minute),
 			lead("ld_2", "idx", 2*time.Minute),
 			lead("ld_3", "zillow", time.Minute),
+			lead("ld_4", "zillow", time.Minute),
 			synced("ld_1", "zillow", "301", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Minute),
 			synced("ld_2", "idx", "301", crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING, 3*time.Minute),
 			synced("ld_3", "zillow", "303", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Minute),
-			again, onlyAgain,
+			synced("ld_4", "zillow", "304", crmv1.SyncOutcome_SYNC_OUTCOME_CREATED, 2*time.Minute),
+			again, onlyAgain, ignored,
 		})
 		live, rebuilt, _ := liveAndRebuilt(t, js, db, streamEvents(t, js), 2)
 		sameTables(t, "batched against event by event", typedDump(t, live), typedDump(t, rebuilt))
@@ -404,6 +410,14 @@ func TestRebuild_aLeadSyncedToAnotherContactMovesToItsJourney(t *testing.T) {
 			}
 			if n != 0 {
 				t.Errorf("%s: contact 303, which no fact names any more, has a journey", st.Name)
+			}
+			var speed sql.NullInt64
+			if err := st.DB.QueryRowContext(context.Background(),
+				`SELECT speed_to_lead_ms FROM leads WHERE lead_id = 'ld_4'`).Scan(&speed); err != nil {
+				t.Fatal(err)
+			}
+			if speed.Valid {
+				t.Errorf("%s: ld_4, synced last without a contact, has a speed to lead of %d ms", st.Name, speed.Int64)
 			}
 		}
 	})

@@ -363,12 +363,21 @@ func (b *batch) synced(ctx context.Context, d decoded, s *crmv1.ContactSynced) e
 }
 
 // speed fills a lead's speed to lead once both its receipt and its contact
-// are known, whichever came first, and marks its journey for recompute.
+// are known, whichever came first, and marks its journey for recompute; a
+// lead synced without a contact has none.
 func (b *batch) speed(ctx context.Context, leadID, source string, received, synced, crm, contact sql.NullString) error {
 	if crm.Valid && contact.Valid {
 		b.mark(crm.String, contact.String)
 	}
-	if !received.Valid || !synced.Valid || !contact.Valid {
+	if !received.Valid || !synced.Valid {
+		return nil
+	}
+	if !contact.Valid {
+		// Synced again without a contact (the CRM ignored it): the row says
+		// no contact, and has no speed, as a rebuild of it has none.
+		if _, err := b.stmts.speed.ExecContext(ctx, nil, leadID); err != nil {
+			return fmt.Errorf("speed to lead of %s: %w", leadID, err)
+		}
 		return nil
 	}
 	r, err1 := parseTime(received.String)

@@ -118,6 +118,9 @@ func TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.webhook(t, id)
+	// Settling can pass in the moment between the webhook's publish and
+	// the consumer's noticing it: wait for the closing itself.
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.closed", func() bool { return len(e.closed(t)) > 0 })
 	e.settle(t)
 	if c := e.closed(t); len(c) != 1 || c[0].GetCorrelation().GetLeadId() != "ld_701" {
 		t.Fatalf("closed %v, want one naming ld_701", c)

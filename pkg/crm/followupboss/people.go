@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -125,4 +126,46 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 		return crm.Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
 	}
 	return n, nil
+}
+
+// ChangedPageSize is how many people one page of ChangedSince asks for: the
+// most Follow Up Boss returns at once.
+const ChangedPageSize = 100
+
+// ChangedSince lists the people updated at or after since, oldest change
+// first: GET /v1/people?updatedAfter=…&sort=updated&limit=100, page by page
+// with the next cursor of each page's _metadata. Each page is one call
+// counted in the global quota, so a poll costs one call per 100 people
+// changed (one when none did). The list carries what changes are computed
+// from (stage, names, emails, phones, updated), so no person is read again.
+//
+// Follow Up Boss does not say whether updatedAfter is inclusive, and its
+// times are whole seconds: the query asks from the second before since, so
+// a person updated in since's own second is listed either way (seen again,
+// it makes no second event).
+func (f *FollowUpBoss) ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error) {
+	q := url.Values{
+		"updatedAfter": {since.UTC().Truncate(time.Second).Add(-time.Second).Format(time.RFC3339)},
+		"sort":         {"updated"},
+		"limit":        {strconv.Itoa(ChangedPageSize)},
+	}
+	var out []crm.Person
+	for {
+		var page struct {
+			Metadata struct {
+				Next *string `json:"next"`
+			} `json:"_metadata"`
+			People []fubPersonView `json:"people"`
+		}
+		if _, err := f.api.Do(ctx, "list changed people", http.MethodGet, "/v1/people?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		for _, v := range page.People {
+			out = append(out, v.person())
+		}
+		if page.Metadata.Next == nil || *page.Metadata.Next == "" || len(page.People) == 0 {
+			return out, nil
+		}
+		q.Set("next", *page.Metadata.Next)
+	}
 }

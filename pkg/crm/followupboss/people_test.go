@@ -1,13 +1,17 @@
 package followupboss_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/brokerflow/brokerflow/pkg/crm"
+	"github.com/brokerflow/brokerflow/pkg/crm/crmtest"
 	"github.com/brokerflow/brokerflow/pkg/crm/followupboss"
 	"github.com/brokerflow/brokerflow/pkg/webhooksig"
+	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
 // TestFollowUpBoss_ParseWebhook_readsIDsAsTheGatewayDoes: the eventId and
@@ -46,5 +50,51 @@ func TestFollowUpBoss_ParseWebhook_readsIDsAsTheGatewayDoes(t *testing.T) {
 				t.Fatalf("the gateway's delivery id = %q, %v; the adapter's eventId = %q", deliveryID, err, tt.eventID)
 			}
 		})
+	}
+}
+
+// ChangedSince walks every page of the people changed since a time, oldest
+// change first, one counted call per page, and lists a person updated in
+// the cursor's own second (the sandbox reads updatedAfter as strictly
+// after, the reading that loses the most).
+func TestFollowUpBoss_ChangedSincePagesOldestFirst(t *testing.T) {
+	t.Parallel()
+	sb, base := crmtest.Sandbox(t, sandbox.Options{})
+	a := followupboss.New(crmtest.FollowUpBossConfig(base))
+	before := time.Now().Add(-time.Second)
+	n := followupboss.ChangedPageSize + 5
+	for i := range n {
+		if _, err := a.Record(t.Context(), crmtest.Lead(fmt.Sprintf("ld_%d", i), "P", fmt.Sprint(i), fmt.Sprintf("p%d@example.com", i), ""), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved, err := sb.FUB().SetStage(3, "Active Client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := sb.FUB().Usage().Counted
+	people, err := a.ChangedSince(t.Context(), before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(people) != n {
+		t.Fatalf("%d people changed, want %d", len(people), n)
+	}
+	for i := 1; i < len(people); i++ {
+		if people[i].Updated.Before(people[i-1].Updated) {
+			t.Fatalf("person %s (updated %s) listed after %s (updated %s): not oldest first",
+				people[i].ID, people[i].Updated, people[i-1].ID, people[i-1].Updated)
+		}
+	}
+	if calls := sb.FUB().Usage().Counted - counted; calls != 2 {
+		t.Fatalf("%d counted calls for %d people, want 2 pages", calls, n)
+	}
+	since, err := a.ChangedSince(t.Context(), moved.Updated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(since, func(p crm.Person) bool { return p.ID == "3" })
+	if i < 0 || since[i].Stage != "Active Client" || !since[i].Updated.Equal(moved.Updated) {
+		t.Fatalf("people changed since the move (%s): %+v; want person 3 at Active Client", moved.Updated, since)
 	}
 }

@@ -183,6 +183,10 @@ type contactRecord struct {
 	// webhook came: that webhook then needs no read of the person, and is
 	// announced as the first sight of them.
 	Created bool `json:"created,omitempty"`
+	// Updated is when the CRM last updated the person kept (zero when it
+	// did not say, and in records kept before it was): a poll's listing
+	// that is not newer is read again before it is compared.
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // learnCreated keeps p, whom crm-sync's own call just created, as the
@@ -203,7 +207,7 @@ func (c *changes) learnCreated(ctx context.Context, crmName string, p crm.Person
 // person is the record as the contact.
 func (r contactRecord) person(id string) crm.Person {
 	return crm.Person{ID: id, Stage: r.Stage, FirstName: r.FirstName, LastName: r.LastName,
-		Emails: slices.Clone(r.Emails), Phones: slices.Clone(r.Phones)}
+		Emails: slices.Clone(r.Emails), Phones: slices.Clone(r.Phones), Updated: r.Updated}
 }
 
 type pendingEvent struct {
@@ -250,6 +254,21 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 		} else if p, err = read(ctx); err != nil {
 			return fmt.Errorf("read %s contact %s: %w", crmName, id, err)
 		}
+		if n.Kind == crm.ChangePolled && rev != 0 && !p.Updated.After(rec.Updated) && !sameContact(rec, recordOf(p)) {
+			// The poll listed the person before a change a webhook brought,
+			// or in the same second: announcing the listing could move them
+			// back. They are read again; a CRM that cannot read one contact
+			// keeps an older record, and takes a listing of the same second.
+			fresh, ok, err := c.reread(ctx, crmName, id)
+			switch {
+			case err != nil:
+				return err
+			case ok:
+				p = fresh
+			case p.Updated.Before(rec.Updated):
+				return nil
+			}
+		}
 		next := recordOf(p)
 		events, err := c.diff(crmName, id, rec, rev, p, n, ref)
 		if err != nil {
@@ -289,6 +308,20 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 		return nil
 	}
 	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crmName, casAttempts)
+}
+
+// reread reads the contact again for a poll whose listing is not newer
+// than the record; false when the CRM cannot read one contact.
+func (c *changes) reread(ctx context.Context, crmName, id string) (crm.Person, bool, error) {
+	r, ok := c.crm.(PersonReader)
+	if !ok {
+		return crm.Person{}, false, nil
+	}
+	p, err := r.Person(ctx, id)
+	if err != nil {
+		return crm.Person{}, false, fmt.Errorf("read %s contact %s again: %w", crmName, id, err)
+	}
+	return p, true, nil
 }
 
 // diff returns the events that announce the change from rec (revision rev,
@@ -423,7 +456,7 @@ func storeContact(ctx context.Context, kv jetstream.KeyValue, key string, rec co
 func recordOf(p crm.Person) contactRecord {
 	return contactRecord{
 		Stage: p.Stage, FirstName: p.FirstName, LastName: p.LastName,
-		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones),
+		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), Updated: p.Updated,
 	}
 }
 

@@ -133,24 +133,40 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 const ChangedPageSize = 100
 
 // ChangedSince lists the people updated at or after since, oldest change
-// first: GET /v1/people?updatedAfter=…&sort=updated&limit=100, page by page
-// with the next cursor of each page's _metadata. Each page is one call
-// counted in the global quota, so a poll costs one call per 100 people
-// changed (one when none did). The list carries what changes are computed
-// from (stage, names, emails, phones, updated), so no person is read again.
+// first: GET /v1/people?updatedAfter=…&sort=updated&limit=100. Each page is
+// one call counted in the global quota, so a poll costs one call per 100
+// people changed (one when none did). The list carries what changes are
+// computed from (stage, names, emails, phones, updated), so no person is
+// read again.
 //
 // Follow Up Boss does not say whether updatedAfter is inclusive, and its
-// times are whole seconds: the query asks from the second before since, so
-// a person updated in since's own second is listed either way (seen again,
-// it makes no second event).
+// times are whole seconds: each query asks from the second before its
+// floor, so a person updated in the floor's own second is listed either way
+// (seen again, it makes no second event).
+//
+// The next page is asked from the last person's updated time (keyset), not
+// by offset: a person changed while the walk is under way moves to its end,
+// and with offsets the person behind them would be skipped. Only when a
+// whole page shares the floor's seconds, or the answer is not in updated
+// order, does the walk follow the page's next cursor instead.
 func (f *FollowUpBoss) ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error) {
-	q := url.Values{
-		"updatedAfter": {since.UTC().Truncate(time.Second).Add(-time.Second).Format(time.RFC3339)},
-		"sort":         {"updated"},
-		"limit":        {strconv.Itoa(ChangedPageSize)},
-	}
+	floor := since.UTC().Truncate(time.Second)
+	var next string
 	var out []crm.Person
+	type version struct {
+		id      string
+		updated time.Time
+	}
+	seen := map[version]bool{}
 	for {
+		q := url.Values{
+			"updatedAfter": {floor.Add(-time.Second).Format(time.RFC3339)},
+			"sort":         {"updated"},
+			"limit":        {strconv.Itoa(ChangedPageSize)},
+		}
+		if next != "" {
+			q.Set("next", next)
+		}
 		var page struct {
 			Metadata struct {
 				Next *string `json:"next"`
@@ -160,12 +176,27 @@ func (f *FollowUpBoss) ChangedSince(ctx context.Context, since time.Time) ([]crm
 		if _, err := f.api.Do(ctx, "list changed people", http.MethodGet, "/v1/people?"+q.Encode(), nil, &page); err != nil {
 			return nil, err
 		}
-		for _, v := range page.People {
-			out = append(out, v.person())
+		ordered := true
+		var prev time.Time
+		for i, v := range page.People {
+			p := v.person()
+			if i > 0 && p.Updated.Before(prev) {
+				ordered = false
+			}
+			prev = p.Updated
+			if k := (version{p.ID, p.Updated}); !seen[k] {
+				seen[k] = true
+				out = append(out, p)
+			}
 		}
-		if page.Metadata.Next == nil || *page.Metadata.Next == "" || len(page.People) == 0 {
+		if page.Metadata.Next == nil || *page.Metadata.Next == "" || len(page.People) < ChangedPageSize {
 			return out, nil
 		}
-		q.Set("next", *page.Metadata.Next)
+		last := page.People[len(page.People)-1].person().Updated.Truncate(time.Second)
+		if ordered && last.After(floor) {
+			floor, next = last, ""
+		} else {
+			next = *page.Metadata.Next
+		}
 	}
 }

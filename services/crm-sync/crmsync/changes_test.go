@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,24 +33,6 @@ import (
 
 const changesDurable = "crm-sync-changes"
 
-// sandboxClock lets a test end the sandbox's assignment delay without sleeping.
-type sandboxClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *sandboxClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *sandboxClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // changesEnv is crm-sync on an embedded JetStream, the sandbox's Follow Up
 // Boss over HTTP, and a webhook endpoint standing in for the ingest-gateway:
 // it checks FUB-Signature and persists each webhook as WebhookReceived on
@@ -60,7 +41,7 @@ type changesEnv struct {
 	js    jetstream.JetStream
 	fub   *sandbox.FUB
 	base  string
-	clock *sandboxClock
+	clock *sandbox.Clock
 	hooks *bus.TestHooks
 	gw    *bus.Publisher
 	// reads counts the calls that read one person (GET /v1/people/{id}).
@@ -103,7 +84,7 @@ func setupChangesWith(t *testing.T, with func(*changesEnv), schedule ...time.Dur
 	}
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	clock := &sandboxClock{t: time.Now().UTC()}
+	clock := sandbox.NewClock(time.Now().UTC())
 	sb := sandbox.New(sandbox.Options{Now: clock.Now, FUB: sandbox.FUBOptions{Webhooks: sandbox.FUBWebhookOptions{Backoff: 10 * time.Millisecond}}})
 	e := &changesEnv{js: js, fub: sb.FUB(), clock: clock, hooks: &bus.TestHooks{}, gw: bus.NewPublisher(js, bus.ServiceGateway, nil)}
 	personRead := regexp.MustCompile(`^/fub/v1/people/[^/]+$`)

@@ -135,9 +135,9 @@ const ChangedPageSize = 100
 // ChangedSince lists the people updated at or after since, oldest change
 // first: GET /v1/people?updatedAfter=…&sort=updated&limit=100. Each page is
 // one call counted in the global quota, so a poll costs one call per 100
-// people changed (one when none did). The list carries what changes are
-// computed from (stage, names, emails, phones, updated), so no person is
-// read again.
+// people changed (one when none did). Which fields the list's people carry
+// without fields= is not documented: crm-sync reads a listed person again
+// whenever the listing differs from what it keeps.
 //
 // Follow Up Boss does not say whether updatedAfter is inclusive, and its
 // times are whole seconds: each query asks from the second before its

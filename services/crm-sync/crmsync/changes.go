@@ -254,18 +254,24 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 		} else if p, err = read(ctx); err != nil {
 			return fmt.Errorf("read %s contact %s: %w", crmName, id, err)
 		}
-		if n.Kind == crm.ChangePolled && rev != 0 && !p.Updated.After(rec.Updated) && !sameContact(rec, recordOf(p)) {
-			// The poll listed the person before a change a webhook brought,
-			// or in the same second: announcing the listing could move them
-			// back. They are read again; a CRM that cannot read one contact
-			// keeps an older record, and takes a listing of the same second.
+		if n.Kind == crm.ChangePolled && (rev == 0 || !sameContact(rec, recordOf(p))) {
+			// A listing that differs from the record, or names a person
+			// not known, only says that the person changed: they are read,
+			// as for a webhook, so that neither a listing taken before a
+			// change a webhook brought (it would move them back) nor a field
+			// a listing leaves out is announced. A change whose webhook came
+			// lists equal to the record and costs no read. A CRM that cannot
+			// read one contact (LionDesk) compares its listing, unless it is
+			// older than the record.
 			fresh, ok, err := c.reread(ctx, crmName, id)
 			switch {
+			case errors.Is(err, crm.ErrContactNotFound):
+				return nil // gone, or hidden, since the listing
 			case err != nil:
 				return err
 			case ok:
 				p = fresh
-			case p.Updated.Before(rec.Updated):
+			case rev != 0 && p.Updated.Before(rec.Updated):
 				return nil
 			}
 		}
@@ -310,8 +316,8 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crmName, casAttempts)
 }
 
-// reread reads the contact again for a poll whose listing is not newer
-// than the record; false when the CRM cannot read one contact.
+// reread reads the contact a poll listed; false when the CRM cannot read
+// one contact.
 func (c *changes) reread(ctx context.Context, crmName, id string) (crm.Person, bool, error) {
 	r, ok := c.crm.(PersonReader)
 	if !ok {

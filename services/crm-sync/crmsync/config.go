@@ -30,7 +30,8 @@ type Config struct {
 	// FUBReconcileInterval is how often Follow Up Boss, whose changes come
 	// by webhook, is asked for the people changed since the last time, to
 	// announce the changes whose webhooks were lost for good; 0 turns it
-	// off. Each poll costs one counted call per 100 people changed.
+	// off. Each poll costs one counted call per 100 people changed, and a
+	// read per person whose change no webhook brought.
 	FUBReconcileInterval time.Duration `env:"FUB_RECONCILE_INTERVAL" envDefault:"5m"`
 	// IdentityPeppers key the identity records' key names (an HMAC of each
 	// email and phone): the current pepper first, then previous ones still

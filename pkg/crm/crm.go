@@ -93,6 +93,10 @@ const (
 	ChangeCreated
 	ChangeUpdated
 	ChangeStage
+	// ChangePolled is no webhook: a poll of the CRM's changed contacts
+	// saw the contact as it is now. A contact seen for the first time is
+	// learnt, as on ChangeCreated.
+	ChangePolled
 )
 
 // Notification is one CRM webhook: an event about some contacts.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -125,4 +126,77 @@ func (f *FollowUpBoss) ParseWebhook(body []byte) (crm.Notification, error) {
 		return crm.Notification{}, fmt.Errorf("%w: %s names no resource", ErrBadWebhook, w.Event)
 	}
 	return n, nil
+}
+
+// ChangedPageSize is how many people one page of ChangedSince asks for: the
+// most Follow Up Boss returns at once.
+const ChangedPageSize = 100
+
+// ChangedSince lists the people updated at or after since, oldest change
+// first: GET /v1/people?updatedAfter=…&sort=updated&limit=100. Each page is
+// one call counted in the global quota, so a poll costs one call per 100
+// people changed (one when none did). Which fields the list's people carry
+// without fields= is not documented: crm-sync reads a listed person again
+// whenever the listing differs from what it keeps.
+//
+// Follow Up Boss does not say whether updatedAfter is inclusive, and its
+// times are whole seconds: each query asks from the second before its
+// floor, so a person updated in the floor's own second is listed either way
+// (seen again, it makes no second event).
+//
+// The next page is asked from the last person's updated time (keyset), not
+// by offset: a person changed while the walk is under way moves to its end,
+// and with offsets the person behind them would be skipped. Only when a
+// whole page shares the floor's seconds, or the answer is not in updated
+// order, does the walk follow the page's next cursor instead.
+func (f *FollowUpBoss) ChangedSince(ctx context.Context, since time.Time) ([]crm.Person, error) {
+	floor := since.UTC().Truncate(time.Second)
+	var next string
+	var out []crm.Person
+	type version struct {
+		id      string
+		updated time.Time
+	}
+	seen := map[version]bool{}
+	for {
+		q := url.Values{
+			"updatedAfter": {floor.Add(-time.Second).Format(time.RFC3339)},
+			"sort":         {"updated"},
+			"limit":        {strconv.Itoa(ChangedPageSize)},
+		}
+		if next != "" {
+			q.Set("next", next)
+		}
+		var page struct {
+			Metadata struct {
+				Next *string `json:"next"`
+			} `json:"_metadata"`
+			People []fubPersonView `json:"people"`
+		}
+		if _, err := f.api.Do(ctx, "list changed people", http.MethodGet, "/v1/people?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		ordered := true
+		var prev time.Time
+		for i, v := range page.People {
+			p := v.person()
+			if i > 0 && p.Updated.Before(prev) {
+				ordered = false
+			}
+			prev = p.Updated
+			if k := (version{p.ID, p.Updated}); !seen[k] {
+				seen[k] = true
+				out = append(out, p)
+			}
+		}
+		if page.Metadata.Next == nil || *page.Metadata.Next == "" || len(page.People) < ChangedPageSize {
+			return out, nil
+		}
+		last := page.People[len(page.People)-1].person().Updated.Truncate(time.Second)
+		if ordered && last.After(floor) {
+			floor, next = last, ""
+		} else {
+			next = *page.Metadata.Next
+		}
+	}
 }

@@ -183,6 +183,10 @@ type contactRecord struct {
 	// webhook came: that webhook then needs no read of the person, and is
 	// announced as the first sight of them.
 	Created bool `json:"created,omitempty"`
+	// Updated is when the CRM last updated the person kept (zero when it
+	// did not say, and in records kept before it was): a poll's listing
+	// that is not newer is read again before it is compared.
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // learnCreated keeps p, whom crm-sync's own call just created, as the
@@ -203,7 +207,7 @@ func (c *changes) learnCreated(ctx context.Context, crmName string, p crm.Person
 // person is the record as the contact.
 func (r contactRecord) person(id string) crm.Person {
 	return crm.Person{ID: id, Stage: r.Stage, FirstName: r.FirstName, LastName: r.LastName,
-		Emails: slices.Clone(r.Emails), Phones: slices.Clone(r.Phones)}
+		Emails: slices.Clone(r.Emails), Phones: slices.Clone(r.Phones), Updated: r.Updated}
 }
 
 type pendingEvent struct {
@@ -250,6 +254,27 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 		} else if p, err = read(ctx); err != nil {
 			return fmt.Errorf("read %s contact %s: %w", crmName, id, err)
 		}
+		if n.Kind == crm.ChangePolled && (rev == 0 || !sameContact(rec, recordOf(p))) {
+			// A listing that differs from the record, or names a person
+			// not known, only says that the person changed: they are read,
+			// as for a webhook, so that neither a listing taken before a
+			// change a webhook brought (it would move them back) nor a field
+			// a listing leaves out is announced. A change whose webhook came
+			// lists equal to the record and costs no read. A CRM that cannot
+			// read one contact (LionDesk) compares its listing, unless it is
+			// older than the record.
+			fresh, ok, err := c.reread(ctx, crmName, id)
+			switch {
+			case errors.Is(err, crm.ErrContactNotFound):
+				return nil // gone, or hidden, since the listing
+			case err != nil:
+				return err
+			case ok:
+				p = fresh
+			case rev != 0 && p.Updated.Before(rec.Updated):
+				return nil
+			}
+		}
 		next := recordOf(p)
 		events, err := c.diff(crmName, id, rec, rev, p, n, ref)
 		if err != nil {
@@ -289,6 +314,20 @@ func (c *changes) syncContact(ctx context.Context, crmName, id string, read func
 		return nil
 	}
 	return fmt.Errorf("contact %s of %s changed concurrently %d times; will retry", id, crmName, casAttempts)
+}
+
+// reread reads the contact a poll listed; false when the CRM cannot read
+// one contact.
+func (c *changes) reread(ctx context.Context, crmName, id string) (crm.Person, bool, error) {
+	r, ok := c.crm.(PersonReader)
+	if !ok {
+		return crm.Person{}, false, nil
+	}
+	p, err := r.Person(ctx, id)
+	if err != nil {
+		return crm.Person{}, false, fmt.Errorf("read %s contact %s again: %w", crmName, id, err)
+	}
+	return p, true, nil
 }
 
 // diff returns the events that announce the change from rec (revision rev,
@@ -423,7 +462,7 @@ func storeContact(ctx context.Context, kv jetstream.KeyValue, key string, rec co
 func recordOf(p crm.Person) contactRecord {
 	return contactRecord{
 		Stage: p.Stage, FirstName: p.FirstName, LastName: p.LastName,
-		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones),
+		Emails: slices.Clone(p.Emails), Phones: slices.Clone(p.Phones), Updated: p.Updated,
 	}
 }
 

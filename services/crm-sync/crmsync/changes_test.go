@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,24 +33,6 @@ import (
 
 const changesDurable = "crm-sync-changes"
 
-// sandboxClock lets a test end the sandbox's assignment delay without sleeping.
-type sandboxClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *sandboxClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *sandboxClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // changesEnv is crm-sync on an embedded JetStream, the sandbox's Follow Up
 // Boss over HTTP, and a webhook endpoint standing in for the ingest-gateway:
 // it checks FUB-Signature and persists each webhook as WebhookReceived on
@@ -58,7 +41,7 @@ type changesEnv struct {
 	js    jetstream.JetStream
 	fub   *sandbox.FUB
 	base  string
-	clock *sandboxClock
+	clock *sandbox.Clock
 	hooks *bus.TestHooks
 	gw    *bus.Publisher
 	// reads counts the calls that read one person (GET /v1/people/{id}).
@@ -70,25 +53,65 @@ type changesEnv struct {
 	// webhooks waiting until its channel is closed. Set before the first
 	// webhook.
 	holdEvent map[string]chan struct{}
+	// refuseEvent, per Follow Up Boss event name, makes the stand-in
+	// gateway answer that event's webhooks 503, every retry: the sandbox
+	// gives up on them, as Follow Up Boss does after its last retry. Set
+	// before the first webhook.
+	refuseEvent map[string]bool
+	// lists counts the reconcile polls' listings (GET /v1/people with
+	// updatedAfter) answered.
+	lists atomic.Int64
+	// beforeAnswer, when set, runs with the body of a reconcile listing
+	// (list) or of a person read, after it is computed and before it is
+	// answered: a test holds an answer there, or lines up two.
+	beforeAnswer atomic.Pointer[func(list bool, body []byte)]
+	cfg          crmsync.Config
+	nc           *nats.Conn
 }
 
+// setupChanges is crm-sync with webhooks only (the reconcile poll off).
 func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
+	t.Helper()
+	return setupChangesWith(t, nil, schedule...)
+}
+
+// setupChangesWith is setupChanges with the env changed by with (nil for
+// none) before the syncer starts: its cfg, refuseEvent, holdEvent.
+func setupChangesWith(t *testing.T, with func(*changesEnv), schedule ...time.Duration) *changesEnv {
 	t.Helper()
 	if len(schedule) == 0 {
 		schedule = []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond}
 	}
 	s := natstest.Start(t)
 	nc, js := natstest.Connect(t, s)
-	clock := &sandboxClock{t: time.Now().UTC()}
+	clock := sandbox.NewClock(time.Now().UTC())
 	sb := sandbox.New(sandbox.Options{Now: clock.Now, FUB: sandbox.FUBOptions{Webhooks: sandbox.FUBWebhookOptions{Backoff: 10 * time.Millisecond}}})
 	e := &changesEnv{js: js, fub: sb.FUB(), clock: clock, hooks: &bus.TestHooks{}, gw: bus.NewPublisher(js, bus.ServiceGateway, nil)}
 	personRead := regexp.MustCompile(`^/fub/v1/people/[^/]+$`)
 	h := sb.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && personRead.MatchString(r.URL.Path) {
+		read := r.Method == http.MethodGet && personRead.MatchString(r.URL.Path)
+		list := r.Method == http.MethodGet && r.URL.Path == "/fub/v1/people" && r.URL.Query().Has("updatedAfter")
+		if read {
 			e.reads.Add(1)
 		}
-		h.ServeHTTP(w, r)
+		fn := e.beforeAnswer.Load()
+		if (!read && !list) || fn == nil {
+			h.ServeHTTP(w, r)
+			if list {
+				e.lists.Add(1)
+			}
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		(*fn)(list, rec.Body.Bytes())
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		if list {
+			e.lists.Add(1)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	e.base = srv.URL + "/fub"
@@ -115,16 +138,26 @@ func setupChanges(t *testing.T, schedule ...time.Duration) *changesEnv {
 		Bus:             service.ConsumeConfig{RetrySchedule: schedule},
 	}
 	natstest.Apply(t, js, service.TopologyConfig{Replicas: 1, DuplicateWindow: time.Hour, AckWait: time.Second, ConsumeConfig: cfg.Bus}.Topology())
-	if err := cfg.Validate(); err != nil {
+	e.cfg, e.nc = cfg, nc
+	if with != nil {
+		with(e)
+	}
+	e.replica(t)
+	natstest.WaitConsumer(t, js, bus.StreamWebhooks, changesDurable)
+	return e
+}
+
+// replica starts one more crm-sync on the env's JetStream and CRM.
+func (e *changesEnv) replica(t *testing.T) {
+	t.Helper()
+	if err := e.cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	syncer, err := crmsync.New(cfg, service.Deps{NATS: nc, Hooks: e.hooks})
+	syncer, err := crmsync.New(e.cfg, service.Deps{NATS: e.nc, Hooks: e.hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
 	natstest.Run(t, syncer.Run)
-	natstest.WaitConsumer(t, js, bus.StreamWebhooks, changesDurable)
-	return e
 }
 
 // receive is the stand-in gateway: verify, persist, then 2xx.
@@ -146,6 +179,10 @@ func (e *changesEnv) receive(w http.ResponseWriter, r *http.Request) {
 		Event   string `json:"event"`
 	}
 	_ = json.Unmarshal(body, &p)
+	if e.refuseEvent[p.Event] {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if ch := e.holdEvent[p.Event]; ch != nil {
 		select {
 		case <-ch:

@@ -27,6 +27,12 @@ type Config struct {
 	// PollInterval is how often a CRM without webhooks (LionDesk) is asked
 	// for changed contacts; 0 turns polling off.
 	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"30s"`
+	// FUBReconcileInterval is how often Follow Up Boss, whose changes come
+	// by webhook, is asked for the people changed since the last time, to
+	// announce the changes whose webhooks were lost for good; 0 turns it
+	// off. Each poll costs one counted call per 100 people changed, and a
+	// read per person whose change no webhook brought.
+	FUBReconcileInterval time.Duration `env:"FUB_RECONCILE_INTERVAL" envDefault:"5m"`
 	// IdentityPeppers key the identity records' key names (an HMAC of each
 	// email and phone): the current pepper first, then previous ones still
 	// read during a rotation. From CRMSYNC_IDENTITY_PEPPER (comma-separated)
@@ -142,6 +148,9 @@ func (c Config) Validate() error {
 		if len(p) < minPepper {
 			return fmt.Errorf("%w: CRMSYNC_IDENTITY_PEPPER: a pepper must have at least %d characters", ErrConfig, minPepper)
 		}
+	}
+	if c.PollInterval < 0 || c.FUBReconcileInterval < 0 {
+		return fmt.Errorf("%w: CRMSYNC_POLL_INTERVAL and CRMSYNC_FUB_RECONCILE_INTERVAL must not be negative", ErrConfig)
 	}
 	if c.Concurrency < 1 {
 		return fmt.Errorf("%w: CRMSYNC_CONCURRENCY must be at least 1", ErrConfig)

@@ -96,11 +96,28 @@ func NewWithCRM(cfg Config, deps Deps, adapter CRM) (*Syncer, error) {
 	// stops them, not just the message.
 	w.Handle(bus.CRMSyncLeads, s.HandleLead, bus.PauseOnThrottle())
 	w.Handle(bus.CRMSyncChanges, s.changes.HandleChange, bus.PauseOnThrottle())
-	if cp, ok := adapter.(ChangePoller); ok && cfg.PollInterval > 0 {
-		p := &poller{crm: cp, changes: s.changes, js: w.JetStream(), interval: cfg.PollInterval}
+	if p := s.poller(cfg, adapter); p != nil {
 		w.Go(p.run)
 	}
 	return s, nil
+}
+
+// poller is the poll of the CRM's changed contacts, or nil when it has none
+// or it is off: a CRM without webhooks is polled every PollInterval, and one
+// with webhooks (Follow Up Boss) reconciled every FUBReconcileInterval.
+func (s *Syncer) poller(cfg Config, adapter CRM) *poller {
+	cp, ok := adapter.(ChangePoller)
+	if !ok {
+		return nil
+	}
+	p := &poller{crm: cp, changes: s.changes, js: s.w.JetStream(), interval: cfg.PollInterval, now: time.Now}
+	if _, hooks := adapter.(ChangeSource); hooks {
+		p.interval, p.fromNow = cfg.FUBReconcileInterval, true
+	}
+	if p.interval <= 0 {
+		return nil
+	}
+	return p
 }
 
 // Run consumes until ctx is done, then drains.

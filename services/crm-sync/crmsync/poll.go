@@ -24,13 +24,21 @@ type ChangePoller interface {
 
 // poller turns a ChangePoller's changes into the same events as webhooks
 // (crm.contact.updated, crm.contact.stage_changed), through changes, whose
-// compare-and-swap records make replicas that poll at once announce each
-// change once.
+// compare-and-swap records make replicas that poll at once, and a poll and
+// a webhook that see one change, announce it once.
+//
+// A CRM without webhooks (LionDesk) is polled from the beginning: the first
+// poll learns every contact. A CRM with webhooks (Follow Up Boss) is polled
+// to reconcile the changes whose webhooks were lost: its first poll only
+// sets the cursor to now (fromNow), so the account's history is not
+// announced, and each later poll reads what changed since.
 type poller struct {
 	crm      ChangePoller
 	changes  *changes
 	js       jetstream.JetStream
 	interval time.Duration
+	fromNow  bool
+	now      func() time.Time
 	cursor   *service.Cursor // bound by run
 }
 
@@ -55,6 +63,9 @@ func (p *poller) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if since.IsZero() && p.fromNow {
+		return p.cursor.Save(ctx, p.now())
+	}
 	people, err := p.crm.ChangedSince(ctx, since)
 	if err != nil {
 		return fmt.Errorf("list changes since %s: %w", since.Format(time.RFC3339), err)
@@ -62,12 +73,12 @@ func (p *poller) poll(ctx context.Context) error {
 	next := since
 	for _, person := range people {
 		// A contact seen for the first time is learnt, not announced, as a
-		// Follow Up Boss peopleCreated webhook is; later polls announce what
-		// changed since.
+		// Follow Up Boss peopleCreated webhook is (unless at an active-client
+		// stage); later polls announce what changed since.
 		n := crm.Notification{
 			EventID: "poll:" + strconv.FormatInt(person.Updated.UnixNano(), 10),
 			Event:   "poll",
-			Kind:    crm.ChangeCreated,
+			Kind:    crm.ChangePolled,
 			Created: person.Updated,
 		}
 		read := func(context.Context) (crm.Person, error) { return person, nil }

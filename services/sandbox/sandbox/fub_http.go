@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -225,7 +226,35 @@ func (f *FUB) getPerson(w http.ResponseWriter, r *http.Request) {
 // emulate; it refuses them rather than silently returning unfiltered people.
 var fubUnsupportedFilters = []string{
 	"tags", "assignedTo", "assignedUserId", "listId", "smartListId", "createdAfter",
-	"updatedAfter", "includeTrash", "contacted", "price",
+	"includeTrash", "contacted", "price",
+}
+
+// fubPeopleSorts are the sort values of GET /v1/people the sandbox emulates: a field, or the
+// field with a leading "-" for descending, ties broken by id in the same direction. Without
+// sort, people are listed newest id first, as FUB's pagination page says. Public clients send
+// "created" and "-updated"; FUB's own list of sort values was not found, so any other value is
+// refused rather than ignored.
+var fubPeopleSorts = map[string]func(a, b FUBPerson) int{
+	"id":      func(a, b FUBPerson) int { return cmp.Compare(a.ID, b.ID) },
+	"created": func(a, b FUBPerson) int { return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID)) },
+	"updated": func(a, b FUBPerson) int { return cmp.Or(a.Updated.Compare(b.Updated), cmp.Compare(a.ID, b.ID)) },
+}
+
+// fubPeopleSort is the order the sort parameter asks for; nil for the default order.
+func fubPeopleSort(q url.Values) (func(a, b FUBPerson) int, error) {
+	v := strings.TrimSpace(q.Get("sort"))
+	if v == "" {
+		return nil, nil
+	}
+	field, desc := strings.CutPrefix(v, "-")
+	by, ok := fubPeopleSorts[field]
+	if !ok {
+		return nil, fmt.Errorf("sandbox: the people sort %q is not emulated (id, created, updated, each with - for descending)", v)
+	}
+	if desc {
+		return func(a, b FUBPerson) int { return by(b, a) }, nil
+	}
+	return by, nil
 }
 
 type fubMetadata struct {
@@ -260,6 +289,11 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 		writeFUBError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	order, err := fubPeopleSort(q)
+	if err != nil {
+		writeFUBError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
 
 	now := f.now()
 	var hits []FUBPerson
@@ -270,6 +304,9 @@ func (f *FUB) listPeople(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Unlock()
+	if order != nil {
+		slices.SortStableFunc(hits, order)
+	}
 
 	page := fubPeoplePage{Metadata: fubPageMetadata(r, "people", limit, offset, len(hits)), People: []FUBPerson{}}
 	if offset < len(hits) {
@@ -409,6 +446,16 @@ func fubPeopleFilter(q url.Values) (func(*FUBPerson) bool, error) {
 			return nil, fmt.Errorf("invalid id %q", v)
 		}
 		preds = append(preds, func(p *FUBPerson) bool { return p.ID == id })
+	}
+	if v := q.Get("updatedAfter"); v != "" {
+		// FUB does not say whether the bound is inclusive: the sandbox takes the strict
+		// reading, people updated after it, so a client that needs the bound itself must
+		// ask from a second earlier (FUB's times are whole seconds).
+		after, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid updatedAfter %q: an ISO 8601 time such as 2024-01-02T15:04:05Z", v)
+		}
+		preds = append(preds, func(p *FUBPerson) bool { return p.Updated.After(after) })
 	}
 	if v := q.Get("email"); v != "" {
 		k := emailKey(v)

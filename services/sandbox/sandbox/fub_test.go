@@ -478,10 +478,62 @@ func TestFUB_people(t *testing.T) {
 	})
 	t.Run("refused_queries", func(t *testing.T) {
 		t.Parallel()
-		for _, q := range []string{"limit=0", "offset=-1", "next=garbage", "tags=Buyer"} {
+		for _, q := range []string{"limit=0", "offset=-1", "next=garbage", "tags=Buyer", "sort=lastActivity", "sort=-name",
+			"updatedAfter=yesterday", "updatedAfter=2026-03-02"} {
 			e.do(t, getPeople(q)).want(t, http.StatusBadRequest).errorMessage(t)
 		}
 	})
+}
+
+// updatedAfter keeps the people updated strictly after it, and sort=updated lists them oldest
+// change first, the order a reconcile poll walks; next pages keep both.
+func TestFUB_peopleUpdatedAfter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sandbox.Options{})
+	for i := range 4 {
+		e.do(t, postEvent(event("Registration", fmt.Sprintf(`{"firstName":"P%d","emails":[{"value":"p%d@example.com"}]}`, i, i)))).want(t, http.StatusCreated)
+	}
+	start := e.clock.Now()
+	e.clock.Advance(time.Minute)
+	if _, err := e.sb.FUB().SetStage(3, "Active Client"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	if _, err := e.sb.FUB().SetStage(1, "Prospect"); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(q string) []int64 {
+		var out []int64
+		for _, p := range e.do(t, getPeople(q)).want(t, http.StatusOK).page(t).People {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	at := func(t time.Time) string { return url.QueryEscape(t.Format(time.RFC3339)) }
+	for _, tt := range []struct {
+		query string
+		want  []int64
+	}{
+		{"updatedAfter=" + at(start.Add(-time.Second)) + "&sort=updated", []int64{2, 4, 3, 1}},
+		{"updatedAfter=" + at(start) + "&sort=updated", []int64{3, 1}},
+		{"updatedAfter=" + at(start.Add(time.Minute)) + "&sort=updated", []int64{1}},
+		{"updatedAfter=" + at(start.Add(2*time.Minute)) + "&sort=updated", nil},
+		{"updatedAfter=" + at(start) + "&sort=-updated", []int64{1, 3}},
+		{"sort=created", []int64{1, 2, 3, 4}},
+		{"sort=-id&limit=2", []int64{4, 3}},
+	} {
+		if got := ids(tt.query); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: ids %v, want %v", tt.query, got, tt.want)
+		}
+	}
+	first := e.do(t, getPeople("updatedAfter="+at(start.Add(-time.Second))+"&sort=updated&limit=3")).want(t, http.StatusOK).page(t)
+	if first.Metadata.Next == nil {
+		t.Fatal("no next after a full page")
+	}
+	second := e.do(t, getPeople("updatedAfter="+at(start.Add(-time.Second))+"&sort=updated&limit=3&next="+*first.Metadata.Next)).want(t, http.StatusOK).page(t)
+	if len(second.People) != 1 || second.People[0].ID != 1 || second.Metadata.Next != nil {
+		t.Fatalf("second page %+v, want person 1 alone", second.People)
+	}
 }
 
 func TestFUB_requests(t *testing.T) {

@@ -11,38 +11,20 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/brokerflow/brokerflow/services/sandbox/sandbox"
 )
 
-// clock is a settable clock for the sandbox, so windows and delays pass without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 2, 15, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is a settable clock for the sandbox, so windows and delays pass without sleeping.
+func newClock() *sandbox.Clock { return sandbox.NewClock(time.Date(2026, 3, 2, 15, 4, 5, 0, time.UTC)) }
 
 // env is one sandbox behind a real HTTP server.
 type env struct {
 	sb    *sandbox.Sandbox
 	srv   *httptest.Server
-	clock *clock
+	clock *sandbox.Clock
 }
 
 func newEnv(t *testing.T, o sandbox.Options) *env {

@@ -53,6 +53,12 @@ const DevGatewayAddr = "127.0.0.1:8080"
 // the sandbox shows within seconds, at 5 of its 60 calls per 10 s.
 const SandboxPollInterval = 2 * time.Second
 
+// SandboxReconcileInterval is how often --sandbox asks the sandbox's Follow
+// Up Boss for the people changed since the last time, to announce the
+// changes whose webhooks were lost, when CRMSYNC_FUB_RECONCILE_INTERVAL is
+// not set (5m otherwise): one counted call of 250 per 10 s.
+const SandboxReconcileInterval = 10 * time.Second
+
 // ReportingAddr is where the all-in-one serves the reporting API when
 // REPORTING_ADDR is not set: loopback only, since the API has no login.
 const ReportingAddr = "127.0.0.1:8090"
@@ -162,6 +168,9 @@ func ConfigFromEnv(environ []string, mode Mode) (Config, error) {
 		SandboxCRM(&c.CRMSync, c.SandboxAddr)
 		if !isSet(environ, crmsync.Prefix+"POLL_INTERVAL") {
 			c.CRMSync.PollInterval = SandboxPollInterval
+		}
+		if !isSet(environ, crmsync.Prefix+"FUB_RECONCILE_INTERVAL") {
+			c.CRMSync.FUBReconcileInterval = SandboxReconcileInterval
 		}
 		sandboxTMS(&c, environ)
 		sandboxLedger(&c, environ)
@@ -596,7 +605,11 @@ func (a *App) PrintBanner(w io.Writer) {
 	if crm.CRM == "liondesk" {
 		fmt.Fprintf(w, "  CRM             liondesk at %s  (no webhooks: polled every %s)\n", crm.LionDesk.BaseURL, crm.PollInterval)
 	} else {
-		fmt.Fprintf(w, "  CRM             %s at %s\n", crm.CRM, crm.FUB.BaseURL)
+		reconcile := "off"
+		if crm.FUBReconcileInterval > 0 {
+			reconcile = "every " + crm.FUBReconcileInterval.String()
+		}
+		fmt.Fprintf(w, "  CRM             %s at %s  (webhooks; lost ones reconciled %s)\n", crm.CRM, crm.FUB.BaseURL, reconcile)
 	}
 	fmt.Fprintf(w, "  alerts          %s\n", a.alertChannels())
 	if t := a.cfg.TMSSync; t.Enabled() && t.TMS == tmssync.TMSSkySlope {

@@ -41,6 +41,33 @@ func TestConfig_sandboxPointsLionDeskAtTheSandbox(t *testing.T) {
 	}
 }
 
+// --sandbox reconciles the sandbox's Follow Up Boss every few seconds,
+// unless told otherwise; without it, the service's default holds.
+func TestConfig_sandboxReconcilesFollowUpBossSooner(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		environ []string
+		mode    app.Mode
+		want    time.Duration
+	}{
+		"sandbox_default":  {nil, app.Mode{Sandbox: true}, app.SandboxReconcileInterval},
+		"sandbox_explicit": {[]string{"CRMSYNC_FUB_RECONCILE_INTERVAL=1m"}, app.Mode{Sandbox: true}, time.Minute},
+		"sandbox_off":      {[]string{"CRMSYNC_FUB_RECONCILE_INTERVAL=0s"}, app.Mode{Sandbox: true}, 0},
+		"dev_default":      {[]string{"CRMSYNC_FUB_API_KEY=k"}, app.Mode{Dev: true}, 5 * time.Minute},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := app.ConfigFromEnv(append([]string{"BROKERFLOW_DATA_DIR=" + t.TempDir()}, tc.environ...), tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.CRMSync.FUBReconcileInterval != tc.want {
+				t.Fatalf("reconcile every %s, want %s", cfg.CRMSync.FUBReconcileInterval, tc.want)
+			}
+		})
+	}
+}
+
 // The development modes accept webhooks signed with a public secret, so they
 // serve the gateway on loopback unless the operator says where.
 func TestConfig_devModesServeTheGatewayOnLoopback(t *testing.T) {

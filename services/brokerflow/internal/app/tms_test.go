@@ -143,3 +143,50 @@ func TestSystem_skyslopeActiveClientOpensAFileAndItsSaleCloses(t *testing.T) {
 		t.Fatalf("closed = %v", closed)
 	}
 }
+
+// TestSystem_aLostStageWebhookStillOpensTheLoop: the account's stage and
+// update webhooks are gone (their registrations deleted), so moving the
+// contact to Active Client sends none; the reconcile poll announces the
+// move once, and tms-sync opens the one loop.
+func TestSystem_aLostStageWebhookStillOpensTheLoop(t *testing.T) {
+	t.Parallel()
+	s := start(t, "CRMSYNC_ACTIVE_STAGES=Active Client", "CRMSYNC_FUB_RECONCILE_INTERVAL=100ms")
+	a, js := s.App, s.js
+	t.Cleanup(a.Sandbox.Close)
+	fub, dl := a.Sandbox.FUB(), a.Sandbox.Dotloop()
+	for _, h := range fub.Webhooks() {
+		if h.Event == sandbox.FUBPeopleCreated {
+			continue
+		}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, a.SandboxURL+"/fub/v1/webhooks/"+strconv.FormatInt(h.ID, 10), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(sandbox.DefaultFUBAPIKey, "")
+		req.Header.Set("X-System", sandbox.DefaultFUBSystem)
+		req.Header.Set("X-System-Key", sandbox.DefaultFUBSystemKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("delete webhook %d: HTTP %d", h.ID, resp.StatusCode)
+		}
+	}
+	if hooks := fub.Webhooks(); len(hooks) != 1 {
+		t.Fatalf("webhooks left: %+v, want peopleCreated's only", hooks)
+	}
+
+	activeClient(t, s, "msg_lost_stage")
+	natstest.Eventually(t, 30*time.Second, "tms.transaction.opened", func() bool {
+		return len(natstest.All(t, js, bus.StreamTMS, "tms.transaction.opened")) == 1
+	})
+	natstest.WaitSettled(t, js, bus.StreamCRM, "tms-sync-crm")
+	if n := len(natstest.All(t, js, bus.StreamCRM, "crm.contact.stage_changed")); n != 1 {
+		t.Fatalf("%d stage changes, want 1", n)
+	}
+	if n := len(dl.Loops()); n != 1 {
+		t.Fatalf("%d loops, want 1", n)
+	}
+}

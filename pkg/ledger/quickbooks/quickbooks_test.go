@@ -173,8 +173,11 @@ func TestQuickBooks_closingsBookedBackToBackAreNotThrottled(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if u := e.Sandbox.QuickBooks().Usage(); u.Refused != 0 || u.Counted < 20 {
-		t.Fatalf("usage %+v: want no call refused", u)
+	// How many calls three bookings make depends on which of them finds
+	// the customer and the items the others created (19 to 34 seen); more
+	// than a second's 10 is what makes the pacing matter.
+	if u := e.Sandbox.QuickBooks().Usage(); u.Refused != 0 || u.Counted <= 10 {
+		t.Fatalf("usage %+v: want more than 10 calls, none refused", u)
 	}
 }
 

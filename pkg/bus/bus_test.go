@@ -521,6 +521,9 @@ func TestRunner_longHandlerIsKeptInProgress(t *testing.T) {
 		return nil
 	})
 	e.publish(t, "slow-1")
+	// Settling can pass in the moment between the publish and the
+	// consumer's noticing it: wait for the handler to start first.
+	natstest.Eventually(t, 30*time.Second, "the handler to start", func() bool { return c.count() > 0 })
 	natstest.WaitSettled(t, e.js, bus.StreamLeads, testService)
 	if n := c.count(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)

@@ -105,6 +105,15 @@ func newCluster(t *testing.T, crm string) *cluster {
 	return &cluster{srv: srv, js: js, sb: sb, cfg: cfg, hooks: &bus.TestHooks{}}
 }
 
+// start runs n replicas and waits for their consumer.
+func (c *cluster) start(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		c.replica(t)
+	}
+	natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+}
+
 // replica starts one crm-sync instance on its own connection. kill closes
 // the connection under it, as a crashed process would leave it.
 func (c *cluster) replica(t *testing.T) (kill func()) {
@@ -185,9 +194,7 @@ func TestSyncer_burstAcrossTwoReplicasMakesOneContactPerPerson(t *testing.T) {
 		t.Run(crm, func(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
-			c.replica(t)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 2)
 			leads, people := burst()
 			c.publish(t, leads)
 			c.waitSynced(t, leads)
@@ -209,8 +216,7 @@ func TestSyncer_burstSurvivesAReplicaKilledMidway(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
 			kill := c.replica(t)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 1)
 			leads, _ := burst()
 			c.publish(t, leads)
 			natstest.Eventually(t, time.Minute, "a third of the burst synced", func() bool {

@@ -37,9 +37,7 @@ func TestSyncer_samePersonWithDifferentKeysAtOnce(t *testing.T) {
 		t.Run(crm, func(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
-			c.replica(t)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 2)
 			var leads []testLead
 			for p := range 30 {
 				email := fmt.Sprintf("mixed%02d@example.com", p)
@@ -63,9 +61,7 @@ func TestSyncer_samePersonWithDifferentKeysAtOnce(t *testing.T) {
 func TestSyncer_phoneOnlyBurstWithDifferingNames(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "followupboss")
-	c.replica(t)
-	c.replica(t)
-	natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+	c.start(t, 2)
 	var leads []testLead
 	for i := range 200 {
 		leads = append(leads, testLead{fmt.Sprintf("ld_ph_%03d", i), "Pat", fmt.Sprintf("Once%03d", i), "", phone(1000 + i)})
@@ -94,8 +90,7 @@ func TestSyncer_contactDetailsFollowThePerson(t *testing.T) {
 		t.Run(crm, func(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 1)
 			first := testLead{"ld_call_in", "Dana", "Reyes", "", phone(1)}
 			c.publish(t, []testLead{first})
 			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
@@ -118,8 +113,7 @@ func TestSyncer_twoNewPhonesAtOnceBothReachTheContact(t *testing.T) {
 		t.Run(crm, func(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 1)
 			leads := []testLead{{"ld_two_first", "Dana", "Reyes", "dana.two@example.com", ""}}
 			c.publish(t, leads)
 			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
@@ -153,8 +147,7 @@ func TestSyncer_leadJoiningTwoContactsLinksThem(t *testing.T) {
 		t.Run(crm, func(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 1)
 			leads := []testLead{
 				{"ld_by_email", "Ada", "Lovelace", "ada@example.com", ""},
 				{"ld_by_phone", "Augusta", "King", "", phone(7)},
@@ -195,8 +188,7 @@ func TestSyncer_crashAfterTheCRMCallRecordsTheLeadOnce(t *testing.T) {
 			t.Parallel()
 			c := newCluster(t, crm)
 			c.hooks.CrashAtOf(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall, 2)
-			c.replica(t)
-			natstest.WaitConsumer(t, c.js, bus.StreamLeads, "crm-sync")
+			c.start(t, 1)
 			leads := []testLead{{"ld_killed_new", "Ada", "Lovelace", "ada@example.com", phone(3)}}
 			c.publish(t, leads)
 			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")

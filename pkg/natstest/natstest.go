@@ -3,6 +3,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -157,11 +158,18 @@ func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// WaitSettled waits until each named consumer of stream has nothing pending
-// and nothing awaiting ack.
+// WaitSettled waits until each named consumer of stream has been handed
+// every message its filters take that the stream holds now, and has
+// nothing pending and nothing awaiting ack. (A message waiting for a retry
+// has been handed: settled means nothing is in a handler's hands, not that
+// every message succeeded.) Checking what was handed closes the moment
+// between a publish and the consumer's noticing it, in which the consumer
+// shows nothing pending.
 func WaitSettled(tb testing.TB, js jetstream.JetStream, stream string, consumers ...string) {
 	tb.Helper()
 	for _, name := range consumers {
+		var last uint64
+		known := false
 		Eventually(tb, 30*time.Second, "consumer "+name+" to settle", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -173,9 +181,47 @@ func WaitSettled(tb testing.TB, js jetstream.JetStream, stream string, consumers
 			if err != nil {
 				return false
 			}
-			return info.NumPending == 0 && info.NumAckPending == 0
+			if !known {
+				if last, err = lastTaken(ctx, js, stream, info.Config); err != nil {
+					return false
+				}
+				known = true
+			}
+			return info.Delivered.Stream >= last && info.NumPending == 0 && info.NumAckPending == 0
 		})
 	}
+}
+
+// lastTaken is the sequence of the last message in stream that a consumer
+// of cfg takes; 0 when there is none.
+func lastTaken(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = append(filters, cfg.FilterSubject)
+	}
+	if len(filters) == 0 {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.LastSeq, nil
+	}
+	var last uint64
+	for _, f := range filters {
+		m, err := s.GetLastMsgForSubject(ctx, f)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		last = max(last, m.Sequence)
+	}
+	return last, nil
 }
 
 // WaitCaughtUp waits until each named consumer of stream has acknowledged

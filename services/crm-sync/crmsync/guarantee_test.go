@@ -24,6 +24,17 @@ import (
 var crms = []string{"followupboss", "liondesk"}
 
 // phone is the E.164 phone of test person i.
+// eachCRM runs body, in parallel, against a cluster on each CRM.
+func eachCRM(t *testing.T, body func(t *testing.T, c *cluster)) {
+	t.Helper()
+	for _, crm := range crms {
+		t.Run(crm, func(t *testing.T) {
+			t.Parallel()
+			body(t, newCluster(t, crm))
+		})
+	}
+}
+
 func phone(i int) string { return fmt.Sprintf("+1415555%04d", i) }
 
 // Leads for one person arriving together, each with other keys and
@@ -33,27 +44,23 @@ func phone(i int) string { return fmt.Sprintf("+1415555%04d", i) }
 // before the lead that showed they are one person. Never three.
 func TestSyncer_samePersonWithDifferentKeysAtOnce(t *testing.T) {
 	t.Parallel()
-	for _, crm := range crms {
-		t.Run(crm, func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, crm)
-			c.start(t, 2)
-			var leads []testLead
-			for p := range 30 {
-				email := fmt.Sprintf("mixed%02d@example.com", p)
-				group := []testLead{
-					{fmt.Sprintf("ld_mix_%02d_both", p), "Robert", fmt.Sprintf("Smith%02d", p), email, phone(p)},
-					{fmt.Sprintf("ld_mix_%02d_email", p), "Bob", fmt.Sprintf("Smith%02d", p), email, ""},
-					{fmt.Sprintf("ld_mix_%02d_phone", p), "Rob", fmt.Sprintf("S%02d", p), "", phone(p)},
-				}
-				r := p % 3 // every order of arrival
-				leads = append(leads, append(group[r:], group[:r]...)...)
+	eachCRM(t, func(t *testing.T, c *cluster) {
+		c.start(t, 2)
+		var leads []testLead
+		for p := range 30 {
+			email := fmt.Sprintf("mixed%02d@example.com", p)
+			group := []testLead{
+				{fmt.Sprintf("ld_mix_%02d_both", p), "Robert", fmt.Sprintf("Smith%02d", p), email, phone(p)},
+				{fmt.Sprintf("ld_mix_%02d_email", p), "Bob", fmt.Sprintf("Smith%02d", p), email, ""},
+				{fmt.Sprintf("ld_mix_%02d_phone", p), "Rob", fmt.Sprintf("S%02d", p), "", phone(p)},
 			}
-			c.publish(t, leads)
-			c.waitSynced(t, leads)
-			c.assertOnePerPerson(t, leads, true)
-		})
-	}
+			r := p % 3 // every order of arrival
+			leads = append(leads, append(group[r:], group[:r]...)...)
+		}
+		c.publish(t, leads)
+		c.waitSynced(t, leads)
+		c.assertOnePerPerson(t, leads, true)
+	})
 }
 
 // Phone-only leads whose names differ: Follow Up Boss cannot match them,
@@ -86,20 +93,16 @@ func TestSyncer_phoneOnlyBurstWithDifferingNames(t *testing.T) {
 // for the same phone brings.
 func TestSyncer_contactDetailsFollowThePerson(t *testing.T) {
 	t.Parallel()
-	for _, crm := range crms {
-		t.Run(crm, func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, crm)
-			c.start(t, 1)
-			first := testLead{"ld_call_in", "Dana", "Reyes", "", phone(1)}
-			c.publish(t, []testLead{first})
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			later := []testLead{first, {"ld_web_form", "Dana", "Reyes", "dana@example.com", phone(1)}}
-			c.publish(t, later[1:])
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			c.assertOnePerPerson(t, later, false)
-		})
-	}
+	eachCRM(t, func(t *testing.T, c *cluster) {
+		c.start(t, 1)
+		first := testLead{"ld_call_in", "Dana", "Reyes", "", phone(1)}
+		c.publish(t, []testLead{first})
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		later := []testLead{first, {"ld_web_form", "Dana", "Reyes", "dana@example.com", phone(1)}}
+		c.publish(t, later[1:])
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		c.assertOnePerPerson(t, later, false)
+	})
 }
 
 // Two leads of a known person arrive at once, each with a phone her contact
@@ -109,33 +112,29 @@ func TestSyncer_contactDetailsFollowThePerson(t *testing.T) {
 // read it before either writes. The contact ends with both phones.
 func TestSyncer_twoNewPhonesAtOnceBothReachTheContact(t *testing.T) {
 	t.Parallel()
-	for _, crm := range crms {
-		t.Run(crm, func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, crm)
-			c.start(t, 1)
-			leads := []testLead{{"ld_two_first", "Dana", "Reyes", "dana.two@example.com", ""}}
-			c.publish(t, leads)
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			id := c.contacts()[0].ID
-			slow := sandbox.Fault{Method: http.MethodGet, Latency: 300 * time.Millisecond, Count: 2}
-			if crm == "liondesk" {
-				slow.Path = "/contacts/" + id
-				c.sb.LionDesk().InjectFault(slow)
-			} else {
-				slow.Path = "/v1/people/" + id
-				c.sb.FUB().InjectFault(slow)
-			}
-			later := []testLead{
-				{"ld_two_a", "Dana", "Reyes", "dana.two@example.com", phone(21)},
-				{"ld_two_b", "Dana", "Reyes", "dana.two@example.com", phone(22)},
-			}
-			c.publish(t, later)
-			leads = append(leads, later...)
-			c.waitSynced(t, leads)
-			c.assertOnePerPerson(t, leads, false)
-		})
-	}
+	eachCRM(t, func(t *testing.T, c *cluster) {
+		c.start(t, 1)
+		leads := []testLead{{"ld_two_first", "Dana", "Reyes", "dana.two@example.com", ""}}
+		c.publish(t, leads)
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		id := c.contacts()[0].ID
+		slow := sandbox.Fault{Method: http.MethodGet, Latency: 300 * time.Millisecond, Count: 2}
+		if c.cfg.CRM == "liondesk" {
+			slow.Path = "/contacts/" + id
+			c.sb.LionDesk().InjectFault(slow)
+		} else {
+			slow.Path = "/v1/people/" + id
+			c.sb.FUB().InjectFault(slow)
+		}
+		later := []testLead{
+			{"ld_two_a", "Dana", "Reyes", "dana.two@example.com", phone(21)},
+			{"ld_two_b", "Dana", "Reyes", "dana.two@example.com", phone(22)},
+		}
+		c.publish(t, later)
+		leads = append(leads, later...)
+		c.waitSynced(t, leads)
+		c.assertOnePerPerson(t, leads, false)
+	})
 }
 
 // One lead brings the email of one contact and the phone of another: it
@@ -143,39 +142,35 @@ func TestSyncer_twoNewPhonesAtOnceBothReachTheContact(t *testing.T) {
 // other (once), and no third contact is made.
 func TestSyncer_leadJoiningTwoContactsLinksThem(t *testing.T) {
 	t.Parallel()
-	for _, crm := range crms {
-		t.Run(crm, func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, crm)
-			c.start(t, 1)
-			leads := []testLead{
-				{"ld_by_email", "Ada", "Lovelace", "ada@example.com", ""},
-				{"ld_by_phone", "Augusta", "King", "", phone(7)},
+	eachCRM(t, func(t *testing.T, c *cluster) {
+		c.start(t, 1)
+		leads := []testLead{
+			{"ld_by_email", "Ada", "Lovelace", "ada@example.com", ""},
+			{"ld_by_phone", "Augusta", "King", "", phone(7)},
+		}
+		c.publish(t, leads)
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		both := []testLead{
+			{"ld_joins", "Ada", "King", "ada@example.com", phone(7)},
+			{"ld_joins_again", "Ada", "King", "ada@example.com", phone(7)},
+		}
+		c.publish(t, both)
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		contacts := c.contacts()
+		if len(contacts) != 2 {
+			t.Fatalf("%d contacts, want the 2 linked ones: %+v", len(contacts), contacts)
+		}
+		for _, ct := range contacts {
+			if ct.LinkNotes != 1 {
+				t.Errorf("contact %s has %d link notes, want 1", ct.ID, ct.LinkNotes)
 			}
-			c.publish(t, leads)
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			both := []testLead{
-				{"ld_joins", "Ada", "King", "ada@example.com", phone(7)},
-				{"ld_joins_again", "Ada", "King", "ada@example.com", phone(7)},
+			byEmail := len(ct.Emails) > 0 && ct.Emails[0] == "ada@example.com"
+			if want := map[bool]int{true: 3, false: 1}[byEmail]; ct.Activities != want {
+				t.Errorf("contact %s (email's: %v) has %d activities, want %d", ct.ID, byEmail, ct.Activities, want)
 			}
-			c.publish(t, both)
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			contacts := c.contacts()
-			if len(contacts) != 2 {
-				t.Fatalf("%d contacts, want the 2 linked ones: %+v", len(contacts), contacts)
-			}
-			for _, ct := range contacts {
-				if ct.LinkNotes != 1 {
-					t.Errorf("contact %s has %d link notes, want 1", ct.ID, ct.LinkNotes)
-				}
-				byEmail := len(ct.Emails) > 0 && ct.Emails[0] == "ada@example.com"
-				if want := map[bool]int{true: 3, false: 1}[byEmail]; ct.Activities != want {
-					t.Errorf("contact %s (email's: %v) has %d activities, want %d", ct.ID, byEmail, ct.Activities, want)
-				}
-			}
-			c.assertOnePerPerson(t, append(leads, both...), true)
-		})
-	}
+		}
+		c.assertOnePerPerson(t, append(leads, both...), true)
+	})
 }
 
 // A replica killed at the harmful point (the CRM call made, nothing yet
@@ -183,29 +178,25 @@ func TestSyncer_leadJoiningTwoContactsLinksThem(t *testing.T) {
 // not sent again. For a new person and for a known one.
 func TestSyncer_crashAfterTheCRMCallRecordsTheLeadOnce(t *testing.T) {
 	t.Parallel()
-	for _, crm := range crms {
-		t.Run(crm, func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, crm)
-			c.hooks.CrashAtOf(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall, 2)
-			c.start(t, 1)
-			leads := []testLead{{"ld_killed_new", "Ada", "Lovelace", "ada@example.com", phone(3)}}
-			c.publish(t, leads)
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			leads = append(leads, testLead{"ld_killed_known", "Ada", "Lovelace", "ada@example.com", phone(3)})
-			c.publish(t, leads[1:])
-			natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
-			if n := c.hooks.Armed(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall); n != 0 {
-				t.Fatalf("%d crashes did not happen", n)
-			}
-			c.assertOnePerPerson(t, leads, false)
-			// The killed creation still says it created the contact.
-			synced := readAll[*crmv1.ContactSynced](t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced, func() *crmv1.ContactSynced { return &crmv1.ContactSynced{} })
-			if len(synced) != 2 || synced[0].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_CREATED || synced[1].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING {
-				t.Fatalf("synced = %v, want created then existing", synced)
-			}
-		})
-	}
+	eachCRM(t, func(t *testing.T, c *cluster) {
+		c.hooks.CrashAtOf(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall, 2)
+		c.start(t, 1)
+		leads := []testLead{{"ld_killed_new", "Ada", "Lovelace", "ada@example.com", phone(3)}}
+		c.publish(t, leads)
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		leads = append(leads, testLead{"ld_killed_known", "Ada", "Lovelace", "ada@example.com", phone(3)})
+		c.publish(t, leads[1:])
+		natstest.WaitCaughtUp(t, c.js, bus.StreamLeads, "crm-sync")
+		if n := c.hooks.Armed(bus.CRMSyncLeads.Durable, crmsync.CrashAfterCRMCall); n != 0 {
+			t.Fatalf("%d crashes did not happen", n)
+		}
+		c.assertOnePerPerson(t, leads, false)
+		// The killed creation still says it created the contact.
+		synced := readAll[*crmv1.ContactSynced](t, c.js, bus.StreamCRM, crmsync.SubjectContactSynced, func() *crmv1.ContactSynced { return &crmv1.ContactSynced{} })
+		if len(synced) != 2 || synced[0].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_CREATED || synced[1].GetOutcome() != crmv1.SyncOutcome_SYNC_OUTCOME_EXISTING {
+			t.Fatalf("synced = %v, want created then existing", synced)
+		}
+	})
 }
 
 // A zombie replica: its NATS connection is gone while its HTTP still

@@ -90,6 +90,18 @@ func (e *env) wantOnePropertyUpdate(t *testing.T, contact string, published func
 	}
 }
 
+// openedBeforeTheLead runs tms-sync, counts what it publishes
+// (announcements), and moves contact to Active Client before any lead of
+// theirs is known: the loop opens without a property.
+func openedBeforeTheLead(t *testing.T, contact string) (*env, func() int64) {
+	t.Helper()
+	e := setup(t, 1, nil)
+	published := e.announcements(t)
+	e.stage(t, contact, "Active Client")
+	e.settle(t)
+	return e, published
+}
+
 // TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop: the stage change
 // handled before the contact's crm.contact.synced (tms-sync catching up, an
 // agent moving a contact at once) opens the loop without a property; the
@@ -98,10 +110,7 @@ func (e *env) wantOnePropertyUpdate(t *testing.T, contact string, published func
 // lead.
 func TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop(t *testing.T) {
 	t.Parallel()
-	e := setup(t, 1, nil)
-	published := e.announcements(t)
-	e.stage(t, "701", "Active Client")
-	e.settle(t)
+	e, published := openedBeforeTheLead(t, "701")
 	if loops := e.dl.Loops(); len(loops) != 1 || len(loops[0].Detail["Property Address"]) != 0 {
 		t.Fatalf("before the lead: loops %+v, want one without a property", loops)
 	}
@@ -133,10 +142,7 @@ func TestSyncer_stageChangeBeforeTheLeadStillPrefillsTheLoop(t *testing.T) {
 // does the stage change announced again.
 func TestSyncer_redeliveredSyncedSetsThePropertyOnce(t *testing.T) {
 	t.Parallel()
-	e := setup(t, 1, nil)
-	published := e.announcements(t)
-	e.stage(t, "702", "Active Client")
-	e.settle(t)
+	e, published := openedBeforeTheLead(t, "702")
 	e.hooks.SkipNextAcksOf("tms-sync-crm", 1)
 	synced := e.leadSynced(t, "702")
 	e.settle(t)
@@ -258,10 +264,7 @@ func TestSyncer_crashWhileSettingTheProperty(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			e := setup(t, 1, nil)
-			published := e.announcements(t)
-			e.stage(t, c.contact, "Active Client")
-			e.settle(t)
+			e, published := openedBeforeTheLead(t, c.contact)
 			e.hooks.CrashAt(c.point, 1)
 			e.lead(t, c.contact)
 			natstest.Eventually(t, 30*time.Second, "the redelivery", func() bool { return e.delivered(t, "tms-sync-crm") >= 3 })
@@ -281,10 +284,7 @@ func TestSyncer_crashWhileSettingTheProperty(t *testing.T) {
 // as its record no longer keeps it.
 func TestSyncer_propertyAnnouncedBeforeANewEpisode(t *testing.T) {
 	t.Parallel()
-	e := setup(t, 1, nil)
-	published := e.announcements(t)
-	e.stage(t, "706", "Active Client")
-	e.settle(t)
+	e, published := openedBeforeTheLead(t, "706")
 	e.hooks.CrashAt(tmssync.CrashAfterPropertyRecorded, 1)
 	e.lead(t, "706")
 	natstest.Eventually(t, 30*time.Second, "the property set", func() bool { return e.dl.Loops()[0].DetailUpdates == 1 })
